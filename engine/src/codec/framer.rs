@@ -13,6 +13,8 @@ use super::wire::parse_varint;
 pub const MAX_PACKET_SIZE: usize = 1 + 4 + 268_435_455;
 
 /// The outcome of one [`Decoder::decode`] call.
+// The packet is moved out at once by the caller; boxing it would cost an allocation per packet.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decoded {
     /// A whole packet, removed from the front of the buffer.
