@@ -31,7 +31,11 @@ pub(crate) fn decode_packet(
         other => other,
     }
     .ok_or(DecodeError::InvalidPacketType { nibble })?;
-    if packet != PacketType::Publish && flags != packet.fixed_flags() {
+    // MQTT 3.1 let senders set DUP (0x08) on a resent PUBREL, SUBSCRIBE or UNSUBSCRIBE; later versions fix
+    // the flags exactly.
+    let dup_allowed = version == ProtocolVersion::V3_1 && packet.fixed_flags() != 0;
+    let checked_flags = if dup_allowed { flags & !0x08 } else { flags };
+    if packet != PacketType::Publish && checked_flags != packet.fixed_flags() {
         return Err(DecodeError::InvalidHeaderFlags { packet, flags });
     }
     let mut r = Reader::new(body, packet);
