@@ -16,7 +16,8 @@ use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion
 const BATCH: usize = 1000;
 
 fn publish(payload_len: usize, id: u16) -> Packet {
-    let topic = TopicName::new("sensors/building-7/floor-3/room-12/temperature").expect("valid topic");
+    let topic =
+        TopicName::new("sensors/building-7/floor-3/room-12/temperature").expect("valid topic");
     let mut p = Publish::new(topic, Bytes::from(vec![0xA5; payload_len]));
     p.delivery = Delivery::AtLeastOnce(PacketId::new(id).expect("non-zero"));
     p.properties.message_expiry_interval = Some(3600);

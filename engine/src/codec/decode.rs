@@ -104,14 +104,15 @@ fn connect(r: &mut Reader) -> Result<Connect, DecodeError> {
         return Err(bad_flags("the reserved bit must be 0"));
     }
     let will_flag = flags & 0x04 != 0;
-    let will_qos = QoS::from_u8((flags >> 3) & 0x03).ok_or(DecodeError::InvalidQoS {
-        field: "will QoS",
-    })?;
+    let will_qos =
+        QoS::from_u8((flags >> 3) & 0x03).ok_or(DecodeError::InvalidQoS { field: "will QoS" })?;
     let will_retain = flags & 0x20 != 0;
     let has_password = flags & 0x40 != 0;
     let has_username = flags & 0x80 != 0;
     if !will_flag && (will_qos != QoS::AtMostOnce || will_retain) {
-        return Err(bad_flags("will QoS and will retain must be 0 without a will"));
+        return Err(bad_flags(
+            "will QoS and will retain must be 0 without a will",
+        ));
     }
     if !protocol.is_v5() && has_password && !has_username {
         return Err(bad_flags("a password requires a user name before MQTT 5.0"));

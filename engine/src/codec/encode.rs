@@ -123,7 +123,9 @@ impl Packet {
             }
             Packet::ConnAck(c) if v5 => c.properties.check(),
             Packet::Publish(p) if v5 => p.properties.check(),
-            Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) if v5 => {
+            Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a)
+                if v5 =>
+            {
                 a.properties.check()
             }
             Packet::Subscribe(s) if v5 => s.properties.check(),
@@ -262,7 +264,11 @@ fn write_connack(c: &ConnAck, version: ProtocolVersion, buf: &mut BytesMut) {
 
 fn publish_len(p: &Publish, v5: bool) -> usize {
     binary_len(p.topic.as_str().as_bytes())
-        + if p.delivery.packet_id().is_some() { 2 } else { 0 }
+        + if p.delivery.packet_id().is_some() {
+            2
+        } else {
+            0
+        }
         + props_len(v5, p.properties.wire_len())
         + p.payload.len()
 }

@@ -258,7 +258,8 @@ impl DecodeError {
     /// other malformed input closes the network connection without a reply.
     pub fn v3_connack_code(&self) -> Option<u8> {
         match self {
-            DecodeError::UnsupportedProtocolLevel { .. } | DecodeError::InvalidProtocolName { .. } => {
+            DecodeError::UnsupportedProtocolLevel { .. }
+            | DecodeError::InvalidProtocolName { .. } => {
                 Some(ReasonCode::UnsupportedProtocolVersion.to_v3_connack())
             }
             _ => None,

@@ -14,7 +14,11 @@ const SHOWN_BYTES: usize = 64;
 pub fn render_bytes(data: &[u8]) -> String {
     let shown = &data[..data.len().min(SHOWN_BYTES)];
     let mut out = match std::str::from_utf8(shown) {
-        Ok(text) if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => {
+        Ok(text)
+            if !text
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t') =>
+        {
             format!("{text:?}")
         }
         _ => {
@@ -98,7 +102,12 @@ impl fmt::Display for Packet {
                     if w.retain {
                         f.write_str(" retain")?;
                     }
-                    write!(f, " {:?} payload={}", w.topic.as_str(), render_bytes(&w.payload))?;
+                    write!(
+                        f,
+                        " {:?} payload={}",
+                        w.topic.as_str(),
+                        render_bytes(&w.payload)
+                    )?;
                     props(f, w.properties.render())?;
                     f.write_str(")")?;
                 }
@@ -120,7 +129,12 @@ impl fmt::Display for Packet {
                 if p.retain {
                     f.write_str(" retain")?;
                 }
-                write!(f, " {:?} payload={}", p.topic.as_str(), render_bytes(&p.payload))?;
+                write!(
+                    f,
+                    " {:?} payload={}",
+                    p.topic.as_str(),
+                    render_bytes(&p.payload)
+                )?;
                 props(f, p.properties.render())
             }
             Packet::PubAck(a) => ack(f, "PUBACK", a),

@@ -190,14 +190,29 @@ mod tests {
     #[test]
     fn spec_4_7_1_filter_examples() {
         // Multi-level wildcard.
-        for ok in ["sport/tennis/player1/#", "sport/#", "#", "/#", "sport/tennis/#"] {
+        for ok in [
+            "sport/tennis/player1/#",
+            "sport/#",
+            "#",
+            "/#",
+            "sport/tennis/#",
+        ] {
             assert!(filter_ok(ok), "{ok}");
         }
         for bad in ["sport/tennis#", "sport/tennis/#/ranking", "#/", "a/b#"] {
             assert!(!filter_ok(bad), "{bad}");
         }
         // Single-level wildcard.
-        for ok in ["+", "+/tennis/#", "sport/+/player1", "/+", "+/+", "a//b", "/", "//"] {
+        for ok in [
+            "+",
+            "+/tennis/#",
+            "sport/+/player1",
+            "/+",
+            "+/+",
+            "a//b",
+            "/",
+            "//",
+        ] {
             assert!(filter_ok(ok), "{ok}");
         }
         for bad in ["sport+", "sport/+x", "+a/b", ""] {
@@ -211,7 +226,14 @@ mod tests {
         assert_eq!(f.shared(), Some(("group", "a/+/c")));
         assert_eq!(f.matching_part(), "a/+/c");
         assert!(f.has_wildcards());
-        for bad in ["$share/", "$share//a", "$share/g", "$share/g/", "$share/g+/a", "$share/#/a"] {
+        for bad in [
+            "$share/",
+            "$share//a",
+            "$share/g",
+            "$share/g/",
+            "$share/g+/a",
+            "$share/#/a",
+        ] {
             assert!(!filter_ok(bad), "{bad}");
         }
         // Not a share prefix: an ordinary `$` filter.

@@ -109,7 +109,11 @@ impl Reader {
     }
 
     /// Splits off the next `len` bytes as a reader of their own (a property block).
-    pub(crate) fn sub_reader(&mut self, len: usize, field: &'static str) -> Result<Reader, DecodeError> {
+    pub(crate) fn sub_reader(
+        &mut self,
+        len: usize,
+        field: &'static str,
+    ) -> Result<Reader, DecodeError> {
         let buf = self.take(len, field)?;
         Ok(Reader::new(buf, self.packet))
     }
@@ -137,7 +141,10 @@ pub(crate) fn validate_utf8(raw: Bytes, field: &'static str) -> Result<ByteStrin
 /// Parses a variable byte integer at the start of `buf`.
 ///
 /// Returns `Ok(None)` when `buf` ends before the integer does, so the framer can wait for more bytes.
-pub(crate) fn parse_varint(buf: &[u8], field: &'static str) -> Result<Option<(u32, usize)>, DecodeError> {
+pub(crate) fn parse_varint(
+    buf: &[u8],
+    field: &'static str,
+) -> Result<Option<(u32, usize)>, DecodeError> {
     let mut value: u32 = 0;
     for (i, &byte) in buf.iter().enumerate() {
         if i == 4 {
@@ -261,7 +268,8 @@ mod tests {
             Err(DecodeError::InvalidUtf8 { field: "s" })
         );
         // Spec example 1.5.4: U+2A6D4 encoded as F0 AA 9B 94, and U+FEFF kept as-is.
-        let s = validate_utf8(Bytes::from_static(&[0x41, 0xF0, 0xAA, 0x9B, 0x94]), "s").expect("valid");
+        let s =
+            validate_utf8(Bytes::from_static(&[0x41, 0xF0, 0xAA, 0x9B, 0x94]), "s").expect("valid");
         assert_eq!(&*s, "A\u{2A6D4}");
         let bom = validate_utf8(Bytes::from_static(&[0xEF, 0xBB, 0xBF, b'x']), "s").expect("valid");
         assert_eq!(&*bom, "\u{FEFF}x");
