@@ -166,9 +166,13 @@ fn connect(r: &mut Reader) -> Result<Connect, DecodeError> {
 
 fn connack(r: &mut Reader, version: ProtocolVersion) -> Result<ConnAck, DecodeError> {
     let flags = r.u8("connect acknowledge flags")?;
-    if flags & 0xFE != 0 {
-        return Err(DecodeError::InvalidConnAckFlags { flags });
-    }
+    // MQTT 3.1 has no Session Present flag: the whole byte is "reserved, not used", so 3.1 peers may
+    // put anything there and we ignore it. 3.1.1 and 5.0 reserve bits 7-1 and require them to be 0.
+    let session_present = match version {
+        ProtocolVersion::V3_1 => false,
+        _ if flags & 0xFE != 0 => return Err(DecodeError::InvalidConnAckFlags { flags }),
+        _ => flags & 0x01 != 0,
+    };
     let (reason, properties) = if version.is_v5() {
         (reason(r)?, ConnAckProperties::decode(r)?)
     } else {
@@ -180,7 +184,7 @@ fn connack(r: &mut Reader, version: ProtocolVersion) -> Result<ConnAck, DecodeEr
         (reason, ConnAckProperties::default())
     };
     Ok(ConnAck {
-        session_present: flags & 0x01 != 0,
+        session_present,
         reason,
         properties,
     })
