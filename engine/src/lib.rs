@@ -5,8 +5,31 @@
 //! timers come out as values. The same inputs always produce the same outputs, which is what makes trace
 //! replay, simulation and fuzzing of the broker meaningful.
 //!
-//! This crate currently provides the wire codec ([`codec`]); the broker state machine builds on it.
+//! - [`codec`]: the MQTT 3.1 / 3.1.1 / 5.0 wire format.
+//! - [`Engine`]: the broker state machine. Its documentation states the driving contract.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod codec;
+mod config;
+mod engine;
+mod io;
+mod map;
+mod message;
+mod persist;
+mod retained;
+mod rng;
+pub mod router;
+mod session;
+mod time;
+mod timer;
+
+pub use config::{Authentication, Config, ConfigError};
+pub use engine::{Engine, Stats, Transmit};
+pub use io::{
+    AuthDecision, CloseReason, ConnId, ConnMeta, DropReason, Event, Input, OutboundState,
+    PeerMessage, PersistSeq, StoreOp,
+};
+pub use message::Message;
+pub use rng::Rng;
+pub use time::Instant;

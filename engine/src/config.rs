@@ -1,0 +1,147 @@
+//! Engine configuration: every protocol limit, explicit and checked.
+
+use std::time::Duration;
+
+use crate::codec::QoS;
+
+/// How CONNECT credentials are checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Authentication {
+    /// Every client is accepted (the shell restricts this to loopback listeners unless configured).
+    #[default]
+    AllowAll,
+    /// Each CONNECT is put to the shell as [`crate::Event::Authenticate`]; the engine waits for
+    /// [`crate::Input::AuthDecided`] before answering, queueing whatever the client sends meanwhile.
+    External,
+}
+
+/// The limits and switches of one engine. `Config::default()` is a sensible production broker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Largest packet accepted from a client, in bytes (header included). Advertised to v5 clients.
+    pub max_packet_size: u32,
+    /// How many QoS 1/2 PUBLISHes a client may have unacknowledged towards us (v5 Receive Maximum).
+    pub receive_maximum: u16,
+    /// How many QoS 1/2 PUBLISHes we keep unacknowledged towards one client (further capped by its
+    /// Receive Maximum).
+    pub max_inflight: u16,
+    /// Messages queued per session beyond the inflight window (online or offline).
+    pub max_queued_messages: usize,
+    /// Payload bytes queued per session.
+    pub max_queued_bytes: usize,
+    /// Whether QoS 0 messages are queued for offline persistent sessions (MQTT makes this optional).
+    pub queue_qos0_offline: bool,
+    /// Longest topic name or filter, in bytes.
+    pub max_topic_length: usize,
+    /// Most levels in a topic name or filter.
+    pub max_topic_levels: usize,
+    /// Highest QoS granted to subscriptions and accepted in PUBLISH.
+    pub max_qos: QoS,
+    /// Whether retained messages are stored.
+    pub retain_available: bool,
+    /// Highest topic alias a v5 client may use towards us (0 disables aliases).
+    pub topic_alias_maximum: u16,
+    /// Cap on the session expiry a client may ask for, in seconds (v3 persistent sessions get this).
+    pub max_session_expiry: u32,
+    /// Cap on keep alive; v5 clients asking for more (or for none) are told this as Server Keep Alive.
+    pub max_keep_alive: Option<u16>,
+    /// Time allowed between accepting a connection and receiving its CONNECT.
+    pub connect_timeout: Duration,
+    /// Bytes handed to the shell for one connection and not yet reported flushed, beyond which no more
+    /// PUBLISHes are written to it (they wait in the session queue).
+    pub send_window: usize,
+    /// Whether QoS 1/2 acknowledgements wait for storage ([`crate::Event::Persist`]). Off means an
+    /// in-memory broker: no storage batches are produced at all.
+    pub durable: bool,
+    /// How CONNECT is authenticated.
+    pub authentication: Authentication,
+    /// Longest client identifier accepted.
+    pub max_client_id_length: usize,
+    /// Prefix of client identifiers the broker assigns.
+    pub assigned_client_id_prefix: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_packet_size: 1024 * 1024,
+            receive_maximum: 1024,
+            max_inflight: 64,
+            max_queued_messages: 1000,
+            max_queued_bytes: 16 * 1024 * 1024,
+            queue_qos0_offline: false,
+            max_topic_length: 65_535,
+            max_topic_levels: 128,
+            max_qos: QoS::ExactlyOnce,
+            retain_available: true,
+            topic_alias_maximum: 64,
+            max_session_expiry: u32::MAX,
+            max_keep_alive: None,
+            connect_timeout: Duration::from_secs(10),
+            send_window: 1024 * 1024,
+            durable: true,
+            authentication: Authentication::AllowAll,
+            max_client_id_length: 256,
+            assigned_client_id_prefix: "cicada-".to_string(),
+        }
+    }
+}
+
+/// A configuration value the engine cannot work with; names the key and the fix.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid `{key}`: {fix}")]
+pub struct ConfigError {
+    /// The configuration key.
+    pub key: &'static str,
+    /// What to change.
+    pub fix: &'static str,
+}
+
+impl Config {
+    /// Checks that every limit is usable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key, fix| Err(ConfigError { key, fix });
+        if self.max_packet_size < 64 {
+            return fail("max_packet_size", "use at least 64 bytes");
+        }
+        if self.receive_maximum == 0 {
+            return fail("receive_maximum", "use at least 1 (MQTT forbids 0)");
+        }
+        if self.max_inflight == 0 {
+            return fail("max_inflight", "use at least 1");
+        }
+        if self.max_topic_length == 0 || self.max_topic_length > 65_535 {
+            return fail("max_topic_length", "use 1 to 65535 bytes");
+        }
+        if self.max_topic_levels == 0 {
+            return fail("max_topic_levels", "use at least 1");
+        }
+        if self.send_window == 0 {
+            return fail("send_window", "use at least 1 byte");
+        }
+        if self.max_keep_alive == Some(0) {
+            return fail("max_keep_alive", "use at least 1 second, or leave it unset");
+        }
+        if self.max_client_id_length < 23 {
+            return fail("max_client_id_length", "use at least 23 (MQTT requires it)");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_errors_name_the_key() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let bad = Config {
+            receive_maximum: 0,
+            ..Config::default()
+        };
+        let err = bad.validate().expect_err("invalid");
+        assert_eq!(err.key, "receive_maximum");
+        assert!(err.to_string().contains("receive_maximum"));
+    }
+}

@@ -1,0 +1,96 @@
+//! One network connection as the engine sees it: decoder state, protocol phase, and the bytes waiting to
+//! go out (some of them held until a storage batch is durable).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use bytestring::ByteString;
+
+use crate::codec::{Connect, Decoder, ProtocolVersion, TopicName};
+use crate::io::ConnMeta;
+use crate::session::SessionId;
+
+/// Where a connection is in its life.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// Accepted; the first packet must be CONNECT.
+    AwaitingConnect,
+    /// CONNECT received and put to the authenticator; later bytes wait, undecoded, in `inbuf`.
+    Authenticating(Box<Connect>),
+    /// CONNACK sent; attached to a session.
+    Connected(SessionId),
+}
+
+/// Bytes waiting for storage batch `seq` to be durable.
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub(crate) seq: u64,
+    pub(crate) bytes: BytesMut,
+    /// QoS 1 PUBACKs among them: unacknowledged publishes count against our Receive Maximum.
+    pub(crate) acks: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) meta: ConnMeta,
+    pub(crate) decoder: Decoder,
+    pub(crate) inbuf: BytesMut,
+    pub(crate) phase: Phase,
+    pub(crate) version: Option<ProtocolVersion>,
+    pub(crate) client_id: Option<ByteString>,
+    pub(crate) keep_alive: Option<Duration>,
+    /// Bytes ready for `poll_transmit`.
+    pub(crate) out: BytesMut,
+    /// Bytes that may leave only once the batch they follow is durable, in order.
+    pub(crate) held: VecDeque<Held>,
+    /// Bytes handed to the shell and not yet reported flushed.
+    pub(crate) unflushed: usize,
+    /// Whether `out` is listed for the next transmit sweep.
+    pub(crate) dirty: bool,
+    /// v5 topic aliases the client set.
+    pub(crate) aliases: BTreeMap<u16, TopicName>,
+    /// The client's v5 Request Problem Information (reason strings allowed).
+    pub(crate) problem_info: bool,
+}
+
+impl Conn {
+    pub(crate) fn new(meta: ConnMeta, max_packet_size: usize) -> Conn {
+        Conn {
+            meta,
+            decoder: Decoder::new(max_packet_size),
+            inbuf: BytesMut::new(),
+            phase: Phase::AwaitingConnect,
+            version: None,
+            client_id: None,
+            keep_alive: None,
+            out: BytesMut::new(),
+            held: VecDeque::new(),
+            unflushed: 0,
+            dirty: false,
+            aliases: BTreeMap::new(),
+            problem_info: true,
+        }
+    }
+
+    pub(crate) fn session(&self) -> Option<SessionId> {
+        match self.phase {
+            Phase::Connected(sid) => Some(sid),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn is_v5(&self) -> bool {
+        self.version.is_some_and(ProtocolVersion::is_v5)
+    }
+
+    /// Bytes written for this connection that the shell has not yet flushed.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.unflushed + self.out.len() + self.held.iter().map(|h| h.bytes.len()).sum::<usize>()
+    }
+
+    /// QoS 1 PUBACKs not yet sent because they wait for storage.
+    pub(crate) fn held_acks(&self) -> usize {
+        self.held.iter().map(|h| h.acks).sum()
+    }
+}

@@ -1,0 +1,307 @@
+//! CONNECT: protocol checks, client identifiers, authentication, session takeover and resumption.
+
+use std::num::{NonZeroU16, NonZeroU32};
+use std::time::Duration;
+
+use bytestring::ByteString;
+
+use crate::codec::{ConnAck, Connect, DecodeError, Packet, ProtocolVersion, QoS, ReasonCode};
+use crate::config::Authentication;
+use crate::io::{AuthDecision, CloseReason, ConnId, Event, StoreOp};
+use crate::session::{PendingWill, Session};
+use crate::timer::TimerKind;
+
+use super::conn::Phase;
+use super::Engine;
+
+impl Engine {
+    pub(super) fn connect(&mut self, id: ConnId, connect: Box<Connect>, mark: usize) {
+        self.timers.cancel(TimerKind::ConnectTimeout(id));
+        let refusal = self.refusal(&connect);
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        c.version = Some(connect.protocol);
+        c.problem_info = connect.properties.request_problem_information != Some(false);
+        if let Some(reason) = refusal {
+            return self.refuse(id, connect.protocol, reason);
+        }
+        match self.config.authentication {
+            Authentication::AllowAll => self.admit(id, connect, mark),
+            Authentication::External => {
+                self.events.push_back(Event::Authenticate {
+                    conn: id,
+                    client_id: connect.client_id.clone(),
+                    username: connect.username.clone(),
+                    password: connect.password.clone(),
+                    peer: c.meta.peer.clone(),
+                });
+                c.phase = Phase::Authenticating(connect);
+            }
+        }
+    }
+
+    /// Why CONNECT must be refused before authentication, if it must.
+    fn refusal(&self, connect: &Connect) -> Option<ReasonCode> {
+        let id = &connect.client_id;
+        if id.is_empty() {
+            // 3.1 requires an identifier; 3.1.1 allows none only with a clean session [MQTT-3.1.3-7].
+            let allowed = match connect.protocol {
+                ProtocolVersion::V3_1 => false,
+                ProtocolVersion::V3_1_1 => connect.clean_start,
+                ProtocolVersion::V5 => true,
+            };
+            if !allowed {
+                return Some(ReasonCode::ClientIdentifierNotValid);
+            }
+        }
+        if id.len() > self.config.max_client_id_length {
+            return Some(ReasonCode::ClientIdentifierNotValid);
+        }
+        if connect.properties.authentication_method.is_some() {
+            // Enhanced (AUTH packet) authentication is not offered.
+            return Some(ReasonCode::BadAuthenticationMethod);
+        }
+        if let Some(will) = &connect.will {
+            if will.qos > self.config.max_qos {
+                return Some(ReasonCode::QoSNotSupported);
+            }
+            if will.retain && !self.config.retain_available {
+                return Some(ReasonCode::RetainNotSupported);
+            }
+            if !self.topic_within_limits(will.topic.as_str()) {
+                return Some(ReasonCode::TopicNameInvalid);
+            }
+        }
+        None
+    }
+
+    /// Whether a topic name or filter is within the configured length and depth.
+    pub(super) fn topic_within_limits(&self, topic: &str) -> bool {
+        topic.len() <= self.config.max_topic_length
+            && topic.split('/').count() <= self.config.max_topic_levels
+    }
+
+    /// Answers CONNECT with a refusal and closes.
+    fn refuse(&mut self, id: ConnId, protocol: ProtocolVersion, reason: ReasonCode) {
+        let ack = ConnAck {
+            session_present: false,
+            reason: if protocol.is_v5() {
+                reason
+            } else {
+                // 3.x has six return codes; fold to the nearest.
+                ReasonCode::from_v3_connack(reason.to_v3_connack())
+                    .unwrap_or(ReasonCode::ServerUnavailable)
+            },
+            properties: Default::default(),
+        };
+        self.write(id, &Packet::ConnAck(ack), None);
+        self.close(id, CloseReason::ConnectRefused { reason }, false);
+    }
+
+    pub(super) fn auth_decided(&mut self, id: ConnId, decision: AuthDecision) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let phase = std::mem::replace(&mut c.phase, Phase::AwaitingConnect);
+        let Phase::Authenticating(connect) = phase else {
+            c.phase = phase;
+            return;
+        };
+        match decision {
+            AuthDecision::Allow => {
+                let mark = self.persist.mark();
+                self.admit(id, connect, mark);
+                // Packets the client pipelined behind CONNECT were waiting undecoded.
+                self.process_inbuf(id);
+            }
+            AuthDecision::Deny { reason } => self.refuse(id, connect.protocol, reason),
+        }
+    }
+
+    /// Accepts an authenticated CONNECT: attaches a session and sends CONNACK.
+    fn admit(&mut self, id: ConnId, connect: Box<Connect>, mark: usize) {
+        let assigned = connect
+            .client_id
+            .is_empty()
+            .then(|| self.assign_client_id());
+        let client_id = assigned
+            .clone()
+            .unwrap_or_else(|| connect.client_id.clone());
+        let v5 = connect.protocol.is_v5();
+
+        // Take over a session in use, then decide whether it is resumed.
+        let existing = self.by_client.get(&client_id).copied();
+        if let Some(sid) = existing {
+            if let Some(old) = self.sessions.get(&sid).and_then(|s| s.conn) {
+                self.disconnect_with(
+                    old,
+                    ReasonCode::SessionTakenOver,
+                    None,
+                    CloseReason::SessionTakenOver,
+                );
+            }
+        }
+        let resumed = match existing {
+            Some(sid) if !connect.clean_start && self.sessions.contains_key(&sid) => Some(sid),
+            Some(sid) => {
+                self.end_session(sid);
+                None
+            }
+            None => None,
+        };
+        let session_present = resumed.is_some();
+        let sid = match resumed {
+            Some(sid) => {
+                self.timers.cancel(TimerKind::WillDelay(sid));
+                self.timers.cancel(TimerKind::SessionExpiry(sid));
+                sid
+            }
+            None => {
+                let sid = self.next_session;
+                self.next_session += 1;
+                self.sessions
+                    .insert(sid, Session::new(client_id.clone(), connect.protocol));
+                self.by_client.insert(client_id.clone(), sid);
+                sid
+            }
+        };
+
+        let requested_expiry = if v5 {
+            connect.properties.session_expiry_interval.unwrap_or(0)
+        } else if connect.clean_start {
+            0
+        } else {
+            u32::MAX
+        };
+        let expiry = requested_expiry.min(self.config.max_session_expiry);
+        let receive_max = connect
+            .properties
+            .receive_maximum
+            .map_or(u16::MAX, NonZeroU16::get);
+        let (keep_alive, server_keep_alive) = self.keep_alive(&connect);
+        let durable = self.persist.enabled();
+
+        if let Some(session) = self.sessions.get_mut(&sid) {
+            let was_persistent = session.is_persistent();
+            session.conn = Some(id);
+            session.protocol = connect.protocol;
+            session.expiry_interval = expiry;
+            session.send_quota = receive_max.min(self.config.max_inflight);
+            session.client_max_packet = connect.properties.maximum_packet_size.map(NonZeroU32::get);
+            session.will = connect.will.clone().map(|will| PendingWill {
+                delay: will.properties.will_delay_interval.unwrap_or(0),
+                will,
+            });
+            if durable && session.is_persistent() {
+                self.persist.push(StoreOp::PutSession {
+                    client_id: client_id.clone(),
+                    protocol: connect.protocol,
+                    expiry_interval: expiry,
+                });
+            } else if durable && was_persistent {
+                self.persist.push(StoreOp::DeleteSession {
+                    client_id: client_id.clone(),
+                });
+            }
+        }
+
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.phase = Phase::Connected(sid);
+            c.client_id = Some(client_id.clone());
+            c.keep_alive = keep_alive;
+        }
+        if let Some(ka) = keep_alive {
+            self.timers
+                .set(TimerKind::KeepAlive(id), self.now + ka.mul_f32(1.5));
+        }
+
+        let mut ack = ConnAck {
+            session_present,
+            reason: ReasonCode::Success,
+            properties: Default::default(),
+        };
+        if v5 {
+            let p = &mut ack.properties;
+            p.assigned_client_identifier = assigned;
+            p.server_keep_alive = server_keep_alive;
+            if expiry != requested_expiry {
+                p.session_expiry_interval = Some(expiry);
+            }
+            if self.config.receive_maximum != u16::MAX {
+                p.receive_maximum = NonZeroU16::new(self.config.receive_maximum);
+            }
+            p.maximum_packet_size = NonZeroU32::new(self.config.max_packet_size);
+            if self.config.max_qos < QoS::ExactlyOnce {
+                p.maximum_qos = Some(self.config.max_qos);
+            }
+            if !self.config.retain_available {
+                p.retain_available = Some(false);
+            }
+            if self.config.topic_alias_maximum > 0 {
+                p.topic_alias_maximum = Some(self.config.topic_alias_maximum);
+            }
+            p.shared_subscription_available = Some(false);
+        }
+        self.send(id, &Packet::ConnAck(ack), mark);
+        self.events.push_back(Event::ClientConnected {
+            conn: id,
+            client_id,
+            protocol: connect.protocol,
+            session_present,
+        });
+        if session_present {
+            self.resend_inflight(sid);
+        }
+        self.pump(sid);
+    }
+
+    /// The keep alive to enforce, and the Server Keep Alive to announce if it differs from the client's.
+    fn keep_alive(&self, connect: &Connect) -> (Option<Duration>, Option<u16>) {
+        let asked = connect.keep_alive;
+        let granted = match self.config.max_keep_alive {
+            Some(max) if connect.protocol.is_v5() && (asked == 0 || asked > max) => max,
+            _ => asked,
+        };
+        let secs = (granted > 0).then(|| Duration::from_secs(u64::from(granted)));
+        (secs, (granted != asked).then_some(granted))
+    }
+
+    /// A fresh client identifier: the configured prefix and 16 hex digits from the seeded generator.
+    fn assign_client_id(&mut self) -> ByteString {
+        loop {
+            let id = format!(
+                "{}{:016x}",
+                self.config.assigned_client_id_prefix,
+                self.rng.next_u64()
+            );
+            let id = ByteString::from(id);
+            if !self.by_client.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// A packet could not be decoded: close with the reason code the error maps to.
+    pub(super) fn decode_failed(&mut self, id: ConnId, error: DecodeError) {
+        let Some(c) = self.conns.get(&id) else {
+            return;
+        };
+        let rule = error.to_string();
+        let reason = error.reason_code();
+        if matches!(c.phase, Phase::AwaitingConnect) {
+            if let Some(code) = error.v3_connack_code() {
+                // Unknown protocol level: answer in 3.1.1 form, which every version can read [MQTT-3.1.2-2].
+                let ack = ConnAck {
+                    session_present: false,
+                    reason: ReasonCode::from_v3_connack(code).unwrap_or(reason),
+                    properties: Default::default(),
+                };
+                self.write(id, &Packet::ConnAck(ack), None);
+            }
+            self.stats.protocol_violations += 1;
+            return self.close(id, CloseReason::ProtocolViolation { reason, rule }, false);
+        }
+        self.violation(id, reason, rule);
+    }
+}

@@ -1,0 +1,328 @@
+//! Messages to subscribers: routing, the per-session queue and inflight window, the send window, and the
+//! QoS 1/2 flows towards clients.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::codec::{Ack, Delivery, Packet, PacketId, Publish, QoS, ReasonCode, SubscriptionId};
+use crate::io::{ConnId, DropReason, Event, OutboundState, StoreOp};
+use crate::message::Message;
+use crate::session::{Flow, Inflight, Outbound, QueueLimits, SessionId};
+
+use super::Engine;
+
+/// One session's share of a routed message.
+struct Target {
+    qos: QoS,
+    sub_ids: Vec<SubscriptionId>,
+    retain_as_published: bool,
+}
+
+impl Engine {
+    /// Delivers `message` to every session with a matching subscription: once per session, at the
+    /// highest QoS of its matching subscriptions, with all their identifiers.
+    pub(super) fn route(&mut self, message: Arc<Message>) {
+        let mut targets: BTreeMap<SessionId, Target> = BTreeMap::new();
+        let sessions = &self.sessions;
+        self.router
+            .for_each_match(message.topic.as_str(), |sid, sub| {
+                if sub.options.no_local
+                    && message.origin.as_ref() == sessions.get(sid).map(|s| &s.client_id)
+                {
+                    return;
+                }
+                let qos = message.qos.min(sub.options.qos);
+                let t = targets.entry(*sid).or_insert(Target {
+                    qos,
+                    sub_ids: Vec::new(),
+                    retain_as_published: false,
+                });
+                t.qos = t.qos.max(qos);
+                t.sub_ids.extend(sub.id);
+                t.retain_as_published |= sub.options.retain_as_published;
+            });
+        for (sid, t) in targets {
+            let retain = message.retain && t.retain_as_published;
+            self.enqueue(sid, message.clone(), t.qos, retain, t.sub_ids);
+        }
+    }
+
+    /// Queues a message for a session and sends what its windows allow.
+    pub(super) fn enqueue(
+        &mut self,
+        sid: SessionId,
+        message: Arc<Message>,
+        qos: QoS,
+        retain: bool,
+        mut sub_ids: Vec<SubscriptionId>,
+    ) {
+        let limits = QueueLimits {
+            messages: self.config.max_queued_messages,
+            bytes: self.config.max_queued_bytes,
+        };
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if session.conn.is_none() && qos == QoS::AtMostOnce && !self.config.queue_qos0_offline {
+            self.stats.messages_dropped += 1;
+            self.stats.qos0_dropped += 1;
+            return;
+        }
+        sub_ids.sort_unstable();
+        let out = Outbound {
+            seq: session.take_seq(),
+            message,
+            qos,
+            retain,
+            sub_ids,
+            stored: false,
+        };
+        let dropped = session.push(out, limits);
+        for (out, reason) in dropped {
+            self.dropped(sid, out, reason);
+        }
+        self.pump(sid);
+        self.store_queue_tail(sid);
+    }
+
+    /// Accounts for a message a session will not get.
+    fn dropped(&mut self, sid: SessionId, out: Outbound, reason: DropReason) {
+        self.stats.messages_dropped += 1;
+        if out.qos == QoS::AtMostOnce {
+            self.stats.qos0_dropped += 1;
+        }
+        let Some(session) = self.sessions.get(&sid) else {
+            return;
+        };
+        if out.stored {
+            self.persist.push(StoreOp::DeleteMessage {
+                client_id: session.client_id.clone(),
+                seq: out.seq,
+            });
+        }
+        self.events.push_back(Event::MessageDropped {
+            client_id: session.client_id.clone(),
+            topic: out.message.topic.clone(),
+            reason,
+        });
+    }
+
+    /// Stores QoS 1/2 messages that stayed queued, so a persistent session keeps them across a restart.
+    fn store_queue_tail(&mut self, sid: SessionId) {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if !session.is_persistent() || !self.persist.enabled() {
+            return;
+        }
+        for out in session.queue.iter_mut().rev() {
+            if out.stored {
+                break;
+            }
+            if out.qos != QoS::AtMostOnce {
+                out.stored = true;
+                self.persist.push(StoreOp::PutMessage {
+                    client_id: session.client_id.clone(),
+                    seq: out.seq,
+                    qos: out.qos,
+                    state: OutboundState::Queued,
+                    message: out.message.clone(),
+                });
+            }
+        }
+    }
+
+    /// Sends queued messages while the session is online, its inflight window has room and its
+    /// connection's send window is open.
+    pub(super) fn pump(&mut self, sid: SessionId) {
+        loop {
+            let Some(session) = self.sessions.get_mut(&sid) else {
+                return;
+            };
+            let Some(conn) = session.conn else {
+                return;
+            };
+            let Some(c) = self.conns.get(&conn) else {
+                return;
+            };
+            if c.pending_bytes() >= self.config.send_window {
+                return;
+            }
+            let version = c.version.unwrap_or(crate::codec::ProtocolVersion::V3_1_1);
+            match session.queue.front() {
+                None => return,
+                Some(front) if front.qos != QoS::AtMostOnce && !session.window_open() => return,
+                Some(_) => {}
+            }
+            let Some(mut out) = session.pop() else {
+                return;
+            };
+            if out.message.is_expired(self.now) {
+                self.dropped(sid, out, DropReason::Expired);
+                continue;
+            }
+            let pid = (out.qos != QoS::AtMostOnce).then(|| session.take_packet_id());
+            let publish = Packet::Publish(outbound_publish(&out, pid, false, self.now));
+            let too_big = session
+                .client_max_packet
+                .is_some_and(|max| publish.encoded_len(version) > max as usize);
+            if too_big {
+                // [MQTT-3.1.2-25]: discard it as if it had been delivered.
+                self.dropped(sid, out, DropReason::TooLargeForClient);
+                continue;
+            }
+            let mut gate = None;
+            if let Some(pid) = pid {
+                if session.is_persistent() && self.persist.enabled() {
+                    out.stored = true;
+                    self.persist.push(StoreOp::PutMessage {
+                        client_id: session.client_id.clone(),
+                        seq: out.seq,
+                        qos: out.qos,
+                        state: OutboundState::Sent(pid.get()),
+                        message: out.message.clone(),
+                    });
+                    // A QoS 2 packet id must be durable before the client sees it: after a restart
+                    // the message must be resent under the same id, or the client delivers it twice.
+                    if out.qos == QoS::ExactlyOnce {
+                        gate = Some(self.persist.building());
+                    }
+                }
+                session.inflight.insert(
+                    pid.get(),
+                    Inflight {
+                        out,
+                        flow: Flow::Published,
+                    },
+                );
+            }
+            self.stats.publishes_sent += 1;
+            self.write(conn, &publish, gate);
+        }
+    }
+
+    /// After a session resumes: resends every unacknowledged PUBLISH (DUP set) and PUBREL, oldest first.
+    pub(super) fn resend_inflight(&mut self, sid: SessionId) {
+        let Some(session) = self.sessions.get(&sid) else {
+            return;
+        };
+        let Some(conn) = session.conn else {
+            return;
+        };
+        let mut flows: Vec<(PacketId, &Inflight)> = session
+            .inflight
+            .iter()
+            .filter_map(|(pid, f)| Some((PacketId::new(*pid)?, f)))
+            .collect();
+        flows.sort_by_key(|(_, f)| f.out.seq);
+        let packets: Vec<Packet> = flows
+            .into_iter()
+            .map(|(pid, f)| match f.flow {
+                Flow::Published => {
+                    Packet::Publish(outbound_publish(&f.out, Some(pid), true, self.now))
+                }
+                Flow::Released => Packet::PubRel(Ack::new(pid)),
+            })
+            .collect();
+        for packet in packets {
+            if matches!(packet, Packet::Publish(_)) {
+                self.stats.publishes_sent += 1;
+            }
+            self.write(conn, &packet, None);
+        }
+    }
+
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2) from the client: the message is delivered.
+    pub(super) fn outbound_acked(&mut self, sid: SessionId, pid: PacketId, complete: bool) {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let expected = if complete {
+            Flow::Released
+        } else {
+            Flow::Published
+        };
+        let matches = session
+            .inflight
+            .get(&pid.get())
+            .is_some_and(|f| f.flow == expected && (complete || f.out.qos == QoS::AtLeastOnce));
+        if !matches {
+            // An acknowledgement for nothing we sent: harmless, ignored (as the spec's senders may resend).
+            return;
+        }
+        if let Some(done) = session.inflight.remove(&pid.get()) {
+            if done.out.stored {
+                self.persist.push(StoreOp::DeleteMessage {
+                    client_id: session.client_id.clone(),
+                    seq: done.out.seq,
+                });
+            }
+        }
+        self.pump(sid);
+    }
+
+    /// PUBREC from the client: answer PUBREL, or drop the message if the client refused it.
+    pub(super) fn outbound_received(&mut self, id: ConnId, sid: SessionId, ack: Ack) {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let pid = ack.packet_id;
+        let known = session
+            .inflight
+            .get(&pid.get())
+            .is_some_and(|f| f.flow == Flow::Published && f.out.qos == QoS::ExactlyOnce);
+        if !known {
+            let mut rel = Ack::new(pid);
+            if session.protocol.is_v5() {
+                rel.reason = ReasonCode::PacketIdentifierNotFound;
+            }
+            return self.write(id, &Packet::PubRel(rel), None);
+        }
+        if ack.reason.as_u8() >= 0x80 {
+            // The client refused the message: the exchange ends here [MQTT-4.3.3].
+            if let Some(done) = session.inflight.remove(&pid.get()) {
+                if done.out.stored {
+                    self.persist.push(StoreOp::DeleteMessage {
+                        client_id: session.client_id.clone(),
+                        seq: done.out.seq,
+                    });
+                }
+            }
+            return self.pump(sid);
+        }
+        if let Some(f) = session.inflight.get_mut(&pid.get()) {
+            f.flow = Flow::Released;
+            if f.out.stored {
+                self.persist.push(StoreOp::PutMessage {
+                    client_id: session.client_id.clone(),
+                    seq: f.out.seq,
+                    qos: f.out.qos,
+                    state: OutboundState::Released(pid.get()),
+                    message: f.out.message.clone(),
+                });
+            }
+        }
+        self.write(id, &Packet::PubRel(Ack::new(pid)), None);
+    }
+}
+
+/// The PUBLISH carrying `out` to its client at `now`.
+fn outbound_publish(
+    out: &Outbound,
+    pid: Option<PacketId>,
+    dup: bool,
+    now: crate::time::Instant,
+) -> Publish {
+    let message = &out.message;
+    let mut properties = message.properties.clone();
+    properties.subscription_identifiers = out.sub_ids.clone();
+    properties.message_expiry_interval = message.remaining_expiry(now);
+    Publish {
+        dup,
+        delivery: Delivery::new(out.qos, pid).unwrap_or(Delivery::AtMostOnce),
+        retain: out.retain,
+        topic: message.topic.clone(),
+        properties,
+        payload: message.payload.clone(),
+    }
+}

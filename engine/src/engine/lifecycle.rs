@@ -1,0 +1,192 @@
+//! How connections and sessions end: DISCONNECT, lost connections, timeouts, wills and session expiry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::codec::{Disconnect, ReasonCode};
+use crate::io::{CloseReason, ConnId, Event, StoreOp};
+use crate::message::Message;
+use crate::session::SessionId;
+use crate::timer::TimerKind;
+
+use super::conn::Phase;
+use super::Engine;
+
+impl Engine {
+    /// Closes connection `id`: flushes what it may still send, tells the shell, detaches its session.
+    /// `will` says whether the session's will message is due (every end but a normal DISCONNECT).
+    pub(super) fn close(&mut self, id: ConnId, reason: CloseReason, will: bool) {
+        self.close_inner(id, reason, will, true);
+    }
+
+    fn close_inner(&mut self, id: ConnId, reason: CloseReason, will: bool, tell_shell: bool) {
+        let Some(mut c) = self.conns.remove(&id) else {
+            return;
+        };
+        self.timers.cancel(TimerKind::ConnectTimeout(id));
+        self.timers.cancel(TimerKind::KeepAlive(id));
+        self.holding.remove(&id);
+        if !c.out.is_empty() && tell_shell {
+            // Bytes already released (a CONNACK refusal, a DISCONNECT) go out before the close.
+            let data = c.out.split().freeze();
+            self.transmits.push_back(super::Transmit { conn: id, data });
+        }
+        if tell_shell {
+            self.events.push_back(Event::Close {
+                conn: id,
+                reason: reason.clone(),
+            });
+        }
+        self.events.push_back(Event::ClientDisconnected {
+            conn: id,
+            client_id: c.client_id.clone(),
+            reason,
+        });
+        if let Phase::Connected(sid) = c.phase {
+            self.session_offline(sid, id, will);
+        }
+    }
+
+    /// The transport ended on its own (or after our close; then this is a no-op).
+    pub(super) fn connection_lost(&mut self, id: ConnId) {
+        self.close_inner(id, CloseReason::ConnectionLost, true, false);
+    }
+
+    /// The client sent DISCONNECT.
+    pub(super) fn client_disconnect(&mut self, id: ConnId, sid: SessionId, d: Disconnect) {
+        if let Some(new_expiry) = d.properties.session_expiry_interval {
+            let Some(session) = self.sessions.get_mut(&sid) else {
+                return;
+            };
+            if session.expiry_interval == 0 && new_expiry != 0 {
+                // [MQTT-3.14.2-2]: a session that was to end with the connection cannot be revived.
+                return self.violation(
+                    id,
+                    ReasonCode::ProtocolError,
+                    "DISCONNECT sets a session expiry after CONNECT set none".into(),
+                );
+            }
+            session.expiry_interval = new_expiry.min(self.config.max_session_expiry);
+            if self.persist.enabled() && session.is_persistent() {
+                self.persist.push(StoreOp::PutSession {
+                    client_id: session.client_id.clone(),
+                    protocol: session.protocol,
+                    expiry_interval: session.expiry_interval,
+                });
+            }
+        }
+        // Only 0x04 asks for the will; every other reason is a normal disconnection [MQTT-3.14.4-3].
+        let will = d.reason == ReasonCode::DisconnectWithWill;
+        self.close(
+            id,
+            CloseReason::ClientDisconnected { reason: d.reason },
+            will,
+        );
+    }
+
+    /// Session `sid` lost its connection `conn`.
+    fn session_offline(&mut self, sid: SessionId, conn: ConnId, will: bool) {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if session.conn != Some(conn) {
+            return;
+        }
+        session.conn = None;
+        let expiry = session.expiry_interval;
+        let pending = if will { session.will.take() } else { None };
+        session.will = pending.clone();
+        if expiry == 0 {
+            // The session ends now; end_session publishes the will.
+            return self.end_session(sid);
+        }
+        if let Some(pending) = pending {
+            let delay = pending.delay.min(expiry);
+            if delay == 0 {
+                self.publish_will(sid);
+            } else {
+                let at = self.now + Duration::from_secs(u64::from(delay));
+                self.timers.set(TimerKind::WillDelay(sid), at);
+            }
+        }
+        if expiry != u32::MAX {
+            let at = self.now + Duration::from_secs(u64::from(expiry));
+            self.timers.set(TimerKind::SessionExpiry(sid), at);
+        }
+    }
+
+    /// Publishes the session's pending will, if it has one.
+    fn publish_will(&mut self, sid: SessionId) {
+        self.timers.cancel(TimerKind::WillDelay(sid));
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let Some(pending) = session.will.take() else {
+            return;
+        };
+        let will = pending.will;
+        let p = will.properties;
+        let message = Message {
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+            properties: crate::codec::PublishProperties {
+                payload_format_indicator: p.payload_format_indicator,
+                message_expiry_interval: p.message_expiry_interval,
+                content_type: p.content_type,
+                response_topic: p.response_topic,
+                correlation_data: p.correlation_data,
+                user_properties: p.user_properties,
+                ..Default::default()
+            },
+            origin: Some(session.client_id.clone()),
+            expires_at: Message::expiry_from(self.now, p.message_expiry_interval),
+        };
+        self.accept_message(Arc::new(message));
+    }
+
+    /// Removes a session and everything in it; a will still pending is published first.
+    pub(super) fn end_session(&mut self, sid: SessionId) {
+        self.publish_will(sid);
+        self.timers.cancel(TimerKind::SessionExpiry(sid));
+        let Some(session) = self.sessions.remove(&sid) else {
+            return;
+        };
+        if self.by_client.get(&session.client_id) == Some(&sid) {
+            self.by_client.remove(&session.client_id);
+        }
+        for filter in session.subscriptions.keys() {
+            self.router.remove(filter, &sid);
+        }
+        if session.is_persistent() {
+            self.persist.push(StoreOp::DeleteSession {
+                client_id: session.client_id.clone(),
+            });
+        }
+    }
+
+    /// Runs every timer that is due.
+    pub(super) fn fire_timers(&mut self) {
+        while let Some(kind) = self.timers.pop_due(self.now) {
+            match kind {
+                TimerKind::ConnectTimeout(id) => self.close(id, CloseReason::ConnectTimeout, false),
+                TimerKind::KeepAlive(id) => self.disconnect_with(
+                    id,
+                    ReasonCode::KeepAliveTimeout,
+                    None,
+                    CloseReason::KeepAliveTimeout,
+                ),
+                TimerKind::WillDelay(sid) => self.publish_will(sid),
+                TimerKind::SessionExpiry(sid) => {
+                    if let Some(s) = self.sessions.get(&sid) {
+                        self.events.push_back(Event::SessionExpired {
+                            client_id: s.client_id.clone(),
+                        });
+                    }
+                    self.end_session(sid);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The broker state machine.
+
+mod conn;
+mod connect;
+mod deliver;
+mod lifecycle;
+mod publish;
+mod subscribe;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+
+use crate::codec::{Decoded, Disconnect, Packet, ProtocolVersion, ReasonCode};
+use crate::config::{Config, ConfigError};
+use crate::io::{CloseReason, ConnId, Event, Input, PeerMessage};
+use crate::map::FixedMap;
+use crate::persist::Persistence;
+use crate::retained::RetainedStore;
+use crate::rng::Rng;
+use crate::router::TopicTrie;
+use crate::session::{Session, SessionId, Sub};
+use crate::time::Instant;
+use crate::timer::{TimerKind, Timers};
+
+use conn::{Conn, Held, Phase};
+
+/// Bytes for one connection, from [`Engine::poll_transmit`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// The connection to write to.
+    pub conn: ConnId,
+    /// The bytes, whole packets, in order.
+    pub data: Bytes,
+}
+
+/// Counters of what the engine did, for metrics and `$SYS`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// PUBLISH packets accepted from clients.
+    pub publishes_received: u64,
+    /// PUBLISH packets written to clients (retransmissions included).
+    pub publishes_sent: u64,
+    /// Messages not delivered to some session, for any [`crate::DropReason`].
+    pub messages_dropped: u64,
+    /// Of those, QoS 0 messages (dropped first under pressure, or for offline sessions).
+    pub qos0_dropped: u64,
+    /// Connections closed for breaking a protocol rule.
+    pub protocol_violations: u64,
+}
+
+/// The Cicada broker engine: every protocol rule, no I/O.
+///
+/// # Driving contract
+///
+/// 1. Feed every happening to [`Engine::handle`] with the current time. Time must never go back: an
+///    earlier `now` than the previous call is treated as the previous one.
+/// 2. After every `handle`, drain the outputs before the next input: [`Engine::poll_transmit`] until
+///    `None` (write each to its connection, in order, then report [`Input::Flushed`]), then
+///    [`Engine::poll_event`] until `None` (a [`Event::Close`] applies after the bytes already taken for
+///    that connection have been written; a [`Event::Persist`] is written in order and reported with
+///    [`Input::Persisted`]).
+/// 3. Sleep until [`Engine::poll_timeout`] (or the next happening) and call `handle(now, Input::Timeout)`.
+///
+/// The engine never acknowledges what is not durable: replies to packets that caused storage writes wait
+/// until [`Input::Persisted`] covers their batch. With [`Config::durable`] off no batches are produced.
+/// Misbehaving clients never make `handle` fail; they are disconnected with the right reason code and an
+/// event naming the client and the rule.
+#[derive(Debug)]
+pub struct Engine {
+    config: Config,
+    rng: Rng,
+    now: Instant,
+    conns: BTreeMap<ConnId, Conn>,
+    sessions: BTreeMap<SessionId, Session>,
+    by_client: FixedMap<ByteString, SessionId>,
+    router: TopicTrie<SessionId, Sub>,
+    retained: RetainedStore,
+    timers: Timers,
+    persist: Persistence,
+    /// Connections with held bytes, checked when a batch becomes durable.
+    holding: BTreeSet<ConnId>,
+    /// Connections with bytes in `out`, in the order they got them.
+    dirty: Vec<ConnId>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    next_session: SessionId,
+    stats: Stats,
+}
+
+impl Engine {
+    /// An engine with `config`, its randomness (assigned client ids) drawn from `seed`.
+    pub fn new(config: Config, seed: u64) -> Result<Engine, ConfigError> {
+        config.validate()?;
+        Ok(Engine {
+            persist: Persistence::new(config.durable),
+            config,
+            rng: Rng::new(seed),
+            now: Instant::ZERO,
+            conns: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            by_client: FixedMap::default(),
+            router: TopicTrie::default(),
+            retained: RetainedStore::default(),
+            timers: Timers::default(),
+            holding: BTreeSet::new(),
+            dirty: Vec::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            next_session: 1,
+            stats: Stats::default(),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// How many connections are open.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// How many sessions exist, online or not.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// How many topics hold a retained message.
+    pub fn retained_count(&self) -> usize {
+        self.retained.len()
+    }
+
+    /// How many subscriptions exist across all sessions.
+    pub fn subscription_count(&self) -> usize {
+        self.router.len()
+    }
+
+    /// The single entry point: one happening at `now`. Drain the outputs afterwards.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        self.now = self.now.max(now);
+        match input {
+            Input::Accepted { conn, meta } => self.accepted(conn, meta),
+            Input::Received { conn, data } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.inbuf.extend_from_slice(&data);
+                    self.process_inbuf(conn);
+                }
+            }
+            Input::Flushed { conn, bytes } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.unflushed = c.unflushed.saturating_sub(bytes);
+                    if let Some(sid) = c.session() {
+                        self.pump(sid);
+                    }
+                }
+            }
+            Input::Closed { conn } => self.connection_lost(conn),
+            Input::Persisted { upto } => {
+                self.persist.persisted(upto);
+                self.release_held();
+            }
+            Input::PersistFailed { seq } => self.persist_failed(seq.0),
+            Input::AuthDecided { conn, decision } => self.auth_decided(conn, decision),
+            Input::Peer { message } => match message {
+                PeerMessage::Publish(message) => self.route(message),
+            },
+            Input::Timeout => self.fire_timers(),
+        }
+        self.finish();
+    }
+
+    /// Bytes to write to a connection, if any.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next thing for the shell to do or log, if any.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When the engine next needs [`Input::Timeout`].
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next().map(|(at, _)| at)
+    }
+
+    /// Why the engine wants to wake at [`Engine::poll_timeout`] (for debugging and traces).
+    pub fn timeout_reason(&self) -> Option<&'static str> {
+        self.timers.next().map(|(_, kind)| kind.name())
+    }
+
+    /// Seals the storage batch and moves written bytes to the transmit queue.
+    fn finish(&mut self) {
+        if let Some((seq, ops)) = self.persist.seal() {
+            self.events.push_back(Event::Persist { seq, ops });
+        }
+        for id in std::mem::take(&mut self.dirty) {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.dirty = false;
+                if !c.out.is_empty() {
+                    let data = c.out.split().freeze();
+                    c.unflushed += data.len();
+                    self.transmits.push_back(Transmit { conn: id, data });
+                }
+            }
+        }
+    }
+
+    fn accepted(&mut self, id: ConnId, meta: crate::io::ConnMeta) {
+        let conn = Conn::new(meta, self.config.max_packet_size as usize);
+        self.conns.insert(id, conn);
+        self.timers.set(
+            TimerKind::ConnectTimeout(id),
+            self.now + self.config.connect_timeout,
+        );
+    }
+
+    /// Decodes and handles every whole packet buffered for `id`.
+    fn process_inbuf(&mut self, id: ConnId) {
+        loop {
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
+            if matches!(c.phase, Phase::Authenticating(_)) {
+                return;
+            }
+            match c.decoder.decode(&mut c.inbuf) {
+                Ok(Decoded::Packet(packet)) => {
+                    if let Some(ka) = c.keep_alive {
+                        self.timers
+                            .set(TimerKind::KeepAlive(id), self.now + ka.mul_f32(1.5));
+                    }
+                    self.on_packet(id, packet);
+                }
+                Ok(Decoded::Incomplete { .. }) => return,
+                Err(error) => {
+                    self.decode_failed(id, error);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Dispatches one decoded packet. The storage mark taken here decides whether the reply waits.
+    fn on_packet(&mut self, id: ConnId, packet: Packet) {
+        let mark = self.persist.mark();
+        let Some(c) = self.conns.get(&id) else {
+            return;
+        };
+        let session = match (&c.phase, packet) {
+            (Phase::AwaitingConnect, Packet::Connect(connect)) => {
+                return self.connect(id, connect, mark);
+            }
+            (Phase::AwaitingConnect, other) => {
+                let rule = format!(
+                    "the first packet must be CONNECT, got {}",
+                    other.packet_type()
+                );
+                return self.violation(id, ReasonCode::ProtocolError, rule);
+            }
+            (Phase::Authenticating(_), _) => return,
+            (Phase::Connected(sid), packet) => (*sid, packet),
+        };
+        let (sid, packet) = session;
+        match packet {
+            Packet::Publish(p) => self.inbound_publish(id, sid, p, mark),
+            Packet::PubAck(a) => self.outbound_acked(sid, a.packet_id, false),
+            Packet::PubRec(a) => self.outbound_received(id, sid, a),
+            Packet::PubRel(a) => self.inbound_released(id, sid, a, mark),
+            Packet::PubComp(a) => self.outbound_acked(sid, a.packet_id, true),
+            Packet::Subscribe(s) => self.subscribe(id, sid, s, mark),
+            Packet::Unsubscribe(u) => self.unsubscribe(id, sid, u, mark),
+            Packet::PingReq => self.send(id, &Packet::PingResp, mark),
+            Packet::Disconnect(d) => self.client_disconnect(id, sid, d),
+            Packet::Connect(_) => {
+                self.violation(id, ReasonCode::ProtocolError, "a second CONNECT".into())
+            }
+            Packet::Auth(_) => self.violation(
+                id,
+                ReasonCode::ProtocolError,
+                "AUTH without an authentication method in CONNECT".into(),
+            ),
+            other => {
+                let rule = format!("{} is sent by servers only", other.packet_type());
+                self.violation(id, ReasonCode::ProtocolError, rule)
+            }
+        }
+    }
+
+    /// Encodes `packet` for connection `id`; it waits behind anything held, and is itself held when
+    /// the packet it answers caused storage writes since `mark`.
+    fn send(&mut self, id: ConnId, packet: &Packet, mark: usize) {
+        let gate = self.persist.gate_since(mark);
+        self.write(id, packet, gate);
+    }
+
+    /// Encodes `packet` for `id`, held until batch `gate` is durable if given.
+    fn write(&mut self, id: ConnId, packet: &Packet, gate: Option<u64>) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let version = c.version.unwrap_or(ProtocolVersion::V3_1_1);
+        let gate = gate.filter(|seq| !self.persist.is_durable(*seq));
+        if let Some(seq) = gate {
+            if c.held.back().map(|h| h.seq) != Some(seq) {
+                c.held.push_back(Held {
+                    seq,
+                    bytes: BytesMut::new(),
+                    acks: 0,
+                });
+                self.holding.insert(id);
+            }
+        }
+        let target = match c.held.back_mut() {
+            Some(held) => &mut held.bytes,
+            None => {
+                if !c.dirty {
+                    c.dirty = true;
+                    self.dirty.push(id);
+                }
+                &mut c.out
+            }
+        };
+        if let Err(e) = packet.encode(version, target) {
+            // Only an oversized packet can fail to encode; PUBLISH is size-checked before it gets here.
+            debug_assert!(false, "encoding {packet} failed: {e}");
+        }
+    }
+
+    /// Moves held bytes whose batch is now durable to the transmit side.
+    fn release_held(&mut self) {
+        let holding = std::mem::take(&mut self.holding);
+        for id in holding {
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            while c
+                .held
+                .front()
+                .is_some_and(|h| self.persist.is_durable(h.seq))
+            {
+                if let Some(held) = c.held.pop_front() {
+                    c.out.unsplit(held.bytes);
+                }
+            }
+            if !c.out.is_empty() && !c.dirty {
+                c.dirty = true;
+                self.dirty.push(id);
+            }
+            if c.held.is_empty() {
+                if let Some(sid) = c.session() {
+                    self.pump(sid);
+                }
+            } else {
+                self.holding.insert(id);
+            }
+        }
+    }
+
+    /// A storage batch failed: connections whose replies waited on it are closed without them.
+    fn persist_failed(&mut self, seq: u64) {
+        let affected: Vec<ConnId> = self
+            .holding
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.conns
+                    .get(id)
+                    .is_some_and(|c| c.held.iter().any(|h| h.seq == seq))
+            })
+            .collect();
+        for id in affected {
+            self.close(id, CloseReason::StorageFailed, true);
+        }
+    }
+
+    /// Sends a v5 DISCONNECT (if the connection speaks v5) and closes the connection.
+    fn disconnect_with(
+        &mut self,
+        id: ConnId,
+        reason: ReasonCode,
+        rule: Option<String>,
+        close: CloseReason,
+    ) {
+        if let Some(c) = self.conns.get(&id) {
+            if c.is_v5() && matches!(c.phase, Phase::Connected(_)) {
+                let mut d = Disconnect::new(reason);
+                if c.problem_info {
+                    d.properties.reason_string = rule.map(ByteString::from);
+                }
+                self.write(id, &Packet::Disconnect(d), None);
+            }
+        }
+        self.close(id, close, true);
+    }
+
+    /// The client broke `rule`: disconnect it with `reason`, publishing its will.
+    fn violation(&mut self, id: ConnId, reason: ReasonCode, rule: String) {
+        self.stats.protocol_violations += 1;
+        let close = CloseReason::ProtocolViolation {
+            reason,
+            rule: rule.clone(),
+        };
+        self.disconnect_with(id, reason, Some(rule), close);
+    }
+}

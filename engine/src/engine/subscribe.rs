@@ -1,0 +1,117 @@
+//! SUBSCRIBE and UNSUBSCRIBE: granted QoS, per-filter reason codes, retained messages on subscribe.
+
+use std::sync::Arc;
+
+use crate::codec::{
+    Packet, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
+};
+use crate::io::{ConnId, StoreOp};
+use crate::message::Message;
+use crate::session::{SessionId, Sub};
+
+use super::Engine;
+
+impl Engine {
+    pub(super) fn subscribe(&mut self, id: ConnId, sid: SessionId, s: Subscribe, mark: usize) {
+        let mut reasons = Vec::with_capacity(s.subscriptions.len());
+        // Retained messages to send after SUBACK: (message, granted QoS, subscription id).
+        let mut retained: Vec<(Arc<Message>, QoS, Sub)> = Vec::new();
+        for subscription in s.subscriptions {
+            let filter = subscription.filter;
+            let reason = if filter.shared().is_some() {
+                ReasonCode::SharedSubscriptionsNotSupported
+            } else if !self.topic_within_limits(filter.as_str()) {
+                ReasonCode::TopicFilterInvalid
+            } else {
+                let qos = subscription.options.qos.min(self.config.max_qos);
+                let sub = Sub {
+                    options: crate::codec::SubscriptionOptions {
+                        qos,
+                        ..subscription.options
+                    },
+                    id: s.properties.subscription_identifier,
+                };
+                let key = filter.as_bytestring().clone();
+                let Some(session) = self.sessions.get_mut(&sid) else {
+                    return;
+                };
+                let existed = session
+                    .subscriptions
+                    .insert(key.clone(), sub.clone())
+                    .is_some();
+                self.router.insert(filter.as_str(), sid, sub.clone());
+                if session.is_persistent() {
+                    self.persist.push(StoreOp::PutSubscription {
+                        client_id: session.client_id.clone(),
+                        filter: key,
+                        options: sub.options,
+                        id: sub.id,
+                    });
+                }
+                let send_retained = match sub.options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendIfNew => !existed,
+                    RetainHandling::DoNotSend => false,
+                };
+                if send_retained {
+                    let now = self.now;
+                    self.retained.for_each_match(filter.as_str(), |m| {
+                        if !m.is_expired(now) {
+                            retained.push((m.clone(), qos, sub.clone()));
+                        }
+                    });
+                }
+                match qos {
+                    QoS::AtMostOnce => ReasonCode::Success,
+                    QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+                    QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+                }
+            };
+            reasons.push(reason);
+        }
+        let ack = SubAck {
+            packet_id: s.packet_id,
+            properties: Default::default(),
+            reasons,
+        };
+        self.send(id, &Packet::SubAck(ack), mark);
+        for (message, granted, sub) in retained {
+            // Retained messages go out with RETAIN set, whatever Retain As Published says [MQTT-3.3.1-9].
+            let qos = message.qos.min(granted);
+            self.enqueue(sid, message, qos, true, sub.id.into_iter().collect());
+        }
+    }
+
+    pub(super) fn unsubscribe(&mut self, id: ConnId, sid: SessionId, u: Unsubscribe, mark: usize) {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let mut reasons = Vec::with_capacity(u.filters.len());
+        for filter in u.filters {
+            let removed = session.subscriptions.remove(filter.as_str()).is_some();
+            if removed {
+                self.router.remove(filter.as_str(), &sid);
+                if session.is_persistent() {
+                    self.persist.push(StoreOp::DeleteSubscription {
+                        client_id: session.client_id.clone(),
+                        filter: filter.as_bytestring().clone(),
+                    });
+                }
+            }
+            reasons.push(if removed {
+                ReasonCode::Success
+            } else {
+                ReasonCode::NoSubscriptionExisted
+            });
+        }
+        if !session.protocol.is_v5() {
+            reasons.clear();
+        }
+        let ack = UnsubAck {
+            packet_id: u.packet_id,
+            properties: Default::default(),
+            reasons,
+        };
+        self.send(id, &Packet::UnsubAck(ack), mark);
+    }
+}

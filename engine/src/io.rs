@@ -1,0 +1,312 @@
+//! What goes into the engine and what comes out of it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use crate::codec::SubscriptionId;
+use crate::codec::{ProtocolVersion, QoS, ReasonCode, SubscriptionOptions, TopicName};
+use crate::message::Message;
+
+/// A connection, numbered by the shell; unique for the engine's lifetime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+/// What the shell knows about a connection when it accepts it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnMeta {
+    /// The peer's address, for logs and authentication.
+    pub peer: String,
+    /// The listener it came in on.
+    pub listener: String,
+}
+
+/// A storage batch's sequence number; batches are numbered 1, 2, 3... in the order they are emitted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PersistSeq(pub u64);
+
+/// An authenticator's answer to [`Event::Authenticate`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthDecision {
+    /// Let the client in.
+    Allow,
+    /// Refuse it: `reason` goes into CONNACK (0x86 bad credentials, 0x87 not authorized, ...).
+    Deny {
+        /// The CONNACK reason code (mapped to the closest 3.x return code for 3.x clients).
+        reason: ReasonCode,
+    },
+}
+
+/// A message from another engine of the same node or cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerMessage {
+    /// A message published on another engine, to deliver to this engine's subscribers (not forwarded).
+    Publish(Arc<Message>),
+}
+
+/// Everything that can happen to the engine: the single entry point [`crate::Engine::handle`] takes one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// The shell accepted a connection.
+    Accepted {
+        /// Its number.
+        conn: ConnId,
+        /// Where it comes from.
+        meta: ConnMeta,
+    },
+    /// Bytes arrived on a connection.
+    Received {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes, in order, any size.
+        data: Bytes,
+    },
+    /// The shell wrote `bytes` of what [`crate::Engine::poll_transmit`] gave it for `conn` to the socket.
+    Flushed {
+        /// The connection.
+        conn: ConnId,
+        /// How many bytes left the process.
+        bytes: usize,
+    },
+    /// The connection is gone (peer closed, I/O error, or the shell closed it after [`Event::Close`]).
+    Closed {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Every storage batch up to and including `upto` is durable.
+    Persisted {
+        /// The last durable batch.
+        upto: PersistSeq,
+    },
+    /// A storage batch could not be written.
+    PersistFailed {
+        /// The failed batch.
+        seq: PersistSeq,
+    },
+    /// The authenticator answered for a connection.
+    AuthDecided {
+        /// The connection.
+        conn: ConnId,
+        /// The answer.
+        decision: AuthDecision,
+    },
+    /// A message from another engine.
+    Peer {
+        /// The message.
+        message: PeerMessage,
+    },
+    /// The instant returned by [`crate::Engine::poll_timeout`] has come.
+    Timeout,
+}
+
+/// What a session's stored message is waiting for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboundState {
+    /// Queued, not yet sent.
+    Queued,
+    /// Sent as PUBLISH with this packet id; waiting for PUBACK or PUBREC.
+    Sent(u16),
+    /// PUBREC received, PUBREL sent with this packet id; waiting for PUBCOMP.
+    Released(u16),
+}
+
+/// One write in a storage batch. Keys are the client identifier plus a per-session sequence number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreOp {
+    /// Create or update a persistent session.
+    PutSession {
+        /// The client identifier.
+        client_id: ByteString,
+        /// Its protocol version.
+        protocol: ProtocolVersion,
+        /// Seconds it outlives its connection (`u32::MAX`: forever).
+        expiry_interval: u32,
+    },
+    /// Delete a session with everything stored under it.
+    DeleteSession {
+        /// The client identifier.
+        client_id: ByteString,
+    },
+    /// Add or replace a subscription of a persistent session.
+    PutSubscription {
+        /// The client identifier.
+        client_id: ByteString,
+        /// The topic filter.
+        filter: ByteString,
+        /// Its options.
+        options: SubscriptionOptions,
+        /// Its v5 subscription identifier.
+        id: Option<SubscriptionId>,
+    },
+    /// Remove a subscription.
+    DeleteSubscription {
+        /// The client identifier.
+        client_id: ByteString,
+        /// The topic filter.
+        filter: ByteString,
+    },
+    /// Store a message for a persistent session, or record its new state.
+    PutMessage {
+        /// The client identifier.
+        client_id: ByteString,
+        /// Its position in the session's queue.
+        seq: u64,
+        /// The QoS it is delivered at.
+        qos: QoS,
+        /// Where it is in the QoS flow.
+        state: OutboundState,
+        /// The message.
+        message: Arc<Message>,
+    },
+    /// Forget a delivered (or expired) message.
+    DeleteMessage {
+        /// The client identifier.
+        client_id: ByteString,
+        /// Its position in the session's queue.
+        seq: u64,
+    },
+    /// Remember that a QoS 2 PUBLISH with this packet id was received and acknowledged with PUBREC.
+    PutIncoming {
+        /// The client identifier.
+        client_id: ByteString,
+        /// The packet identifier.
+        packet_id: u16,
+    },
+    /// The PUBREL for that packet id arrived.
+    DeleteIncoming {
+        /// The client identifier.
+        client_id: ByteString,
+        /// The packet identifier.
+        packet_id: u16,
+    },
+    /// Set the retained message of a topic.
+    PutRetained {
+        /// The message (its topic is the key).
+        message: Arc<Message>,
+    },
+    /// Clear the retained message of a topic.
+    DeleteRetained {
+        /// The topic.
+        topic: TopicName,
+    },
+}
+
+/// Why the engine closes a connection or saw it end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent DISCONNECT.
+    ClientDisconnected {
+        /// Its reason code (0 for 3.x).
+        reason: ReasonCode,
+    },
+    /// The transport ended without DISCONNECT.
+    ConnectionLost,
+    /// The client broke a protocol rule.
+    ProtocolViolation {
+        /// The reason code sent (or that would be, for 3.x).
+        reason: ReasonCode,
+        /// The rule broken, for the log line.
+        rule: String,
+    },
+    /// Nothing received for 1.5 times the keep alive.
+    KeepAliveTimeout,
+    /// No CONNECT within the connect timeout.
+    ConnectTimeout,
+    /// Another connection took over the session (0x8E).
+    SessionTakenOver,
+    /// CONNECT was refused (the CONNACK carries the reason).
+    ConnectRefused {
+        /// The CONNACK reason.
+        reason: ReasonCode,
+    },
+    /// A storage batch holding this connection's acknowledgements failed.
+    StorageFailed,
+}
+
+/// Why a message was not delivered to a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// The session queue was full (messages or bytes).
+    QueueFull,
+    /// A QoS 0 message was pushed out of a full queue by a newer one.
+    QoS0Evicted,
+    /// The message expired before it could be delivered.
+    Expired,
+    /// The encoded PUBLISH exceeds the client's Maximum Packet Size.
+    TooLargeForClient,
+    /// QoS 0 to an offline session, and queueing those is off.
+    Offline,
+}
+
+/// Something the shell must do or may log, pulled with [`crate::Engine::poll_event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Close the connection after writing everything already taken from `poll_transmit` for it.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// Write these operations atomically, then report [`Input::Persisted`] (or `PersistFailed`).
+    Persist {
+        /// The batch number.
+        seq: PersistSeq,
+        /// The writes, in order.
+        ops: Vec<StoreOp>,
+    },
+    /// Check these credentials and answer with [`Input::AuthDecided`].
+    Authenticate {
+        /// The connection.
+        conn: ConnId,
+        /// The client identifier (as sent; may be empty).
+        client_id: ByteString,
+        /// The user name, if any.
+        username: Option<ByteString>,
+        /// The password, if any.
+        password: Option<Bytes>,
+        /// The peer address from [`ConnMeta`].
+        peer: String,
+    },
+    /// A client completed CONNECT.
+    ClientConnected {
+        /// The connection.
+        conn: ConnId,
+        /// The client identifier (assigned if the client sent none).
+        client_id: ByteString,
+        /// The protocol spoken.
+        protocol: ProtocolVersion,
+        /// Whether an existing session was resumed.
+        session_present: bool,
+    },
+    /// A client's connection ended.
+    ClientDisconnected {
+        /// The connection.
+        conn: ConnId,
+        /// The client identifier, if CONNECT got that far.
+        client_id: Option<ByteString>,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A message was not delivered to a session.
+    MessageDropped {
+        /// The subscriber.
+        client_id: ByteString,
+        /// The message topic.
+        topic: TopicName,
+        /// Why.
+        reason: DropReason,
+    },
+    /// A session expired and was removed.
+    SessionExpired {
+        /// The client identifier.
+        client_id: ByteString,
+    },
+}

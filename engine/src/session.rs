@@ -1,0 +1,286 @@
+//! A session: what the broker keeps for one client identifier, online or not: subscriptions, the
+//! outbound queue and inflight window, incoming QoS 2 packet ids, and the will.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use bytestring::ByteString;
+
+use crate::codec::{PacketId, ProtocolVersion, QoS, SubscriptionId, SubscriptionOptions, Will};
+use crate::io::{ConnId, DropReason};
+use crate::message::Message;
+
+/// Sessions are numbered by the engine in creation order; numbers are never reused.
+pub(crate) type SessionId = u64;
+
+/// One subscription of a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Sub {
+    pub(crate) options: SubscriptionOptions,
+    pub(crate) id: Option<SubscriptionId>,
+}
+
+/// A message on its way to this session's client.
+#[derive(Clone, Debug)]
+pub(crate) struct Outbound {
+    /// Position in the session's stream; the storage key.
+    pub(crate) seq: u64,
+    pub(crate) message: Arc<Message>,
+    /// Delivery QoS: the lower of the published QoS and the subscription's.
+    pub(crate) qos: QoS,
+    /// The RETAIN flag to send.
+    pub(crate) retain: bool,
+    /// Identifiers of the matching subscriptions (v5).
+    pub(crate) sub_ids: Vec<SubscriptionId>,
+    /// Whether a storage operation holds it (so removing it needs one too).
+    pub(crate) stored: bool,
+}
+
+/// Where an inflight message is in its QoS flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    Published,
+    /// PUBREL sent, waiting for PUBCOMP.
+    Released,
+}
+
+/// A QoS 1/2 message sent and not yet fully acknowledged.
+#[derive(Clone, Debug)]
+pub(crate) struct Inflight {
+    pub(crate) out: Outbound,
+    pub(crate) flow: Flow,
+}
+
+/// A will message waiting for its connection to end.
+#[derive(Clone, Debug)]
+pub(crate) struct PendingWill {
+    pub(crate) will: Will,
+    /// Seconds to wait after the connection ends (v5 Will Delay Interval).
+    pub(crate) delay: u32,
+}
+
+/// Queue limits, from the configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct QueueLimits {
+    pub(crate) messages: usize,
+    pub(crate) bytes: usize,
+}
+
+/// One session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) client_id: ByteString,
+    pub(crate) protocol: ProtocolVersion,
+    /// The connection currently attached, if online.
+    pub(crate) conn: Option<ConnId>,
+    /// Seconds the session outlives its connection: 0 ends it with the connection, `u32::MAX` never.
+    pub(crate) expiry_interval: u32,
+    pub(crate) subscriptions: BTreeMap<ByteString, Sub>,
+    pub(crate) queue: VecDeque<Outbound>,
+    pub(crate) queued_bytes: usize,
+    /// Keyed by packet id.
+    pub(crate) inflight: BTreeMap<u16, Inflight>,
+    next_packet_id: u16,
+    next_seq: u64,
+    /// QoS 2 packet ids received and PUBREC'd, waiting for PUBREL.
+    pub(crate) incoming: BTreeSet<u16>,
+    pub(crate) will: Option<PendingWill>,
+    /// How many QoS 1/2 messages may be inflight to the client now.
+    pub(crate) send_quota: u16,
+    /// The client's Maximum Packet Size (v5).
+    pub(crate) client_max_packet: Option<u32>,
+}
+
+impl Session {
+    pub(crate) fn new(client_id: ByteString, protocol: ProtocolVersion) -> Session {
+        Session {
+            client_id,
+            protocol,
+            conn: None,
+            expiry_interval: 0,
+            subscriptions: BTreeMap::new(),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            inflight: BTreeMap::new(),
+            next_packet_id: 1,
+            next_seq: 1,
+            incoming: BTreeSet::new(),
+            will: None,
+            send_quota: 1,
+            client_max_packet: None,
+        }
+    }
+
+    /// Whether the session outlives its connection (and is therefore stored).
+    pub(crate) fn is_persistent(&self) -> bool {
+        self.expiry_interval > 0
+    }
+
+    /// The next position in the session's message stream.
+    pub(crate) fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// A packet id not used by any inflight message. The caller guarantees the window is not full, so
+    /// one exists (the window is at most 65,535).
+    pub(crate) fn take_packet_id(&mut self) -> PacketId {
+        loop {
+            let candidate = self.next_packet_id;
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            if !self.inflight.contains_key(&candidate) {
+                if let Some(id) = PacketId::new(candidate) {
+                    return id;
+                }
+            }
+        }
+    }
+
+    /// Whether another QoS 1/2 message may be sent now.
+    pub(crate) fn window_open(&self) -> bool {
+        self.inflight.len() < usize::from(self.send_quota)
+    }
+
+    /// Appends a message to the queue within `limits`. Returns the messages that did not make it: the
+    /// oldest queued QoS 0 messages evicted to make room for a QoS 1/2 one, or `out` itself when no room
+    /// can be made (a QoS 0 message never evicts anything).
+    pub(crate) fn push(
+        &mut self,
+        out: Outbound,
+        limits: QueueLimits,
+    ) -> Vec<(Outbound, DropReason)> {
+        let mut dropped = Vec::new();
+        let size = out.message.queued_size();
+        loop {
+            if self.queue.len() < limits.messages && self.queued_bytes + size <= limits.bytes {
+                self.queued_bytes += size;
+                self.queue.push_back(out);
+                return dropped;
+            }
+            let victim = if out.qos == QoS::AtMostOnce {
+                None
+            } else {
+                self.queue.iter().position(|o| o.qos == QoS::AtMostOnce)
+            };
+            match victim.and_then(|i| self.queue.remove(i)) {
+                Some(old) => {
+                    self.queued_bytes -= old.message.queued_size();
+                    dropped.push((old, DropReason::QoS0Evicted));
+                }
+                None => {
+                    dropped.push((out, DropReason::QueueFull));
+                    return dropped;
+                }
+            }
+        }
+    }
+
+    /// Removes the front of the queue.
+    pub(crate) fn pop(&mut self) -> Option<Outbound> {
+        let out = self.queue.pop_front()?;
+        self.queued_bytes -= out.message.queued_size();
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::codec::{PublishProperties, TopicName};
+
+    fn out(session: &mut Session, qos: QoS) -> Outbound {
+        let message = Arc::new(Message {
+            topic: TopicName::new("t").expect("valid"),
+            payload: Bytes::from_static(b"123456789"),
+            qos,
+            retain: false,
+            properties: PublishProperties::default(),
+            origin: None,
+            expires_at: None,
+        });
+        Outbound {
+            seq: session.take_seq(),
+            message,
+            qos,
+            retain: false,
+            sub_ids: Vec::new(),
+            stored: false,
+        }
+    }
+
+    fn qos_of_queue(s: &Session) -> Vec<(u64, u8)> {
+        s.queue.iter().map(|o| (o.seq, o.qos.as_u8())).collect()
+    }
+
+    #[test]
+    fn full_queue_evicts_oldest_qos0_first_then_refuses() {
+        let limits = QueueLimits {
+            messages: 3,
+            bytes: usize::MAX,
+        };
+        let mut s = Session::new("c".into(), ProtocolVersion::V5);
+        for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::AtMostOnce] {
+            let o = out(&mut s, qos);
+            assert!(s.push(o, limits).is_empty());
+        }
+        // A QoS 1 message pushes out the oldest QoS 0.
+        let o = out(&mut s, QoS::AtLeastOnce);
+        let dropped = s.push(o, limits);
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(
+            (dropped[0].0.seq, dropped[0].1),
+            (1, DropReason::QoS0Evicted)
+        );
+        assert_eq!(qos_of_queue(&s), [(2, 1), (3, 0), (4, 1)]);
+        // A QoS 0 message does not push out another QoS 0: it is the one dropped.
+        let o = out(&mut s, QoS::AtMostOnce);
+        let dropped = s.push(o, limits);
+        assert_eq!((dropped[0].0.seq, dropped[0].1), (5, DropReason::QueueFull));
+        assert_eq!(qos_of_queue(&s), [(2, 1), (3, 0), (4, 1)]);
+        // QoS 1 evicts the last QoS 0; then the queue is all QoS 1 and refuses.
+        let o = out(&mut s, QoS::AtLeastOnce);
+        assert_eq!(s.push(o, limits)[0].1, DropReason::QoS0Evicted);
+        let o = out(&mut s, QoS::ExactlyOnce);
+        assert_eq!(s.push(o, limits)[0].1, DropReason::QueueFull);
+        assert_eq!(qos_of_queue(&s), [(2, 1), (4, 1), (6, 1)]);
+    }
+
+    #[test]
+    fn byte_limit_counts_topic_and_payload() {
+        let limits = QueueLimits {
+            messages: 100,
+            bytes: 25,
+        };
+        let mut s = Session::new("c".into(), ProtocolVersion::V5);
+        for _ in 0..2 {
+            let o = out(&mut s, QoS::AtLeastOnce);
+            assert!(s.push(o, limits).is_empty());
+        }
+        assert_eq!(s.queued_bytes, 20);
+        let o = out(&mut s, QoS::AtLeastOnce);
+        assert_eq!(s.push(o, limits)[0].1, DropReason::QueueFull);
+        let popped = s.pop().expect("queued");
+        assert_eq!(popped.seq, 1);
+        assert_eq!(s.queued_bytes, 10);
+    }
+
+    #[test]
+    fn packet_ids_skip_inflight_and_wrap() {
+        let mut s = Session::new("c".into(), ProtocolVersion::V5);
+        s.next_packet_id = u16::MAX;
+        let o = out(&mut s, QoS::AtLeastOnce);
+        s.inflight.insert(
+            1,
+            Inflight {
+                out: o,
+                flow: Flow::Published,
+            },
+        );
+        assert_eq!(s.take_packet_id().get(), u16::MAX);
+        assert_eq!(s.take_packet_id().get(), 2);
+    }
+}
