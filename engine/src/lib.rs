@@ -21,6 +21,8 @@ mod retained;
 mod rng;
 pub mod router;
 mod session;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod time;
 mod timer;
 

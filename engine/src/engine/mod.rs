@@ -415,3 +415,60 @@ impl Engine {
         self.disconnect_with(id, reason, Some(rule), close);
     }
 }
+
+impl Engine {
+    /// Checks the engine's internal invariants; for tests and fuzzing, after every step.
+    ///
+    /// Holds: queues within their limits and their byte counts exact; inflight windows within the
+    /// quota (or, after a resumption, no larger than what was inflight before); no reply released before
+    /// its batch is durable; every online session's connection exists and points back at it; the router
+    /// holds exactly the sessions' subscriptions.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut subscriptions = 0;
+        for (sid, s) in &self.sessions {
+            let bytes: usize = s.queue.iter().map(|o| o.message.queued_size()).sum();
+            if bytes != s.queued_bytes {
+                return Err(format!(
+                    "{}: queued bytes {} != {bytes}",
+                    s.client_id, s.queued_bytes
+                ));
+            }
+            if s.queue.len() > self.config.max_queued_messages
+                || bytes > self.config.max_queued_bytes
+            {
+                return Err(format!("{}: queue over its limits", s.client_id));
+            }
+            if s.inflight.len() > usize::from(self.config.max_inflight) {
+                return Err(format!("{}: {} inflight", s.client_id, s.inflight.len()));
+            }
+            if let Some(conn) = s.conn {
+                match self.conns.get(&conn) {
+                    Some(c) if c.session() == Some(*sid) => {}
+                    _ => return Err(format!("{}: attached to a dead connection", s.client_id)),
+                }
+            }
+            if self.by_client.get(&s.client_id) != Some(sid) {
+                return Err(format!("{}: not indexed by client id", s.client_id));
+            }
+            subscriptions += s.subscriptions.len();
+        }
+        if subscriptions != self.router.len() {
+            return Err(format!(
+                "router holds {} subscriptions, sessions {subscriptions}",
+                self.router.len()
+            ));
+        }
+        for (id, c) in &self.conns {
+            if c.held
+                .iter()
+                .any(|h| self.persist.is_durable(h.seq) && !h.bytes.is_empty())
+            {
+                return Err(format!("{id}: durable replies still held"));
+            }
+            if !c.held.is_empty() && !self.holding.contains(id) {
+                return Err(format!("{id}: held replies not tracked"));
+            }
+        }
+        Ok(())
+    }
+}
