@@ -991,3 +991,21 @@ fn messages_from_peer_engines_reach_local_subscribers() {
     });
     assert_eq!(payloads(&sim.recv_all("s")), ["from afar"]);
 }
+
+#[test]
+fn an_authenticator_that_never_answers_hits_the_connect_timeout() {
+    let mut sim = Sim::new(Config {
+        authentication: Authentication::External,
+        ..Config::default()
+    });
+    sim.connect_with("c", Sim::connect_packet("c", V5));
+    sim.advance(Duration::from_secs(10));
+    assert!(sim.is_closed("c"));
+    assert!(sim.events.iter().any(|e| matches!(
+        e,
+        Event::Close {
+            reason: CloseReason::ConnectTimeout,
+            ..
+        }
+    )));
+}

@@ -16,7 +16,8 @@ use super::Engine;
 
 impl Engine {
     pub(super) fn connect(&mut self, id: ConnId, connect: Box<Connect>, mark: usize) {
-        self.timers.cancel(TimerKind::ConnectTimeout(id));
+        // The connect timeout keeps running until the client is admitted: it also bounds how long an
+        // authenticator may take.
         let refusal = self.refusal(&connect);
         let Some(c) = self.conns.get_mut(&id) else {
             return;
@@ -121,6 +122,7 @@ impl Engine {
 
     /// Accepts an authenticated CONNECT: attaches a session and sends CONNACK.
     fn admit(&mut self, id: ConnId, connect: Box<Connect>, mark: usize) {
+        self.timers.cancel(TimerKind::ConnectTimeout(id));
         let assigned = connect
             .client_id
             .is_empty()
