@@ -104,6 +104,9 @@ pub enum Input {
     },
     /// The instant returned by [`crate::Engine::poll_timeout`] has come.
     Timeout,
+    /// The broker is stopping: every connection is closed (v5 clients are told 0x8B first). Sessions
+    /// stay as they are; wills are not published, since the clients did nothing wrong.
+    Shutdown,
 }
 
 /// What a session's stored message is waiting for.
@@ -228,6 +231,8 @@ pub enum CloseReason {
     },
     /// A storage batch holding this connection's acknowledgements failed.
     StorageFailed,
+    /// The broker is shutting down.
+    ServerShutdown,
 }
 
 /// Why a message was not delivered to a session.

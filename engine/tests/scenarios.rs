@@ -1009,3 +1009,26 @@ fn an_authenticator_that_never_answers_hits_the_connect_timeout() {
         }
     )));
 }
+
+#[test]
+fn shutdown_tells_v5_clients_and_keeps_wills() {
+    let mut sim = sim();
+    sim.connect("w", V3_1_1);
+    sim.subscribe("w", "will/#", QoS::AtLeastOnce);
+    sim.connect_with(
+        "five",
+        with_will(Sim::connect_packet("five", V5), "will/five", None),
+    );
+    sim.input(Input::Shutdown);
+    assert_eq!(
+        disconnect_reason(sim.recv("five")),
+        ReasonCode::ServerShuttingDown
+    );
+    assert!(sim.is_closed("five") && sim.is_closed("w"));
+    assert_eq!(
+        sim.recv("w"),
+        None,
+        "3.x clients are just closed; no will was published"
+    );
+    assert_eq!(sim.engine.connection_count(), 0);
+}

@@ -141,6 +141,7 @@ impl Engine {
                     ReasonCode::SessionTakenOver,
                     None,
                     CloseReason::SessionTakenOver,
+                    true,
                 );
             }
         }

@@ -176,6 +176,7 @@ impl Engine {
                     ReasonCode::KeepAliveTimeout,
                     None,
                     CloseReason::KeepAliveTimeout,
+                    true,
                 ),
                 TimerKind::WillDelay(sid) => self.publish_will(sid),
                 TimerKind::SessionExpiry(sid) => {

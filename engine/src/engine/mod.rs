@@ -173,6 +173,18 @@ impl Engine {
                 PeerMessage::Publish(message) => self.route(message),
             },
             Input::Timeout => self.fire_timers(),
+            Input::Shutdown => {
+                let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+                for id in conns {
+                    self.disconnect_with(
+                        id,
+                        ReasonCode::ServerShuttingDown,
+                        None,
+                        CloseReason::ServerShutdown,
+                        false,
+                    );
+                }
+            }
         }
         self.finish();
     }
@@ -392,6 +404,7 @@ impl Engine {
         reason: ReasonCode,
         rule: Option<String>,
         close: CloseReason,
+        will: bool,
     ) {
         if let Some(c) = self.conns.get(&id) {
             if c.is_v5() && matches!(c.phase, Phase::Connected(_)) {
@@ -402,7 +415,7 @@ impl Engine {
                 self.write(id, &Packet::Disconnect(d), None);
             }
         }
-        self.close(id, close, true);
+        self.close(id, close, will);
     }
 
     /// The client broke `rule`: disconnect it with `reason`, publishing its will.
@@ -412,7 +425,7 @@ impl Engine {
             reason,
             rule: rule.clone(),
         };
-        self.disconnect_with(id, reason, Some(rule), close);
+        self.disconnect_with(id, reason, Some(rule), close, true);
     }
 }
 
