@@ -203,6 +203,7 @@ pub enum StoreOp {
 
 /// Why the engine closes a connection or saw it end.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// The client sent DISCONNECT.
     ClientDisconnected {
@@ -252,6 +253,7 @@ pub enum DropReason {
 
 /// Something the shell must do or may log, pulled with [`crate::Engine::poll_event`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// Close the connection after writing everything already taken from `poll_transmit` for it.
     Close {

@@ -1,0 +1,259 @@
+//! The broker's configuration file (TOML) and command-line overrides.
+//!
+//! Every key is optional; the defaults make a working broker on 127.0.0.1:1883. Unknown keys are errors,
+//! so a typo is reported instead of silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cicada_engine::codec::QoS;
+use serde::Deserialize;
+
+/// Why the configuration cannot be used. Each message names the key and the fix.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {fix}")]
+    Invalid { key: String, fix: String },
+}
+
+/// The file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileConfig {
+    pub(crate) server: ServerSection,
+    pub(crate) log: LogSection,
+    pub(crate) limits: LimitsSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ServerSection {
+    /// Addresses to listen on (plain TCP).
+    pub(crate) listen: Vec<String>,
+    /// Where durable state goes (created if missing).
+    pub(crate) data_dir: PathBuf,
+    /// Seconds a connection may take to send CONNECT.
+    pub(crate) connect_timeout_secs: u64,
+    /// Seconds to wait for clients to receive their last bytes at shutdown.
+    pub(crate) shutdown_grace_secs: u64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: vec!["127.0.0.1:1883".into()],
+            data_dir: PathBuf::from("./data"),
+            connect_timeout_secs: 10,
+            shutdown_grace_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LogSection {
+    pub(crate) format: LogFormat,
+    /// A `tracing` filter: `info`, `debug`, `cicada=debug,info`, ...
+    pub(crate) level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Protocol limits; defaults come from the engine's `Config::default()`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LimitsSection {
+    pub(crate) max_packet_size: Option<u32>,
+    pub(crate) receive_maximum: Option<u16>,
+    pub(crate) max_inflight: Option<u16>,
+    pub(crate) max_queued_messages: Option<usize>,
+    pub(crate) max_queued_bytes: Option<usize>,
+    pub(crate) queue_qos0_offline: Option<bool>,
+    pub(crate) max_topic_length: Option<usize>,
+    pub(crate) max_topic_levels: Option<usize>,
+    pub(crate) max_qos: Option<u8>,
+    pub(crate) retain_available: Option<bool>,
+    pub(crate) topic_alias_maximum: Option<u16>,
+    pub(crate) max_session_expiry_secs: Option<u32>,
+    pub(crate) max_keep_alive_secs: Option<u16>,
+    pub(crate) send_window: Option<usize>,
+    pub(crate) max_client_id_length: Option<usize>,
+}
+
+/// Everything the shell needs, checked.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) listen: Vec<SocketAddr>,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) log_format: LogFormat,
+    pub(crate) log_level: String,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) engine: cicada_engine::Config,
+}
+
+impl FileConfig {
+    /// Reads and parses `path`.
+    pub(crate) fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        FileConfig::parse(&text, path)
+    }
+
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks every value and builds the settings.
+    pub(crate) fn settings(self) -> Result<Settings, ConfigError> {
+        let invalid = |key: &str, fix: String| ConfigError::Invalid {
+            key: key.to_string(),
+            fix,
+        };
+        let mut listen = Vec::new();
+        for addr in &self.server.listen {
+            let parsed = addr.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "server.listen",
+                    format!("{addr:?} is not an address; write IP:PORT, e.g. \"127.0.0.1:1883\""),
+                )
+            })?;
+            listen.push(parsed);
+        }
+        if listen.is_empty() {
+            return Err(invalid(
+                "server.listen",
+                "give at least one address, e.g. [\"127.0.0.1:1883\"]".into(),
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(invalid(
+                "log.level",
+                format!(
+                    "{:?} is not a level or filter; use error, warn, info, debug or trace",
+                    self.log.level
+                ),
+            ));
+        }
+        let l = &self.limits;
+        let mut engine = cicada_engine::Config {
+            connect_timeout: Duration::from_secs(self.server.connect_timeout_secs),
+            // No storage backend yet: sessions live in memory (see README).
+            durable: false,
+            ..cicada_engine::Config::default()
+        };
+        macro_rules! set {
+            ($($field:ident),*) => {$(
+                if let Some(v) = l.$field { engine.$field = v; }
+            )*};
+        }
+        set!(
+            max_packet_size,
+            receive_maximum,
+            max_inflight,
+            max_queued_messages,
+            max_queued_bytes,
+            queue_qos0_offline,
+            max_topic_length,
+            max_topic_levels,
+            retain_available,
+            topic_alias_maximum,
+            send_window,
+            max_client_id_length
+        );
+        if let Some(q) = l.max_qos {
+            engine.max_qos = QoS::from_u8(q).ok_or_else(|| {
+                invalid("limits.max_qos", format!("{q} is not a QoS; use 0, 1 or 2"))
+            })?;
+        }
+        if let Some(v) = l.max_session_expiry_secs {
+            engine.max_session_expiry = v;
+        }
+        engine.max_keep_alive = l.max_keep_alive_secs;
+        engine
+            .validate()
+            .map_err(|e| invalid(&engine_key(e.key), e.fix.to_string()))?;
+        Ok(Settings {
+            listen,
+            data_dir: self.server.data_dir,
+            log_format: self.log.format,
+            log_level: self.log.level,
+            shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
+            engine,
+        })
+    }
+}
+
+/// The file key of an engine configuration field.
+fn engine_key(field: &str) -> String {
+    match field {
+        "max_keep_alive" => "limits.max_keep_alive_secs".into(),
+        "max_session_expiry" => "limits.max_session_expiry_secs".into(),
+        "connect_timeout" => "server.connect_timeout_secs".into(),
+        other => format!("limits.{other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(text: &str) -> Result<Settings, ConfigError> {
+        FileConfig::parse(text, Path::new("test.toml"))?.settings()
+    }
+
+    #[test]
+    fn empty_file_is_a_working_broker() {
+        let s = settings("").expect("defaults");
+        assert_eq!(
+            s.listen,
+            ["127.0.0.1:1883".parse::<SocketAddr>().expect("addr")]
+        );
+        assert_eq!(s.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../../cicada.toml");
+        settings(text).expect("cicada.toml parses and validates");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = settings("[limits]\nreceive_maximum = 0\n").expect_err("invalid");
+        assert!(e.to_string().contains("limits.receive_maximum"), "{e}");
+        let e = settings("[server]\nlisten = [\"localhost\"]\n").expect_err("invalid");
+        assert!(e.to_string().contains("server.listen"), "{e}");
+        let e = settings("[limits]\nmax_qos = 3\n").expect_err("invalid");
+        assert!(e.to_string().contains("limits.max_qos"), "{e}");
+        let e = settings("[server]\nlisen = []\n").expect_err("typo");
+        assert!(e.to_string().contains("lisen"), "{e}");
+    }
+}

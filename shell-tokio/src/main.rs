@@ -1,0 +1,95 @@
+//! `cicada`: the Cicada MQTT broker on tokio.
+//!
+//! The shell owns sockets, timers and (later) storage, and drives the sans-IO [`cicada_engine::Engine`];
+//! it holds no protocol rule.
+
+mod config;
+mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use config::{FileConfig, LogFormat};
+
+/// The Cicada MQTT broker.
+#[derive(Debug, Parser)]
+#[command(name = "cicada", version, about)]
+struct Cli {
+    /// Configuration file (TOML); without it the defaults apply.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address to listen on, IP:PORT (repeatable); replaces `server.listen`.
+    #[arg(long)]
+    listen: Vec<String>,
+    /// Directory for durable state; replaces `server.data_dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Log format; replaces `log.format`.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Log level or filter; replaces `log.level`.
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let file = match &cli.config {
+        Some(path) => FileConfig::load(path),
+        None => Ok(FileConfig::default()),
+    };
+    let settings = file.and_then(|mut file| {
+        if !cli.listen.is_empty() {
+            file.server.listen = cli.listen.clone();
+        }
+        if let Some(dir) = &cli.data_dir {
+            file.server.data_dir = dir.clone();
+        }
+        if let Some(format) = cli.log_format {
+            file.log.format = format;
+        }
+        if let Some(level) = &cli.log_level {
+            file.log.level = level.clone();
+        }
+        file.settings()
+    });
+    let settings = match settings {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cicada: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(settings.log_format, &settings.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cicada: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("cicada: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::new(level);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,435 @@
+//! The event loop: listeners and connection tasks feed one engine task, which writes back through
+//! per-connection writer tasks.
+//!
+//! - Reader tasks read sockets and send bytes to the engine over a bounded channel (backpressure on
+//!   fast publishers).
+//! - The engine task handles one input at a time, then drains every output: all transmits of a loop
+//!   turn for a connection are sent to its writer as one batch, written with one vectored write.
+//! - Writer tasks report `Flushed`, which reopens the engine's per-connection send window.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cicada_engine::{CloseReason, ConnId, ConnMeta, Engine, Event, Input, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::config::Settings;
+
+/// Inputs for the engine task from sockets.
+#[derive(Debug)]
+enum Happening {
+    Accepted {
+        conn: ConnId,
+        peer: SocketAddr,
+        listener: SocketAddr,
+        writer: mpsc::UnboundedSender<Outgoing>,
+    },
+    Received {
+        conn: ConnId,
+        data: Bytes,
+    },
+    Flushed {
+        conn: ConnId,
+        bytes: usize,
+    },
+    Closed {
+        conn: ConnId,
+    },
+}
+
+/// What a writer task is told.
+#[derive(Debug)]
+enum Outgoing {
+    Data(Vec<Bytes>),
+    Close,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ServerError {
+    #[error("cannot listen on {addr}: {source} (is another broker running? change `server.listen` or --listen)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot create data directory {path}: {source} (change `server.data_dir` or --data-dir)"
+    )]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid engine configuration: {0}")]
+    Engine(#[from] cicada_engine::ConfigError),
+}
+
+/// Runs the broker until SIGINT or SIGTERM.
+pub(crate) async fn run(settings: Settings) -> Result<(), ServerError> {
+    std::fs::create_dir_all(&settings.data_dir).map_err(|source| ServerError::DataDir {
+        path: settings.data_dir.clone(),
+        source,
+    })?;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let engine = Engine::new(settings.engine.clone(), seed)?;
+    let (tx, rx) = mpsc::channel::<Happening>(4096);
+    let mut accept_tasks = Vec::new();
+    let next_conn = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1));
+    for addr in &settings.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: *addr,
+                source,
+            })?;
+        let local = listener.local_addr().unwrap_or(*addr);
+        info!(%local, "listening");
+        accept_tasks.push(tokio::spawn(accept_loop(
+            listener,
+            local,
+            tx.clone(),
+            next_conn.clone(),
+        )));
+    }
+    drop(tx);
+    let mut shell = EngineTask {
+        engine,
+        start: tokio::time::Instant::now(),
+        writers: BTreeMap::new(),
+        peers: BTreeMap::new(),
+        shutting_down: false,
+        closing: Vec::new(),
+    };
+    shell.run(rx, shutdown_signal()).await;
+    for task in accept_tasks {
+        task.abort();
+    }
+    // Give writers a moment to deliver the last DISCONNECTs.
+    let grace = tokio::time::sleep(settings.shutdown_grace);
+    tokio::pin!(grace);
+    tokio::select! {
+        () = shell.writers_done() => {}
+        () = &mut grace => warn!("shutdown grace period over; closing remaining connections"),
+    }
+    info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!("cannot watch SIGTERM: {e}");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    local: SocketAddr,
+    tx: mpsc::Sender<Happening>,
+    next_conn: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Typically out of file descriptors: back off instead of spinning.
+                warn!(%local, "accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let conn = ConnId(next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!(%peer, "cannot set TCP_NODELAY: {e}");
+        }
+        let (writer_tx, writer_rx) = mpsc::unbounded_channel();
+        if tx
+            .send(Happening::Accepted {
+                conn,
+                peer,
+                listener: local,
+                writer: writer_tx,
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        tokio::spawn(connection(conn, stream, tx.clone(), writer_rx));
+    }
+}
+
+/// Runs one connection's reader and writer until the engine closes it or the peer goes away.
+async fn connection(
+    conn: ConnId,
+    stream: TcpStream,
+    tx: mpsc::Sender<Happening>,
+    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
+) {
+    let (mut read, mut write) = stream.into_split();
+    let reader_tx = tx.clone();
+    let reader = tokio::spawn(async move {
+        let mut buf = bytes::BytesMut::with_capacity(16 * 1024);
+        loop {
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(16 * 1024);
+            }
+            match read.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let data = buf.split().freeze();
+                    if reader_tx
+                        .send(Happening::Received { conn, data })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = reader_tx.send(Happening::Closed { conn }).await;
+    });
+    while let Some(msg) = outgoing.recv().await {
+        match msg {
+            Outgoing::Data(chunks) => {
+                let mut bytes = 0;
+                for chunk in &chunks {
+                    if write.write_all(chunk).await.is_err() {
+                        reader.abort();
+                        let _ = tx.send(Happening::Closed { conn }).await;
+                        return;
+                    }
+                    bytes += chunk.len();
+                }
+                if tx.send(Happening::Flushed { conn, bytes }).await.is_err() {
+                    break;
+                }
+            }
+            Outgoing::Close => break,
+        }
+    }
+    let _ = write.shutdown().await;
+    reader.abort();
+}
+
+struct EngineTask {
+    engine: Engine,
+    start: tokio::time::Instant,
+    writers: BTreeMap<ConnId, mpsc::UnboundedSender<Outgoing>>,
+    peers: BTreeMap<ConnId, SocketAddr>,
+    shutting_down: bool,
+    /// Writers told to close at shutdown, awaited so their last bytes go out.
+    closing: Vec<mpsc::UnboundedSender<Outgoing>>,
+}
+
+impl EngineTask {
+    fn now(&self) -> Instant {
+        Instant::from_duration(self.start.elapsed())
+    }
+
+    async fn run(
+        &mut self,
+        mut rx: mpsc::Receiver<Happening>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut batch: BTreeMap<ConnId, Vec<Bytes>> = BTreeMap::new();
+        loop {
+            let deadline = self
+                .engine
+                .poll_timeout()
+                .map(|at| self.start + at.since_origin());
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    self.happening(msg, &mut batch);
+                    // Take whatever else is ready, so one loop turn writes each connection once.
+                    for _ in 0..256 {
+                        match rx.try_recv() {
+                            Ok(msg) => self.happening(msg, &mut batch),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                () = sleep => {
+                    let now = self.now();
+                    self.engine.handle(now, Input::Timeout);
+                    self.drain(&mut batch);
+                }
+                () = &mut shutdown => {
+                    info!("shutting down: closing every connection");
+                    self.shutting_down = true;
+                    let now = self.now();
+                    self.engine.handle(now, Input::Shutdown);
+                    self.drain(&mut batch);
+                    self.send_batch(&mut batch);
+                    return;
+                }
+            }
+            self.send_batch(&mut batch);
+        }
+    }
+
+    fn happening(&mut self, msg: Happening, batch: &mut BTreeMap<ConnId, Vec<Bytes>>) {
+        let now = self.now();
+        let input = match msg {
+            Happening::Accepted {
+                conn,
+                peer,
+                listener,
+                writer,
+            } => {
+                self.writers.insert(conn, writer);
+                self.peers.insert(conn, peer);
+                debug!(%conn, %peer, "accepted");
+                Input::Accepted {
+                    conn,
+                    meta: ConnMeta {
+                        peer: peer.to_string(),
+                        listener: listener.to_string(),
+                    },
+                }
+            }
+            Happening::Received { conn, data } => Input::Received { conn, data },
+            Happening::Flushed { conn, bytes } => Input::Flushed { conn, bytes },
+            Happening::Closed { conn } => {
+                self.forget(conn, batch);
+                Input::Closed { conn }
+            }
+        };
+        self.engine.handle(now, input);
+        self.drain(batch);
+    }
+
+    /// Pulls every output of the last input.
+    fn drain(&mut self, batch: &mut BTreeMap<ConnId, Vec<Bytes>>) {
+        while let Some(t) = self.engine.poll_transmit() {
+            batch.entry(t.conn).or_default().push(t.data);
+        }
+        while let Some(event) = self.engine.poll_event() {
+            match event {
+                Event::Close { conn, .. } => {
+                    // Bytes taken before the close go out first.
+                    if let Some(chunks) = batch.remove(&conn) {
+                        if let Some(w) = self.writers.get(&conn) {
+                            let _ = w.send(Outgoing::Data(chunks));
+                        }
+                    }
+                    if let Some(w) = self.writers.remove(&conn) {
+                        let _ = w.send(Outgoing::Close);
+                        if self.shutting_down {
+                            self.closing.push(w);
+                        }
+                    }
+                }
+                Event::Persist { seq, .. } => {
+                    // No storage backend yet (the engine runs with `durable = false`, so this does not
+                    // happen); confirm so nothing waits forever.
+                    let now = self.now();
+                    self.engine.handle(now, Input::Persisted { upto: seq });
+                }
+                Event::Authenticate { conn, .. } => {
+                    let now = self.now();
+                    self.engine.handle(
+                        now,
+                        Input::AuthDecided {
+                            conn,
+                            decision: cicada_engine::AuthDecision::Allow,
+                        },
+                    );
+                }
+                Event::ClientConnected {
+                    conn,
+                    client_id,
+                    protocol,
+                    session_present,
+                } => {
+                    let peer = self.peer(conn);
+                    info!(%conn, client_id = %client_id, %peer, %protocol, session_present, "client connected");
+                }
+                Event::ClientDisconnected {
+                    conn,
+                    client_id,
+                    reason,
+                } => {
+                    let peer = self.peer(conn);
+                    let client = client_id.as_deref().unwrap_or("-").to_string();
+                    match &reason {
+                        CloseReason::ProtocolViolation { reason, rule } => warn!(
+                            %conn, client_id = %client, %peer, reason = ?reason, rule = %rule,
+                            "client disconnected: protocol violation"
+                        ),
+                        other => {
+                            info!(%conn, client_id = %client, %peer, reason = ?other, "client disconnected")
+                        }
+                    }
+                    self.peers.remove(&conn);
+                }
+                Event::MessageDropped {
+                    client_id,
+                    topic,
+                    reason,
+                } => {
+                    debug!(client_id = %client_id, topic = %topic.as_str(), reason = ?reason, "message dropped")
+                }
+                Event::SessionExpired { client_id } => {
+                    info!(client_id = %client_id, "session expired")
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn peer(&self, conn: ConnId) -> String {
+        self.peers
+            .get(&conn)
+            .map_or_else(|| "-".into(), ToString::to_string)
+    }
+
+    fn forget(&mut self, conn: ConnId, batch: &mut BTreeMap<ConnId, Vec<Bytes>>) {
+        batch.remove(&conn);
+        self.writers.remove(&conn);
+    }
+
+    fn send_batch(&mut self, batch: &mut BTreeMap<ConnId, Vec<Bytes>>) {
+        for (conn, chunks) in std::mem::take(batch) {
+            if let Some(w) = self.writers.get(&conn) {
+                let _ = w.send(Outgoing::Data(chunks));
+            }
+        }
+    }
+
+    /// Resolves once every writer has finished (their channels closed).
+    async fn writers_done(&mut self) {
+        for w in std::mem::take(&mut self.closing) {
+            w.closed().await;
+        }
+    }
+}
