@@ -1,0 +1,177 @@
+//! Starting the real `cicada` binary on a free loopback port, and a minimal raw MQTT client for the cases
+//! third-party clients cannot produce (malformed bytes, silence, thousands of connections).
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use cicada_engine::codec::{Connect, Decoded, Decoder, Packet, ProtocolVersion};
+
+/// A running broker, killed when dropped.
+pub struct Broker {
+    pub port: u16,
+    child: Child,
+    pub data_dir: std::path::PathBuf,
+}
+
+impl Broker {
+    /// Starts `cicada` with `extra` arguments and waits until it accepts connections.
+    pub fn start(extra: &[&str]) -> Broker {
+        let port = free_port();
+        let data_dir = std::env::temp_dir().join(format!("cicada-e2e-{port}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_cicada"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--log-level", "debug"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start cicada");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "cicada did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Broker {
+            port,
+            child,
+            data_dir,
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cicada did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A blocking MQTT connection speaking through the engine's codec.
+pub struct Raw {
+    pub stream: TcpStream,
+    decoder: Decoder,
+    buf: BytesMut,
+    version: ProtocolVersion,
+}
+
+impl Raw {
+    pub fn connect(port: u16, version: ProtocolVersion) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut decoder = Decoder::new(1 << 20);
+        decoder.set_version(version);
+        Raw {
+            stream,
+            decoder,
+            buf: BytesMut::new(),
+            version,
+        }
+    }
+
+    /// Connects and completes CONNECT/CONNACK with `connect`.
+    pub fn session(port: u16, connect: Connect) -> (Raw, Packet) {
+        let mut raw = Raw::connect(port, connect.protocol);
+        raw.send(&Packet::Connect(Box::new(connect)));
+        let ack = raw.recv().expect("CONNACK");
+        (raw, ack)
+    }
+
+    pub fn send(&mut self, packet: &Packet) {
+        let mut out = BytesMut::new();
+        packet.encode(self.version, &mut out).expect("encode");
+        self.stream.write_all(&out).expect("write");
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// The next packet, or `None` if the broker closed the connection (or nothing came in 5 s).
+    pub fn recv(&mut self) -> Option<Packet> {
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Decoded::Packet(p)) => return Some(p),
+                Ok(Decoded::Incomplete { .. }) => {}
+                Err(e) => panic!("broker sent a malformed packet: {e}"),
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+/// A CONNECT with clean start and the given keep alive.
+pub fn connect_packet(client_id: &str, version: ProtocolVersion, keep_alive: u16) -> Connect {
+    Connect {
+        protocol: version,
+        clean_start: true,
+        keep_alive,
+        properties: Default::default(),
+        client_id: client_id.into(),
+        will: None,
+        username: None,
+        password: None,
+    }
+}
+
+/// Runs a command to completion with a time limit; returns its stdout.
+pub fn run(cmd: &mut Command, limit: Duration) -> String {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (the test command installs it)"));
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{cmd:?} failed: {stdout}{stderr}");
+    stdout
+}
