@@ -1,0 +1,364 @@
+//! `cicada-bench`: drives an MQTT broker with a load scenario and reports throughput, latency
+//! percentiles and the broker's CPU time (read from `/proc/<pid>/stat`).
+//!
+//! The clients are minimal and built on `cicada_engine::codec`, so the load generator costs little next
+//! to the broker. Each payload carries its send time, so latency is publish-to-delivery.
+//!
+//! ```text
+//! cicada-bench --port 1883 --scenario fan-out --clients 100 --qos 1 --seconds 10 --broker-pid 1234
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use cicada_engine::codec::{
+    Ack, Connect, Decoded, Decoder, Delivery, Packet, PacketId, ProtocolVersion, Publish, QoS,
+    Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName,
+};
+use clap::{Parser, ValueEnum};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Scenario {
+    /// `clients` publishers, one subscriber on `bench/#`.
+    FanIn,
+    /// One publisher, `clients` subscribers on the same topic.
+    FanOut,
+    /// `clients` publisher/subscriber pairs, each pair on its own topic.
+    Pairs,
+    /// `clients` idle connections; reports connect time and broker CPU while idle.
+    Idle,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "cicada-bench", about)]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 1883)]
+    port: u16,
+    #[arg(long, value_enum, default_value = "pairs")]
+    scenario: Scenario,
+    /// Publishers (fan-in), subscribers (fan-out), pairs, or idle connections.
+    #[arg(long, default_value_t = 10)]
+    clients: usize,
+    /// QoS of publishes and subscriptions: 0 or 1.
+    #[arg(long, default_value_t = 0)]
+    qos: u8,
+    /// Payload bytes (at least 8: the send timestamp).
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Messages per second per publisher (0: as fast as the broker takes them).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// How long to publish.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// The broker's process id, to report its CPU seconds.
+    #[arg(long)]
+    broker_pid: Option<u32>,
+    /// A label for the output line.
+    #[arg(long, default_value = "broker")]
+    label: String,
+}
+
+/// Delivery latencies in microseconds, and counts.
+#[derive(Default)]
+struct Stats {
+    sent: AtomicU64,
+    received: AtomicU64,
+    latencies: Mutex<Vec<u32>>,
+}
+
+struct Conn {
+    read: OwnedReadHalf,
+    write: OwnedWriteHalf,
+    decoder: Decoder,
+    buf: BytesMut,
+}
+
+impl Conn {
+    async fn open(args: &Args, id: String) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect((args.host.as_str(), args.port)).await?;
+        stream.set_nodelay(true)?;
+        let (read, write) = stream.into_split();
+        let mut decoder = Decoder::new(1 << 24);
+        decoder.set_version(ProtocolVersion::V3_1_1);
+        let mut conn = Conn {
+            read,
+            write,
+            decoder,
+            buf: BytesMut::with_capacity(64 * 1024),
+        };
+        let connect = Connect {
+            protocol: ProtocolVersion::V3_1_1,
+            clean_start: true,
+            keep_alive: 0,
+            properties: Default::default(),
+            client_id: id.into(),
+            will: None,
+            username: None,
+            password: None,
+        };
+        conn.send(&Packet::Connect(Box::new(connect))).await?;
+        match conn.recv().await? {
+            Some(Packet::ConnAck(_)) => Ok(conn),
+            other => Err(std::io::Error::other(format!(
+                "expected CONNACK, got {other:?}"
+            ))),
+        }
+    }
+
+    async fn send(&mut self, packet: &Packet) -> std::io::Result<()> {
+        let mut out = BytesMut::new();
+        packet
+            .encode(ProtocolVersion::V3_1_1, &mut out)
+            .map_err(std::io::Error::other)?;
+        self.write.write_all(&out).await
+    }
+
+    async fn recv(&mut self) -> std::io::Result<Option<Packet>> {
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Decoded::Packet(p)) => return Ok(Some(p)),
+                Ok(Decoded::Incomplete { .. }) => {}
+                Err(e) => return Err(std::io::Error::other(e)),
+            }
+            if self.read.read_buf(&mut self.buf).await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, filter: &str, qos: QoS) -> std::io::Result<()> {
+        let sub = Subscribe {
+            packet_id: PacketId::new(1).ok_or_else(|| std::io::Error::other("pid"))?,
+            properties: Default::default(),
+            subscriptions: vec![Subscription {
+                filter: TopicFilter::new(filter.to_string()).map_err(std::io::Error::other)?,
+                options: SubscriptionOptions {
+                    qos,
+                    ..Default::default()
+                },
+            }],
+        };
+        self.send(&Packet::Subscribe(sub)).await?;
+        match self.recv().await? {
+            Some(Packet::SubAck(_)) => Ok(()),
+            other => Err(std::io::Error::other(format!(
+                "expected SUBACK, got {other:?}"
+            ))),
+        }
+    }
+}
+
+fn micros_since(origin: Instant) -> u64 {
+    u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Receives until the connection closes, recording latencies and acknowledging QoS 1.
+async fn subscriber(mut conn: Conn, origin: Instant, stats: Arc<Stats>) {
+    let mut local = Vec::new();
+    while let Ok(Some(packet)) = conn.recv().await {
+        if let Packet::Publish(p) = packet {
+            if p.payload.len() >= 8 {
+                let mut ts = [0u8; 8];
+                ts.copy_from_slice(&p.payload[..8]);
+                let sent = u64::from_le_bytes(ts);
+                let latency = micros_since(origin).saturating_sub(sent);
+                local.push(u32::try_from(latency).unwrap_or(u32::MAX));
+            }
+            stats.received.fetch_add(1, Ordering::Relaxed);
+            if let Delivery::AtLeastOnce(id) = p.delivery {
+                if conn.send(&Packet::PubAck(Ack::new(id))).await.is_err() {
+                    break;
+                }
+            }
+            if local.len() >= 256 {
+                if let Ok(mut all) = stats.latencies.lock() {
+                    all.append(&mut local);
+                }
+            }
+        }
+    }
+    if let Ok(mut all) = stats.latencies.lock() {
+        all.append(&mut local);
+    }
+}
+
+/// Publishes to `topic` until `until`; QoS 1 keeps at most 64 unacknowledged.
+async fn publisher(
+    mut conn: Conn,
+    topic: String,
+    args: Arc<Args>,
+    origin: Instant,
+    until: Instant,
+    stats: Arc<Stats>,
+) {
+    let qos1 = args.qos == 1;
+    let topic = match TopicName::new(topic) {
+        Ok(t) => t,
+        Err(_) => return,
+    };
+    let mut id: u16 = 0;
+    let mut inflight = 0usize;
+    let interval = (args.rate > 0).then(|| Duration::from_secs_f64(1.0 / args.rate as f64));
+    let mut next = Instant::now();
+    while Instant::now() < until {
+        if let Some(i) = interval {
+            next += i;
+            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let mut payload = vec![0u8; args.payload.max(8)];
+        payload[..8].copy_from_slice(&micros_since(origin).to_le_bytes());
+        let mut p = Publish::new(topic.clone(), Bytes::from(payload));
+        if qos1 {
+            id = id.checked_add(1).unwrap_or(1);
+            let Some(pid) = PacketId::new(id) else {
+                return;
+            };
+            p.delivery = Delivery::AtLeastOnce(pid);
+            inflight += 1;
+        }
+        if conn.send(&Packet::Publish(p)).await.is_err() {
+            return;
+        }
+        stats.sent.fetch_add(1, Ordering::Relaxed);
+        while qos1 && inflight >= 64 {
+            match conn.recv().await {
+                Ok(Some(Packet::PubAck(_))) => inflight -= 1,
+                Ok(Some(_)) => {}
+                _ => return,
+            }
+        }
+        if !qos1 && interval.is_none() && stats.sent.load(Ordering::Relaxed) % 64 == 0 {
+            // Let the runtime schedule the readers.
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// utime + stime of `pid`, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let args = Arc::new(Args::parse());
+    let qos = if args.qos == 1 {
+        QoS::AtLeastOnce
+    } else {
+        QoS::AtMostOnce
+    };
+    let origin = Instant::now();
+    let stats = Arc::new(Stats::default());
+    let (subs, pubs): (Vec<String>, Vec<String>) = match args.scenario {
+        Scenario::FanIn => (
+            vec!["bench/#".into()],
+            (0..args.clients).map(|i| format!("bench/{i}")).collect(),
+        ),
+        Scenario::FanOut => (
+            (0..args.clients).map(|_| "bench/x".into()).collect(),
+            vec!["bench/x".into()],
+        ),
+        Scenario::Pairs => (
+            (0..args.clients).map(|i| format!("bench/{i}")).collect(),
+            (0..args.clients).map(|i| format!("bench/{i}")).collect(),
+        ),
+        Scenario::Idle => (Vec::new(), Vec::new()),
+    };
+    let connect_start = Instant::now();
+    let mut idle = Vec::new();
+    if let Scenario::Idle = args.scenario {
+        for i in 0..args.clients {
+            idle.push(Conn::open(&args, format!("idle-{i}")).await?);
+        }
+    }
+    let mut sub_tasks = Vec::new();
+    for (i, filter) in subs.iter().enumerate() {
+        let mut conn = Conn::open(&args, format!("sub-{i}")).await?;
+        conn.subscribe(filter, qos).await?;
+        sub_tasks.push(tokio::spawn(subscriber(conn, origin, stats.clone())));
+    }
+    let mut pub_conns = Vec::new();
+    for i in 0..pubs.len() {
+        pub_conns.push(Conn::open(&args, format!("pub-{i}")).await?);
+    }
+    let connect_time = connect_start.elapsed();
+    let cpu_before = args.broker_pid.and_then(cpu_seconds);
+    let start = Instant::now();
+    let until = start + Duration::from_secs(args.seconds);
+    let mut pub_tasks = Vec::new();
+    for (conn, topic) in pub_conns.into_iter().zip(pubs) {
+        pub_tasks.push(tokio::spawn(publisher(
+            conn,
+            topic,
+            args.clone(),
+            origin,
+            until,
+            stats.clone(),
+        )));
+    }
+    if pub_tasks.is_empty() {
+        tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    }
+    for t in pub_tasks {
+        let _ = t.await;
+    }
+    // Let deliveries in flight arrive.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let elapsed = start.elapsed().as_secs_f64() - 0.5;
+    let cpu = match (cpu_before, args.broker_pid.and_then(cpu_seconds)) {
+        (Some(a), Some(b)) => format!("{:.2}", b - a),
+        _ => "n/a".into(),
+    };
+    for t in &sub_tasks {
+        t.abort();
+    }
+    drop(idle);
+    let mut lat = stats
+        .latencies
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
+    lat.sort_unstable();
+    let sent = stats.sent.load(Ordering::Relaxed);
+    let received = stats.received.load(Ordering::Relaxed);
+    println!(
+        "{label} scenario={scenario:?} clients={clients} qos={q} payload={payload}B: sent {sps:.0}/s, delivered {rps:.0}/s, \
+         latency ms p50={p50:.2} p99={p99:.2} max={max:.2}, broker cpu {cpu}s, connect {ct:.2}s",
+        label = args.label,
+        scenario = args.scenario,
+        clients = args.clients,
+        q = args.qos,
+        payload = args.payload,
+        sps = sent as f64 / elapsed.max(1e-9),
+        rps = received as f64 / elapsed.max(1e-9),
+        p50 = percentile(&lat, 0.5),
+        p99 = percentile(&lat, 0.99),
+        max = percentile(&lat, 1.0),
+        ct = connect_time.as_secs_f64(),
+    );
+    Ok(())
+}
