@@ -117,6 +117,17 @@ impl Session {
         self.expiry_interval > 0
     }
 
+    /// Forgets that storage holds any of its messages: after the store deleted the session (it stopped
+    /// being persistent while still in use), no later operation may write or delete them again.
+    pub(crate) fn forget_stored(&mut self) {
+        for out in self.queue.iter_mut() {
+            out.stored = false;
+        }
+        for f in self.inflight.values_mut() {
+            f.out.stored = false;
+        }
+    }
+
     /// The next position in the session's message stream.
     pub(crate) fn take_seq(&mut self) -> u64 {
         let seq = self.next_seq;

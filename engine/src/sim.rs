@@ -10,9 +10,11 @@
 //! ```
 //!
 //! By default the simulated shell flushes every transmit and makes every storage batch durable at once;
-//! both can be turned off to test backpressure and durability gating.
+//! both can be turned off to test backpressure and durability gating. Every batch is also applied to a
+//! [`ModelStore`], and the harness panics (with the transcript) on an operation that makes no sense for
+//! what the store holds, such as a message written under a session the store already deleted.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -22,7 +24,7 @@ use crate::codec::{
     Connect, Decoded, Decoder, Delivery, Packet, PacketId, ProtocolVersion, Publish, QoS,
     Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName, MAX_PACKET_SIZE,
 };
-use crate::io::{ConnId, ConnMeta, Event, Input, PersistSeq, StoreOp};
+use crate::io::{ConnId, ConnMeta, Event, Input, OutboundState, PersistSeq, StoreOp};
 use crate::{Config, Engine, Instant};
 
 /// One simulated client connection.
@@ -54,6 +56,132 @@ pub struct Sim {
     pub pending_batches: Vec<PersistSeq>,
     /// Every event the engine emitted, in order.
     pub events: Vec<Event>,
+    /// What a store applying every emitted batch would hold.
+    pub store: ModelStore,
+}
+
+/// One session as a store applying the engine's batches holds it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    /// Its expiry interval.
+    pub expiry_interval: u32,
+    /// Its subscriptions' filters.
+    pub subscriptions: BTreeSet<String>,
+    /// Its messages by sequence number, with their state.
+    pub messages: BTreeMap<u64, OutboundState>,
+    /// Its QoS 2 packet ids received and not yet released.
+    pub incoming: BTreeSet<u16>,
+}
+
+/// A model of the store: applies every batch in emission order (batches are applied in order by any
+/// store) and records operations that make no sense for what it holds: a write under a session it does
+/// not hold (which a real store would keep as an orphan record and load after a restart), a delete of a
+/// message or session it does not hold (an engine that lost track of what it stored).
+#[derive(Debug, Default)]
+pub struct ModelStore {
+    /// Stored sessions by client identifier.
+    pub sessions: BTreeMap<String, StoredSession>,
+    /// Retained topics.
+    pub retained: BTreeSet<String>,
+    /// Every nonsensical operation seen, described.
+    pub anomalies: Vec<String>,
+}
+
+impl ModelStore {
+    fn session(&mut self, client_id: &str, op: &StoreOp) -> Option<&mut StoredSession> {
+        if !self.sessions.contains_key(client_id) {
+            self.anomalies.push(format!(
+                "{op:?} for session {client_id:?}, which is not stored"
+            ));
+        }
+        self.sessions.get_mut(client_id)
+    }
+
+    /// Applies one batch.
+    pub fn apply(&mut self, ops: &[StoreOp]) {
+        for op in ops {
+            match op {
+                StoreOp::PutSession {
+                    client_id,
+                    expiry_interval,
+                    ..
+                } => {
+                    self.sessions
+                        .entry(client_id.to_string())
+                        .or_default()
+                        .expiry_interval = *expiry_interval;
+                }
+                StoreOp::DeleteSession { client_id } => {
+                    if self.sessions.remove(&client_id[..]).is_none() {
+                        self.anomalies.push(format!(
+                            "delete of session {client_id:?}, which is not stored"
+                        ));
+                    }
+                }
+                StoreOp::PutSubscription {
+                    client_id, filter, ..
+                } => {
+                    if let Some(s) = self.session(client_id, op) {
+                        s.subscriptions.insert(filter.to_string());
+                    }
+                }
+                StoreOp::DeleteSubscription { client_id, filter } => {
+                    if let Some(s) = self.session(client_id, op) {
+                        s.subscriptions.remove(&filter[..]);
+                    }
+                }
+                StoreOp::PutMessage {
+                    client_id,
+                    seq,
+                    state,
+                    ..
+                } => {
+                    let known = self
+                        .sessions
+                        .get(&client_id[..])
+                        .is_some_and(|s| s.messages.contains_key(seq));
+                    if !known && matches!(state, OutboundState::Released(_)) {
+                        self.anomalies.push(format!(
+                            "{op:?}: a message released without ever being stored"
+                        ));
+                    }
+                    if let Some(s) = self.session(client_id, op) {
+                        s.messages.insert(*seq, *state);
+                    }
+                }
+                StoreOp::DeleteMessage { client_id, seq } => {
+                    if let Some(s) = self.session(client_id, op) {
+                        if s.messages.remove(seq).is_none() {
+                            self.anomalies
+                                .push(format!("{op:?}: no such message stored"));
+                        }
+                    }
+                }
+                StoreOp::PutIncoming {
+                    client_id,
+                    packet_id,
+                } => {
+                    if let Some(s) = self.session(client_id, op) {
+                        s.incoming.insert(*packet_id);
+                    }
+                }
+                StoreOp::DeleteIncoming {
+                    client_id,
+                    packet_id,
+                } => {
+                    if let Some(s) = self.session(client_id, op) {
+                        s.incoming.remove(packet_id);
+                    }
+                }
+                StoreOp::PutRetained { message } => {
+                    self.retained.insert(message.topic.to_string());
+                }
+                StoreOp::DeleteRetained { topic } => {
+                    self.retained.remove(&topic.to_string());
+                }
+            }
+        }
+    }
 }
 
 impl Sim {
@@ -80,6 +208,7 @@ impl Sim {
             auto_persist: true,
             pending_batches: Vec::new(),
             events: Vec::new(),
+            store: ModelStore::default(),
         }
     }
 
@@ -370,6 +499,10 @@ impl Sim {
                     let text = format!("persist seq={} [{}]", seq.0, render_ops(ops));
                     self.line(&text);
                     self.pending_batches.push(*seq);
+                    self.store.apply(ops);
+                    if let Some(anomaly) = self.store.anomalies.first() {
+                        panic!("storage operation out of line: {anomaly}\n{}", self.log);
+                    }
                 }
                 Event::Close { conn, reason } => {
                     if let Some((name, c)) = self.clients.iter_mut().find(|(_, c)| c.conn == *conn)

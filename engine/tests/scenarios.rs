@@ -831,6 +831,74 @@ fn acknowledgements_wait_for_storage() {
 }
 
 #[test]
+fn pubrel_waits_until_the_released_state_is_durable() {
+    let mut sim = sim();
+    sim.connect_with("s", persistent("s", V5, 300));
+    sim.subscribe("s", "t", QoS::ExactlyOnce);
+    sim.connect("p", V5);
+    sim.publish("p", "t", QoS::ExactlyOnce, "m");
+    let id = publish_of(sim.recv("s")).delivery.packet_id().expect("pid");
+    sim.auto_persist = false;
+    sim.send("s", Packet::PubRec(Ack::new(id)));
+    assert_eq!(
+        sim.recv("s"),
+        None,
+        "a crash now would resend the PUBLISH, so the client must not have completed the exchange"
+    );
+    sim.persist_all();
+    assert_eq!(sim.recv("s"), Some(Packet::PubRel(Ack::new(id))));
+}
+
+#[test]
+fn disconnect_setting_session_expiry_to_zero_deletes_the_stored_session() {
+    let mut sim = sim();
+    sim.connect_with("s", persistent("s", V5, 300));
+    sim.subscribe("s", "t", QoS::AtLeastOnce);
+    assert!(sim.store.sessions.contains_key("s"));
+    let mut d = Disconnect::new(ReasonCode::Success);
+    d.properties.session_expiry_interval = Some(0);
+    sim.send("s", Packet::Disconnect(d));
+    assert!(sim.is_closed("s"));
+    assert!(
+        !sim.store.sessions.contains_key("s"),
+        "the session ended, so a restart must not bring it back: {:?}",
+        sim.store.sessions
+    );
+}
+
+#[test]
+fn resuming_with_session_expiry_zero_deletes_the_stored_session_and_writes_nothing_under_it() {
+    let mut sim = sim();
+    sim.connect_with("s", persistent("s", V5, 300));
+    sim.subscribe("s", "t", QoS::ExactlyOnce);
+    sim.connect("p", V5);
+    sim.publish("p", "t", QoS::ExactlyOnce, "inflight");
+    let id = publish_of(sim.recv("s")).delivery.packet_id().expect("pid");
+    sim.drop_connection("s");
+    sim.publish("p", "t", QoS::AtLeastOnce, "queued");
+    assert_eq!(sim.store.sessions["s"].messages.len(), 2);
+
+    // Resumed, but now to end with the connection: the store must forget it at once.
+    let ack = connack(sim.connect_with("s", persistent("s", V5, 0)));
+    assert!(ack.session_present);
+    assert!(!sim.store.sessions.contains_key("s"));
+    let resent = sim.recv_all("s");
+    assert_eq!(payloads(&resent), ["inflight", "queued"]);
+    // The flows go on in memory; the harness panics if any of them writes under the deleted session.
+    sim.send("s", Packet::PubRec(Ack::new(id)));
+    assert_eq!(sim.recv("s"), Some(Packet::PubRel(Ack::new(id))));
+    sim.send("s", Packet::PubComp(Ack::new(id)));
+    let queued = publish_of(resent.into_iter().nth(1))
+        .delivery
+        .packet_id()
+        .expect("pid");
+    sim.send("s", Packet::PubAck(Ack::new(queued)));
+    sim.publish("p", "t", QoS::ExactlyOnce, "later");
+    assert_eq!(payloads(&sim.recv_all("s")), ["later"]);
+    assert!(!sim.store.sessions.contains_key("s"));
+}
+
+#[test]
 fn a_failed_batch_closes_the_connections_waiting_on_it() {
     let mut sim = sim();
     sim.connect("p", V5);

@@ -14,7 +14,11 @@
 //!   acknowledged with PUBREC (unless its session expired);
 //! - durability: a PUBACK or PUBREC that depends on a storage batch is not sent before the batch is
 //!   reported durable, and is sent once it is; a QoS 2 PUBLISH reaches a persistent subscriber only
-//!   once the batch recording its packet id is durable;
+//!   once the batch recording its packet id is durable, and a PUBREL only once the batch recording
+//!   the release is;
+//! - storage coherence (in every property, checked by the harness's model store): no operation writes
+//!   under a session the store does not hold, deletes what it does not hold, or releases a message
+//!   never stored;
 //! - determinism: the same seed and inputs give the same transcript byte for byte; another seed assigns
 //!   other client identifiers.
 
@@ -1013,6 +1017,8 @@ struct Durability {
     gates: BTreeMap<u16, PersistSeq>,
     /// The batch recording, for each packet id, the subscriber's latest QoS 2 message sent under it.
     sub_qos2_ids: BTreeMap<u16, PersistSeq>,
+    /// The batch recording, for each packet id, that the subscriber's message under it was released.
+    sub_released: BTreeMap<u16, PersistSeq>,
     sub_owed: Vec<Packet>,
     published: u32,
     /// Acknowledgements received that had been gated on a batch.
@@ -1047,6 +1053,7 @@ impl Durability {
             waiting: BTreeMap::new(),
             gates: BTreeMap::new(),
             sub_qos2_ids: BTreeMap::new(),
+            sub_released: BTreeMap::new(),
             sub_owed: Vec::new(),
             published: 0,
             checked: 0,
@@ -1094,6 +1101,16 @@ impl Durability {
                         self.sub_qos2_ids.insert(*id, *seq);
                     }
                 }
+                if let StoreOp::PutMessage {
+                    client_id,
+                    state: OutboundState::Released(id),
+                    ..
+                } = op
+                {
+                    if &**client_id == SUB {
+                        self.sub_released.insert(*id, *seq);
+                    }
+                }
             }
         }
         self.events_seen = self.sim.events.len();
@@ -1116,7 +1133,20 @@ impl Durability {
                         self.sub_owed.push(Packet::PubRec(Ack::new(id)));
                     }
                 },
-                Packet::PubRel(a) => self.sub_owed.push(Packet::PubComp(Ack::new(a.packet_id))),
+                Packet::PubRel(a) => {
+                    // Released must be durable first, or a restart resends a completed PUBLISH.
+                    if let Some(&seq) = self.sub_released.get(&a.packet_id.get()) {
+                        assert!(
+                            !self.is_pending(seq),
+                            "PUBREL pid={} reached the subscriber before batch {} recording the \
+                             release is durable\n{}",
+                            a.packet_id,
+                            seq.0,
+                            transcript_tail(&self.sim)
+                        );
+                    }
+                    self.sub_owed.push(Packet::PubComp(Ack::new(a.packet_id)))
+                }
                 _ => {}
             }
         }

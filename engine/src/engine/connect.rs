@@ -7,7 +7,7 @@ use bytestring::ByteString;
 
 use crate::codec::{ConnAck, Connect, DecodeError, Packet, ProtocolVersion, QoS, ReasonCode};
 use crate::config::Authentication;
-use crate::io::{AuthDecision, CloseReason, ConnId, Event, StoreOp};
+use crate::io::{AuthDecision, CloseReason, ConnId, Event};
 use crate::session::{PendingWill, Session};
 use crate::timer::TimerKind;
 
@@ -183,10 +183,10 @@ impl Engine {
             .receive_maximum
             .map_or(u16::MAX, NonZeroU16::get);
         let (keep_alive, server_keep_alive) = self.keep_alive(&connect);
-        let durable = self.persist.enabled();
 
+        let mut was_persistent = false;
         if let Some(session) = self.sessions.get_mut(&sid) {
-            let was_persistent = session.is_persistent();
+            was_persistent = session.is_persistent();
             session.conn = Some(id);
             session.protocol = connect.protocol;
             session.expiry_interval = expiry;
@@ -196,18 +196,8 @@ impl Engine {
                 delay: will.properties.will_delay_interval.unwrap_or(0),
                 will,
             });
-            if durable && session.is_persistent() {
-                self.persist.push(StoreOp::PutSession {
-                    client_id: client_id.clone(),
-                    protocol: connect.protocol,
-                    expiry_interval: expiry,
-                });
-            } else if durable && was_persistent {
-                self.persist.push(StoreOp::DeleteSession {
-                    client_id: client_id.clone(),
-                });
-            }
         }
+        self.record_session(sid, was_persistent);
 
         if let Some(c) = self.conns.get_mut(&id) {
             c.phase = Phase::Connected(sid);

@@ -290,9 +290,14 @@ impl Engine {
             }
             return self.pump(sid);
         }
+        let mut gate = None;
         if let Some(f) = session.inflight.get_mut(&pid.get()) {
             f.flow = Flow::Released;
             if f.out.stored {
+                // PUBREL must not reach the client before Released is durable: after a restart we
+                // would resend the PUBLISH, and a client that already completed the exchange would
+                // take it for a new message.
+                gate = Some(self.persist.building());
                 self.persist.push(StoreOp::PutMessage {
                     client_id: session.client_id.clone(),
                     seq: f.out.seq,
@@ -302,7 +307,7 @@ impl Engine {
                 });
             }
         }
-        self.write(id, &Packet::PubRel(Ack::new(pid)), None);
+        self.write(id, &Packet::PubRel(Ack::new(pid)), gate);
     }
 }
 

@@ -66,14 +66,11 @@ impl Engine {
                     "DISCONNECT sets a session expiry after CONNECT set none".into(),
                 );
             }
+            let was_persistent = session.is_persistent();
             session.expiry_interval = new_expiry.min(self.config.max_session_expiry);
-            if self.persist.enabled() && session.is_persistent() {
-                self.persist.push(StoreOp::PutSession {
-                    client_id: session.client_id.clone(),
-                    protocol: session.protocol,
-                    expiry_interval: session.expiry_interval,
-                });
-            }
+            // From a persistent session to 0: the session ends with this connection, and its record
+            // must go from the store too (end_session only deletes what is still persistent).
+            self.record_session(sid, was_persistent);
         }
         // Only 0x04 asks for the will; every other reason is a normal disconnection [MQTT-3.14.4-3].
         let will = d.reason == ReasonCode::DisconnectWithWill;
@@ -144,6 +141,30 @@ impl Engine {
             expires_at: Message::expiry_from(self.now, p.message_expiry_interval),
         };
         self.accept_message(Arc::new(message));
+    }
+
+    /// Brings the store's record of session `sid` up to date after its expiry interval was set: a
+    /// persistent session is (re)written; one that was persistent and no longer is gets deleted, with
+    /// everything stored under it, and its messages are marked as no longer stored.
+    pub(super) fn record_session(&mut self, sid: SessionId, was_persistent: bool) {
+        if !self.persist.enabled() {
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if session.is_persistent() {
+            self.persist.push(StoreOp::PutSession {
+                client_id: session.client_id.clone(),
+                protocol: session.protocol,
+                expiry_interval: session.expiry_interval,
+            });
+        } else if was_persistent {
+            self.persist.push(StoreOp::DeleteSession {
+                client_id: session.client_id.clone(),
+            });
+            session.forget_stored();
+        }
     }
 
     /// Removes a session and everything in it; a will still pending is published first.
