@@ -6,8 +6,9 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 use crate::codec::SubscriptionId;
-use crate::codec::{ProtocolVersion, QoS, ReasonCode, SubscriptionOptions, TopicName};
+use crate::codec::{ProtocolVersion, QoS, ReasonCode, SubscriptionOptions, TopicName, Will};
 use crate::message::Message;
+use crate::time::Instant;
 
 /// A connection, numbered by the shell; unique for the engine's lifetime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -131,6 +132,11 @@ pub enum StoreOp {
         protocol: ProtocolVersion,
         /// Seconds it outlives its connection (`u32::MAX`: forever).
         expiry_interval: u32,
+        /// When its connection ended; `None` while it is connected (after a crash, the restart counts
+        /// as the moment the connection ended).
+        offline_since: Option<Instant>,
+        /// The will still to be published for it (possibly after its Will Delay Interval).
+        will: Option<Will>,
     },
     /// Delete a session with everything stored under it.
     DeleteSession {
@@ -165,6 +171,10 @@ pub enum StoreOp {
         qos: QoS,
         /// Where it is in the QoS flow.
         state: OutboundState,
+        /// The RETAIN flag it is delivered with.
+        retain: bool,
+        /// The identifiers of the subscriptions it matched (v5).
+        sub_ids: Vec<SubscriptionId>,
         /// The message.
         message: Arc<Message>,
     },

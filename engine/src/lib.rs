@@ -23,6 +23,7 @@ pub mod router;
 mod session;
 #[cfg(feature = "sim")]
 pub mod sim;
+mod stored;
 mod time;
 mod timer;
 
@@ -34,4 +35,5 @@ pub use io::{
 };
 pub use message::Message;
 pub use rng::Rng;
+pub use stored::{StoredMessage, StoredSession, StoredState, StoredSubscription};
 pub use time::Instant;

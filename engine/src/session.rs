@@ -7,8 +7,9 @@ use std::sync::Arc;
 use bytestring::ByteString;
 
 use crate::codec::{PacketId, ProtocolVersion, QoS, SubscriptionId, SubscriptionOptions, Will};
-use crate::io::{ConnId, DropReason};
+use crate::io::{ConnId, DropReason, OutboundState, StoreOp};
 use crate::message::Message;
+use crate::time::Instant;
 
 /// Sessions are numbered by the engine in creation order; numbers are never reused.
 pub(crate) type SessionId = u64;
@@ -34,6 +35,21 @@ pub(crate) struct Outbound {
     pub(crate) sub_ids: Vec<SubscriptionId>,
     /// Whether a storage operation holds it (so removing it needs one too).
     pub(crate) stored: bool,
+}
+
+impl Outbound {
+    /// The operation storing it for `client_id` in `state`.
+    pub(crate) fn put_op(&self, client_id: &ByteString, state: OutboundState) -> StoreOp {
+        StoreOp::PutMessage {
+            client_id: client_id.clone(),
+            seq: self.seq,
+            qos: self.qos,
+            state,
+            retain: self.retain,
+            sub_ids: self.sub_ids.clone(),
+            message: self.message.clone(),
+        }
+    }
 }
 
 /// Where an inflight message is in its QoS flow.
@@ -86,6 +102,8 @@ pub(crate) struct Session {
     /// QoS 2 packet ids received and PUBREC'd, waiting for PUBREL.
     pub(crate) incoming: BTreeSet<u16>,
     pub(crate) will: Option<PendingWill>,
+    /// When its connection ended, while it has none.
+    pub(crate) offline_since: Option<Instant>,
     /// How many QoS 1/2 messages may be inflight to the client now.
     pub(crate) send_quota: u16,
     /// The client's Maximum Packet Size (v5).
@@ -107,6 +125,7 @@ impl Session {
             next_seq: 1,
             incoming: BTreeSet::new(),
             will: None,
+            offline_since: None,
             send_quota: 1,
             client_max_packet: None,
         }
@@ -126,6 +145,11 @@ impl Session {
         for f in self.inflight.values_mut() {
             f.out.stored = false;
         }
+    }
+
+    /// Continues the message stream after `last` (a restored session's highest stored position).
+    pub(crate) fn continue_after(&mut self, last: u64) {
+        self.next_seq = self.next_seq.max(last + 1);
     }
 
     /// The next position in the session's message stream.
@@ -186,6 +210,12 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Appends a message restored from storage, outside the queue limits: it was accepted under them.
+    pub(crate) fn restore_queued(&mut self, out: Outbound) {
+        self.queued_bytes += out.message.queued_size();
+        self.queue.push_back(out);
     }
 
     /// Removes the front of the queue.

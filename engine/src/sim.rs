@@ -14,7 +14,7 @@
 //! [`ModelStore`], and the harness panics (with the transcript) on an operation that makes no sense for
 //! what the store holds, such as a message written under a session the store already deleted.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use crate::codec::{
     Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName, MAX_PACKET_SIZE,
 };
 use crate::io::{ConnId, ConnMeta, Event, Input, OutboundState, PersistSeq, StoreOp};
-use crate::{Config, Engine, Instant};
+use crate::{Config, Engine, Instant, StoredState};
 
 /// One simulated client connection.
 #[derive(Debug)]
@@ -58,128 +58,85 @@ pub struct Sim {
     pub events: Vec<Event>,
     /// What a store applying every emitted batch would hold.
     pub store: ModelStore,
+    /// What a store holds of the batches reported durable: what survives [`Sim::crash`].
+    pub durable: StoredState,
+    /// Batches emitted and not yet reported durable, with their operations.
+    unconfirmed: Vec<(PersistSeq, Vec<StoreOp>)>,
+    config: Config,
+    seed: u64,
 }
 
-/// One session as a store applying the engine's batches holds it.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct StoredSession {
-    /// Its expiry interval.
-    pub expiry_interval: u32,
-    /// Its subscriptions' filters.
-    pub subscriptions: BTreeSet<String>,
-    /// Its messages by sequence number, with their state.
-    pub messages: BTreeMap<u64, OutboundState>,
-    /// Its QoS 2 packet ids received and not yet released.
-    pub incoming: BTreeSet<u16>,
-}
-
-/// A model of the store: applies every batch in emission order (batches are applied in order by any
-/// store) and records operations that make no sense for what it holds: a write under a session it does
-/// not hold (which a real store would keep as an orphan record and load after a restart), a delete of a
-/// message or session it does not hold (an engine that lost track of what it stored).
+/// A model of the store: applies every batch in emission order (any store applies batches in order)
+/// and records operations that make no sense for what it holds: a write under a session it does not
+/// hold (a real store would keep an orphan record and load it after a restart), a delete of a message or
+/// session it does not hold (an engine that lost track of what it stored), a release of a message never
+/// stored.
 #[derive(Debug, Default)]
 pub struct ModelStore {
-    /// Stored sessions by client identifier.
-    pub sessions: BTreeMap<String, StoredSession>,
-    /// Retained topics.
-    pub retained: BTreeSet<String>,
+    /// What the store holds once every emitted batch is applied.
+    pub state: StoredState,
     /// Every nonsensical operation seen, described.
     pub anomalies: Vec<String>,
 }
 
 impl ModelStore {
-    fn session(&mut self, client_id: &str, op: &StoreOp) -> Option<&mut StoredSession> {
-        if !self.sessions.contains_key(client_id) {
+    fn check(&mut self, client_id: &str, op: &StoreOp) {
+        if !self.state.sessions.contains_key(client_id) {
             self.anomalies.push(format!(
                 "{op:?} for session {client_id:?}, which is not stored"
             ));
         }
-        self.sessions.get_mut(client_id)
     }
 
     /// Applies one batch.
     pub fn apply(&mut self, ops: &[StoreOp]) {
         for op in ops {
             match op {
-                StoreOp::PutSession {
-                    client_id,
-                    expiry_interval,
-                    ..
-                } => {
-                    self.sessions
-                        .entry(client_id.to_string())
-                        .or_default()
-                        .expiry_interval = *expiry_interval;
-                }
+                StoreOp::PutSession { .. } | StoreOp::PutRetained { .. } => {}
                 StoreOp::DeleteSession { client_id } => {
-                    if self.sessions.remove(&client_id[..]).is_none() {
+                    if !self.state.sessions.contains_key(client_id) {
                         self.anomalies.push(format!(
                             "delete of session {client_id:?}, which is not stored"
                         ));
                     }
                 }
-                StoreOp::PutSubscription {
-                    client_id, filter, ..
-                } => {
-                    if let Some(s) = self.session(client_id, op) {
-                        s.subscriptions.insert(filter.to_string());
-                    }
-                }
-                StoreOp::DeleteSubscription { client_id, filter } => {
-                    if let Some(s) = self.session(client_id, op) {
-                        s.subscriptions.remove(&filter[..]);
-                    }
-                }
+                StoreOp::PutSubscription { client_id, .. }
+                | StoreOp::DeleteSubscription { client_id, .. }
+                | StoreOp::PutIncoming { client_id, .. }
+                | StoreOp::DeleteIncoming { client_id, .. } => self.check(client_id, op),
                 StoreOp::PutMessage {
                     client_id,
                     seq,
                     state,
                     ..
                 } => {
+                    self.check(client_id, op);
                     let known = self
+                        .state
                         .sessions
-                        .get(&client_id[..])
+                        .get(client_id)
                         .is_some_and(|s| s.messages.contains_key(seq));
                     if !known && matches!(state, OutboundState::Released(_)) {
                         self.anomalies.push(format!(
                             "{op:?}: a message released without ever being stored"
                         ));
                     }
-                    if let Some(s) = self.session(client_id, op) {
-                        s.messages.insert(*seq, *state);
-                    }
                 }
                 StoreOp::DeleteMessage { client_id, seq } => {
-                    if let Some(s) = self.session(client_id, op) {
-                        if s.messages.remove(seq).is_none() {
-                            self.anomalies
-                                .push(format!("{op:?}: no such message stored"));
-                        }
+                    self.check(client_id, op);
+                    let known = self
+                        .state
+                        .sessions
+                        .get(client_id)
+                        .is_some_and(|s| s.messages.contains_key(seq));
+                    if !known {
+                        self.anomalies
+                            .push(format!("{op:?}: no such message stored"));
                     }
                 }
-                StoreOp::PutIncoming {
-                    client_id,
-                    packet_id,
-                } => {
-                    if let Some(s) = self.session(client_id, op) {
-                        s.incoming.insert(*packet_id);
-                    }
-                }
-                StoreOp::DeleteIncoming {
-                    client_id,
-                    packet_id,
-                } => {
-                    if let Some(s) = self.session(client_id, op) {
-                        s.incoming.remove(packet_id);
-                    }
-                }
-                StoreOp::PutRetained { message } => {
-                    self.retained.insert(message.topic.to_string());
-                }
-                StoreOp::DeleteRetained { topic } => {
-                    self.retained.remove(&topic.to_string());
-                }
+                StoreOp::DeleteRetained { .. } => {}
             }
+            self.state.apply(std::slice::from_ref(op));
         }
     }
 }
@@ -195,7 +152,7 @@ impl Sim {
     /// # Panics
     /// If `config` is invalid.
     pub fn with_seed(config: Config, seed: u64) -> Sim {
-        let engine = match Engine::new(config, seed) {
+        let engine = match Engine::new(config.clone(), seed) {
             Ok(engine) => engine,
             Err(e) => panic!("invalid config for the simulation: {e}"),
         };
@@ -209,6 +166,10 @@ impl Sim {
             pending_batches: Vec::new(),
             events: Vec::new(),
             store: ModelStore::default(),
+            durable: StoredState::default(),
+            unconfirmed: Vec::new(),
+            config,
+            seed,
         }
     }
 
@@ -443,6 +404,7 @@ impl Sim {
     pub fn persist_all(&mut self) {
         if let Some(&upto) = self.pending_batches.last() {
             self.pending_batches.clear();
+            self.confirm(upto);
             self.line(&format!("persisted upto={}", upto.0));
             self.input(Input::Persisted { upto });
         }
@@ -451,8 +413,43 @@ impl Sim {
     /// Reports storage batch `seq` failed.
     pub fn fail_batch(&mut self, seq: PersistSeq) {
         self.pending_batches.retain(|s| *s != seq);
+        self.unconfirmed.retain(|(s, _)| *s != seq);
         self.line(&format!("persist failed seq={}", seq.0));
         self.input(Input::PersistFailed { seq });
+    }
+
+    /// Applies the batches up to `upto` to the durable state.
+    fn confirm(&mut self, upto: PersistSeq) {
+        let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unconfirmed)
+            .into_iter()
+            .partition(|(seq, _)| *seq <= upto);
+        self.unconfirmed = rest;
+        for (_, ops) in done {
+            self.durable.apply(&ops);
+        }
+    }
+
+    /// The broker process dies: every connection is gone, batches not reported durable are lost, and
+    /// after `downtime` a new engine (same configuration and seed) restarts from the durable state.
+    /// Packets clients already received stay in their inboxes.
+    pub fn crash(&mut self, downtime: Duration) {
+        self.line("crash (unconfirmed batches lost)");
+        self.now = self.now + downtime;
+        self.line("restart");
+        self.unconfirmed.clear();
+        self.pending_batches.clear();
+        for c in self.clients.values_mut() {
+            c.closed = true;
+            c.unflushed = 0;
+        }
+        self.engine = match Engine::new(self.config.clone(), self.seed) {
+            Ok(engine) => engine,
+            Err(e) => panic!("invalid config for the simulation: {e}"),
+        };
+        self.store.state = self.durable.clone();
+        let state = self.durable.clone();
+        self.engine.restore(self.now, state);
+        self.drain();
     }
 
     /// Hands one input to the engine at the current time and drains every output.
@@ -499,6 +496,7 @@ impl Sim {
                     let text = format!("persist seq={} [{}]", seq.0, render_ops(ops));
                     self.line(&text);
                     self.pending_batches.push(*seq);
+                    self.unconfirmed.push((*seq, ops.clone()));
                     self.store.apply(ops);
                     if let Some(anomaly) = self.store.anomalies.first() {
                         panic!("storage operation out of line: {anomaly}\n{}", self.log);
@@ -535,11 +533,12 @@ impl Sim {
             }
             self.events.push(event);
         }
-        if self.auto_persist && !self.pending_batches.is_empty() {
-            follow_ups.push(Input::Persisted {
-                upto: self.pending_batches[self.pending_batches.len() - 1],
-            });
-            self.pending_batches.clear();
+        if self.auto_persist {
+            if let Some(&upto) = self.pending_batches.last() {
+                self.confirm(upto);
+                follow_ups.push(Input::Persisted { upto });
+                self.pending_batches.clear();
+            }
         }
         for input in follow_ups {
             self.engine.handle(self.now, input);
@@ -556,8 +555,19 @@ fn render_ops(ops: &[StoreOp]) -> String {
             StoreOp::PutSession {
                 client_id,
                 expiry_interval,
+                offline_since,
+                will,
                 ..
-            } => format!("put session {client_id:?} expiry={expiry_interval}"),
+            } => {
+                let mut text = format!("put session {client_id:?} expiry={expiry_interval}");
+                if let Some(at) = offline_since {
+                    let _ = write!(text, " offline_since={at}");
+                }
+                if let Some(will) = will {
+                    let _ = write!(text, " will={:?}", will.topic.as_str());
+                }
+                text
+            }
             StoreOp::DeleteSession { client_id } => format!("delete session {client_id:?}"),
             StoreOp::PutSubscription {
                 client_id, filter, ..

@@ -854,15 +854,15 @@ fn disconnect_setting_session_expiry_to_zero_deletes_the_stored_session() {
     let mut sim = sim();
     sim.connect_with("s", persistent("s", V5, 300));
     sim.subscribe("s", "t", QoS::AtLeastOnce);
-    assert!(sim.store.sessions.contains_key("s"));
+    assert!(sim.store.state.sessions.contains_key("s"));
     let mut d = Disconnect::new(ReasonCode::Success);
     d.properties.session_expiry_interval = Some(0);
     sim.send("s", Packet::Disconnect(d));
     assert!(sim.is_closed("s"));
     assert!(
-        !sim.store.sessions.contains_key("s"),
+        !sim.store.state.sessions.contains_key("s"),
         "the session ended, so a restart must not bring it back: {:?}",
-        sim.store.sessions
+        sim.store.state.sessions
     );
 }
 
@@ -876,12 +876,12 @@ fn resuming_with_session_expiry_zero_deletes_the_stored_session_and_writes_nothi
     let id = publish_of(sim.recv("s")).delivery.packet_id().expect("pid");
     sim.drop_connection("s");
     sim.publish("p", "t", QoS::AtLeastOnce, "queued");
-    assert_eq!(sim.store.sessions["s"].messages.len(), 2);
+    assert_eq!(sim.store.state.sessions["s"].messages.len(), 2);
 
     // Resumed, but now to end with the connection: the store must forget it at once.
     let ack = connack(sim.connect_with("s", persistent("s", V5, 0)));
     assert!(ack.session_present);
-    assert!(!sim.store.sessions.contains_key("s"));
+    assert!(!sim.store.state.sessions.contains_key("s"));
     let resent = sim.recv_all("s");
     assert_eq!(payloads(&resent), ["inflight", "queued"]);
     // The flows go on in memory; the harness panics if any of them writes under the deleted session.
@@ -895,7 +895,7 @@ fn resuming_with_session_expiry_zero_deletes_the_stored_session_and_writes_nothi
     sim.send("s", Packet::PubAck(Ack::new(queued)));
     sim.publish("p", "t", QoS::ExactlyOnce, "later");
     assert_eq!(payloads(&sim.recv_all("s")), ["later"]);
-    assert!(!sim.store.sessions.contains_key("s"));
+    assert!(!sim.store.state.sessions.contains_key("s"));
 }
 
 #[test]
@@ -1099,4 +1099,209 @@ fn shutdown_tells_v5_clients_and_keeps_wills() {
         "3.x clients are just closed; no will was published"
     );
     assert_eq!(sim.engine.connection_count(), 0);
+}
+
+// ----- restart from storage -----
+
+const DOWN: Duration = Duration::from_secs(5);
+
+#[test]
+fn a_restart_keeps_persistent_sessions_subscriptions_and_queued_messages() {
+    let mut sim = sim();
+    sim.connect_with("s", persistent("s", V5, 300));
+    sim.subscribe("s", "t/+", QoS::AtLeastOnce);
+    sim.drop_connection("s");
+    sim.connect("p", V5);
+    sim.publish("p", "t/1", QoS::AtLeastOnce, "before");
+    assert!(matches!(sim.recv("p"), Some(Packet::PubAck(_))));
+    sim.crash(DOWN);
+
+    let ack = connack(sim.connect_with("s", persistent("s", V5, 300)));
+    assert!(ack.session_present, "the session survived the restart");
+    assert_eq!(payloads(&sim.recv_all("s")), ["before"]);
+    sim.connect("p", V5);
+    sim.publish("p", "t/2", QoS::AtMostOnce, "after");
+    assert_eq!(
+        payloads(&sim.recv_all("s")),
+        ["after"],
+        "the subscription survived"
+    );
+    insta::assert_snapshot!(sim.transcript());
+}
+
+#[test]
+fn what_was_never_durable_is_never_acknowledged_and_gone_after_a_crash() {
+    let mut sim = sim();
+    sim.connect_with("s", persistent("s", V5, 300));
+    sim.auto_persist = false;
+    sim.subscribe("s", "t", QoS::AtLeastOnce);
+    assert_eq!(sim.recv("s"), None, "SUBACK waits for storage");
+    sim.crash(DOWN);
+    sim.auto_persist = true;
+    let ack = connack(sim.connect_with("s", persistent("s", V5, 300)));
+    assert!(ack.session_present, "the session itself was durable");
+    sim.connect("p", V5);
+    sim.publish("p", "t", QoS::AtLeastOnce, "m");
+    assert_eq!(
+        sim.recv_all("s"),
+        [],
+        "the unacknowledged subscription is gone"
+    );
+}
+
+#[test]
+fn inflight_qos2_flows_resume_after_a_restart_with_their_packet_ids() {
+    let mut sim = sim();
+    sim.connect_with("s", persistent("s", V5, 300));
+    sim.subscribe("s", "t", QoS::ExactlyOnce);
+    sim.connect("p", V5);
+    sim.publish("p", "t", QoS::ExactlyOnce, "sent");
+    sim.publish("p", "t", QoS::ExactlyOnce, "released");
+    let got = sim.recv_all("s");
+    let sent = publish_of(Some(got[0].clone()));
+    let released = publish_of(Some(got[1].clone()));
+    let released_id = released.delivery.packet_id().expect("pid");
+    sim.send("s", Packet::PubRec(Ack::new(released_id)));
+    assert_eq!(sim.recv("s"), Some(Packet::PubRel(Ack::new(released_id))));
+    sim.crash(DOWN);
+
+    connack(sim.connect_with("s", persistent("s", V5, 300)));
+    let resent = sim.recv_all("s");
+    assert_eq!(resent.len(), 2, "{resent:?}");
+    let again = publish_of(Some(resent[0].clone()));
+    assert!(again.dup);
+    assert_eq!(again.delivery, sent.delivery, "same QoS and packet id");
+    assert_eq!(again.payload, sent.payload);
+    assert_eq!(resent[1], Packet::PubRel(Ack::new(released_id)));
+    sim.send("s", Packet::PubComp(Ack::new(released_id)));
+    sim.send(
+        "s",
+        Packet::PubRec(Ack::new(sent.delivery.packet_id().expect("pid"))),
+    );
+    assert_eq!(
+        sim.recv("s"),
+        Some(Packet::PubRel(Ack::new(
+            sent.delivery.packet_id().expect("pid")
+        )))
+    );
+}
+
+#[test]
+fn a_qos2_publish_received_before_a_restart_is_released_once_after_it() {
+    let mut sim = sim();
+    sim.connect("s", V5);
+    sim.subscribe("s", "t", QoS::ExactlyOnce);
+    sim.connect_with("p", persistent("p", V5, 300));
+    let p = sim.publish("p", "t", QoS::ExactlyOnce, "once");
+    let id = p.delivery.packet_id().expect("pid");
+    assert_eq!(sim.recv("p"), Some(Packet::PubRec(Ack::new(id))));
+    sim.crash(DOWN);
+
+    // The publisher resends its PUBLISH (DUP), as it has no PUBCOMP: the broker still knows the id.
+    let ack = connack(sim.connect_with("p", persistent("p", V5, 300)));
+    assert!(ack.session_present);
+    sim.connect("s", V5);
+    sim.subscribe("s", "t", QoS::ExactlyOnce);
+    let mut dup = p.clone();
+    dup.dup = true;
+    sim.send("p", Packet::Publish(dup));
+    assert_eq!(sim.recv("p"), Some(Packet::PubRec(Ack::new(id))));
+    assert_eq!(sim.recv_all("s"), [], "not delivered a second time");
+    sim.send("p", Packet::PubRel(Ack::new(id)));
+    assert_eq!(sim.recv("p"), Some(Packet::PubComp(Ack::new(id))));
+}
+
+#[test]
+fn sessions_that_expired_while_down_end_at_restart_with_their_wills() {
+    let mut sim = sim();
+    sim.connect_with("watcher", persistent("watcher", V5, 3600));
+    sim.subscribe("watcher", "will/#", QoS::AtLeastOnce);
+    sim.drop_connection("watcher");
+    sim.connect_with(
+        "short",
+        with_will(persistent("short", V5, 10), "will/short", Some(60)),
+    );
+    sim.connect_with(
+        "long",
+        with_will(persistent("long", V5, 600), "will/long", Some(300)),
+    );
+    sim.drop_connection("short");
+    sim.drop_connection("long");
+    sim.crash(Duration::from_secs(20));
+    assert!(sim.events.iter().any(|e| matches!(
+        e,
+        Event::SessionExpired { client_id } if client_id == "short"
+    )));
+    assert!(!sim.durable.sessions.contains_key("short"));
+    assert!(sim.durable.sessions.contains_key("long"));
+
+    // "long" is still within its will delay: it comes back in time and its will is cancelled.
+    let ack = connack(sim.connect_with("long", persistent("long", V5, 600)));
+    assert!(ack.session_present);
+    let ack = connack(sim.connect_with("short", persistent("short", V5, 600)));
+    assert!(!ack.session_present);
+    sim.advance(Duration::from_secs(600));
+    connack(sim.connect_with("watcher", persistent("watcher", V5, 3600)));
+    assert_eq!(payloads(&sim.recv_all("watcher")), ["gone"]);
+    insta::assert_snapshot!(sim.transcript());
+}
+
+#[test]
+fn a_will_whose_delay_passed_while_down_is_published_at_restart() {
+    let mut sim = sim();
+    sim.connect_with("watcher", persistent("watcher", V5, 3600));
+    sim.subscribe("watcher", "will/#", QoS::AtLeastOnce);
+    sim.connect_with(
+        "d",
+        with_will(persistent("d", V5, 3600), "will/d", Some(30)),
+    );
+    sim.drop_connection("d");
+    assert_eq!(sim.recv_all("watcher"), []);
+    sim.crash(Duration::from_secs(60));
+    assert!(
+        sim.durable.sessions.contains_key("d"),
+        "only its will is due"
+    );
+    assert_eq!(sim.durable.sessions["d"].will, None, "published once");
+    connack(sim.connect_with("watcher", persistent("watcher", V5, 3600)));
+    assert_eq!(payloads(&sim.recv_all("watcher")), ["gone"]);
+}
+
+#[test]
+fn a_session_connected_at_the_crash_counts_as_disconnected_at_the_restart() {
+    let mut sim = sim();
+    sim.connect_with("c", persistent("c", V5, 30));
+    // Down for longer than its expiry: still there, since its connection ended at the restart.
+    sim.crash(Duration::from_secs(100));
+    sim.advance(Duration::from_secs(20));
+    let ack = connack(sim.connect_with("c", persistent("c", V5, 30)));
+    assert!(ack.session_present);
+}
+
+#[test]
+fn retained_messages_survive_a_restart_unless_they_expired_while_down() {
+    let mut sim = sim();
+    sim.connect("p", V5);
+    for (topic, expiry) in [("r/keep", None), ("r/expire", Some(10))] {
+        let mut p = Publish::new(
+            TopicName::new(topic).expect("valid"),
+            Bytes::from_static(b"v"),
+        );
+        p.retain = true;
+        p.properties.message_expiry_interval = expiry;
+        sim.send("p", Packet::Publish(p));
+    }
+    sim.crash(Duration::from_secs(20));
+    assert_eq!(sim.durable.retained.len(), 1, "the expired one is deleted");
+    sim.connect("s", V5);
+    sim.subscribe("s", "r/#", QoS::AtMostOnce);
+    let got = sim.recv_all("s");
+    let topics: Vec<&str> = got
+        .iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some(p.topic.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(topics, ["r/keep"]);
 }

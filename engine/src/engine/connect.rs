@@ -188,6 +188,7 @@ impl Engine {
         if let Some(session) = self.sessions.get_mut(&sid) {
             was_persistent = session.is_persistent();
             session.conn = Some(id);
+            session.offline_since = None;
             session.protocol = connect.protocol;
             session.expiry_interval = expiry;
             session.send_quota = receive_max.min(self.config.max_inflight);

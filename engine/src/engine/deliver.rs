@@ -121,13 +121,8 @@ impl Engine {
             }
             if out.qos != QoS::AtMostOnce {
                 out.stored = true;
-                self.persist.push(StoreOp::PutMessage {
-                    client_id: session.client_id.clone(),
-                    seq: out.seq,
-                    qos: out.qos,
-                    state: OutboundState::Queued,
-                    message: out.message.clone(),
-                });
+                self.persist
+                    .push(out.put_op(&session.client_id, OutboundState::Queued));
             }
         }
     }
@@ -175,13 +170,8 @@ impl Engine {
             if let Some(pid) = pid {
                 if session.is_persistent() && self.persist.enabled() {
                     out.stored = true;
-                    self.persist.push(StoreOp::PutMessage {
-                        client_id: session.client_id.clone(),
-                        seq: out.seq,
-                        qos: out.qos,
-                        state: OutboundState::Sent(pid.get()),
-                        message: out.message.clone(),
-                    });
+                    self.persist
+                        .push(out.put_op(&session.client_id, OutboundState::Sent(pid.get())));
                     // A QoS 2 packet id must be durable before the client sees it: after a restart
                     // the message must be resent under the same id, or the client delivers it twice.
                     if out.qos == QoS::ExactlyOnce {
@@ -298,13 +288,10 @@ impl Engine {
                 // would resend the PUBLISH, and a client that already completed the exchange would
                 // take it for a new message.
                 gate = Some(self.persist.building());
-                self.persist.push(StoreOp::PutMessage {
-                    client_id: session.client_id.clone(),
-                    seq: f.out.seq,
-                    qos: f.out.qos,
-                    state: OutboundState::Released(pid.get()),
-                    message: f.out.message.clone(),
-                });
+                self.persist.push(
+                    f.out
+                        .put_op(&session.client_id, OutboundState::Released(pid.get())),
+                );
             }
         }
         self.write(id, &Packet::PubRel(Ack::new(pid)), gate);

@@ -90,6 +90,7 @@ impl Engine {
             return;
         }
         session.conn = None;
+        session.offline_since = Some(self.now);
         let expiry = session.expiry_interval;
         let pending = if will { session.will.take() } else { None };
         session.will = pending.clone();
@@ -110,6 +111,8 @@ impl Engine {
             let at = self.now + Duration::from_secs(u64::from(expiry));
             self.timers.set(TimerKind::SessionExpiry(sid), at);
         }
+        // Record when it went offline (its expiry runs from then, across a restart) and its will.
+        self.record_session(sid, false);
     }
 
     /// Publishes the session's pending will, if it has one.
@@ -143,7 +146,8 @@ impl Engine {
         self.accept_message(Arc::new(message));
     }
 
-    /// Brings the store's record of session `sid` up to date after its expiry interval was set: a
+    /// Brings the store's record of session `sid` up to date after its expiry interval, connection or
+    /// will changed: a
     /// persistent session is (re)written; one that was persistent and no longer is gets deleted, with
     /// everything stored under it, and its messages are marked as no longer stored.
     pub(super) fn record_session(&mut self, sid: SessionId, was_persistent: bool) {
@@ -158,6 +162,8 @@ impl Engine {
                 client_id: session.client_id.clone(),
                 protocol: session.protocol,
                 expiry_interval: session.expiry_interval,
+                offline_since: session.offline_since,
+                will: session.will.as_ref().map(|w| w.will.clone()),
             });
         } else if was_persistent {
             self.persist.push(StoreOp::DeleteSession {
@@ -199,7 +205,10 @@ impl Engine {
                     CloseReason::KeepAliveTimeout,
                     true,
                 ),
-                TimerKind::WillDelay(sid) => self.publish_will(sid),
+                TimerKind::WillDelay(sid) => {
+                    self.publish_will(sid);
+                    self.record_session(sid, false);
+                }
                 TimerKind::SessionExpiry(sid) => {
                     if let Some(s) = self.sessions.get(&sid) {
                         self.events.push_back(Event::SessionExpired {

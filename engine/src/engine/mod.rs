@@ -5,6 +5,7 @@ mod connect;
 mod deliver;
 mod lifecycle;
 mod publish;
+mod restore;
 mod subscribe;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

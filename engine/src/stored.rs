@@ -1,0 +1,180 @@
+//! What a store holds: the fold of every [`StoreOp`] the engine emitted, in order. It is what a store
+//! loads at start and hands to [`crate::Engine::restore`], and the in-memory store is exactly this.
+//!
+//! Defining the fold here, next to the operations, keeps one meaning of every operation for every store
+//! and for the simulation's crash model.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use bytestring::ByteString;
+
+use crate::codec::{ProtocolVersion, QoS, SubscriptionId, SubscriptionOptions, Will};
+use crate::io::{OutboundState, StoreOp};
+use crate::message::Message;
+use crate::time::Instant;
+
+/// Everything stored: persistent sessions and retained messages.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredState {
+    /// Persistent sessions by client identifier.
+    pub sessions: BTreeMap<ByteString, StoredSession>,
+    /// Retained messages by topic.
+    pub retained: BTreeMap<ByteString, Arc<Message>>,
+}
+
+/// A persistent session as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSession {
+    /// Its protocol version.
+    pub protocol: ProtocolVersion,
+    /// Seconds it outlives its connection (`u32::MAX`: forever).
+    pub expiry_interval: u32,
+    /// When its connection ended; `None` if it was connected when the broker stopped.
+    pub offline_since: Option<Instant>,
+    /// The will still to be published.
+    pub will: Option<Will>,
+    /// Subscriptions by topic filter.
+    pub subscriptions: BTreeMap<ByteString, StoredSubscription>,
+    /// QoS 1/2 messages on their way to the client, by their position in the session's stream.
+    pub messages: BTreeMap<u64, StoredMessage>,
+    /// QoS 2 packet ids received (PUBREC sent) whose PUBREL has not come.
+    pub incoming: BTreeSet<u16>,
+}
+
+/// A subscription as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredSubscription {
+    /// Its options (QoS already capped to what was granted).
+    pub options: SubscriptionOptions,
+    /// Its v5 subscription identifier.
+    pub id: Option<SubscriptionId>,
+}
+
+/// A message of a session as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// The QoS it is delivered at.
+    pub qos: QoS,
+    /// Where it is in the QoS flow.
+    pub state: OutboundState,
+    /// The RETAIN flag it is delivered with.
+    pub retain: bool,
+    /// The identifiers of the subscriptions it matched.
+    pub sub_ids: Vec<SubscriptionId>,
+    /// The message.
+    pub message: Arc<Message>,
+}
+
+impl StoredState {
+    /// Applies one batch of operations. An operation under a session that is not stored is ignored:
+    /// the engine deletes a session with everything under it, so nothing may outlive it.
+    pub fn apply(&mut self, ops: &[StoreOp]) {
+        for op in ops {
+            self.apply_one(op);
+        }
+    }
+
+    fn apply_one(&mut self, op: &StoreOp) {
+        match op {
+            StoreOp::PutSession {
+                client_id,
+                protocol,
+                expiry_interval,
+                offline_since,
+                will,
+            } => {
+                let s = self
+                    .sessions
+                    .entry(client_id.clone())
+                    .or_insert_with(|| StoredSession {
+                        protocol: *protocol,
+                        expiry_interval: *expiry_interval,
+                        offline_since: None,
+                        will: None,
+                        subscriptions: BTreeMap::new(),
+                        messages: BTreeMap::new(),
+                        incoming: BTreeSet::new(),
+                    });
+                s.protocol = *protocol;
+                s.expiry_interval = *expiry_interval;
+                s.offline_since = *offline_since;
+                s.will.clone_from(will);
+            }
+            StoreOp::DeleteSession { client_id } => {
+                self.sessions.remove(client_id);
+            }
+            StoreOp::PutSubscription {
+                client_id,
+                filter,
+                options,
+                id,
+            } => {
+                if let Some(s) = self.sessions.get_mut(client_id) {
+                    s.subscriptions.insert(
+                        filter.clone(),
+                        StoredSubscription {
+                            options: *options,
+                            id: *id,
+                        },
+                    );
+                }
+            }
+            StoreOp::DeleteSubscription { client_id, filter } => {
+                if let Some(s) = self.sessions.get_mut(client_id) {
+                    s.subscriptions.remove(filter);
+                }
+            }
+            StoreOp::PutMessage {
+                client_id,
+                seq,
+                qos,
+                state,
+                retain,
+                sub_ids,
+                message,
+            } => {
+                if let Some(s) = self.sessions.get_mut(client_id) {
+                    s.messages.insert(
+                        *seq,
+                        StoredMessage {
+                            qos: *qos,
+                            state: *state,
+                            retain: *retain,
+                            sub_ids: sub_ids.clone(),
+                            message: message.clone(),
+                        },
+                    );
+                }
+            }
+            StoreOp::DeleteMessage { client_id, seq } => {
+                if let Some(s) = self.sessions.get_mut(client_id) {
+                    s.messages.remove(seq);
+                }
+            }
+            StoreOp::PutIncoming {
+                client_id,
+                packet_id,
+            } => {
+                if let Some(s) = self.sessions.get_mut(client_id) {
+                    s.incoming.insert(*packet_id);
+                }
+            }
+            StoreOp::DeleteIncoming {
+                client_id,
+                packet_id,
+            } => {
+                if let Some(s) = self.sessions.get_mut(client_id) {
+                    s.incoming.remove(packet_id);
+                }
+            }
+            StoreOp::PutRetained { message } => {
+                self.retained
+                    .insert(message.topic.as_bytestring().clone(), message.clone());
+            }
+            StoreOp::DeleteRetained { topic } => {
+                self.retained.remove(topic.as_bytestring());
+            }
+        }
+    }
+}
