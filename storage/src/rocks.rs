@@ -1,0 +1,271 @@
+//! The default store: RocksDB embedded in the data directory.
+//!
+//! One column family per kind of record (sessions, subscriptions, messages, incoming QoS 2 ids,
+//! retained messages), so loading reads each kind in key order and deleting a session is one range
+//! delete per family. A group of engine batches is one `WriteBatch`: atomic, and one WAL write (and
+//! one fsync with [`FsyncPolicy::Always`]).
+
+use std::path::{Path, PathBuf};
+
+use cicada_engine::{StoreOp, StoredMessage, StoredSession, StoredState, StoredSubscription};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
+
+use crate::record::{self, RecordError, SessionRecord};
+use crate::{FsyncPolicy, Store, StoreError};
+
+const SESSIONS: &str = "sessions";
+const SUBSCRIPTIONS: &str = "subscriptions";
+const MESSAGES: &str = "messages";
+const INCOMING: &str = "incoming";
+const RETAINED: &str = "retained";
+const FAMILIES: [&str; 5] = [SESSIONS, SUBSCRIPTIONS, MESSAGES, INCOMING, RETAINED];
+
+/// RocksDB in a directory.
+pub struct RocksStore {
+    db: DB,
+    path: PathBuf,
+    write_options: WriteOptions,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RocksStore {
+    /// Opens (creating if needed) the database in `path`.
+    pub fn open(path: &Path, fsync: FsyncPolicy) -> Result<RocksStore, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        // Small values, written often: keep the WAL the only write on the acknowledgement path.
+        options.set_max_background_jobs(2);
+        let families = FAMILIES
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db =
+            DB::open_cf_descriptors(&options, path, families).map_err(|e| StoreError::Open {
+                path: path.to_path_buf(),
+                detail: e.into_string(),
+            })?;
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(fsync == FsyncPolicy::Always);
+        Ok(RocksStore {
+            db,
+            path: path.to_path_buf(),
+            write_options,
+        })
+    }
+
+    fn family(&self, name: &'static str) -> Result<&ColumnFamily, StoreError> {
+        self.db.cf_handle(name).ok_or_else(|| StoreError::Open {
+            path: self.path.clone(),
+            detail: format!("column family `{name}` is missing"),
+        })
+    }
+
+    fn corrupt(&self, family: &'static str, key: &[u8], e: RecordError) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            family,
+            key: key.escape_ascii().to_string(),
+            detail: e.to_string(),
+        }
+    }
+
+    /// Calls `each` with every record of `family`, in key order.
+    fn scan(
+        &self,
+        family: &'static str,
+        mut each: impl FnMut(&[u8], &[u8]) -> Result<(), RecordError>,
+    ) -> Result<(), StoreError> {
+        let cf = self.family(family)?;
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (key, value) = item.map_err(|e| StoreError::Read {
+                path: self.path.clone(),
+                detail: e.into_string(),
+            })?;
+            each(&key, &value).map_err(|e| self.corrupt(family, &key, e))?;
+        }
+        Ok(())
+    }
+
+    fn add_ops(&self, batch: &mut WriteBatch, ops: &[StoreOp]) -> Result<(), StoreError> {
+        let sessions = self.family(SESSIONS)?;
+        let subscriptions = self.family(SUBSCRIPTIONS)?;
+        let messages = self.family(MESSAGES)?;
+        let incoming = self.family(INCOMING)?;
+        let retained = self.family(RETAINED)?;
+        for op in ops {
+            match op {
+                StoreOp::PutSession {
+                    client_id,
+                    protocol,
+                    expiry_interval,
+                    offline_since,
+                    will,
+                } => batch.put_cf(
+                    sessions,
+                    client_id.as_bytes(),
+                    record::encode_session(&SessionRecord {
+                        protocol: *protocol,
+                        expiry_interval: *expiry_interval,
+                        offline_since: *offline_since,
+                        will: will.clone(),
+                    }),
+                ),
+                StoreOp::DeleteSession { client_id } => {
+                    batch.delete_cf(sessions, client_id.as_bytes());
+                    let from = record::session_prefix(client_id);
+                    let to = record::prefix_end(&from);
+                    for cf in [subscriptions, messages, incoming] {
+                        batch.delete_range_cf(cf, &from, &to);
+                    }
+                }
+                StoreOp::PutSubscription {
+                    client_id,
+                    filter,
+                    options,
+                    id,
+                } => batch.put_cf(
+                    subscriptions,
+                    record::subscription_key(client_id, filter),
+                    record::encode_subscription(&StoredSubscription {
+                        options: *options,
+                        id: *id,
+                    }),
+                ),
+                StoreOp::DeleteSubscription { client_id, filter } => {
+                    batch.delete_cf(subscriptions, record::subscription_key(client_id, filter));
+                }
+                StoreOp::PutMessage {
+                    client_id,
+                    seq,
+                    qos,
+                    state,
+                    retain,
+                    sub_ids,
+                    message,
+                } => batch.put_cf(
+                    messages,
+                    record::message_key(client_id, *seq),
+                    record::encode_stored_message(&StoredMessage {
+                        qos: *qos,
+                        state: *state,
+                        retain: *retain,
+                        sub_ids: sub_ids.clone(),
+                        message: message.clone(),
+                    }),
+                ),
+                StoreOp::DeleteMessage { client_id, seq } => {
+                    batch.delete_cf(messages, record::message_key(client_id, *seq));
+                }
+                StoreOp::PutIncoming {
+                    client_id,
+                    packet_id,
+                } => batch.put_cf(incoming, record::incoming_key(client_id, *packet_id), []),
+                StoreOp::DeleteIncoming {
+                    client_id,
+                    packet_id,
+                } => batch.delete_cf(incoming, record::incoming_key(client_id, *packet_id)),
+                StoreOp::PutRetained { message } => batch.put_cf(
+                    retained,
+                    message.topic.as_str().as_bytes(),
+                    record::encode_retained(message),
+                ),
+                StoreOp::DeleteRetained { topic } => {
+                    batch.delete_cf(retained, topic.as_str().as_bytes());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store for RocksStore {
+    fn load(&mut self) -> Result<StoredState, StoreError> {
+        let mut state = StoredState::default();
+        self.scan(SESSIONS, |key, value| {
+            let client_id = record::utf8(key, "client identifier")?;
+            let s = record::decode_session(value)?;
+            state.sessions.insert(
+                client_id,
+                StoredSession {
+                    protocol: s.protocol,
+                    expiry_interval: s.expiry_interval,
+                    offline_since: s.offline_since,
+                    will: s.will,
+                    subscriptions: Default::default(),
+                    messages: Default::default(),
+                    incoming: Default::default(),
+                },
+            );
+            Ok(())
+        })?;
+        // Records of a session that is not stored cannot exist (a session's records go with it in
+        // one range delete); if some did, the engine's fold would ignore them too.
+        self.scan(SUBSCRIPTIONS, |key, value| {
+            let (client_id, filter) = record::split_key(key)?;
+            let filter = record::utf8(filter, "topic filter")?;
+            let sub = record::decode_subscription(value)?;
+            if let Some(s) = state.sessions.get_mut(&client_id) {
+                s.subscriptions.insert(filter, sub);
+            }
+            Ok(())
+        })?;
+        self.scan(MESSAGES, |key, value| {
+            let (client_id, rest) = record::split_key(key)?;
+            let seq = record::seq_of(rest)?;
+            let m = record::decode_stored_message(value)?;
+            if let Some(s) = state.sessions.get_mut(&client_id) {
+                s.messages.insert(seq, m);
+            }
+            Ok(())
+        })?;
+        self.scan(INCOMING, |key, _| {
+            let (client_id, rest) = record::split_key(key)?;
+            let packet_id = record::packet_id_of(rest)?;
+            if let Some(s) = state.sessions.get_mut(&client_id) {
+                s.incoming.insert(packet_id);
+            }
+            Ok(())
+        })?;
+        self.scan(RETAINED, |key, value| {
+            let topic = record::topic_of(key)?;
+            let message = record::decode_retained(value)?;
+            if message.topic != topic {
+                return Err(RecordError::Invalid("retained message under another topic"));
+            }
+            state
+                .retained
+                .insert(topic.as_bytestring().clone(), message);
+            Ok(())
+        })?;
+        Ok(state)
+    }
+
+    fn write(&mut self, batches: &[Vec<StoreOp>]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for ops in batches {
+            self.add_ops(&mut batch, ops)?;
+        }
+        self.db
+            .write_opt(batch, &self.write_options)
+            .map_err(|e| StoreError::Write {
+                path: self.path.clone(),
+                detail: e.into_string(),
+            })
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.db.flush_wal(true).map_err(|e| StoreError::Write {
+            path: self.path.clone(),
+            detail: e.into_string(),
+        })
+    }
+}
