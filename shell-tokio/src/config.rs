@@ -31,6 +31,47 @@ pub(crate) struct FileConfig {
     pub(crate) server: ServerSection,
     pub(crate) log: LogSection,
     pub(crate) limits: LimitsSection,
+    pub(crate) storage: StorageSection,
+}
+
+/// Which store keeps durable state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Backend {
+    /// RocksDB in `server.data_dir`.
+    #[default]
+    Rocksdb,
+    /// Nothing survives a restart; acknowledgements wait for nothing.
+    Memory,
+}
+
+/// When acknowledged data reaches the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Fsync {
+    #[default]
+    Always,
+    Interval,
+    Never,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct StorageSection {
+    pub(crate) backend: Backend,
+    pub(crate) fsync: Fsync,
+    /// With `fsync = "interval"`: milliseconds between syncs.
+    pub(crate) fsync_interval_ms: u64,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            backend: Backend::Rocksdb,
+            fsync: Fsync::Always,
+            fsync_interval_ms: 100,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,6 +152,9 @@ pub(crate) struct Settings {
     pub(crate) log_format: LogFormat,
     pub(crate) log_level: String,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) backend: Backend,
+    pub(crate) fsync: cicada_storage::FsyncPolicy,
+    pub(crate) fsync_interval: Duration,
     pub(crate) engine: cicada_engine::Config,
 }
 
@@ -165,8 +209,8 @@ impl FileConfig {
         let l = &self.limits;
         let mut engine = cicada_engine::Config {
             connect_timeout: Duration::from_secs(self.server.connect_timeout_secs),
-            // No storage backend yet: sessions live in memory (see README).
-            durable: false,
+            // The in-memory backend stores nothing, so the engine emits nothing to store.
+            durable: self.storage.backend == Backend::Rocksdb,
             ..cicada_engine::Config::default()
         };
         macro_rules! set {
@@ -197,6 +241,17 @@ impl FileConfig {
             engine.max_session_expiry = v;
         }
         engine.max_keep_alive = l.max_keep_alive_secs;
+        if self.storage.fsync == Fsync::Interval && self.storage.fsync_interval_ms == 0 {
+            return Err(invalid(
+                "storage.fsync_interval_ms",
+                "must be at least 1; use fsync = \"always\" to sync every write".into(),
+            ));
+        }
+        let fsync = match self.storage.fsync {
+            Fsync::Always => cicada_storage::FsyncPolicy::Always,
+            Fsync::Interval => cicada_storage::FsyncPolicy::Interval,
+            Fsync::Never => cicada_storage::FsyncPolicy::Never,
+        };
         engine
             .validate()
             .map_err(|e| invalid(&engine_key(e.key), e.fix.to_string()))?;
@@ -206,6 +261,9 @@ impl FileConfig {
             log_format: self.log.format,
             log_level: self.log.level,
             shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
+            backend: self.storage.backend,
+            fsync,
+            fsync_interval: Duration::from_millis(self.storage.fsync_interval_ms),
             engine,
         })
     }
@@ -253,6 +311,11 @@ mod tests {
         assert!(e.to_string().contains("server.listen"), "{e}");
         let e = settings("[limits]\nmax_qos = 3\n").expect_err("invalid");
         assert!(e.to_string().contains("limits.max_qos"), "{e}");
+        let e = settings("[storage]\nfsync = \"sometimes\"\n").expect_err("invalid");
+        assert!(e.to_string().contains("fsync"), "{e}");
+        let e = settings("[storage]\nfsync = \"interval\"\nfsync_interval_ms = 0\n")
+            .expect_err("invalid");
+        assert!(e.to_string().contains("storage.fsync_interval_ms"), "{e}");
         let e = settings("[server]\nlisen = []\n").expect_err("typo");
         assert!(e.to_string().contains("lisen"), "{e}");
     }

@@ -1,10 +1,11 @@
 //! `cicada`: the Cicada MQTT broker on tokio.
 //!
-//! The shell owns sockets, timers and (later) storage, and drives the sans-IO [`cicada_engine::Engine`];
+//! The shell owns sockets, timers and storage, and drives the sans-IO [`cicada_engine::Engine`];
 //! it holds no protocol rule.
 
 mod config;
 mod server;
+mod storage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

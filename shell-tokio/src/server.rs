@@ -16,9 +16,10 @@ use cicada_engine::{CloseReason, ConnId, ConnMeta, Engine, Event, Input, Instant
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::config::Settings;
+use crate::config::{Backend, Settings};
+use crate::storage::{Done, StorageHandle};
 
 /// Inputs for the engine task from sockets.
 #[derive(Debug)]
@@ -65,6 +66,43 @@ pub(crate) enum ServerError {
     },
     #[error("invalid engine configuration: {0}")]
     Engine(#[from] cicada_engine::ConfigError),
+    #[error("{0}")]
+    Storage(#[from] cicada_storage::StoreError),
+    #[error("cannot start the storage thread: {0}")]
+    StorageThread(std::io::Error),
+}
+
+/// Opens the configured store and loads what it holds.
+fn open_store(
+    settings: &Settings,
+) -> Result<
+    (
+        Option<Box<dyn cicada_storage::Store>>,
+        cicada_engine::StoredState,
+    ),
+    ServerError,
+> {
+    match settings.backend {
+        Backend::Memory => {
+            info!("storage: memory (nothing survives a restart)");
+            Ok((None, cicada_engine::StoredState::default()))
+        }
+        Backend::Rocksdb => {
+            let path = settings.data_dir.join("store");
+            let started = std::time::Instant::now();
+            let mut store = cicada_storage::RocksStore::open(&path, settings.fsync)?;
+            let state = cicada_storage::Store::load(&mut store)?;
+            info!(
+                path = %path.display(),
+                sessions = state.sessions.len(),
+                retained = state.retained.len(),
+                millis = started.elapsed().as_millis() as u64,
+                fsync = ?settings.fsync,
+                "storage: rocksdb loaded"
+            );
+            Ok((Some(Box::new(store)), state))
+        }
+    }
 }
 
 /// Runs the broker until SIGINT or SIGTERM.
@@ -76,7 +114,24 @@ pub(crate) async fn run(settings: Settings) -> Result<(), ServerError> {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let engine = Engine::new(settings.engine.clone(), seed)?;
+    let mut engine = Engine::new(settings.engine.clone(), seed)?;
+    let (store, state) = open_store(&settings)?;
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let storage = match store {
+        Some(store) => Some(
+            StorageHandle::start(store, settings.fsync, settings.fsync_interval, done_tx)
+                .map_err(ServerError::StorageThread)?,
+        ),
+        None => None,
+    };
+    // Engine time is wall-clock time since the Unix epoch, advanced by a monotonic clock: stored
+    // instants (when a session went offline, when a message expires) keep their meaning across a
+    // restart, and time never goes back while the broker runs.
+    let origin = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let start = tokio::time::Instant::now();
+    engine.restore(Instant::from_duration(origin), state);
     let (tx, rx) = mpsc::channel::<Happening>(4096);
     let mut accept_tasks = Vec::new();
     let next_conn = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1));
@@ -99,13 +154,21 @@ pub(crate) async fn run(settings: Settings) -> Result<(), ServerError> {
     drop(tx);
     let mut shell = EngineTask {
         engine,
-        start: tokio::time::Instant::now(),
+        start,
+        origin,
+        storage,
         writers: BTreeMap::new(),
         peers: BTreeMap::new(),
         shutting_down: false,
         closing: Vec::new(),
     };
-    shell.run(rx, shutdown_signal()).await;
+    // Restoring may have emitted work (expired sessions deleted, wills published).
+    let mut batch = BTreeMap::new();
+    shell.drain(&mut batch);
+    shell.run(rx, done_rx, shutdown_signal()).await;
+    if let Some(storage) = shell.storage.take() {
+        storage.close().await;
+    }
     for task in accept_tasks {
         task.abort();
     }
@@ -236,6 +299,10 @@ async fn connection(
 struct EngineTask {
     engine: Engine,
     start: tokio::time::Instant,
+    /// Wall-clock time (since the Unix epoch) at `start`: the engine's time origin.
+    origin: Duration,
+    /// The storage thread; `None` with the in-memory backend.
+    storage: Option<StorageHandle>,
     writers: BTreeMap<ConnId, mpsc::UnboundedSender<Outgoing>>,
     peers: BTreeMap<ConnId, SocketAddr>,
     shutting_down: bool,
@@ -245,12 +312,13 @@ struct EngineTask {
 
 impl EngineTask {
     fn now(&self) -> Instant {
-        Instant::from_duration(self.start.elapsed())
+        Instant::from_duration(self.origin + self.start.elapsed())
     }
 
     async fn run(
         &mut self,
         mut rx: mpsc::Receiver<Happening>,
+        mut done: mpsc::UnboundedReceiver<Done>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
@@ -259,7 +327,7 @@ impl EngineTask {
             let deadline = self
                 .engine
                 .poll_timeout()
-                .map(|at| self.start + at.since_origin());
+                .map(|at| self.start + at.since_origin().saturating_sub(self.origin));
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -277,6 +345,18 @@ impl EngineTask {
                             Err(_) => break,
                         }
                     }
+                }
+                Some(result) = done.recv() => {
+                    let now = self.now();
+                    match result {
+                        Done::Persisted(upto) => self.engine.handle(now, Input::Persisted { upto }),
+                        Done::Failed(seqs) => {
+                            for seq in seqs {
+                                self.engine.handle(now, Input::PersistFailed { seq });
+                            }
+                        }
+                    }
+                    self.drain(&mut batch);
                 }
                 () = sleep => {
                     let now = self.now();
@@ -349,11 +429,22 @@ impl EngineTask {
                         }
                     }
                 }
-                Event::Persist { seq, .. } => {
-                    // No storage backend yet (the engine runs with `durable = false`, so this does not
-                    // happen); confirm so nothing waits forever.
-                    let now = self.now();
-                    self.engine.handle(now, Input::Persisted { upto: seq });
+                Event::Persist { seq, ops } => {
+                    let queued = match &self.storage {
+                        Some(storage) => storage.write(seq, ops),
+                        None => false,
+                    };
+                    if !queued {
+                        // The in-memory backend (no batches are emitted then) or a storage thread
+                        // that is gone: nothing will make this batch durable.
+                        let now = self.now();
+                        if self.storage.is_some() {
+                            error!(seq = seq.0, "storage thread gone; batch failed");
+                            self.engine.handle(now, Input::PersistFailed { seq });
+                        } else {
+                            self.engine.handle(now, Input::Persisted { upto: seq });
+                        }
+                    }
                 }
                 Event::Authenticate { conn, .. } => {
                     let now = self.now();

@@ -134,3 +134,46 @@ fn persistent_session_gets_messages_queued_while_offline() {
     );
     assert_eq!(out.lines().collect::<Vec<_>>(), ["one", "two"]);
 }
+
+#[test]
+fn persistent_sessions_and_retained_messages_survive_kill_9() {
+    let broker = Broker::start(&[]);
+    let port = broker.port;
+    // A persistent session (clean session off) with a QoS 1 subscription; -E exits once subscribed.
+    run(
+        Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-V", "mqttv311", "-i", "durable-sub", "-c", "-q", "1"])
+            .args(["-t", "durable/t", "-E"]),
+        Duration::from_secs(10),
+    );
+    publish(
+        &broker,
+        &["-q", "1", "-t", "durable/t", "-m", "queued while offline"],
+    );
+    publish(
+        &broker,
+        &["-q", "1", "-r", "-t", "durable/r", "-m", "retained"],
+    );
+    let data_dir = broker.kill();
+
+    let broker = Broker::start_at(port, data_dir, &[]);
+    let resumed = subscriber(
+        &broker,
+        &[
+            "-V",
+            "mqttv311",
+            "-i",
+            "durable-sub",
+            "-c",
+            "-q",
+            "1",
+            "-t",
+            "durable/t",
+        ],
+        1,
+    );
+    assert_eq!(lines(resumed), ["queued while offline"]);
+    let fresh = subscriber(&broker, &["-V", "mqttv5", "-t", "durable/#", "-v"], 1);
+    assert_eq!(lines(fresh), ["durable/r retained"]);
+}

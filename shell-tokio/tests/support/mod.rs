@@ -23,6 +23,13 @@ impl Broker {
     pub fn start(extra: &[&str]) -> Broker {
         let port = free_port();
         let data_dir = std::env::temp_dir().join(format!("cicada-e2e-{port}"));
+        // A leftover of an earlier run on the same port must not leak state into this one.
+        let _ = std::fs::remove_dir_all(&data_dir);
+        Broker::start_at(port, data_dir, extra)
+    }
+
+    /// Starts `cicada` on `port` with `data_dir` (kept as it is: a restart).
+    pub fn start_at(port: u16, data_dir: std::path::PathBuf, extra: &[&str]) -> Broker {
         let child = Command::new(env!("CARGO_BIN_EXE_cicada"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
@@ -43,6 +50,13 @@ impl Broker {
             child,
             data_dir,
         }
+    }
+
+    /// Kills the process with SIGKILL (a crash) and returns its data directory, left in place.
+    pub fn kill(mut self) -> std::path::PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::take(&mut self.data_dir)
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -67,11 +81,13 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if !self.data_dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -114,6 +130,13 @@ impl Raw {
         let mut out = BytesMut::new();
         packet.encode(self.version, &mut out).expect("encode");
         self.stream.write_all(&out).expect("write");
+    }
+
+    /// Sends a packet; `false` if the connection is gone.
+    pub fn try_send(&mut self, packet: &Packet) -> bool {
+        let mut out = BytesMut::new();
+        packet.encode(self.version, &mut out).expect("encode");
+        self.stream.write_all(&out).is_ok()
     }
 
     pub fn send_bytes(&mut self, bytes: &[u8]) {
