@@ -64,6 +64,9 @@ struct Args {
     /// A label for the output line.
     #[arg(long, default_value = "broker")]
     label: String,
+    /// Persistent sessions (clean session off): QoS 1 deliveries are then stored by a durable broker.
+    #[arg(long)]
+    persistent: bool,
 }
 
 /// Delivery latencies in microseconds, and counts.
@@ -96,7 +99,7 @@ impl Conn {
         };
         let connect = Connect {
             protocol: ProtocolVersion::V3_1_1,
-            clean_start: true,
+            clean_start: !args.persistent,
             keep_alive: 0,
             properties: Default::default(),
             client_id: id.into(),
