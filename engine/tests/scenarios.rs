@@ -924,6 +924,36 @@ fn a_failed_batch_closes_the_connections_waiting_on_it() {
 }
 
 #[test]
+fn while_storage_fails_new_persistent_sessions_are_refused_and_clean_ones_served() {
+    let mut sim = sim();
+    sim.auto_persist = false;
+    sim.connect_with("s", persistent("s", V5, 600));
+    let seq = *sim.pending_batches.last().expect("a batch");
+    sim.fail_batch(seq);
+    assert!(sim.is_closed("s"), "its CONNACK waited on the failed batch");
+
+    let refused = connack(sim.connect_with("s", persistent("s", V5, 600)));
+    assert_eq!(refused.reason, ReasonCode::ServerUnavailable);
+    let refused = connack(sim.connect_with("v3", persistent("v3", V3_1_1, 0)));
+    assert_eq!(refused.reason, ReasonCode::ServerUnavailable);
+    sim.auto_persist = true;
+    let clean = connack(sim.connect("c", V5));
+    assert_eq!(clean.reason, ReasonCode::Success);
+
+    // A later batch reaching the disk ends the refusal.
+    sim.subscribe("c", "t", QoS::AtLeastOnce);
+    sim.connect("p", V5);
+    let mut p = Publish::new(
+        TopicName::new("r").expect("valid"),
+        Bytes::from_static(b"x"),
+    );
+    p.retain = true;
+    sim.send("p", Packet::Publish(p));
+    let ok = connack(sim.connect_with("s", persistent("s", V5, 600)));
+    assert_eq!(ok.reason, ReasonCode::Success);
+}
+
+#[test]
 fn in_memory_mode_emits_no_storage() {
     let mut sim = Sim::new(Config {
         durable: false,

@@ -123,6 +123,11 @@ impl Engine {
     /// Accepts an authenticated CONNECT: attaches a session and sends CONNACK.
     fn admit(&mut self, id: ConnId, connect: Box<Connect>, mark: usize) {
         self.timers.cancel(TimerKind::ConnectTimeout(id));
+        if self.storage_failed.is_some() && requested_expiry(&connect) > 0 {
+            // Storage is failing: a persistent session could not be kept as promised. Clean sessions,
+            // which store nothing, are still served.
+            return self.refuse(id, connect.protocol, ReasonCode::ServerUnavailable);
+        }
         let assigned = connect
             .client_id
             .is_empty()
@@ -170,13 +175,7 @@ impl Engine {
             }
         };
 
-        let requested_expiry = if v5 {
-            connect.properties.session_expiry_interval.unwrap_or(0)
-        } else if connect.clean_start {
-            0
-        } else {
-            u32::MAX
-        };
+        let requested_expiry = requested_expiry(&connect);
         let expiry = requested_expiry.min(self.config.max_session_expiry);
         let receive_max = connect
             .properties
@@ -297,5 +296,16 @@ impl Engine {
             return self.close(id, CloseReason::ProtocolViolation { reason, rule }, false);
         }
         self.violation(id, reason, rule);
+    }
+}
+
+/// The session expiry a CONNECT asks for: v5 Session Expiry Interval, or for 3.x "never" unless clean.
+fn requested_expiry(connect: &Connect) -> u32 {
+    if connect.protocol.is_v5() {
+        connect.properties.session_expiry_interval.unwrap_or(0)
+    } else if connect.clean_start {
+        0
+    } else {
+        u32::MAX
     }
 }

@@ -87,6 +87,9 @@ pub struct Engine {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     next_session: SessionId,
+    /// The batch whose write failed, until a later batch is reported durable: meanwhile new
+    /// persistent sessions are refused (CONNACK 0x88).
+    storage_failed: Option<u64>,
     stats: Stats,
 }
 
@@ -110,6 +113,7 @@ impl Engine {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next_session: 1,
+            storage_failed: None,
             stats: Stats::default(),
         })
     }
@@ -165,6 +169,9 @@ impl Engine {
             }
             Input::Closed { conn } => self.connection_lost(conn),
             Input::Persisted { upto } => {
+                if self.storage_failed.is_some_and(|failed| upto.0 > failed) {
+                    self.storage_failed = None;
+                }
                 self.persist.persisted(upto);
                 self.release_held();
             }
@@ -383,6 +390,7 @@ impl Engine {
 
     /// A storage batch failed: connections whose replies waited on it are closed without them.
     fn persist_failed(&mut self, seq: u64) {
+        self.storage_failed = Some(self.storage_failed.map_or(seq, |s| s.max(seq)));
         let affected: Vec<ConnId> = self
             .holding
             .iter()
