@@ -150,11 +150,13 @@ impl Engine {
     pub(super) fn accept_message(&mut self, message: Arc<Message>) {
         if message.retain && self.config.retain_available {
             if message.payload.is_empty() {
-                if self.retained.remove(message.topic.as_str()) {
-                    self.persist.push(StoreOp::DeleteRetained {
-                        topic: message.topic.clone(),
-                    });
-                }
+                self.retained.remove(message.topic.as_str());
+                // Written even when nothing was retained in memory: an earlier delete that emptied the
+                // topic may still be in a batch not yet durable, and this delete's acknowledgement must
+                // not overtake it (after a crash the old message would come back).
+                self.persist.push(StoreOp::DeleteRetained {
+                    topic: message.topic.clone(),
+                });
             } else {
                 self.retained.insert(message.clone());
                 self.persist.push(StoreOp::PutRetained {
