@@ -88,6 +88,13 @@ impl ModelStore {
         }
     }
 
+    fn holds_message(&self, client_id: &str, seq: u64) -> bool {
+        self.state
+            .sessions
+            .get(client_id)
+            .is_some_and(|s| s.messages.contains_key(&seq))
+    }
+
     /// Applies one batch.
     pub fn apply(&mut self, ops: &[StoreOp]) {
         for op in ops {
@@ -111,12 +118,9 @@ impl ModelStore {
                     ..
                 } => {
                     self.check(client_id, op);
-                    let known = self
-                        .state
-                        .sessions
-                        .get(client_id)
-                        .is_some_and(|s| s.messages.contains_key(seq));
-                    if !known && matches!(state, OutboundState::Released(_)) {
+                    if !self.holds_message(client_id, *seq)
+                        && matches!(state, OutboundState::Released(_))
+                    {
                         self.anomalies.push(format!(
                             "{op:?}: a message released without ever being stored"
                         ));
@@ -124,12 +128,7 @@ impl ModelStore {
                 }
                 StoreOp::DeleteMessage { client_id, seq } => {
                     self.check(client_id, op);
-                    let known = self
-                        .state
-                        .sessions
-                        .get(client_id)
-                        .is_some_and(|s| s.messages.contains_key(seq));
-                    if !known {
+                    if !self.holds_message(client_id, *seq) {
                         self.anomalies
                             .push(format!("{op:?}: no such message stored"));
                     }
@@ -447,8 +446,7 @@ impl Sim {
             Err(e) => panic!("invalid config for the simulation: {e}"),
         };
         self.store.state = self.durable.clone();
-        let state = self.durable.clone();
-        self.engine.restore(self.now, state);
+        self.engine.restore(self.now, self.durable.clone());
         self.drain();
     }
 

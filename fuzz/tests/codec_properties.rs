@@ -11,8 +11,8 @@
 //!   `Incomplete { needed }` never overshoots (and is exact once the fixed header is complete);
 //! - size limit: an oversized packet is refused from its fixed header alone.
 
+use cicada_fuzz::props::Cases;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arbitrary::Unstructured;
@@ -32,27 +32,6 @@ const VERSIONS: [ProtocolVersion; 3] = [
     ProtocolVersion::V3_1_1,
     ProtocolVersion::V5,
 ];
-
-/// Counts the inputs a property actually exercised, so a generator that always fails cannot make a
-/// property pass vacuously.
-struct Cases(AtomicUsize);
-
-impl Cases {
-    fn new() -> Cases {
-        Cases(AtomicUsize::new(0))
-    }
-
-    fn record(&self, exercised: bool) {
-        if exercised {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn assert_some(&self, what: &str) {
-        let n = self.0.load(Ordering::Relaxed);
-        assert!(n > 0, "{what}: no input was exercised");
-    }
-}
 
 fn encode(packet: &Packet, version: ProtocolVersion) -> BytesMut {
     let mut buf = BytesMut::new();

@@ -49,53 +49,25 @@
 //! durable; a crash then brought the old retained message back
 //! ([`acknowledged_retained_delete_survives_a_crash`]).
 
+use cicada_fuzz::props::{
+    assert_invariants, persistent_connect, pid, scripts, subscribe_packet, topic_name,
+    transcript_tail, version_from, Cases,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU16;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arbitrary::Unstructured;
 use bolero::check;
 use bytes::Bytes;
 use cicada_engine::codec::{
-    Ack, Connect, Delivery, Disconnect, Packet, PacketId, ProtocolVersion, Publish, QoS,
-    ReasonCode, Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName,
+    Ack, Connect, Delivery, Disconnect, Packet, ProtocolVersion, Publish, QoS, ReasonCode,
 };
 use cicada_engine::sim::Sim;
 use cicada_engine::{Config, Event};
 
 /// How long the bolero property runs under `cargo test`; `BOLERO_RANDOM_TEST_TIME_MS` overrides it.
 const TEST_TIME: Duration = Duration::from_secs(3);
-
-/// The longest action script, in bytes (a step takes one to a few).
-const SCRIPT_LEN: usize = 1024;
-
-/// Action scripts: long enough for many crashes (bolero's default slices hold only a handful of steps).
-fn scripts() -> impl bolero::ValueGenerator<Output = Vec<u8>> {
-    bolero::produce::<Vec<u8>>()
-        .with()
-        .len(16usize..=SCRIPT_LEN)
-}
-
-/// Counts the inputs that exercised something, so a property cannot pass vacuously.
-struct Cases(AtomicUsize);
-
-impl Cases {
-    fn new() -> Cases {
-        Cases(AtomicUsize::new(0))
-    }
-
-    fn record(&self, exercised: bool) {
-        if exercised {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn assert_some(&self, what: &str) {
-        let n = self.0.load(Ordering::Relaxed);
-        assert!(n > 0, "{what}: no input exercised it");
-    }
-}
 
 const SUB: &str = "sub";
 const PUB: &str = "pub";
@@ -121,18 +93,6 @@ const MAX_MESSAGES: u32 = 250;
 /// The publisher's packet ids cycle through `1..=PUB_IDS`: few unfinished flows, ids reused often.
 const PUB_IDS: u16 = 16;
 
-fn pid(n: u16) -> PacketId {
-    PacketId::new(n).expect("packet ids used here are non-zero")
-}
-
-fn topic_name(topic: &str) -> TopicName {
-    TopicName::new(topic.to_string()).expect("the topic names used here are valid")
-}
-
-fn topic_filter(filter: &str) -> TopicFilter {
-    TopicFilter::new(filter.to_string()).expect("the topic filters used here are valid")
-}
-
 /// Whether `filter` matches `topic` (no `$` topics here).
 fn filter_matches(filter: &str, topic: &str) -> bool {
     let mut f = filter.split('/');
@@ -147,66 +107,11 @@ fn filter_matches(filter: &str, topic: &str) -> bool {
     }
 }
 
-/// The end of the transcript, for failure messages (whole transcripts can be very long).
-fn transcript_tail(sim: &Sim) -> &str {
-    const KEEP: usize = 8000;
-    let t = sim.transcript();
-    let mut start = t.len().saturating_sub(KEEP);
-    while !t.is_char_boundary(start) {
-        start += 1;
-    }
-    &t[start..]
-}
-
-/// Panics with the broken invariant and the end of the transcript.
-fn assert_invariants(sim: &Sim, after: &str) {
-    if let Err(e) = sim.engine.check_invariants() {
-        panic!(
-            "engine invariant broken after {after}: {e}\n--- transcript (tail) ---\n{}",
-            transcript_tail(sim)
-        );
-    }
-}
-
-fn version_from(u: &mut Unstructured) -> arbitrary::Result<ProtocolVersion> {
-    Ok(if u.arbitrary()? {
-        ProtocolVersion::V5
-    } else {
-        ProtocolVersion::V3_1_1
-    })
-}
-
-/// A CONNECT that creates or resumes a persistent session (v5: `expiry`; 3.1.1: clean session 0), keep
-/// alive off.
-fn persistent_connect(name: &str, version: ProtocolVersion, expiry: u32) -> Connect {
-    let mut c = Sim::connect_packet(name, version);
-    c.clean_start = false;
-    c.keep_alive = 0;
-    if version.is_v5() {
-        c.properties.session_expiry_interval = Some(expiry);
-    }
-    c
-}
-
 /// A clean-start CONNECT whose session ends with the connection, keep alive off.
 fn clean_connect(name: &str, version: ProtocolVersion) -> Connect {
     let mut c = Sim::connect_packet(name, version);
     c.keep_alive = 0;
     c
-}
-
-fn subscribe_packet(sim: &mut Sim, name: &str, filter: &str, qos: QoS) -> Packet {
-    Packet::Subscribe(Subscribe {
-        packet_id: sim.next_packet_id(name),
-        properties: Default::default(),
-        subscriptions: vec![Subscription {
-            filter: topic_filter(filter),
-            options: SubscriptionOptions {
-                qos,
-                ..Default::default()
-            },
-        }],
-    })
 }
 
 /// Where one of the publisher's QoS 1/2 messages is, as the publisher sees it.

@@ -22,9 +22,12 @@
 //! - determinism: the same seed and inputs give the same transcript byte for byte; another seed assigns
 //!   other client identifiers.
 
+use cicada_fuzz::props::{
+    assert_invariants, persistent_connect, pid, qos_from, scripts, subscribe_packet, topic_filter,
+    topic_name, transcript_tail, version_from, Cases,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::{NonZeroU16, NonZeroU32};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arbitrary::Unstructured;
@@ -34,7 +37,7 @@ use bytestring::ByteString;
 use cicada_engine::codec::{
     Ack, Connect, Delivery, Disconnect, Packet, PacketId, ProtocolVersion, Publish, QoS,
     ReasonCode, RetainHandling, Subscribe, Subscription, SubscriptionId, SubscriptionOptions,
-    TopicFilter, TopicName, Unsubscribe, Will,
+    Unsubscribe, Will,
 };
 use cicada_engine::sim::Sim;
 use cicada_engine::{Config, Event, Input, OutboundState, PersistSeq, StoreOp};
@@ -42,112 +45,6 @@ use cicada_fuzz::gen;
 
 /// How long each bolero property runs under `cargo test`; `BOLERO_RANDOM_TEST_TIME_MS` overrides it.
 const TEST_TIME: Duration = Duration::from_secs(2);
-
-/// Action scripts for the bolero properties: long enough for deep interleavings (bolero's default
-/// byte slices are at most 64 bytes: a handful of actions).
-fn scripts() -> impl bolero::ValueGenerator<Output = Vec<u8>> {
-    bolero::produce::<Vec<u8>>()
-        .with()
-        .len(16usize..=SCRIPT_LEN)
-}
-
-/// The longest action script, in bytes (an action takes one to a few dozen).
-const SCRIPT_LEN: usize = 1024;
-
-/// Counts the inputs a property actually exercised, so a generator that always fails cannot make a
-/// property pass vacuously.
-struct Cases(AtomicUsize);
-
-impl Cases {
-    fn new() -> Cases {
-        Cases(AtomicUsize::new(0))
-    }
-
-    fn record(&self, exercised: bool) {
-        if exercised {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn count(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    fn assert_some(&self, what: &str) {
-        let n = self.count();
-        assert!(n > 0, "{what}: no input was exercised");
-    }
-}
-
-fn pid(n: u16) -> PacketId {
-    PacketId::new(n).expect("packet ids used here are non-zero")
-}
-
-fn topic_name(topic: &str) -> TopicName {
-    TopicName::new(topic.to_string()).expect("the topic names used here are valid")
-}
-
-fn topic_filter(filter: &str) -> TopicFilter {
-    TopicFilter::new(filter.to_string()).expect("the topic filters used here are valid")
-}
-
-/// The end of the transcript, for failure messages (whole transcripts can be very long).
-fn transcript_tail(sim: &Sim) -> &str {
-    const KEEP: usize = 6000;
-    let t = sim.transcript();
-    let mut start = t.len().saturating_sub(KEEP);
-    while !t.is_char_boundary(start) {
-        start += 1;
-    }
-    &t[start..]
-}
-
-/// Panics with the broken invariant and the end of the transcript.
-fn assert_invariants(sim: &Sim, after: &str) {
-    if let Err(e) = sim.engine.check_invariants() {
-        panic!(
-            "engine invariant broken after {after}: {e}\n--- transcript (tail) ---\n{}",
-            transcript_tail(sim)
-        );
-    }
-}
-
-fn qos_from(u: &mut Unstructured) -> arbitrary::Result<QoS> {
-    Ok(*u.choose(&[QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce])?)
-}
-
-fn version_from(u: &mut Unstructured) -> arbitrary::Result<ProtocolVersion> {
-    Ok(if u.arbitrary()? {
-        ProtocolVersion::V5
-    } else {
-        ProtocolVersion::V3_1_1
-    })
-}
-
-/// A CONNECT that creates or resumes a persistent session, keep alive off.
-fn persistent_connect(name: &str, version: ProtocolVersion, expiry: u32) -> Connect {
-    let mut c = Sim::connect_packet(name, version);
-    c.clean_start = false;
-    c.keep_alive = 0;
-    if version.is_v5() {
-        c.properties.session_expiry_interval = Some(expiry);
-    }
-    c
-}
-
-fn subscribe_packet(sim: &mut Sim, name: &str, filter: &str, qos: QoS) -> Packet {
-    Packet::Subscribe(Subscribe {
-        packet_id: sim.next_packet_id(name),
-        properties: Default::default(),
-        subscriptions: vec![Subscription {
-            filter: topic_filter(filter),
-            options: SubscriptionOptions {
-                qos,
-                ..Default::default()
-            },
-        }],
-    })
-}
 
 /// Whether the engine reported `client`'s session expired since event `from`; returns the new index.
 fn session_expired_since(sim: &Sim, from: usize, client: &str) -> (bool, usize) {

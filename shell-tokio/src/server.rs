@@ -430,20 +430,16 @@ impl EngineTask {
                     }
                 }
                 Event::Persist { seq, ops } => {
-                    let queued = match &self.storage {
-                        Some(storage) => storage.write(seq, ops),
-                        None => false,
-                    };
-                    if !queued {
-                        // The in-memory backend (no batches are emitted then) or a storage thread
-                        // that is gone: nothing will make this batch durable.
-                        let now = self.now();
-                        if self.storage.is_some() {
+                    let now = self.now();
+                    match self.storage.as_ref().map(|storage| storage.write(seq, ops)) {
+                        Some(true) => {}
+                        Some(false) => {
                             error!(seq = seq.0, "storage thread gone; batch failed");
                             self.engine.handle(now, Input::PersistFailed { seq });
-                        } else {
-                            self.engine.handle(now, Input::Persisted { upto: seq });
                         }
+                        // The in-memory backend: the engine runs with `durable = false` and emits no
+                        // batches; confirm anyway so nothing could wait forever.
+                        None => self.engine.handle(now, Input::Persisted { upto: seq }),
                     }
                 }
                 Event::Authenticate { conn, .. } => {

@@ -30,6 +30,16 @@ fn publish(broker: &Broker, args: &[&str]) {
     );
 }
 
+/// Runs `mosquitto_sub` until it is subscribed (`-E`), e.g. to create a persistent session and leave.
+fn subscribe_and_leave(broker: &Broker, args: &[&str]) {
+    run(
+        Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-E"])
+            .args(args),
+        Duration::from_secs(10),
+    );
+}
+
 fn lines(child: Child) -> Vec<String> {
     let out = child.wait_with_output().expect("mosquitto_sub output");
     assert!(
@@ -91,24 +101,7 @@ fn retained_message_reaches_a_later_subscriber() {
 fn persistent_session_gets_messages_queued_while_offline() {
     let broker = Broker::start(&[]);
     let port = broker.port.to_string();
-    // Create the session and subscription, then leave (-E: exit once subscribed).
-    let _ = run(
-        Command::new("mosquitto_sub").args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-i",
-            "keeper",
-            "-c",
-            "-q",
-            "1",
-            "-t",
-            "inbox",
-            "-E",
-        ]),
-        Duration::from_secs(10),
-    );
+    subscribe_and_leave(&broker, &["-i", "keeper", "-c", "-q", "1", "-t", "inbox"]);
     for m in ["one", "two"] {
         publish(&broker, &["-q", "1", "-t", "inbox", "-m", m]);
     }
@@ -139,13 +132,19 @@ fn persistent_session_gets_messages_queued_while_offline() {
 fn persistent_sessions_and_retained_messages_survive_kill_9() {
     let broker = Broker::start(&[]);
     let port = broker.port;
-    // A persistent session (clean session off) with a QoS 1 subscription; -E exits once subscribed.
-    run(
-        Command::new("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-V", "mqttv311", "-i", "durable-sub", "-c", "-q", "1"])
-            .args(["-t", "durable/t", "-E"]),
-        Duration::from_secs(10),
+    subscribe_and_leave(
+        &broker,
+        &[
+            "-V",
+            "mqttv311",
+            "-i",
+            "durable-sub",
+            "-c",
+            "-q",
+            "1",
+            "-t",
+            "durable/t",
+        ],
     );
     publish(
         &broker,

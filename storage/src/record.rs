@@ -35,8 +35,7 @@ pub(crate) enum RecordError {
     Packet(String),
 }
 
-/// Appends fields to a value.
-#[derive(Default)]
+/// Appends fields to a value (after the format byte).
 pub(crate) struct Writer(Vec<u8>);
 
 impl Writer {

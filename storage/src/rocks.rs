@@ -43,8 +43,6 @@ impl RocksStore {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        // Small values, written often: keep the WAL the only write on the acknowledgement path.
-        options.set_max_background_jobs(2);
         let families = FAMILIES
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
