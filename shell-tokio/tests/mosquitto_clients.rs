@@ -128,24 +128,24 @@ fn persistent_session_gets_messages_queued_while_offline() {
     assert_eq!(out.lines().collect::<Vec<_>>(), ["one", "two"]);
 }
 
+/// A 3.1.1 persistent session (clean session off) subscribed at QoS 1.
+const DURABLE_SUB: [&str; 9] = [
+    "-V",
+    "mqttv311",
+    "-i",
+    "durable-sub",
+    "-c",
+    "-q",
+    "1",
+    "-t",
+    "durable/t",
+];
+
 #[test]
 fn persistent_sessions_and_retained_messages_survive_kill_9() {
     let broker = Broker::start(&[]);
     let port = broker.port;
-    subscribe_and_leave(
-        &broker,
-        &[
-            "-V",
-            "mqttv311",
-            "-i",
-            "durable-sub",
-            "-c",
-            "-q",
-            "1",
-            "-t",
-            "durable/t",
-        ],
-    );
+    subscribe_and_leave(&broker, &DURABLE_SUB);
     publish(
         &broker,
         &["-q", "1", "-t", "durable/t", "-m", "queued while offline"],
@@ -157,21 +157,7 @@ fn persistent_sessions_and_retained_messages_survive_kill_9() {
     let data_dir = broker.kill();
 
     let broker = Broker::start_at(port, data_dir, &[]);
-    let resumed = subscriber(
-        &broker,
-        &[
-            "-V",
-            "mqttv311",
-            "-i",
-            "durable-sub",
-            "-c",
-            "-q",
-            "1",
-            "-t",
-            "durable/t",
-        ],
-        1,
-    );
+    let resumed = subscriber(&broker, &DURABLE_SUB, 1);
     assert_eq!(lines(resumed), ["queued while offline"]);
     let fresh = subscriber(&broker, &["-V", "mqttv5", "-t", "durable/#", "-v"], 1);
     assert_eq!(lines(fresh), ["durable/r retained"]);
