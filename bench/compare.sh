@@ -5,13 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER=${1:-5}
 
-if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
-    if [ "$(id -u)" -eq 0 ]; then apt-get install -y -q mosquitto >/dev/null; else sudo apt-get install -y -q mosquitto >/dev/null; fi
-fi
-MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
-
-cargo build --release --locked -p cicada-shell-tokio -p cicada-bench
-BENCH=target/release/cicada-bench
+. bench/common.sh
 
 # Background processes must not hold the $(...) pipe open, or the substitution waits for them to exit.
 start_cicada() {
@@ -31,11 +25,6 @@ SCENARIOS=(
     "--scenario fan-in --clients 50 --qos 1"
     "--scenario idle --clients 1000"
 )
-
-wait_port() {
-    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
-    echo "nothing listens on port $1" >&2; return 1
-}
 
 PORT=18830
 for scenario in "${SCENARIOS[@]}"; do

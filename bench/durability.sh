@@ -7,14 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER=${1:-5}
 PAIRS=${2:-10}
-MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
-cargo build --release --locked -p cicada-shell-tokio -p cicada-bench
-BENCH=target/release/cicada-bench
-
-wait_port() {
-    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
-    echo "nothing listens on port $1" >&2; return 1
-}
+. bench/common.sh
 
 PORT=18900
 run() { # label, then the broker command

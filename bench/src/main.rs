@@ -32,6 +32,9 @@ enum Scenario {
     Pairs,
     /// `clients` idle connections; reports connect time and broker CPU while idle.
     Idle,
+    /// One client stores `clients` retained messages (QoS 1, topics `site/{i / 1000}/sensor/{i % 1000}`);
+    /// reports the broker's resident memory per retained message.
+    Retained,
 }
 
 #[derive(Debug, Parser)]
@@ -247,6 +250,39 @@ async fn publisher(
     }
 }
 
+/// Publishes `count` retained messages at QoS 1 with at most 64 unacknowledged, and waits for the
+/// last acknowledgement, so the broker holds them all when it returns.
+async fn store_retained(mut conn: Conn, count: usize, payload: usize) -> std::io::Result<()> {
+    let mut inflight = 0usize;
+    let mut id: u16 = 0;
+    for i in 0..count {
+        let topic = TopicName::new(format!("site/{}/sensor/{}", i / 1000, i % 1000))
+            .map_err(std::io::Error::other)?;
+        let mut p = Publish::new(topic, Bytes::from(vec![0x5A; payload]));
+        p.retain = true;
+        id = id.checked_add(1).unwrap_or(1);
+        p.delivery =
+            Delivery::AtLeastOnce(PacketId::new(id).ok_or_else(|| std::io::Error::other("pid"))?);
+        conn.send(&Packet::Publish(p)).await?;
+        inflight += 1;
+        while inflight >= 64 || (i + 1 == count && inflight > 0) {
+            match conn.recv().await? {
+                Some(Packet::PubAck(_)) => inflight -= 1,
+                Some(_) => {}
+                None => return Err(std::io::Error::other("broker closed the connection")),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resident memory of `pid`, in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// utime + stime of `pid`, in seconds.
 fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -274,6 +310,29 @@ async fn main() -> std::io::Result<()> {
     } else {
         QoS::AtMostOnce
     };
+    if let Scenario::Retained = args.scenario {
+        let before = args.broker_pid.and_then(rss_kib);
+        let start = Instant::now();
+        let conn = Conn::open(&args, "retained-loader".into()).await?;
+        store_retained(conn, args.clients, args.payload).await?;
+        let took = start.elapsed().as_secs_f64();
+        let memory = match (before, args.broker_pid.and_then(rss_kib)) {
+            (Some(a), Some(b)) => format!(
+                "broker resident memory +{:.0} MiB ({:.0} bytes per message)",
+                b.saturating_sub(a) as f64 / 1024.0,
+                b.saturating_sub(a) as f64 * 1024.0 / args.clients.max(1) as f64
+            ),
+            _ => "broker memory n/a".into(),
+        };
+        println!(
+            "{label} scenario=Retained messages={n} payload={payload}B: stored in {took:.2}s ({rate:.0}/s), {memory}",
+            label = args.label,
+            n = args.clients,
+            payload = args.payload,
+            rate = args.clients as f64 / took.max(1e-9),
+        );
+        return Ok(());
+    }
     let origin = Instant::now();
     let stats = Arc::new(Stats::default());
     let (subs, pubs): (Vec<String>, Vec<String>) = match args.scenario {
@@ -289,7 +348,7 @@ async fn main() -> std::io::Result<()> {
             (0..args.clients).map(|i| format!("bench/{i}")).collect(),
             (0..args.clients).map(|i| format!("bench/{i}")).collect(),
         ),
-        Scenario::Idle => (Vec::new(), Vec::new()),
+        Scenario::Idle | Scenario::Retained => (Vec::new(), Vec::new()),
     };
     let connect_start = Instant::now();
     let mut idle = Vec::new();

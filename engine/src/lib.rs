@@ -33,7 +33,7 @@ pub use io::{
     AuthDecision, CloseReason, ConnId, ConnMeta, DropReason, Event, Input, OutboundState,
     PeerMessage, PersistSeq, StoreOp,
 };
-pub use message::Message;
+pub use message::{Message, MessageProperties};
 pub use rng::Rng;
 pub use stored::{StoredMessage, StoredSession, StoredState, StoredSubscription};
 pub use time::Instant;

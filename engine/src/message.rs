@@ -8,6 +8,43 @@ use bytestring::ByteString;
 use crate::codec::{PublishProperties, QoS, TopicName};
 use crate::time::Instant;
 
+/// A message's v5 properties, boxed only when there are any.
+///
+/// Most messages carry none, and a `PublishProperties` inline is 160 bytes: with millions of retained
+/// or queued messages that would be most of their memory. Derefs to the properties (empty when none).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MessageProperties(Option<Box<PublishProperties>>);
+
+/// What a message without properties derefs to.
+static NO_PROPERTIES: PublishProperties = PublishProperties {
+    payload_format_indicator: None,
+    message_expiry_interval: None,
+    topic_alias: None,
+    response_topic: None,
+    correlation_data: None,
+    user_properties: Vec::new(),
+    subscription_identifiers: Vec::new(),
+    content_type: None,
+};
+
+impl From<PublishProperties> for MessageProperties {
+    fn from(properties: PublishProperties) -> MessageProperties {
+        if properties == NO_PROPERTIES {
+            MessageProperties(None)
+        } else {
+            MessageProperties(Some(Box::new(properties)))
+        }
+    }
+}
+
+impl std::ops::Deref for MessageProperties {
+    type Target = PublishProperties;
+
+    fn deref(&self) -> &PublishProperties {
+        self.0.as_deref().unwrap_or(&NO_PROPERTIES)
+    }
+}
+
 /// A published message, shared (`Arc`) between every queue it sits in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
@@ -20,7 +57,7 @@ pub struct Message {
     /// The RETAIN flag it was published with.
     pub retain: bool,
     /// Its v5 properties, without Topic Alias and Subscription Identifiers (those are per hop).
-    pub properties: PublishProperties,
+    pub properties: MessageProperties,
     /// The client that published it (for No Local), if a client did.
     pub origin: Option<ByteString>,
     /// When it stops being deliverable (v5 Message Expiry Interval).
@@ -51,5 +88,25 @@ impl Message {
     /// The expiry instant for a message received at `now` with interval `seconds`.
     pub(crate) fn expiry_from(now: Instant, seconds: Option<u32>) -> Option<Instant> {
         seconds.map(|s| now + Duration::from_secs(u64::from(s)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_are_boxed_only_when_there_are_any() {
+        let none = MessageProperties::from(PublishProperties::default());
+        assert!(none.0.is_none());
+        assert_eq!(*none, PublishProperties::default());
+        let some = MessageProperties::from(PublishProperties {
+            message_expiry_interval: Some(5),
+            ..Default::default()
+        });
+        assert!(some.0.is_some());
+        assert_eq!(some.message_expiry_interval, Some(5));
+        // What keeps millions of stored messages small: the properties cost one pointer.
+        assert_eq!(std::mem::size_of::<MessageProperties>(), 8);
     }
 }

@@ -126,7 +126,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::codec::{PublishProperties, QoS, TopicName};
+    use crate::codec::{QoS, TopicName};
 
     fn msg(topic: &str) -> Arc<Message> {
         Arc::new(Message {
@@ -134,7 +134,7 @@ mod tests {
             payload: Bytes::from_static(b"x"),
             qos: QoS::AtMostOnce,
             retain: true,
-            properties: PublishProperties::default(),
+            properties: Default::default(),
             origin: None,
             expires_at: None,
         })

@@ -231,7 +231,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::codec::{PublishProperties, TopicName};
+    use crate::codec::TopicName;
 
     fn out(session: &mut Session, qos: QoS) -> Outbound {
         let message = Arc::new(Message {
@@ -239,7 +239,7 @@ mod tests {
             payload: Bytes::from_static(b"123456789"),
             qos,
             retain: false,
-            properties: PublishProperties::default(),
+            properties: Default::default(),
             origin: None,
             expires_at: None,
         });

@@ -11,11 +11,11 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use cicada_engine::codec::{
-    decode_one, Connect, Delivery, Packet, PacketId, ProtocolVersion, Publish, QoS, RetainHandling,
-    SubscriptionId, SubscriptionOptions, TopicName, Will,
+    decode_one, decode_shared, Connect, Delivery, Packet, PacketId, ProtocolVersion, Publish,
+    PublishProperties, QoS, RetainHandling, SubscriptionId, SubscriptionOptions, Will,
 };
 use cicada_engine::{Instant, Message, OutboundState, StoredMessage, StoredSubscription};
 
@@ -363,24 +363,27 @@ fn write_message(w: &mut Writer, m: &Message) {
         delivery,
         retain: m.retain,
         topic: m.topic.clone(),
-        properties: m.properties.clone(),
+        properties: PublishProperties::clone(&m.properties),
         payload: m.payload.clone(),
     };
     w.bytes(&encode_packet(&Packet::Publish(publish)));
 }
 
-fn read_message(r: &mut Reader<'_>) -> Result<Message, RecordError> {
+/// Reads a message from `r`, a reader over `whole`: topic, payload, properties and origin become
+/// slices of `whole`, so a loaded message costs one buffer rather than one per field.
+fn read_message(r: &mut Reader<'_>, whole: &Bytes) -> Result<Message, RecordError> {
     let expires_at = if r.bool()? {
         Some(Instant::from_micros(r.u64()?))
     } else {
         None
     };
     let origin = if r.bool()? {
-        Some(utf8(r.bytes()?, "origin")?)
+        let bytes = whole.slice_ref(r.bytes()?);
+        Some(ByteString::try_from(bytes).map_err(|_| RecordError::Invalid("origin"))?)
     } else {
         None
     };
-    let p = match decode_one(r.bytes()?, ProtocolVersion::V5) {
+    let p = match decode_shared(whole.slice_ref(r.bytes()?), ProtocolVersion::V5) {
         Ok(Packet::Publish(p)) => p,
         Ok(other) => {
             return Err(RecordError::Packet(format!(
@@ -393,7 +396,7 @@ fn read_message(r: &mut Reader<'_>) -> Result<Message, RecordError> {
         topic: p.topic,
         qos: p.delivery.qos(),
         retain: p.retain,
-        properties: p.properties,
+        properties: p.properties.into(),
         payload: p.payload,
         origin,
         expires_at,
@@ -407,8 +410,9 @@ pub(crate) fn encode_retained(m: &Message) -> Vec<u8> {
 }
 
 pub(crate) fn decode_retained(value: &[u8]) -> Result<Arc<Message>, RecordError> {
-    let mut r = Reader::new(value)?;
-    let m = read_message(&mut r)?;
+    let whole = Bytes::copy_from_slice(value);
+    let mut r = Reader::new(&whole)?;
+    let m = read_message(&mut r, &whole)?;
     r.end()?;
     Ok(Arc::new(m))
 }
@@ -431,7 +435,8 @@ pub(crate) fn encode_stored_message(m: &StoredMessage) -> Vec<u8> {
 }
 
 pub(crate) fn decode_stored_message(value: &[u8]) -> Result<StoredMessage, RecordError> {
-    let mut r = Reader::new(value)?;
+    let whole = Bytes::copy_from_slice(value);
+    let mut r = Reader::new(&whole)?;
     let qos = QoS::from_u8(r.u8()?).ok_or(RecordError::Invalid("QoS"))?;
     let tag = r.u8()?;
     let pid = r.u16()?;
@@ -447,7 +452,7 @@ pub(crate) fn decode_stored_message(value: &[u8]) -> Result<StoredMessage, Recor
     for _ in 0..count {
         sub_ids.push(SubscriptionId::new(r.u32()?).ok_or(RecordError::Invalid("subscription id"))?);
     }
-    let message = Arc::new(read_message(&mut r)?);
+    let message = Arc::new(read_message(&mut r, &whole)?);
     r.end()?;
     Ok(StoredMessage {
         qos,
@@ -458,16 +463,9 @@ pub(crate) fn decode_stored_message(value: &[u8]) -> Result<StoredMessage, Recor
     })
 }
 
-/// A retained record's key is its topic.
-pub(crate) fn topic_of(key: &[u8]) -> Result<TopicName, RecordError> {
-    let topic = utf8(key, "topic")?;
-    TopicName::new(topic).map_err(|_| RecordError::Invalid("topic"))
-}
-
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-    use cicada_engine::codec::{PublishProperties, UserProperty, WillProperties};
+    use cicada_engine::codec::{TopicName, UserProperty, WillProperties};
 
     use super::*;
 
@@ -485,7 +483,8 @@ mod tests {
                 correlation_data: Some(Bytes::from_static(b"\x00\x01")),
                 user_properties: vec![UserProperty::new("k", "v1"), UserProperty::new("k", "v2")],
                 ..Default::default()
-            },
+            }
+            .into(),
             origin: Some("pub".into()),
             expires_at: Some(Instant::from_micros(123_456_789)),
         }

@@ -234,14 +234,14 @@ impl Store for RocksStore {
             Ok(())
         })?;
         self.scan(RETAINED, |key, value| {
-            let topic = record::topic_of(key)?;
             let message = record::decode_retained(value)?;
-            if message.topic != topic {
+            if message.topic.as_str().as_bytes() != key {
                 return Err(RecordError::Invalid("retained message under another topic"));
             }
+            // The key shares the message's topic rather than holding a copy of its own.
             state
                 .retained
-                .insert(topic.as_bytestring().clone(), message);
+                .insert(message.topic.as_bytestring().clone(), message);
             Ok(())
         })?;
         Ok(state)

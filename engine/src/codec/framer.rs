@@ -1,7 +1,7 @@
 //! Incremental decoding: cut whole packets out of a receive buffer that may hold part of one packet, one
 //! packet, or several.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::decode::decode_packet;
 use super::error::DecodeError;
@@ -137,15 +137,85 @@ impl Decoder {
 ///
 /// For tests and tools; connections use [`Decoder`].
 pub fn decode_one(bytes: &[u8], version: ProtocolVersion) -> Result<Packet, DecodeError> {
-    let mut decoder = Decoder::new(MAX_PACKET_SIZE);
-    decoder.set_version(version);
-    let mut buf = BytesMut::from(bytes);
-    match decoder.decode(&mut buf)? {
-        Decoded::Packet(packet) if buf.is_empty() => Ok(packet),
-        Decoded::Packet(packet) => Err(DecodeError::TrailingBytes {
+    decode_shared(Bytes::copy_from_slice(bytes), version)
+}
+
+/// Like [`decode_one`], without copying: topic, payload and properties of the packet are slices of
+/// `bytes`. Storage uses it so a loaded message costs one buffer, not one per field.
+pub fn decode_shared(bytes: Bytes, version: ProtocolVersion) -> Result<Packet, DecodeError> {
+    let Some(header) = FrameHeader::parse(&bytes)? else {
+        return Err(DecodeError::Truncated {
+            needed: if bytes.is_empty() { 2 } else { 1 },
+        });
+    };
+    let size = header.packet_len();
+    if size > MAX_PACKET_SIZE {
+        return Err(DecodeError::PacketTooLarge {
+            size,
+            max: MAX_PACKET_SIZE,
+        });
+    }
+    if bytes.len() < size {
+        return Err(DecodeError::Truncated {
+            needed: size - bytes.len(),
+        });
+    }
+    let packet = decode_packet(header.first, bytes.slice(header.header_len..size), version)?;
+    if bytes.len() > size {
+        return Err(DecodeError::TrailingBytes {
             packet: packet.packet_type(),
-            extra: buf.len(),
-        }),
-        Decoded::Incomplete { needed } => Err(DecodeError::Truncated { needed }),
+            extra: bytes.len() - size,
+        });
+    }
+    Ok(packet)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::codec::{Publish, TopicName};
+
+    fn publish_bytes() -> Bytes {
+        let p = Publish::new(
+            TopicName::new("a/b").expect("valid"),
+            Bytes::from_static(b"payload"),
+        );
+        let mut out = BytesMut::new();
+        Packet::Publish(p)
+            .encode(ProtocolVersion::V5, &mut out)
+            .expect("encodes");
+        out.freeze()
+    }
+
+    #[test]
+    fn decode_shared_slices_the_payload_out_of_its_input() {
+        let bytes = publish_bytes();
+        let Ok(Packet::Publish(p)) = decode_shared(bytes.clone(), ProtocolVersion::V5) else {
+            panic!("decodes");
+        };
+        assert_eq!(&p.payload[..], b"payload");
+        let range = bytes.as_ptr_range();
+        assert!(range.contains(&p.payload.as_ptr()), "payload was copied");
+    }
+
+    #[test]
+    fn decode_shared_refuses_truncated_and_trailing_input() {
+        let bytes = publish_bytes();
+        assert!(matches!(
+            decode_shared(bytes.slice(..bytes.len() - 1), ProtocolVersion::V5),
+            Err(DecodeError::Truncated { needed: 1 })
+        ));
+        let mut longer = BytesMut::from(&bytes[..]);
+        longer.extend_from_slice(b"xy");
+        assert!(matches!(
+            decode_shared(longer.freeze(), ProtocolVersion::V5),
+            Err(DecodeError::TrailingBytes { extra: 2, .. })
+        ));
+        assert!(matches!(
+            decode_shared(Bytes::new(), ProtocolVersion::V5),
+            Err(DecodeError::Truncated { needed: 2 })
+        ));
     }
 }

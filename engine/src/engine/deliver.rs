@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::codec::{Ack, Delivery, Packet, PacketId, Publish, QoS, ReasonCode, SubscriptionId};
+use crate::codec::{
+    Ack, Delivery, Packet, PacketId, Publish, PublishProperties, QoS, ReasonCode, SubscriptionId,
+};
 use crate::io::{ConnId, DropReason, Event, OutboundState, StoreOp};
 use crate::message::Message;
 use crate::session::{Flow, Inflight, Outbound, QueueLimits, SessionId};
@@ -306,7 +308,7 @@ fn outbound_publish(
     now: crate::time::Instant,
 ) -> Publish {
     let message = &out.message;
-    let mut properties = message.properties.clone();
+    let mut properties = PublishProperties::clone(&message.properties);
     properties.subscription_identifiers = out.sub_ids.clone();
     properties.message_expiry_interval = message.remaining_expiry(now);
     Publish {

@@ -139,7 +139,8 @@ impl Engine {
                 correlation_data: p.correlation_data,
                 user_properties: p.user_properties,
                 ..Default::default()
-            },
+            }
+            .into(),
             origin: Some(session.client_id.clone()),
             expires_at: Message::expiry_from(self.now, p.message_expiry_interval),
         };

@@ -28,7 +28,7 @@ impl Engine {
             payload: p.payload,
             qos: p.delivery.qos(),
             retain: p.retain,
-            properties,
+            properties: properties.into(),
             origin,
             expires_at,
         });
