@@ -913,6 +913,11 @@ fn a_failed_batch_closes_the_connections_waiting_on_it() {
     let seq = *sim.pending_batches.last().expect("a batch");
     sim.fail_batch(seq);
     assert!(sim.is_closed("p"));
+    // Told why (v5), and never acknowledged.
+    assert_eq!(
+        disconnect_reason(sim.recv("p")),
+        ReasonCode::UnspecifiedError
+    );
     assert_eq!(sim.recv("p"), None, "never acknowledged");
     assert!(sim.events.iter().any(|e| matches!(
         e,
@@ -928,9 +933,20 @@ fn while_storage_fails_new_persistent_sessions_are_refused_and_clean_ones_served
     let mut sim = sim();
     sim.auto_persist = false;
     sim.connect_with("s", persistent("s", V5, 600));
-    let seq = *sim.pending_batches.last().expect("a batch");
-    sim.fail_batch(seq);
-    assert!(sim.is_closed("s"), "its CONNACK waited on the failed batch");
+    sim.connect_with("old", persistent("old", V3_1_1, 0));
+    for seq in sim.pending_batches.clone() {
+        sim.fail_batch(seq);
+    }
+    // Their CONNACKs waited on the failed batch: they are refused instead, in each protocol's terms.
+    assert!(sim.is_closed("s"));
+    let refused = connack(sim.recv("s"));
+    assert_eq!(refused.reason, ReasonCode::ServerUnavailable);
+    assert!(!refused.session_present);
+    assert!(sim.is_closed("old"));
+    assert_eq!(
+        connack(sim.recv("old")).reason,
+        ReasonCode::ServerUnavailable
+    );
 
     let refused = connack(sim.connect_with("s", persistent("s", V5, 600)));
     assert_eq!(refused.reason, ReasonCode::ServerUnavailable);

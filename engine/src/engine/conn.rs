@@ -52,6 +52,9 @@ pub(crate) struct Conn {
     pub(crate) aliases: BTreeMap<u16, TopicName>,
     /// The client's v5 Request Problem Information (reason strings allowed).
     pub(crate) problem_info: bool,
+    /// Whether the CONNACK is still held (always in the first held entry: nothing precedes it), so a
+    /// failed storage batch is answered with a refusing CONNACK rather than a DISCONNECT.
+    pub(crate) connack_held: bool,
 }
 
 impl Conn {
@@ -70,6 +73,7 @@ impl Conn {
             dirty: false,
             aliases: BTreeMap::new(),
             problem_info: true,
+            connack_held: false,
         }
     }
 

@@ -85,6 +85,17 @@ impl Engine {
 
     /// Answers CONNECT with a refusal and closes.
     fn refuse(&mut self, id: ConnId, protocol: ProtocolVersion, reason: ReasonCode) {
+        self.refuse_with(id, protocol, reason, CloseReason::ConnectRefused { reason });
+    }
+
+    /// Answers CONNECT with a refusal and closes for `close`.
+    pub(super) fn refuse_with(
+        &mut self,
+        id: ConnId,
+        protocol: ProtocolVersion,
+        reason: ReasonCode,
+        close: CloseReason,
+    ) {
         let ack = ConnAck {
             session_present: false,
             reason: if protocol.is_v5() {
@@ -97,7 +108,7 @@ impl Engine {
             properties: Default::default(),
         };
         self.write(id, &Packet::ConnAck(ack), None);
-        self.close(id, CloseReason::ConnectRefused { reason }, false);
+        self.close(id, close, false);
     }
 
     pub(super) fn auth_decided(&mut self, id: ConnId, decision: AuthDecision) {
@@ -237,6 +248,9 @@ impl Engine {
             p.shared_subscription_available = Some(false);
         }
         self.send(id, &Packet::ConnAck(ack), mark);
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.connack_held = !c.held.is_empty();
+        }
         self.events.push_back(Event::ClientConnected {
             conn: id,
             client_id,

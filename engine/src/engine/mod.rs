@@ -372,6 +372,7 @@ impl Engine {
             {
                 if let Some(held) = c.held.pop_front() {
                     c.out.unsplit(held.bytes);
+                    c.connack_held = false;
                 }
             }
             if !c.out.is_empty() && !c.dirty {
@@ -388,7 +389,10 @@ impl Engine {
         }
     }
 
-    /// A storage batch failed: connections whose replies waited on it are closed without them.
+    /// A storage batch failed: connections whose replies waited on it lose those replies (they answer
+    /// what was not stored) and are closed: with a refusing CONNACK (0x88 / 3.x 0x03) if their CONNACK
+    /// was among them, else with DISCONNECT 0x80 and a reason string (v5). The clients retry, and
+    /// resend what was not acknowledged.
     fn persist_failed(&mut self, seq: u64) {
         self.storage_failed = Some(self.storage_failed.map_or(seq, |s| s.max(seq)));
         let affected: Vec<ConnId> = self
@@ -402,7 +406,31 @@ impl Engine {
             })
             .collect();
         for id in affected {
-            self.close(id, CloseReason::StorageFailed, true);
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            c.held.clear();
+            self.holding.remove(&id);
+            let protocol = c.version.unwrap_or(ProtocolVersion::V3_1_1);
+            if std::mem::take(&mut c.connack_held) {
+                self.refuse_with(
+                    id,
+                    protocol,
+                    ReasonCode::ServerUnavailable,
+                    CloseReason::StorageFailed,
+                );
+            } else {
+                self.disconnect_with(
+                    id,
+                    ReasonCode::UnspecifiedError,
+                    Some(
+                        "storage failed: the broker could not make this session's state durable"
+                            .into(),
+                    ),
+                    CloseReason::StorageFailed,
+                    true,
+                );
+            }
         }
     }
 
