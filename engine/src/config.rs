@@ -59,6 +59,27 @@ pub struct Config {
     pub max_client_id_length: usize,
     /// Prefix of client identifiers the broker assigns.
     pub assigned_client_id_prefix: String,
+    /// Whether `$share/{group}/{filter}` subscriptions are offered (advertised to v5 clients).
+    pub shared_subscriptions: bool,
+    /// How a shared subscription group picks the member that gets a message.
+    pub shared_strategy: SharedStrategy,
+}
+
+/// How a shared subscription group picks the member that gets a message. Online members are always
+/// preferred; when none is online the message is queued on the member picked among all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SharedStrategy {
+    /// Each member in turn.
+    #[default]
+    RoundRobin,
+    /// A member drawn from the engine's seeded generator.
+    Random,
+    /// The member chosen last, as long as it stays online (then the next in turn).
+    Sticky,
+    /// A member fixed by the topic name, so one topic's messages stay in order on one member.
+    HashTopic,
+    /// A member fixed by the publisher's client identifier.
+    HashPublisher,
 }
 
 impl Default for Config {
@@ -83,6 +104,8 @@ impl Default for Config {
             authentication: Authentication::AllowAll,
             max_client_id_length: 256,
             assigned_client_id_prefix: "cicada-".to_string(),
+            shared_subscriptions: true,
+            shared_strategy: SharedStrategy::RoundRobin,
         }
     }
 }

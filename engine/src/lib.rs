@@ -27,7 +27,7 @@ mod stored;
 mod time;
 mod timer;
 
-pub use config::{Authentication, Config, ConfigError};
+pub use config::{Authentication, Config, ConfigError, SharedStrategy};
 pub use engine::{Engine, Stats, Transmit};
 pub use io::{
     AuthDecision, CloseReason, ConnId, ConnMeta, DropReason, Event, Input, OutboundState,

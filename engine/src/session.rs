@@ -35,6 +35,10 @@ pub(crate) struct Outbound {
     pub(crate) sub_ids: Vec<SubscriptionId>,
     /// Whether a storage operation holds it (so removing it needs one too).
     pub(crate) stored: bool,
+    /// The shared subscription (`$share/...` filter) it came through, if any: such a message may move
+    /// to another member of the group while this session is offline. Not stored: after a restart a
+    /// queued message stays with the member it was queued on.
+    pub(crate) shared: Option<ByteString>,
 }
 
 impl Outbound {
@@ -244,6 +248,7 @@ mod tests {
             expires_at: None,
         });
         Outbound {
+            shared: None,
             seq: session.take_seq(),
             message,
             qos,

@@ -91,7 +91,8 @@ fn connect_v3_and_v5_then_ping() {
     );
     let ack = connack(sim.connect("new", V5));
     assert_eq!(ack.properties.receive_maximum.map(|r| r.get()), Some(1024));
-    assert_eq!(ack.properties.shared_subscription_available, Some(false));
+    // Shared subscriptions are offered, so CONNACK says nothing about them (absent means available).
+    assert_eq!(ack.properties.shared_subscription_available, None);
     sim.send("old", Packet::PingReq);
     assert_eq!(sim.recv("old"), Some(Packet::PingResp));
     insta::assert_snapshot!(sim.transcript());
@@ -429,15 +430,6 @@ fn unsubscribe_reports_per_filter() {
         other => panic!("{other:?}"),
     }
     assert_eq!(sim.engine.subscription_count(), 0);
-}
-
-#[test]
-fn shared_subscriptions_are_refused_for_now() {
-    let mut sim = sim();
-    sim.connect("s", V5);
-    let ack = sim.subscribe("s", "$share/g/t", QoS::AtMostOnce);
-    assert!(matches!(ack, Some(Packet::SubAck(a))
-        if a.reasons == [ReasonCode::SharedSubscriptionsNotSupported]));
 }
 
 // ----- QoS flows -----

@@ -34,5 +34,6 @@ pub use property::{
 };
 pub use reason::ReasonCode;
 pub use render::render_bytes;
+pub(crate) use topic::split_shared;
 pub use topic::{TopicFilter, TopicName, SHARED_PREFIX};
 pub use types::{PacketId, PacketType, ProtocolVersion, QoS};

@@ -124,7 +124,7 @@ impl TopicFilter {
     }
 }
 
-fn split_shared(filter: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_shared(filter: &str) -> Option<(&str, &str)> {
     let rest = filter.strip_prefix(SHARED_PREFIX)?;
     let slash = rest.find('/');
     Some(match slash {

@@ -245,7 +245,9 @@ impl Engine {
             if self.config.topic_alias_maximum > 0 {
                 p.topic_alias_maximum = Some(self.config.topic_alias_maximum);
             }
-            p.shared_subscription_available = Some(false);
+            if !self.config.shared_subscriptions {
+                p.shared_subscription_available = Some(false);
+            }
         }
         self.send(id, &Packet::ConnAck(ack), mark);
         if let Some(c) = self.conns.get_mut(&id) {
@@ -259,6 +261,7 @@ impl Engine {
         });
         if session_present {
             self.resend_inflight(sid);
+            self.claim_shared(sid);
         }
         self.pump(sid);
     }

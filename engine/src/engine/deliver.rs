@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bytestring::ByteString;
+
 use crate::codec::{
     Ack, Delivery, Packet, PacketId, Publish, PublishProperties, QoS, ReasonCode, SubscriptionId,
 };
@@ -27,6 +29,7 @@ impl Engine {
         let mut targets: BTreeMap<SessionId, Target> = BTreeMap::new();
         let sessions = &self.sessions;
         self.router
+            .plain
             .for_each_match(message.topic.as_str(), |sid, sub| {
                 if sub.options.no_local
                     && message.origin.as_ref() == sessions.get(sid).map(|s| &s.client_id)
@@ -45,8 +48,9 @@ impl Engine {
             });
         for (sid, t) in targets {
             let retain = message.retain && t.retain_as_published;
-            self.enqueue(sid, message.clone(), t.qos, retain, t.sub_ids);
+            self.enqueue(sid, message.clone(), t.qos, retain, t.sub_ids, None);
         }
+        self.route_shared(&message, None);
     }
 
     /// Queues a message for a session and sends what its windows allow.
@@ -57,6 +61,7 @@ impl Engine {
         qos: QoS,
         retain: bool,
         mut sub_ids: Vec<SubscriptionId>,
+        shared: Option<ByteString>,
     ) {
         let limits = QueueLimits {
             messages: self.config.max_queued_messages,
@@ -78,6 +83,7 @@ impl Engine {
             retain,
             sub_ids,
             stored: false,
+            shared,
         };
         let dropped = session.push(out, limits);
         for (out, reason) in dropped {

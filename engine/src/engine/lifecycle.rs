@@ -98,6 +98,7 @@ impl Engine {
             // The session ends now; end_session publishes the will.
             return self.end_session(sid);
         }
+        self.hand_over_shared(sid, false);
         if let Some(pending) = pending {
             let delay = pending.delay.min(expiry);
             if delay == 0 {
@@ -177,6 +178,7 @@ impl Engine {
     /// Removes a session and everything in it; a will still pending is published first.
     pub(super) fn end_session(&mut self, sid: SessionId) {
         self.publish_will(sid);
+        self.hand_over_shared(sid, true);
         self.timers.cancel(TimerKind::SessionExpiry(sid));
         let Some(session) = self.sessions.remove(&sid) else {
             return;
@@ -185,7 +187,7 @@ impl Engine {
             self.by_client.remove(&session.client_id);
         }
         for filter in session.subscriptions.keys() {
-            self.router.remove(filter, &sid);
+            self.router.remove(filter, sid);
         }
         if session.is_persistent() {
             self.persist.push(StoreOp::DeleteSession {

@@ -6,6 +6,7 @@ mod deliver;
 mod lifecycle;
 mod publish;
 mod restore;
+mod shared;
 mod subscribe;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -20,8 +21,8 @@ use crate::map::FixedMap;
 use crate::persist::Persistence;
 use crate::retained::RetainedStore;
 use crate::rng::Rng;
-use crate::router::TopicTrie;
-use crate::session::{Session, SessionId, Sub};
+use crate::router::Router;
+use crate::session::{Session, SessionId};
 use crate::time::Instant;
 use crate::timer::{TimerKind, Timers};
 
@@ -76,7 +77,7 @@ pub struct Engine {
     conns: BTreeMap<ConnId, Conn>,
     sessions: BTreeMap<SessionId, Session>,
     by_client: FixedMap<ByteString, SessionId>,
-    router: TopicTrie<SessionId, Sub>,
+    router: Router,
     retained: RetainedStore,
     timers: Timers,
     persist: Persistence,
@@ -105,7 +106,7 @@ impl Engine {
             conns: BTreeMap::new(),
             sessions: BTreeMap::new(),
             by_client: FixedMap::default(),
-            router: TopicTrie::default(),
+            router: Router::default(),
             retained: RetainedStore::default(),
             timers: Timers::default(),
             holding: BTreeSet::new(),

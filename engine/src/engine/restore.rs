@@ -88,6 +88,7 @@ impl Engine {
         }
         for (seq, m) in stored.messages {
             let out = Outbound {
+                shared: None,
                 seq,
                 message: m.message,
                 qos: m.qos,

@@ -16,9 +16,20 @@ impl Engine {
         let mut reasons = Vec::with_capacity(s.subscriptions.len());
         // Retained messages to send after SUBACK: (message, granted QoS, subscription id).
         let mut retained: Vec<(Arc<Message>, QoS, Sub)> = Vec::new();
+        if s.subscriptions
+            .iter()
+            .any(|sub| sub.filter.shared().is_some() && sub.options.no_local)
+        {
+            return self.violation(
+                id,
+                ReasonCode::ProtocolError,
+                "[MQTT-3.8.3-4] No Local set on a shared subscription".into(),
+            );
+        }
         for subscription in s.subscriptions {
             let filter = subscription.filter;
-            let reason = if filter.shared().is_some() {
+            let shared = filter.shared().is_some();
+            let reason = if shared && !self.config.shared_subscriptions {
                 ReasonCode::SharedSubscriptionsNotSupported
             } else if !self.topic_within_limits(filter.as_str()) {
                 ReasonCode::TopicFilterInvalid
@@ -39,7 +50,7 @@ impl Engine {
                     .subscriptions
                     .insert(key.clone(), sub.clone())
                     .is_some();
-                self.router.insert(filter.as_str(), sid, sub.clone());
+                self.router.insert(filter.as_bytestring(), sid, sub.clone());
                 if session.is_persistent() {
                     self.persist.push(StoreOp::PutSubscription {
                         client_id: session.client_id.clone(),
@@ -48,11 +59,13 @@ impl Engine {
                         id: sub.id,
                     });
                 }
-                let send_retained = match sub.options.retain_handling {
-                    RetainHandling::SendAtSubscribe => true,
-                    RetainHandling::SendIfNew => !existed,
-                    RetainHandling::DoNotSend => false,
-                };
+                // A shared subscription gets no retained messages (MQTT 5.0 §4.8.2).
+                let send_retained = !shared
+                    && match sub.options.retain_handling {
+                        RetainHandling::SendAtSubscribe => true,
+                        RetainHandling::SendIfNew => !existed,
+                        RetainHandling::DoNotSend => false,
+                    };
                 if send_retained {
                     let now = self.now;
                     self.retained.for_each_match(filter.as_str(), |m| {
@@ -78,7 +91,7 @@ impl Engine {
         for (message, granted, sub) in retained {
             // Retained messages go out with RETAIN set, whatever Retain As Published says [MQTT-3.3.1-9].
             let qos = message.qos.min(granted);
-            self.enqueue(sid, message, qos, true, sub.id.into_iter().collect());
+            self.enqueue(sid, message, qos, true, sub.id.into_iter().collect(), None);
         }
     }
 
@@ -90,7 +103,7 @@ impl Engine {
         for filter in u.filters {
             let removed = session.subscriptions.remove(filter.as_str()).is_some();
             if removed {
-                self.router.remove(filter.as_str(), &sid);
+                self.router.remove(filter.as_str(), sid);
                 if session.is_persistent() {
                     self.persist.push(StoreOp::DeleteSubscription {
                         client_id: session.client_id.clone(),
