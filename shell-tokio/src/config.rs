@@ -32,6 +32,38 @@ pub(crate) struct FileConfig {
     pub(crate) log: LogSection,
     pub(crate) limits: LimitsSection,
     pub(crate) storage: StorageSection,
+    pub(crate) shared_subscriptions: SharedSection,
+}
+
+/// `[shared_subscriptions]`: `$share/{group}/{filter}` subscriptions.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SharedSection {
+    /// Whether they are offered (off: SUBACK 0x9E, and v5 CONNACK says so).
+    pub(crate) enabled: bool,
+    /// How a group picks the member that gets a message.
+    pub(crate) strategy: SharedStrategy,
+}
+
+impl Default for SharedSection {
+    fn default() -> Self {
+        SharedSection {
+            enabled: true,
+            strategy: SharedStrategy::RoundRobin,
+        }
+    }
+}
+
+/// The engine's strategies, as written in the file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SharedStrategy {
+    #[default]
+    RoundRobin,
+    Random,
+    Sticky,
+    HashTopic,
+    HashPublisher,
 }
 
 /// Which store keeps durable state.
@@ -241,6 +273,14 @@ impl FileConfig {
             engine.max_session_expiry = v;
         }
         engine.max_keep_alive = l.max_keep_alive_secs;
+        engine.shared_subscriptions = self.shared_subscriptions.enabled;
+        engine.shared_strategy = match self.shared_subscriptions.strategy {
+            SharedStrategy::RoundRobin => cicada_engine::SharedStrategy::RoundRobin,
+            SharedStrategy::Random => cicada_engine::SharedStrategy::Random,
+            SharedStrategy::Sticky => cicada_engine::SharedStrategy::Sticky,
+            SharedStrategy::HashTopic => cicada_engine::SharedStrategy::HashTopic,
+            SharedStrategy::HashPublisher => cicada_engine::SharedStrategy::HashPublisher,
+        };
         if self.storage.fsync == Fsync::Interval && self.storage.fsync_interval_ms == 0 {
             return Err(invalid(
                 "storage.fsync_interval_ms",
@@ -318,5 +358,18 @@ mod tests {
         assert!(e.to_string().contains("storage.fsync_interval_ms"), "{e}");
         let e = settings("[server]\nlisen = []\n").expect_err("typo");
         assert!(e.to_string().contains("lisen"), "{e}");
+        let e = settings("[shared_subscriptions]\nstrategy = \"fair\"\n").expect_err("invalid");
+        assert!(e.to_string().contains("round_robin"), "lists the choices: {e}");
+    }
+
+    #[test]
+    fn shared_subscription_settings_reach_the_engine() {
+        let s = settings("[shared_subscriptions]\nenabled = false\nstrategy = \"hash_topic\"\n")
+            .expect("valid");
+        assert!(!s.engine.shared_subscriptions);
+        assert_eq!(
+            s.engine.shared_strategy,
+            cicada_engine::SharedStrategy::HashTopic
+        );
     }
 }
