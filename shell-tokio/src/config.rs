@@ -359,7 +359,10 @@ mod tests {
         let e = settings("[server]\nlisen = []\n").expect_err("typo");
         assert!(e.to_string().contains("lisen"), "{e}");
         let e = settings("[shared_subscriptions]\nstrategy = \"fair\"\n").expect_err("invalid");
-        assert!(e.to_string().contains("round_robin"), "lists the choices: {e}");
+        assert!(
+            e.to_string().contains("round_robin"),
+            "lists the choices: {e}"
+        );
     }
 
     #[test]
