@@ -63,6 +63,9 @@ pub struct Config {
     pub shared_subscriptions: bool,
     /// How a shared subscription group picks the member that gets a message.
     pub shared_strategy: SharedStrategy,
+    /// How often the `$SYS/broker/...` topics are updated; `None` publishes none. Off by default here
+    /// so tests see only what they cause; the `cicada` binary turns it on (every 10 s).
+    pub sys_interval: Option<Duration>,
 }
 
 /// How a shared subscription group picks the member that gets a message. Online members are always
@@ -106,6 +109,7 @@ impl Default for Config {
             assigned_client_id_prefix: "cicada-".to_string(),
             shared_subscriptions: true,
             shared_strategy: SharedStrategy::RoundRobin,
+            sys_interval: None,
         }
     }
 }
@@ -144,6 +148,12 @@ impl Config {
         }
         if self.max_keep_alive == Some(0) {
             return fail("max_keep_alive", "use at least 1 second, or leave it unset");
+        }
+        if self
+            .sys_interval
+            .is_some_and(|i| i < Duration::from_secs(1))
+        {
+            return fail("sys_interval", "use at least 1 second, or leave it unset");
         }
         if self.max_client_id_length < 23 {
             return fail("max_client_id_length", "use at least 23 (MQTT requires it)");

@@ -18,6 +18,8 @@ pub(crate) enum TimerKind {
     WillDelay(SessionId),
     /// An offline session ends.
     SessionExpiry(SessionId),
+    /// The `$SYS` topics are due for an update.
+    Sys,
 }
 
 impl TimerKind {
@@ -28,6 +30,7 @@ impl TimerKind {
             TimerKind::KeepAlive(_) => "keep alive",
             TimerKind::WillDelay(_) => "will delay",
             TimerKind::SessionExpiry(_) => "session expiry",
+            TimerKind::Sys => "$SYS update",
         }
     }
 }

@@ -33,6 +33,21 @@ pub(crate) struct FileConfig {
     pub(crate) limits: LimitsSection,
     pub(crate) storage: StorageSection,
     pub(crate) shared_subscriptions: SharedSection,
+    pub(crate) sys: SysSection,
+}
+
+/// `[sys]`: the `$SYS/broker/...` topics.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SysSection {
+    /// Seconds between updates; 0 publishes none.
+    pub(crate) interval_secs: u64,
+}
+
+impl Default for SysSection {
+    fn default() -> Self {
+        SysSection { interval_secs: 10 }
+    }
 }
 
 /// `[shared_subscriptions]`: `$share/{group}/{filter}` subscriptions.
@@ -274,6 +289,8 @@ impl FileConfig {
         }
         engine.max_keep_alive = l.max_keep_alive_secs;
         engine.shared_subscriptions = self.shared_subscriptions.enabled;
+        engine.sys_interval =
+            (self.sys.interval_secs > 0).then(|| Duration::from_secs(self.sys.interval_secs));
         engine.shared_strategy = match self.shared_subscriptions.strategy {
             SharedStrategy::RoundRobin => cicada_engine::SharedStrategy::RoundRobin,
             SharedStrategy::Random => cicada_engine::SharedStrategy::Random,
@@ -315,6 +332,7 @@ fn engine_key(field: &str) -> String {
         "max_keep_alive" => "limits.max_keep_alive_secs".into(),
         "max_session_expiry" => "limits.max_session_expiry_secs".into(),
         "connect_timeout" => "server.connect_timeout_secs".into(),
+        "sys_interval" => "sys.interval_secs".into(),
         other => format!("limits.{other}"),
     }
 }

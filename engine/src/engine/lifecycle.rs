@@ -29,6 +29,7 @@ impl Engine {
         if !c.out.is_empty() && tell_shell {
             // Bytes already released (a CONNACK refusal, a DISCONNECT) go out before the close.
             let data = c.out.split().freeze();
+            self.stats.bytes_sent += data.len() as u64;
             self.transmits.push_back(super::Transmit { conn: id, data });
         }
         if tell_shell {
@@ -220,6 +221,7 @@ impl Engine {
                     }
                     self.end_session(sid);
                 }
+                TimerKind::Sys => self.publish_sys(),
             }
         }
     }

@@ -8,6 +8,7 @@ mod publish;
 mod restore;
 mod shared;
 mod subscribe;
+mod sys;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -50,6 +51,12 @@ pub struct Stats {
     pub qos0_dropped: u64,
     /// Connections closed for breaking a protocol rule.
     pub protocol_violations: u64,
+    /// Bytes received from clients.
+    pub bytes_received: u64,
+    /// Bytes handed to the shell for clients.
+    pub bytes_sent: u64,
+    /// Connections accepted since start.
+    pub connections_accepted: u64,
 }
 
 /// The Cicada broker engine: every protocol rule, no I/O.
@@ -91,6 +98,8 @@ pub struct Engine {
     /// The batch whose write failed, until a later batch is reported durable: meanwhile new
     /// persistent sessions are refused (CONNACK 0x88).
     storage_failed: Option<u64>,
+    /// The `$SYS` publisher's state: when the engine first saw time, and what it last published.
+    sys: sys::SysState,
     stats: Stats,
 }
 
@@ -115,6 +124,7 @@ impl Engine {
             events: VecDeque::new(),
             next_session: 1,
             storage_failed: None,
+            sys: sys::SysState::default(),
             stats: Stats::default(),
         })
     }
@@ -152,9 +162,11 @@ impl Engine {
     /// The single entry point: one happening at `now`. Drain the outputs afterwards.
     pub fn handle(&mut self, now: Instant, input: Input) {
         self.now = self.now.max(now);
+        self.start_sys();
         match input {
             Input::Accepted { conn, meta } => self.accepted(conn, meta),
             Input::Received { conn, data } => {
+                self.stats.bytes_received += data.len() as u64;
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.inbuf.extend_from_slice(&data);
                     self.process_inbuf(conn);
@@ -232,6 +244,7 @@ impl Engine {
                 if !c.out.is_empty() {
                     let data = c.out.split().freeze();
                     c.unflushed += data.len();
+                    self.stats.bytes_sent += data.len() as u64;
                     self.transmits.push_back(Transmit { conn: id, data });
                 }
             }
@@ -239,6 +252,7 @@ impl Engine {
     }
 
     fn accepted(&mut self, id: ConnId, meta: crate::io::ConnMeta) {
+        self.stats.connections_accepted += 1;
         let conn = Conn::new(meta, self.config.max_packet_size as usize);
         self.conns.insert(id, conn);
         self.timers.set(
