@@ -41,6 +41,9 @@ pub struct Config {
     pub retain_available: bool,
     /// Highest topic alias a v5 client may use towards us (0 disables aliases).
     pub topic_alias_maximum: u16,
+    /// Most topic aliases we assign towards one v5 connection (further capped by the client's Topic
+    /// Alias Maximum; 0 sends every topic by name).
+    pub max_outbound_topic_aliases: u16,
     /// Cap on the session expiry a client may ask for, in seconds (v3 persistent sessions get this).
     pub max_session_expiry: u32,
     /// Cap on keep alive; v5 clients asking for more (or for none) are told this as Server Keep Alive.
@@ -66,6 +69,43 @@ pub struct Config {
     /// How often the `$SYS/broker/...` topics are updated; `None` publishes none. Off by default here
     /// so tests see only what they cause; the `cicada` binary turns it on (every 10 s).
     pub sys_interval: Option<Duration>,
+    /// Whether subscriptions may use `+` and `#` (advertised to v5 clients; off refuses such filters
+    /// with 0xA2).
+    pub wildcard_subscriptions: bool,
+    /// Whether SUBSCRIBE may carry a Subscription Identifier (advertised to v5 clients; off
+    /// disconnects a client that sends one with 0xA1).
+    pub subscription_identifiers: bool,
+    /// The prefix of the Response Information a v5 client gets when it asks for it (Request Response
+    /// Information = 1): the prefix followed by its client identifier, a topic base only it is meant to
+    /// use for responses. `None` sends none (the client must pick its own response topics).
+    pub response_information_prefix: Option<String>,
+    /// Send clients elsewhere: every CONNECT is refused with this redirection (v5: 0x9C/0x9D with a
+    /// Server Reference; 3.x: 0x03 server unavailable), and a shutdown tells v5 clients where to go.
+    /// Changed at runtime with [`crate::Input::SetRedirect`] (draining a node).
+    pub redirect: Option<Redirect>,
+    /// The MQTT 5 enhanced authentication methods offered (e.g. `SCRAM-SHA-256`); a CONNECT naming
+    /// another gets 0x8C. They run in the authenticator, so they need [`Authentication::External`].
+    pub auth_methods: Vec<String>,
+}
+
+/// Where clients should connect instead (MQTT 5.0 §4.11, server redirection).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    /// The Server Reference sent to v5 clients: one or more `host[:port]`, space separated.
+    pub server_reference: String,
+    /// Moved for good (0x9D Server moved) rather than for now (0x9C Use another server).
+    pub permanent: bool,
+}
+
+impl Redirect {
+    /// The reason code that carries this redirection.
+    pub fn reason(&self) -> crate::codec::ReasonCode {
+        if self.permanent {
+            crate::codec::ReasonCode::ServerMoved
+        } else {
+            crate::codec::ReasonCode::UseAnotherServer
+        }
+    }
 }
 
 /// How a shared subscription group picks the member that gets a message. Online members are always
@@ -99,6 +139,7 @@ impl Default for Config {
             max_qos: QoS::ExactlyOnce,
             retain_available: true,
             topic_alias_maximum: 64,
+            max_outbound_topic_aliases: 64,
             max_session_expiry: u32::MAX,
             max_keep_alive: None,
             connect_timeout: Duration::from_secs(10),
@@ -110,6 +151,11 @@ impl Default for Config {
             shared_subscriptions: true,
             shared_strategy: SharedStrategy::RoundRobin,
             sys_interval: None,
+            wildcard_subscriptions: true,
+            subscription_identifiers: true,
+            response_information_prefix: None,
+            redirect: None,
+            auth_methods: Vec::new(),
         }
     }
 }
@@ -154,6 +200,19 @@ impl Config {
             .is_some_and(|i| i < Duration::from_secs(1))
         {
             return fail("sys_interval", "use at least 1 second, or leave it unset");
+        }
+        if self
+            .redirect
+            .as_ref()
+            .is_some_and(|r| r.server_reference.trim().is_empty())
+        {
+            return fail("redirect.server_reference", "name at least one host[:port]");
+        }
+        if !self.auth_methods.is_empty() && self.authentication != Authentication::External {
+            return fail(
+                "auth_methods",
+                "enhanced authentication runs in the authenticator: set authentication to External",
+            );
         }
         if self.max_client_id_length < 23 {
             return fail("max_client_id_length", "use at least 23 (MQTT requires it)");

@@ -36,13 +36,38 @@ pub struct PersistSeq(pub u64);
 /// An authenticator's answer to [`Event::Authenticate`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthDecision {
-    /// Let the client in.
+    /// Let the client in (or, for a re-authentication, keep it: AUTH 0x00).
     Allow,
-    /// Refuse it: `reason` goes into CONNACK (0x86 bad credentials, 0x87 not authorized, ...).
+    /// Enhanced authentication only: let the client in with the method's final data (e.g. SCRAM's
+    /// server-final-message), sent as Authentication Data in CONNACK (or AUTH 0x00 on
+    /// re-authentication).
+    AllowWithData {
+        /// The method's last word.
+        data: Bytes,
+    },
+    /// Enhanced authentication only: challenge the client with AUTH 0x18 carrying `data`; its answer
+    /// comes back as [`Event::Authenticate`] with [`AuthStage::Continue`].
+    Continue {
+        /// The challenge.
+        data: Bytes,
+    },
+    /// Refuse it: `reason` goes into CONNACK (0x86 bad credentials, 0x87 not authorized, ...). A
+    /// failed re-authentication is a DISCONNECT with it (0x87 if it is a CONNACK-only code).
     Deny {
         /// The CONNACK reason code (mapped to the closest 3.x return code for 3.x clients).
         reason: ReasonCode,
     },
+}
+
+/// Which step of an authentication [`Event::Authenticate`] asks about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthStage {
+    /// A CONNECT: credentials, and for enhanced authentication the method's first data.
+    Connect,
+    /// The client's answer (AUTH 0x18) to the challenge last sent with [`AuthDecision::Continue`].
+    Continue,
+    /// A connected client starts a re-authentication (AUTH 0x19) with its CONNECT's method.
+    Reauthenticate,
 }
 
 /// A message from another engine of the same node or cluster.
@@ -105,9 +130,16 @@ pub enum Input {
     },
     /// The instant returned by [`crate::Engine::poll_timeout`] has come.
     Timeout,
-    /// The broker is stopping: every connection is closed (v5 clients are told 0x8B first). Sessions
-    /// stay as they are; wills are not published, since the clients did nothing wrong.
+    /// The broker is stopping: every connection is closed (v5 clients are told 0x8B first, or
+    /// 0x9C/0x9D with the Server Reference while a redirect is set). Sessions stay as they are; wills
+    /// are not published, since the clients did nothing wrong.
     Shutdown,
+    /// From now on send new clients elsewhere (`Some`), or serve them again (`None`); replaces
+    /// [`crate::Config::redirect`]. Connected clients stay (a drain follows with [`Input::Shutdown`]).
+    SetRedirect {
+        /// The redirection, if any.
+        redirect: Option<crate::config::Redirect>,
+    },
 }
 
 /// What a session's stored message is waiting for.
@@ -240,6 +272,11 @@ pub enum CloseReason {
         /// The CONNACK reason.
         reason: ReasonCode,
     },
+    /// A re-authentication failed (the DISCONNECT carries the reason).
+    ReauthenticationFailed {
+        /// The DISCONNECT reason.
+        reason: ReasonCode,
+    },
     /// A storage batch holding this connection's acknowledgements failed.
     StorageFailed,
     /// The broker is shutting down.
@@ -291,6 +328,12 @@ pub enum Event {
         password: Option<Bytes>,
         /// The peer address from [`ConnMeta`].
         peer: String,
+        /// The enhanced authentication method (CONNECT's Authentication Method), if any.
+        method: Option<ByteString>,
+        /// The method's data from this step's CONNECT or AUTH, if any.
+        data: Option<Bytes>,
+        /// Which step this is.
+        stage: AuthStage,
     },
     /// A client completed CONNECT.
     ClientConnected {

@@ -27,10 +27,10 @@ mod stored;
 mod time;
 mod timer;
 
-pub use config::{Authentication, Config, ConfigError, SharedStrategy};
+pub use config::{Authentication, Config, ConfigError, Redirect, SharedStrategy};
 pub use engine::{Engine, Stats, Transmit};
 pub use io::{
-    AuthDecision, CloseReason, ConnId, ConnMeta, DropReason, Event, Input, OutboundState,
+    AuthDecision, AuthStage, CloseReason, ConnId, ConnMeta, DropReason, Event, Input, OutboundState,
     PeerMessage, PersistSeq, StoreOp,
 };
 pub use message::{Message, MessageProperties};

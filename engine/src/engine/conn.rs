@@ -11,6 +11,8 @@ use crate::codec::{Connect, Decoder, ProtocolVersion, TopicName};
 use crate::io::ConnMeta;
 use crate::session::SessionId;
 
+use super::alias::OutboundAliases;
+
 /// Where a connection is in its life.
 #[derive(Debug)]
 pub(crate) enum Phase {
@@ -18,8 +20,19 @@ pub(crate) enum Phase {
     AwaitingConnect,
     /// CONNECT received and put to the authenticator; later bytes wait, undecoded, in `inbuf`.
     Authenticating(Box<Connect>),
+    /// Enhanced authentication: we sent AUTH 0x18 and wait for the client's AUTH.
+    Challenged(Box<Connect>),
     /// CONNACK sent; attached to a session.
     Connected(SessionId),
+}
+
+/// Where a re-authentication of a connected client stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reauth {
+    /// The client's last AUTH is with the authenticator.
+    AwaitingAuthenticator,
+    /// We sent AUTH 0x18 and wait for the client's answer.
+    AwaitingClient,
 }
 
 /// Bytes waiting for storage batch `seq` to be durable.
@@ -50,11 +63,19 @@ pub(crate) struct Conn {
     pub(crate) dirty: bool,
     /// v5 topic aliases the client set.
     pub(crate) aliases: BTreeMap<u16, TopicName>,
+    /// v5 topic aliases we set towards the client.
+    pub(crate) out_aliases: OutboundAliases,
     /// The client's v5 Request Problem Information (reason strings allowed).
     pub(crate) problem_info: bool,
     /// Whether the CONNACK is still held (always in the first held entry: nothing precedes it), so a
     /// failed storage batch is answered with a refusing CONNACK rather than a DISCONNECT.
     pub(crate) connack_held: bool,
+    /// The enhanced authentication method the client connected with (re-authentication uses it).
+    pub(crate) auth_method: Option<ByteString>,
+    /// The user name it connected with, for re-authentication events.
+    pub(crate) username: Option<ByteString>,
+    /// A re-authentication in progress.
+    pub(crate) reauth: Option<Reauth>,
 }
 
 impl Conn {
@@ -72,8 +93,12 @@ impl Conn {
             unflushed: 0,
             dirty: false,
             aliases: BTreeMap::new(),
+            out_aliases: OutboundAliases::default(),
             problem_info: true,
             connack_held: false,
+            auth_method: None,
+            username: None,
+            reauth: None,
         }
     }
 

@@ -3,14 +3,16 @@
 use std::num::{NonZeroU16, NonZeroU32};
 use std::time::Duration;
 
+use bytes::Bytes;
 use bytestring::ByteString;
 
 use crate::codec::{ConnAck, Connect, DecodeError, Packet, ProtocolVersion, QoS, ReasonCode};
 use crate::config::Authentication;
-use crate::io::{AuthDecision, CloseReason, ConnId, Event};
+use crate::io::{AuthStage, CloseReason, ConnId, Event};
 use crate::session::{PendingWill, Session};
 use crate::timer::TimerKind;
 
+use super::alias::OutboundAliases;
 use super::conn::Phase;
 use super::Engine;
 
@@ -28,22 +30,22 @@ impl Engine {
             return self.refuse(id, connect.protocol, reason);
         }
         match self.config.authentication {
-            Authentication::AllowAll => self.admit(id, connect, mark),
+            Authentication::AllowAll => self.admit(id, connect, mark, None),
             Authentication::External => {
-                self.events.push_back(Event::Authenticate {
-                    conn: id,
-                    client_id: connect.client_id.clone(),
-                    username: connect.username.clone(),
-                    password: connect.password.clone(),
-                    peer: c.meta.peer.clone(),
-                });
-                c.phase = Phase::Authenticating(connect);
+                let data = connect.properties.authentication_data.clone();
+                self.ask_authenticator(id, &connect, AuthStage::Connect, data);
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.phase = Phase::Authenticating(connect);
+                }
             }
         }
     }
 
     /// Why CONNECT must be refused before authentication, if it must.
     fn refusal(&self, connect: &Connect) -> Option<ReasonCode> {
+        if let Some(redirect) = &self.config.redirect {
+            return Some(redirect.reason());
+        }
         let id = &connect.client_id;
         if id.is_empty() {
             // 3.1 requires an identifier; 3.1.1 allows none only with a clean session [MQTT-3.1.3-7].
@@ -59,9 +61,11 @@ impl Engine {
         if id.len() > self.config.max_client_id_length {
             return Some(ReasonCode::ClientIdentifierNotValid);
         }
-        if connect.properties.authentication_method.is_some() {
-            // Enhanced (AUTH packet) authentication is not offered.
-            return Some(ReasonCode::BadAuthenticationMethod);
+        if let Some(method) = &connect.properties.authentication_method {
+            // Only the configured enhanced authentication methods are offered [MQTT-4.12.0-1].
+            if !self.config.auth_methods.iter().any(|m| m.as_str() == &**method) {
+                return Some(ReasonCode::BadAuthenticationMethod);
+            }
         }
         if let Some(will) = &connect.will {
             if will.qos > self.config.max_qos {
@@ -84,7 +88,7 @@ impl Engine {
     }
 
     /// Answers CONNECT with a refusal and closes.
-    fn refuse(&mut self, id: ConnId, protocol: ProtocolVersion, reason: ReasonCode) {
+    pub(super) fn refuse(&mut self, id: ConnId, protocol: ProtocolVersion, reason: ReasonCode) {
         self.refuse_with(id, protocol, reason, CloseReason::ConnectRefused { reason });
     }
 
@@ -96,7 +100,7 @@ impl Engine {
         reason: ReasonCode,
         close: CloseReason,
     ) {
-        let ack = ConnAck {
+        let mut ack = ConnAck {
             session_present: false,
             reason: if protocol.is_v5() {
                 reason
@@ -107,32 +111,21 @@ impl Engine {
             },
             properties: Default::default(),
         };
+        if protocol.is_v5() {
+            ack.properties.server_reference = self.server_reference(reason);
+        }
         self.write(id, &Packet::ConnAck(ack), None);
         self.close(id, close, false);
     }
 
-    pub(super) fn auth_decided(&mut self, id: ConnId, decision: AuthDecision) {
-        let Some(c) = self.conns.get_mut(&id) else {
-            return;
-        };
-        let phase = std::mem::replace(&mut c.phase, Phase::AwaitingConnect);
-        let Phase::Authenticating(connect) = phase else {
-            c.phase = phase;
-            return;
-        };
-        match decision {
-            AuthDecision::Allow => {
-                let mark = self.persist.mark();
-                self.admit(id, connect, mark);
-                // Packets the client pipelined behind CONNECT were waiting undecoded.
-                self.process_inbuf(id);
-            }
-            AuthDecision::Deny { reason } => self.refuse(id, connect.protocol, reason),
-        }
-    }
-
     /// Accepts an authenticated CONNECT: attaches a session and sends CONNACK.
-    fn admit(&mut self, id: ConnId, connect: Box<Connect>, mark: usize) {
+    pub(super) fn admit(
+        &mut self,
+        id: ConnId,
+        connect: Box<Connect>,
+        mark: usize,
+        auth_data: Option<Bytes>,
+    ) {
         self.timers.cancel(TimerKind::ConnectTimeout(id));
         if self.storage_failed.is_some() && requested_expiry(&connect) > 0 {
             // Storage is failing: a persistent session could not be kept as promised. Clean sessions,
@@ -214,6 +207,13 @@ impl Engine {
             c.phase = Phase::Connected(sid);
             c.client_id = Some(client_id.clone());
             c.keep_alive = keep_alive;
+            c.auth_method = connect.properties.authentication_method.clone();
+            c.username = connect.username.clone();
+            if v5 {
+                let theirs = connect.properties.topic_alias_maximum.unwrap_or(0);
+                let max = theirs.min(self.config.max_outbound_topic_aliases);
+                c.out_aliases = OutboundAliases::new(max);
+            }
         }
         if let Some(ka) = keep_alive {
             self.timers
@@ -247,6 +247,21 @@ impl Engine {
             }
             if !self.config.shared_subscriptions {
                 p.shared_subscription_available = Some(false);
+            }
+            if !self.config.wildcard_subscriptions {
+                p.wildcard_subscription_available = Some(false);
+            }
+            if !self.config.subscription_identifiers {
+                p.subscription_identifiers_available = Some(false);
+            }
+            p.authentication_method = connect.properties.authentication_method.clone();
+            p.authentication_data = auth_data;
+            if connect.properties.request_response_information == Some(true) {
+                p.response_information = self
+                    .config
+                    .response_information_prefix
+                    .as_ref()
+                    .map(|prefix| ByteString::from(format!("{prefix}{client_id}")));
             }
         }
         self.send(id, &Packet::ConnAck(ack), mark);

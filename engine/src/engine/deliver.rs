@@ -145,7 +145,7 @@ impl Engine {
             let Some(conn) = session.conn else {
                 return;
             };
-            let Some(c) = self.conns.get(&conn) else {
+            let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
             if c.pending_bytes() >= self.config.send_window {
@@ -165,15 +165,13 @@ impl Engine {
                 continue;
             }
             let pid = (out.qos != QoS::AtMostOnce).then(|| session.take_packet_id());
-            let publish = Packet::Publish(outbound_publish(&out, pid, false, self.now));
-            let too_big = session
-                .client_max_packet
-                .is_some_and(|max| publish.encoded_len(version) > max as usize);
-            if too_big {
+            let publish = outbound_publish(&out, pid, false, self.now);
+            let Some(publish) = c.out_aliases.fit(publish, version, session.client_max_packet)
+            else {
                 // [MQTT-3.1.2-25]: discard it as if it had been delivered.
                 self.dropped(sid, out, DropReason::TooLargeForClient);
                 continue;
-            }
+            };
             let mut gate = None;
             if let Some(pid) = pid {
                 if session.is_persistent() && self.persist.enabled() {
@@ -207,26 +205,49 @@ impl Engine {
         let Some(conn) = session.conn else {
             return;
         };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let version = c.version.unwrap_or(crate::codec::ProtocolVersion::V3_1_1);
         let mut flows: Vec<(PacketId, &Inflight)> = session
             .inflight
             .iter()
             .filter_map(|(pid, f)| Some((PacketId::new(*pid)?, f)))
             .collect();
         flows.sort_by_key(|(_, f)| f.out.seq);
-        let packets: Vec<Packet> = flows
+        let packets: Vec<(PacketId, Option<Packet>)> = flows
             .into_iter()
             .map(|(pid, f)| match f.flow {
                 Flow::Published => {
-                    Packet::Publish(outbound_publish(&f.out, Some(pid), true, self.now))
+                    let publish = outbound_publish(&f.out, Some(pid), true, self.now);
+                    let packet = c
+                        .out_aliases
+                        .fit(publish, version, session.client_max_packet);
+                    (pid, packet)
                 }
-                Flow::Released => Packet::PubRel(Ack::new(pid)),
+                Flow::Released => (pid, Some(Packet::PubRel(Ack::new(pid)))),
             })
             .collect();
-        for packet in packets {
-            if matches!(packet, Packet::Publish(_)) {
-                self.stats.publishes_sent += 1;
+        for (pid, packet) in packets {
+            match packet {
+                Some(packet) => {
+                    if matches!(packet, Packet::Publish(_)) {
+                        self.stats.publishes_sent += 1;
+                    }
+                    self.write(conn, &packet, None);
+                }
+                None => {
+                    // The client now accepts smaller packets than when it was first sent
+                    // [MQTT-3.1.2-25].
+                    let done = self
+                        .sessions
+                        .get_mut(&sid)
+                        .and_then(|s| s.inflight.remove(&pid.get()));
+                    if let Some(done) = done {
+                        self.dropped(sid, done.out, DropReason::TooLargeForClient);
+                    }
+                }
             }
-            self.write(conn, &packet, None);
         }
     }
 

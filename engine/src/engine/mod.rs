@@ -1,5 +1,7 @@
 //! The broker state machine.
 
+mod alias;
+mod auth;
 mod conn;
 mod connect;
 mod deliver;
@@ -194,12 +196,18 @@ impl Engine {
                 PeerMessage::Publish(message) => self.route(message),
             },
             Input::Timeout => self.fire_timers(),
+            Input::SetRedirect { redirect } => self.config.redirect = redirect,
             Input::Shutdown => {
+                let reason = self
+                    .config
+                    .redirect
+                    .as_ref()
+                    .map_or(ReasonCode::ServerShuttingDown, |r| r.reason());
                 let conns: Vec<ConnId> = self.conns.keys().copied().collect();
                 for id in conns {
                     self.disconnect_with(
                         id,
-                        ReasonCode::ServerShuttingDown,
+                        reason,
                         None,
                         CloseReason::ServerShutdown,
                         false,
@@ -305,6 +313,20 @@ impl Engine {
                 return self.violation(id, ReasonCode::ProtocolError, rule);
             }
             (Phase::Authenticating(_), _) => return,
+            (Phase::Challenged(_), Packet::Auth(auth)) => return self.connect_auth(id, auth),
+            (Phase::Challenged(_), Packet::Disconnect(_)) => {
+                let close = CloseReason::ClientDisconnected {
+                    reason: ReasonCode::Success,
+                };
+                return self.close(id, close, false);
+            }
+            (Phase::Challenged(connect), other) => {
+                let rule = format!(
+                    "[MQTT-3.1.2-30] {} before CONNACK while authenticating with AUTH",
+                    other.packet_type()
+                );
+                return self.refuse_violation(id, connect.protocol, rule);
+            }
             (Phase::Connected(sid), packet) => (*sid, packet),
         };
         let (sid, packet) = session;
@@ -321,11 +343,7 @@ impl Engine {
             Packet::Connect(_) => {
                 self.violation(id, ReasonCode::ProtocolError, "a second CONNECT".into())
             }
-            Packet::Auth(_) => self.violation(
-                id,
-                ReasonCode::ProtocolError,
-                "AUTH without an authentication method in CONNECT".into(),
-            ),
+            Packet::Auth(auth) => self.reauth_packet(id, auth),
             other => {
                 let rule = format!("{} is sent by servers only", other.packet_type());
                 self.violation(id, ReasonCode::ProtocolError, rule)
@@ -464,10 +482,18 @@ impl Engine {
                 if c.problem_info {
                     d.properties.reason_string = rule.map(ByteString::from);
                 }
+                d.properties.server_reference = self.server_reference(reason);
                 self.write(id, &Packet::Disconnect(d), None);
             }
         }
         self.close(id, close, will);
+    }
+
+    /// The Server Reference that goes with `reason`: the configured redirect for 0x9C/0x9D.
+    fn server_reference(&self, reason: ReasonCode) -> Option<ByteString> {
+        let redirect = self.config.redirect.as_ref()?;
+        matches!(reason, ReasonCode::UseAnotherServer | ReasonCode::ServerMoved)
+            .then(|| ByteString::from(redirect.server_reference.as_str()))
     }
 
     /// The client broke `rule`: disconnect it with `reason`, publishing its will.

@@ -26,11 +26,21 @@ impl Engine {
                 "[MQTT-3.8.3-4] No Local set on a shared subscription".into(),
             );
         }
+        if s.properties.subscription_identifier.is_some() && !self.config.subscription_identifiers {
+            return self.violation(
+                id,
+                ReasonCode::SubscriptionIdentifiersNotSupported,
+                "a Subscription Identifier, which this server does not support (CONNACK said so)"
+                    .into(),
+            );
+        }
         for subscription in s.subscriptions {
             let filter = subscription.filter;
             let shared = filter.shared().is_some();
             let reason = if shared && !self.config.shared_subscriptions {
                 ReasonCode::SharedSubscriptionsNotSupported
+            } else if filter.has_wildcards() && !self.config.wildcard_subscriptions {
+                ReasonCode::WildcardSubscriptionsNotSupported
             } else if !self.topic_within_limits(filter.as_str()) {
                 ReasonCode::TopicFilterInvalid
             } else {
