@@ -238,13 +238,17 @@ impl Sim {
         }
     }
 
-    /// Opens a connection, sends `connect` and returns what the broker answered first.
-    pub fn connect_with(&mut self, name: &str, connect: Connect) -> Option<Packet> {
-        self.open(name);
-        let version = connect.protocol;
+    /// Decodes what the broker sends `name` as `version` (for CONNECTs sent with [`Sim::send_bytes`]).
+    pub fn set_version(&mut self, name: &str, version: ProtocolVersion) {
         if let Some(c) = self.clients.get_mut(name) {
             c.decoder.set_version(version);
         }
+    }
+
+    /// Opens a connection, sends `connect` and returns what the broker answered first.
+    pub fn connect_with(&mut self, name: &str, connect: Connect) -> Option<Packet> {
+        self.open(name);
+        self.set_version(name, connect.protocol);
         self.send(name, Packet::Connect(Box::new(connect)));
         self.recv(name)
     }
@@ -522,9 +526,20 @@ impl Sim {
                     self.line(&text);
                 }
                 Event::Authenticate {
-                    conn, client_id, ..
+                    conn,
+                    client_id,
+                    method,
+                    data,
+                    stage,
+                    ..
                 } => {
-                    let text = format!("authenticate {conn} {client_id:?}");
+                    let mut text = format!("authenticate {conn} {client_id:?} {stage:?}");
+                    if let Some(method) = method {
+                        let _ = write!(text, " method={method:?}");
+                    }
+                    if let Some(data) = data {
+                        let _ = write!(text, " data={}", crate::codec::render_bytes(data));
+                    }
                     self.line(&text);
                 }
                 Event::ClientConnected { .. } | Event::ClientDisconnected { .. } => {}
