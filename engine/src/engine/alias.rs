@@ -68,12 +68,10 @@ impl OutboundAliases {
             return Some(packet);
         }
         // The alias property made it too large (only when newly assigned): try by name alone.
+        assign?;
         let Packet::Publish(mut publish) = packet else {
             return None;
         };
-        if assign.is_none() {
-            return None;
-        }
         publish.properties.topic_alias = None;
         let packet = Packet::Publish(publish);
         fits(&packet).then_some(packet)
