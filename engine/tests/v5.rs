@@ -202,7 +202,10 @@ fn a_redirect_set_at_runtime_moves_new_clients_and_a_shutdown_sends_connected_on
     });
     let ack = connack(sim.connect("late", V5));
     assert_eq!(ack.reason, ReasonCode::ServerMoved);
-    assert!(!sim.is_closed("early"), "connected clients stay until drained");
+    assert!(
+        !sim.is_closed("early"),
+        "connected clients stay until drained"
+    );
     sim.input(Input::Shutdown);
     let d = disconnect(sim.recv("early"));
     assert_eq!(d.reason, ReasonCode::ServerMoved);
@@ -354,7 +357,10 @@ fn subscription_identifiers_off_is_advertised_and_enforced() {
         ..Config::default()
     });
     let ack = connack(sim.connect("c", V5));
-    assert_eq!(ack.properties.subscription_identifiers_available, Some(false));
+    assert_eq!(
+        ack.properties.subscription_identifiers_available,
+        Some(false)
+    );
     let mut s = Subscribe {
         packet_id: sim.next_packet_id("c"),
         properties: Default::default(),
@@ -453,7 +459,10 @@ fn enhanced_authentication_challenge_and_response_then_reauthentication() {
     );
     let ack = connack(sim.recv("c"));
     assert_eq!(ack.reason, ReasonCode::Success);
-    assert_eq!(ack.properties.authentication_method.as_deref(), Some(METHOD));
+    assert_eq!(
+        ack.properties.authentication_method.as_deref(),
+        Some(METHOD)
+    );
     assert_eq!(
         ack.properties.authentication_data.as_deref(),
         Some(&b"welcome"[..])
@@ -466,7 +475,10 @@ fn enhanced_authentication_challenge_and_response_then_reauthentication() {
     );
     assert_eq!(
         last_step(&sim),
-        (AuthStage::Reauthenticate, Some(Bytes::from_static(b"again")))
+        (
+            AuthStage::Reauthenticate,
+            Some(Bytes::from_static(b"again"))
+        )
     );
     sim.send("c", Packet::PingReq);
     assert_eq!(sim.recv("c"), Some(Packet::PingResp));
@@ -543,10 +555,7 @@ fn unknown_methods_and_out_of_turn_auth_packets_are_refused() {
     );
     let _ = sim.recv("eager");
     sim.send("eager", Packet::PingReq);
-    assert_eq!(
-        connack(sim.recv("eager")).reason,
-        ReasonCode::ProtocolError
-    );
+    assert_eq!(connack(sim.recv("eager")).reason, ReasonCode::ProtocolError);
 
     // The answer must use the CONNECT's method.
     sim.connect_with("switch", enhanced("switch", b"hi"));
@@ -575,7 +584,10 @@ fn unknown_methods_and_out_of_turn_auth_packets_are_refused() {
         "plain",
         client_auth(ReasonCode::ReAuthenticate, METHOD, b"hi"),
     );
-    assert_eq!(disconnect(sim.recv("plain")).reason, ReasonCode::ProtocolError);
+    assert_eq!(
+        disconnect(sim.recv("plain")).reason,
+        ReasonCode::ProtocolError
+    );
 
     // A continuation nobody asked for.
     sim.connect_with("early", enhanced("early", b"hi"));
@@ -585,7 +597,10 @@ fn unknown_methods_and_out_of_turn_auth_packets_are_refused() {
         "early",
         client_auth(ReasonCode::ContinueAuthentication, METHOD, b"hi"),
     );
-    assert_eq!(disconnect(sim.recv("early")).reason, ReasonCode::ProtocolError);
+    assert_eq!(
+        disconnect(sim.recv("early")).reason,
+        ReasonCode::ProtocolError
+    );
 }
 
 #[test]

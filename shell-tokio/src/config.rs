@@ -34,6 +34,50 @@ pub(crate) struct FileConfig {
     pub(crate) storage: StorageSection,
     pub(crate) shared_subscriptions: SharedSection,
     pub(crate) sys: SysSection,
+    pub(crate) features: FeaturesSection,
+    pub(crate) redirect: RedirectSection,
+    pub(crate) auth: AuthSection,
+}
+
+/// `[features]`: optional MQTT 5 capabilities, advertised in CONNACK and enforced.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FeaturesSection {
+    /// Whether filters may use `+` and `#` (off: SUBACK 0xA2).
+    pub(crate) wildcard_subscriptions: bool,
+    /// Whether SUBSCRIBE may carry a Subscription Identifier (off: DISCONNECT 0xA1).
+    pub(crate) subscription_identifiers: bool,
+    /// Response Information for clients that ask: this prefix followed by the client identifier.
+    pub(crate) response_information_prefix: Option<String>,
+}
+
+impl Default for FeaturesSection {
+    fn default() -> Self {
+        FeaturesSection {
+            wildcard_subscriptions: true,
+            subscription_identifiers: true,
+            response_information_prefix: None,
+        }
+    }
+}
+
+/// `[redirect]`: send every client to another server (MQTT 5 server redirection).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RedirectSection {
+    /// `host[:port]` (several separated by spaces); unset serves clients here.
+    pub(crate) server_reference: Option<String>,
+    /// 0x9D "Server moved" (for good) instead of 0x9C "Use another server" (for now).
+    pub(crate) permanent: bool,
+}
+
+/// `[auth]`: how clients prove who they are.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AuthSection {
+    /// A SCRAM-SHA-256 credentials file (lines from `cicada scram-user NAME`); offers MQTT 5
+    /// enhanced authentication with that method.
+    pub(crate) scram_credentials: Option<PathBuf>,
 }
 
 /// `[sys]`: the `$SYS/broker/...` topics.
@@ -189,6 +233,7 @@ pub(crate) struct LimitsSection {
     pub(crate) max_keep_alive_secs: Option<u16>,
     pub(crate) send_window: Option<usize>,
     pub(crate) max_client_id_length: Option<usize>,
+    pub(crate) max_outbound_topic_aliases: Option<u16>,
 }
 
 /// Everything the shell needs, checked.
@@ -203,6 +248,7 @@ pub(crate) struct Settings {
     pub(crate) fsync: cicada_storage::FsyncPolicy,
     pub(crate) fsync_interval: Duration,
     pub(crate) engine: cicada_engine::Config,
+    pub(crate) scram_credentials: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -277,7 +323,8 @@ impl FileConfig {
             retain_available,
             topic_alias_maximum,
             send_window,
-            max_client_id_length
+            max_client_id_length,
+            max_outbound_topic_aliases
         );
         if let Some(q) = l.max_qos {
             engine.max_qos = QoS::from_u8(q).ok_or_else(|| {
@@ -289,6 +336,20 @@ impl FileConfig {
         }
         engine.max_keep_alive = l.max_keep_alive_secs;
         engine.shared_subscriptions = self.shared_subscriptions.enabled;
+        engine.wildcard_subscriptions = self.features.wildcard_subscriptions;
+        engine.subscription_identifiers = self.features.subscription_identifiers;
+        engine.response_information_prefix = self.features.response_information_prefix;
+        engine.redirect =
+            self.redirect
+                .server_reference
+                .map(|server_reference| cicada_engine::Redirect {
+                    server_reference,
+                    permanent: self.redirect.permanent,
+                });
+        if self.auth.scram_credentials.is_some() {
+            engine.authentication = cicada_engine::Authentication::External;
+            engine.auth_methods = vec![cicada_scram::METHOD.to_string()];
+        }
         engine.sys_interval =
             (self.sys.interval_secs > 0).then(|| Duration::from_secs(self.sys.interval_secs));
         engine.shared_strategy = match self.shared_subscriptions.strategy {
@@ -322,6 +383,7 @@ impl FileConfig {
             fsync,
             fsync_interval: Duration::from_millis(self.storage.fsync_interval_ms),
             engine,
+            scram_credentials: self.auth.scram_credentials,
         })
     }
 }
@@ -333,6 +395,11 @@ fn engine_key(field: &str) -> String {
         "max_session_expiry" => "limits.max_session_expiry_secs".into(),
         "connect_timeout" => "server.connect_timeout_secs".into(),
         "sys_interval" => "sys.interval_secs".into(),
+        "wildcard_subscriptions" | "subscription_identifiers" | "response_information_prefix" => {
+            format!("features.{field}")
+        }
+        "redirect.server_reference" => field.into(),
+        "auth_methods" => "auth.scram_credentials".into(),
         other => format!("limits.{other}"),
     }
 }
@@ -391,6 +458,37 @@ mod tests {
         assert_eq!(
             s.engine.shared_strategy,
             cicada_engine::SharedStrategy::HashTopic
+        );
+    }
+
+    #[test]
+    fn mqtt5_features_redirect_and_scram_reach_the_engine() {
+        let s = settings(concat!(
+            "[features]\nwildcard_subscriptions = false\nsubscription_identifiers = false\n",
+            "response_information_prefix = \"reply/\"\n",
+            "[limits]\nmax_outbound_topic_aliases = 5\n",
+            "[redirect]\nserver_reference = \"b.example:1883\"\npermanent = true\n",
+            "[auth]\nscram_credentials = \"users.scram\"\n",
+        ))
+        .expect("valid");
+        let e = &s.engine;
+        assert!(!e.wildcard_subscriptions && !e.subscription_identifiers);
+        assert_eq!(e.response_information_prefix.as_deref(), Some("reply/"));
+        assert_eq!(e.max_outbound_topic_aliases, 5);
+        assert_eq!(
+            e.redirect,
+            Some(cicada_engine::Redirect {
+                server_reference: "b.example:1883".into(),
+                permanent: true
+            })
+        );
+        assert_eq!(e.authentication, cicada_engine::Authentication::External);
+        assert_eq!(e.auth_methods, ["SCRAM-SHA-256"]);
+        assert_eq!(s.scram_credentials, Some(PathBuf::from("users.scram")));
+        let err = settings("[redirect]\nserver_reference = \"\"\n").expect_err("empty");
+        assert!(
+            err.to_string().contains("redirect.server_reference"),
+            "{err}"
         );
     }
 }

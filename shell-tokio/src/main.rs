@@ -3,6 +3,7 @@
 //! The shell owns sockets, timers and storage, and drives the sans-IO [`cicada_engine::Engine`];
 //! it holds no protocol rule.
 
+mod auth;
 mod config;
 mod server;
 mod storage;
@@ -33,10 +34,62 @@ struct Cli {
     /// Log level or filter; replaces `log.level`.
     #[arg(long)]
     log_level: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Prints a SCRAM-SHA-256 credentials line for NAME (for `auth.scram_credentials`); the password
+    /// is read from the first line of standard input, so it stays out of the shell history.
+    ScramUser {
+        /// The user name (no `:`).
+        name: String,
+        /// PBKDF2 iterations (at least 4096).
+        #[arg(long, default_value_t = 4096)]
+        iterations: u32,
+    },
+}
+
+/// `cicada scram-user`: derives and prints a credentials line.
+fn scram_user(name: &str, iterations: u32) -> ExitCode {
+    if name.is_empty() || name.contains(':') {
+        eprintln!("cicada: the user name must be non-empty and without `:`");
+        return ExitCode::from(2);
+    }
+    let Some(iterations) =
+        std::num::NonZeroU32::new(iterations).filter(|i| i.get() >= cicada_scram::MIN_ITERATIONS)
+    else {
+        eprintln!("cicada: --iterations must be at least 4096 (RFC 7677)");
+        return ExitCode::from(2);
+    };
+    let mut password = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut password) {
+        eprintln!("cicada: cannot read the password from standard input: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("cicada: give the password on standard input, e.g. `echo secret | cicada scram-user alice`");
+        return ExitCode::from(2);
+    }
+    let salt = match auth::salt() {
+        Ok(salt) => salt,
+        Err(e) => {
+            eprintln!("cicada: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let creds = cicada_scram::StoredCredentials::derive(password, &salt, iterations);
+    println!("{}", cicada_scram::CredentialsFile::line(name, &creds));
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::ScramUser { name, iterations }) = &cli.command {
+        return scram_user(name, *iterations);
+    }
     let file = match &cli.config {
         Some(path) => FileConfig::load(path),
         None => Ok(FileConfig::default()),

@@ -68,6 +68,8 @@ pub(crate) enum ServerError {
     Engine(#[from] cicada_engine::ConfigError),
     #[error("{0}")]
     Storage(#[from] cicada_storage::StoreError),
+    #[error("{0}")]
+    Auth(#[from] crate::auth::AuthError),
     #[error("cannot start the storage thread: {0}")]
     StorageThread(std::io::Error),
 }
@@ -114,6 +116,7 @@ pub(crate) async fn run(settings: Settings) -> Result<(), ServerError> {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
+    let auth = crate::auth::Authenticator::new(settings.scram_credentials.as_deref())?;
     let mut engine = Engine::new(settings.engine.clone(), seed)?;
     let (store, state) = open_store(&settings)?;
     let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -160,6 +163,7 @@ pub(crate) async fn run(settings: Settings) -> Result<(), ServerError> {
         writers: BTreeMap::new(),
         peers: BTreeMap::new(),
         shutting_down: false,
+        auth,
         closing: Vec::new(),
     };
     // Restoring may have emitted work (expired sessions deleted, wills published).
@@ -306,6 +310,8 @@ struct EngineTask {
     writers: BTreeMap<ConnId, mpsc::UnboundedSender<Outgoing>>,
     peers: BTreeMap<ConnId, SocketAddr>,
     shutting_down: bool,
+    /// Answers authentication steps.
+    auth: crate::auth::Authenticator,
     /// Writers told to close at shutdown, awaited so their last bytes go out.
     closing: Vec<mpsc::UnboundedSender<Outgoing>>,
 }
@@ -408,14 +414,30 @@ impl EngineTask {
         self.drain(batch);
     }
 
-    /// Pulls every output of the last input.
+    /// Pulls every output of the last input, and of the inputs those outputs answer at once
+    /// (authentication decisions, in-memory persistence), until nothing is left.
     fn drain(&mut self, batch: &mut BTreeMap<ConnId, Vec<Bytes>>) {
+        loop {
+            let follow_ups = self.drain_once(batch);
+            if follow_ups.is_empty() {
+                return;
+            }
+            for input in follow_ups {
+                let now = self.now();
+                self.engine.handle(now, input);
+            }
+        }
+    }
+
+    fn drain_once(&mut self, batch: &mut BTreeMap<ConnId, Vec<Bytes>>) -> Vec<Input> {
+        let mut follow_ups = Vec::new();
         while let Some(t) = self.engine.poll_transmit() {
             batch.entry(t.conn).or_default().push(t.data);
         }
         while let Some(event) = self.engine.poll_event() {
             match event {
                 Event::Close { conn, .. } => {
+                    self.auth.forget(conn);
                     // Bytes taken before the close go out first.
                     if let Some(chunks) = batch.remove(&conn) {
                         if let Some(w) = self.writers.get(&conn) {
@@ -430,27 +452,35 @@ impl EngineTask {
                     }
                 }
                 Event::Persist { seq, ops } => {
-                    let now = self.now();
                     match self.storage.as_ref().map(|storage| storage.write(seq, ops)) {
                         Some(true) => {}
                         Some(false) => {
                             error!(seq = seq.0, "storage thread gone; batch failed");
-                            self.engine.handle(now, Input::PersistFailed { seq });
+                            follow_ups.push(Input::PersistFailed { seq });
                         }
                         // The in-memory backend: the engine runs with `durable = false` and emits no
                         // batches; confirm anyway so nothing could wait forever.
-                        None => self.engine.handle(now, Input::Persisted { upto: seq }),
+                        None => follow_ups.push(Input::Persisted { upto: seq }),
                     }
                 }
-                Event::Authenticate { conn, .. } => {
-                    let now = self.now();
-                    self.engine.handle(
-                        now,
-                        Input::AuthDecided {
-                            conn,
-                            decision: cicada_engine::AuthDecision::Allow,
-                        },
-                    );
+                Event::Authenticate {
+                    conn,
+                    client_id,
+                    peer,
+                    method,
+                    data,
+                    stage,
+                    ..
+                } => {
+                    let decision = self.auth.decide(crate::auth::Step {
+                        conn,
+                        client_id: &client_id,
+                        peer: &peer,
+                        method: method.as_deref(),
+                        data,
+                        stage,
+                    });
+                    follow_ups.push(Input::AuthDecided { conn, decision });
                 }
                 Event::ClientConnected {
                     conn,
@@ -492,6 +522,7 @@ impl EngineTask {
                 _ => {}
             }
         }
+        follow_ups
     }
 
     fn peer(&self, conn: ConnId) -> String {
@@ -502,6 +533,7 @@ impl EngineTask {
 
     fn forget(&mut self, conn: ConnId, batch: &mut BTreeMap<ConnId, Vec<Bytes>>) {
         batch.remove(&conn);
+        self.auth.forget(conn);
         self.writers.remove(&conn);
     }
 

@@ -28,7 +28,10 @@ impl Engine {
         };
         self.events.push_back(Event::Authenticate {
             conn: id,
-            client_id: c.client_id.clone().unwrap_or_else(|| connect.client_id.clone()),
+            client_id: c
+                .client_id
+                .clone()
+                .unwrap_or_else(|| connect.client_id.clone()),
             username: connect.username.clone(),
             password: connect.password.clone(),
             peer: c.meta.peer.clone(),
@@ -69,7 +72,11 @@ impl Engine {
             (AuthDecision::AllowWithData { .. } | AuthDecision::Continue { .. }, None) => {
                 // Only an enhanced-authentication method has data to send; an authenticator that
                 // sends some for a plain CONNECT is broken, and the client is not let in on it.
-                self.refuse(id, connect.protocol, ReasonCode::ImplementationSpecificError);
+                self.refuse(
+                    id,
+                    connect.protocol,
+                    ReasonCode::ImplementationSpecificError,
+                );
             }
         }
     }

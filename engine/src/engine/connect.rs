@@ -63,7 +63,12 @@ impl Engine {
         }
         if let Some(method) = &connect.properties.authentication_method {
             // Only the configured enhanced authentication methods are offered [MQTT-4.12.0-1].
-            if !self.config.auth_methods.iter().any(|m| m.as_str() == &**method) {
+            if !self
+                .config
+                .auth_methods
+                .iter()
+                .any(|m| m.as_str() == &**method)
+            {
                 return Some(ReasonCode::BadAuthenticationMethod);
             }
         }

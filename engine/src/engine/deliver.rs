@@ -166,7 +166,9 @@ impl Engine {
             }
             let pid = (out.qos != QoS::AtMostOnce).then(|| session.take_packet_id());
             let publish = outbound_publish(&out, pid, false, self.now);
-            let Some(publish) = c.out_aliases.fit(publish, version, session.client_max_packet)
+            let Some(publish) = c
+                .out_aliases
+                .fit(publish, version, session.client_max_packet)
             else {
                 // [MQTT-3.1.2-25]: discard it as if it had been delivered.
                 self.dropped(sid, out, DropReason::TooLargeForClient);

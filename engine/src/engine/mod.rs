@@ -205,13 +205,7 @@ impl Engine {
                     .map_or(ReasonCode::ServerShuttingDown, |r| r.reason());
                 let conns: Vec<ConnId> = self.conns.keys().copied().collect();
                 for id in conns {
-                    self.disconnect_with(
-                        id,
-                        reason,
-                        None,
-                        CloseReason::ServerShutdown,
-                        false,
-                    );
+                    self.disconnect_with(id, reason, None, CloseReason::ServerShutdown, false);
                 }
             }
         }
@@ -492,8 +486,11 @@ impl Engine {
     /// The Server Reference that goes with `reason`: the configured redirect for 0x9C/0x9D.
     fn server_reference(&self, reason: ReasonCode) -> Option<ByteString> {
         let redirect = self.config.redirect.as_ref()?;
-        matches!(reason, ReasonCode::UseAnotherServer | ReasonCode::ServerMoved)
-            .then(|| ByteString::from(redirect.server_reference.as_str()))
+        matches!(
+            reason,
+            ReasonCode::UseAnotherServer | ReasonCode::ServerMoved
+        )
+        .then(|| ByteString::from(redirect.server_reference.as_str()))
     }
 
     /// The client broke `rule`: disconnect it with `reason`, publishing its will.

@@ -1,0 +1,170 @@
+//! The authenticator: answers the engine's [`Event::Authenticate`] steps.
+//!
+//! Today it offers MQTT 5 enhanced authentication with SCRAM-SHA-256 against a credentials file
+//! (`[auth] scram_credentials`). CONNECTs without an Authentication Method are let in, as they are
+//! without the file: password, JWT and certificate providers come with the security work, and until
+//! then the broker must only listen where every client may connect.
+//!
+//! SCRAM needs no slow work on the server side (the verifiers hold PBKDF2's result), so each step is
+//! answered inline on the engine task.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use cicada_engine::codec::ReasonCode;
+use cicada_engine::{AuthDecision, AuthStage, ConnId};
+use cicada_scram::{CredentialsFile, ServerAwaitingClientFinal};
+use ring::rand::{SecureRandom, SystemRandom};
+use tracing::{info, warn};
+
+/// Why the authenticator cannot start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AuthError {
+    #[error("cannot read `auth.scram_credentials` file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`auth.scram_credentials` file {path}: {source} (write lines as printed by `cicada scram-user NAME`)")]
+    Parse {
+        path: PathBuf,
+        source: cicada_scram::CredentialsError,
+    },
+    #[error("the system random number generator failed")]
+    Random,
+}
+
+/// One step to check, as the engine asked it.
+pub(crate) struct Step<'a> {
+    pub(crate) conn: ConnId,
+    pub(crate) client_id: &'a str,
+    pub(crate) peer: &'a str,
+    pub(crate) method: Option<&'a str>,
+    pub(crate) data: Option<Bytes>,
+    pub(crate) stage: AuthStage,
+}
+
+/// SCRAM state: the verifiers, a decoy secret, and the exchanges in progress.
+struct Scram {
+    credentials: CredentialsFile,
+    decoy_key: [u8; 32],
+    pending: BTreeMap<ConnId, ServerAwaitingClientFinal>,
+}
+
+/// The broker's authenticator.
+pub(crate) struct Authenticator {
+    rng: SystemRandom,
+    scram: Option<Scram>,
+}
+
+impl Authenticator {
+    /// Loads the configured credentials.
+    pub(crate) fn new(scram_credentials: Option<&Path>) -> Result<Authenticator, AuthError> {
+        let rng = SystemRandom::new();
+        let scram = match scram_credentials {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                let credentials =
+                    CredentialsFile::parse(&text).map_err(|source| AuthError::Parse {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
+                let mut decoy_key = [0u8; 32];
+                rng.fill(&mut decoy_key).map_err(|_| AuthError::Random)?;
+                info!(path = %path.display(), users = credentials.len(), "SCRAM-SHA-256 credentials loaded");
+                Some(Scram {
+                    credentials,
+                    decoy_key,
+                    pending: BTreeMap::new(),
+                })
+            }
+        };
+        Ok(Authenticator { rng, scram })
+    }
+
+    /// Answers one step.
+    pub(crate) fn decide(&mut self, step: Step<'_>) -> AuthDecision {
+        let Some(method) = step.method else {
+            return AuthDecision::Allow;
+        };
+        let Some(scram) = self
+            .scram
+            .as_mut()
+            .filter(|_| method == cicada_scram::METHOD)
+        else {
+            // The engine only forwards configured methods; anything else is refused.
+            return AuthDecision::Deny {
+                reason: ReasonCode::BadAuthenticationMethod,
+            };
+        };
+        let data = step.data.unwrap_or_default();
+        let refused = |why: &dyn std::fmt::Display| {
+            warn!(conn = %step.conn, client_id = %step.client_id, peer = %step.peer, stage = ?step.stage, "SCRAM-SHA-256 authentication failed: {why}");
+            AuthDecision::Deny {
+                reason: ReasonCode::NotAuthorized,
+            }
+        };
+        match step.stage {
+            AuthStage::Connect | AuthStage::Reauthenticate => {
+                let nonce = match nonce(&self.rng) {
+                    Some(n) => n,
+                    None => return refused(&"the system random number generator failed"),
+                };
+                let lookup = |user: &str| scram.credentials.get(user);
+                match ServerAwaitingClientFinal::start(&data, lookup, &nonce, &scram.decoy_key) {
+                    Ok((state, server_first)) => {
+                        scram.pending.insert(step.conn, state);
+                        AuthDecision::Continue {
+                            data: Bytes::from(server_first),
+                        }
+                    }
+                    Err(e) => refused(&e),
+                }
+            }
+            AuthStage::Continue => {
+                let Some(state) = scram.pending.remove(&step.conn) else {
+                    return refused(&"no exchange in progress");
+                };
+                let user = state.username().to_string();
+                match state.finish(&data) {
+                    Ok(done) => {
+                        info!(conn = %step.conn, client_id = %step.client_id, user = %done.username, "SCRAM-SHA-256 authenticated");
+                        AuthDecision::AllowWithData {
+                            data: Bytes::from(done.server_final),
+                        }
+                    }
+                    Err(e) => refused(&format_args!("user {user:?}: {e}")),
+                }
+            }
+        }
+    }
+
+    /// Drops the state of a closed connection.
+    pub(crate) fn forget(&mut self, conn: ConnId) {
+        if let Some(scram) = self.scram.as_mut() {
+            scram.pending.remove(&conn);
+        }
+    }
+}
+
+/// 24 random bytes as base64: printable, no `,`.
+fn nonce(rng: &SystemRandom) -> Option<String> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 24];
+    rng.fill(&mut bytes).ok()?;
+    Some(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// A random salt for new credentials.
+pub(crate) fn salt() -> Result<[u8; 16], AuthError> {
+    let mut salt = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| AuthError::Random)?;
+    Ok(salt)
+}
