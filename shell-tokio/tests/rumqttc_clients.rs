@@ -208,8 +208,10 @@ async fn v5_aliases_subscription_ids_and_session_resumption() {
     })
     .await;
 
-    let (publisher, mut pub_loop) =
-        AsyncClient::new(MqttOptions::new("r5-alias-pub", "127.0.0.1", broker.port), 16);
+    let (publisher, mut pub_loop) = AsyncClient::new(
+        MqttOptions::new("r5-alias-pub", "127.0.0.1", broker.port),
+        16,
+    );
     let pub_task = tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
     let alias = |n| PublishProperties {
         topic_alias: Some(n),
@@ -263,6 +265,9 @@ async fn v5_aliases_subscription_ids_and_session_resumption() {
     .await;
     assert!(present, "the session was resumed");
     let p = next(&mut sub_loop, publish).await;
-    assert_eq!((&p.topic[..], &p.payload[..]), (&b"ra/away"[..], &b"queued"[..]));
+    assert_eq!(
+        (&p.topic[..], &p.payload[..]),
+        (&b"ra/away"[..], &b"queued"[..])
+    );
     pub_task.abort();
 }
