@@ -7,7 +7,8 @@
 //!
 //! - robustness: arbitrary sequences of client actions (connects of every kind, subscriptions with
 //!   wildcards, publishes at every QoS, acknowledgements right and wrong, disconnects, dropped
-//!   connections, raw and generated packets, time, storage and flushing switches) under varied
+//!   connections, raw and generated packets, time, storage and flushing switches, authenticator answers
+//!   of every kind including enhanced-authentication challenges, redirects switched on and off) under varied
 //!   configurations never panic and keep [`cicada_engine::Engine::check_invariants`] after every step;
 //! - exactly once: a QoS 2 subscriber with a persistent session never sees a message twice, whatever
 //!   the publisher resends and whenever either side reconnects, and gets every message the broker
@@ -145,9 +146,29 @@ fn config_from(u: &mut Unstructured) -> arbitrary::Result<Config> {
         connect_timeout: Duration::from_secs(*u.choose(&[1, 10])?),
         send_window: *u.choose(&[1, 100, 1 << 20])?,
         durable: u.ratio(3, 4)?,
+        max_outbound_topic_aliases: *u.choose(&[0, 1, 64])?,
+        wildcard_subscriptions: u.ratio(7, 8)?,
+        subscription_identifiers: u.ratio(7, 8)?,
+        response_information_prefix: u.ratio(1, 2)?.then(|| "reply/".to_string()),
+        redirect: None,
+        // Some runs put every CONNECT (and AUTH exchange) to an authenticator the actions answer.
+        authentication: if u.ratio(1, 3)? {
+            cicada_engine::Authentication::External
+        } else {
+            cicada_engine::Authentication::AllowAll
+        },
         ..Config::default()
     })
+    .map(|mut c| {
+        if c.authentication == cicada_engine::Authentication::External {
+            c.auth_methods = vec![AUTH_METHOD.to_string()];
+        }
+        c
+    })
 }
+
+/// The enhanced authentication method the robustness runs offer.
+const AUTH_METHOD: &str = "TOY";
 
 fn connect_from(
     u: &mut Unstructured,
@@ -165,6 +186,12 @@ fn connect_from(
         p.maximum_packet_size = NonZeroU32::new(*u.choose(&[0, 20, 64, 100_000])?);
         p.topic_alias_maximum = *u.choose(&[None, Some(0), Some(4)])?;
         p.request_problem_information = *u.choose(&[None, Some(false), Some(true)])?;
+        p.request_response_information = *u.choose(&[None, Some(false), Some(true)])?;
+        if u.ratio(1, 4)? {
+            p.authentication_method =
+                Some(if u.ratio(7, 8)? { AUTH_METHOD } else { "OTHER" }.into());
+            p.authentication_data = Some(Bytes::from_static(b"hello"));
+        }
     }
     if u.ratio(1, 3)? {
         let mut will = Will {
@@ -278,7 +305,7 @@ fn client_action(
 ) -> arbitrary::Result<()> {
     let i = u.choose_index(NAMES.len())?;
     let name = NAMES[i];
-    let mut action = u.int_in_range(0u8..=21)?;
+    let mut action = u.int_in_range(0u8..=23)?;
     let peer = &mut peers[i];
     // Harness-wide actions work without a connection; everything else needs one first.
     if peer.version.is_none() && action < 15 {
@@ -402,8 +429,43 @@ fn client_action(
                 sim.send(name, Packet::PingReq);
             }
         }
+        21 => answer_authenticator(u, sim, name)?,
+        22 => {
+            let redirect = u.ratio(1, 2)?.then(|| cicada_engine::Redirect {
+                server_reference: "elsewhere:1883".into(),
+                permanent: false,
+            });
+            sim.input(Input::SetRedirect { redirect });
+        }
         _ => sim.advance(Duration::from_millis(u.int_in_range(0..=2_000)?)),
     }
+    Ok(())
+}
+
+/// Answers the last authentication step asked for `name`'s connection (late or repeated answers
+/// included: the engine must ignore what nothing waits for).
+fn answer_authenticator(u: &mut Unstructured, sim: &mut Sim, name: &str) -> arbitrary::Result<()> {
+    if sim.is_closed(name) {
+        return Ok(());
+    }
+    let conn = sim.conn(name);
+    let asked = sim
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Authenticate { conn: c, .. } if *c == conn));
+    if !asked {
+        return Ok(());
+    }
+    let data = Bytes::from_static(b"step");
+    let decision = match u.int_in_range(0u8..=4)? {
+        0 | 1 => cicada_engine::AuthDecision::Allow,
+        2 => cicada_engine::AuthDecision::AllowWithData { data },
+        3 => cicada_engine::AuthDecision::Continue { data },
+        _ => cicada_engine::AuthDecision::Deny {
+            reason: ReasonCode::NotAuthorized,
+        },
+    };
+    sim.input(Input::AuthDecided { conn, decision });
     Ok(())
 }
 
