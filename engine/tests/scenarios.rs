@@ -119,6 +119,7 @@ fn empty_client_ids() {
     // 3.1 requires an identifier.
     let ack = connack(sim.connect_with("", Sim::connect_packet("", V3_1)));
     assert_eq!(ack.reason, ReasonCode::ClientIdentifierNotValid);
+    insta::assert_snapshot!(sim.transcript());
 }
 
 #[test]
@@ -228,6 +229,7 @@ fn server_keep_alive_caps_v5_clients() {
     assert_eq!(ack.properties.server_keep_alive, Some(30));
     sim.advance(Duration::from_secs(45));
     assert!(sim.is_closed("k"));
+    insta::assert_snapshot!(sim.transcript());
 }
 
 #[test]
@@ -279,6 +281,7 @@ fn external_authentication_waits_for_the_decision() {
     let ack = connack(sim.recv("mallory"));
     assert_eq!(ack.reason, ReasonCode::BadUserNameOrPassword);
     assert!(sim.is_closed("mallory"));
+    insta::assert_snapshot!(sim.transcript());
 }
 
 // ----- routing -----
@@ -354,6 +357,7 @@ fn overlapping_subscriptions_deliver_once_at_the_highest_qos() {
         .collect();
     assert_eq!(ids, [1, 2]);
     assert_eq!(sim.recv("v5"), None);
+    insta::assert_snapshot!(sim.transcript());
 }
 
 #[test]
@@ -402,6 +406,7 @@ fn no_local_and_retain_as_published() {
         "No Local: not sent back to its publisher"
     );
     assert!(publish_of(sim.recv("rap")).retain);
+    insta::assert_snapshot!(sim.transcript());
 }
 
 #[test]
@@ -537,6 +542,7 @@ fn inflight_window_follows_the_clients_receive_maximum() {
         .expect("pid");
     sim.send("s", Packet::PubAck(Ack::new(first)));
     assert_eq!(payloads(&sim.recv_all("s")), ["2"]);
+    insta::assert_snapshot!(sim.transcript());
 }
 
 // ----- offline queues and backpressure -----
@@ -687,6 +693,7 @@ fn retain_handling_options() {
     assert_eq!(sim.recv("s"), None, "not new: not sent again");
     sim.subscribe_with("s", "+", opts(RetainHandling::SendAtSubscribe));
     assert!(matches!(sim.recv("s"), Some(Packet::Publish(_))));
+    insta::assert_snapshot!(sim.transcript());
 }
 
 // ----- wills -----
@@ -756,6 +763,7 @@ fn will_delay_is_cancelled_by_a_reconnect() {
     assert!(sim.recv_all("w").is_empty());
     sim.advance(Duration::from_secs(1));
     assert_eq!(payloads(&sim.recv_all("w")), ["gone"]);
+    insta::assert_snapshot!(sim.transcript());
 }
 
 #[test]
@@ -776,6 +784,7 @@ fn session_expiry_removes_the_session_and_publishes_a_pending_will() {
     assert_eq!(sim.engine.session_count(), 1);
     let ack = connack(sim.connect_with("e", persistent("e", V5, 10)));
     assert!(!ack.session_present);
+    insta::assert_snapshot!(sim.transcript());
 }
 
 #[test]
@@ -856,6 +865,7 @@ fn disconnect_setting_session_expiry_to_zero_deletes_the_stored_session() {
         "the session ended, so a restart must not bring it back: {:?}",
         sim.store.state.sessions
     );
+    insta::assert_snapshot!(sim.transcript());
 }
 
 #[test]
@@ -1010,6 +1020,7 @@ fn oversized_packets_get_0x95() {
     sim.connect("c", V5);
     sim.publish("c", "t", QoS::AtMostOnce, &"x".repeat(200));
     assert_eq!(disconnect_reason(sim.recv("c")), ReasonCode::PacketTooLarge);
+    insta::assert_snapshot!(sim.transcript());
 }
 
 #[test]
@@ -1035,6 +1046,7 @@ fn topic_limits_and_receive_maximum() {
         matches!(got.last(), Some(Packet::Disconnect(d)) if d.reason == ReasonCode::ReceiveMaximumExceeded),
         "{got:?}"
     );
+    insta::assert_snapshot!(sim.transcript());
 }
 
 #[test]
@@ -1055,6 +1067,7 @@ fn topic_aliases_from_clients() {
     // An alias never set is a protocol error.
     sim.send_bytes("p", &[0x30, 0x07, 0x00, 0x00, 0x03, 0x23, 0x00, 0x04, b'3']);
     assert_eq!(disconnect_reason(sim.recv("p")), ReasonCode::ProtocolError);
+    insta::assert_snapshot!(sim.transcript());
 }
 
 #[test]
@@ -1076,6 +1089,7 @@ fn message_expiry_counts_down_and_drops_stale_messages() {
     assert_eq!(payloads(&got), ["long"]);
     let p = publish_of(got.into_iter().next());
     assert_eq!(p.properties.message_expiry_interval, Some(90));
+    insta::assert_snapshot!(sim.transcript());
 }
 
 #[test]
@@ -1137,6 +1151,7 @@ fn shutdown_tells_v5_clients_and_keeps_wills() {
         "3.x clients are just closed; no will was published"
     );
     assert_eq!(sim.engine.connection_count(), 0);
+    insta::assert_snapshot!(sim.transcript());
 }
 
 // ----- restart from storage -----

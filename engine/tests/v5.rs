@@ -123,6 +123,7 @@ fn outbound_aliases_off_when_the_client_or_the_config_says_zero() {
             [("t".to_string(), None), ("t".to_string(), None)]
         );
     }
+    insta::assert_snapshot!(sim.transcript());
 }
 
 #[test]
@@ -162,6 +163,7 @@ fn resent_inflight_messages_use_the_new_connections_aliases() {
             (true, "".to_string(), Some(1))
         ]
     );
+    insta::assert_snapshot!(sim.transcript());
 }
 
 // ----- server redirection -----
@@ -222,6 +224,7 @@ fn a_redirect_set_at_runtime_moves_new_clients_and_a_shutdown_sends_connected_on
         (d.reason, d.properties.server_reference),
         (ReasonCode::ServerShuttingDown, None)
     );
+    insta::assert_snapshot!(sim.transcript());
 }
 
 #[test]
@@ -263,6 +266,7 @@ fn response_information_only_when_asked_and_configured() {
         ack.properties.response_information, None,
         "none configured: the client may not rely on one"
     );
+    insta::assert_snapshot!(sim.transcript());
 }
 
 #[test]
@@ -348,6 +352,7 @@ fn wildcards_off_is_advertised_and_refused_per_filter() {
         ),
         other => panic!("expected SUBACK, got {other:?}"),
     }
+    insta::assert_snapshot!(sim.transcript());
 }
 
 #[test]
@@ -373,6 +378,7 @@ fn subscription_identifiers_off_is_advertised_and_enforced() {
     sim.send("c", Packet::Subscribe(s));
     let d = disconnect(sim.recv("c"));
     assert_eq!(d.reason, ReasonCode::SubscriptionIdentifiersNotSupported);
+    insta::assert_snapshot!(sim.transcript());
 }
 
 // ----- enhanced authentication -----
@@ -532,6 +538,7 @@ fn a_failed_reauthentication_disconnects() {
             ..
         }
     )));
+    insta::assert_snapshot!(sim.transcript());
 }
 
 #[test]
@@ -601,6 +608,7 @@ fn unknown_methods_and_out_of_turn_auth_packets_are_refused() {
         disconnect(sim.recv("early")).reason,
         ReasonCode::ProtocolError
     );
+    insta::assert_snapshot!(sim.transcript());
 }
 
 #[test]
@@ -632,6 +640,7 @@ fn an_answer_pipelined_behind_connect_waits_for_the_challenge() {
     decide(&mut sim, "c", AuthDecision::Allow);
     let got = sim.recv_all("c");
     assert!(matches!(got.last(), Some(Packet::ConnAck(a)) if a.reason == ReasonCode::Success));
+    insta::assert_snapshot!(sim.transcript());
 }
 
 #[test]
@@ -692,4 +701,47 @@ fn inflight_messages_resent_on_resumption_carry_the_remaining_expiry() {
             (true, "short".to_string(), Some(0))
         ]
     );
+    insta::assert_snapshot!(sim.transcript());
+}
+
+// ----- payload format, reason strings, problem information -----
+
+#[test]
+fn invalid_utf8_with_payload_format_indicator_is_0x99_with_a_reason_string_unless_refused() {
+    let mut sim = Sim::new(Config::default());
+    let mut quiet = Sim::connect_packet("quiet", V5);
+    quiet.properties.request_problem_information = Some(false);
+    sim.connect("chatty", V5);
+    sim.connect_with("quiet", quiet);
+    sim.connect("watch", V5);
+    sim.subscribe("watch", "pfi/#", QoS::AtMostOnce);
+    for name in ["chatty", "quiet"] {
+        let mut p = Publish::new(
+            cicada_engine::codec::TopicName::new("pfi/t").expect("valid"),
+            Bytes::from_static(&[0xff, 0xfe]),
+        );
+        p.properties.payload_format_indicator = Some(true);
+        sim.send(name, Packet::Publish(p));
+    }
+    let chatty = disconnect(sim.recv("chatty"));
+    assert_eq!(chatty.reason, ReasonCode::PayloadFormatInvalid);
+    assert!(chatty.properties.reason_string.is_some());
+    let quiet = disconnect(sim.recv("quiet"));
+    assert_eq!(quiet.reason, ReasonCode::PayloadFormatInvalid);
+    assert_eq!(
+        quiet.properties.reason_string, None,
+        "Request Problem Information = 0"
+    );
+    assert_eq!(sim.recv("watch"), None, "nothing was forwarded");
+    // Valid UTF-8 with the indicator, and any bytes without it, pass.
+    sim.connect("fine", V5);
+    let mut p = Publish::new(
+        cicada_engine::codec::TopicName::new("pfi/t").expect("valid"),
+        Bytes::from("héllo"),
+    );
+    p.properties.payload_format_indicator = Some(true);
+    sim.send("fine", Packet::Publish(p));
+    sim.publish("fine", "pfi/raw", QoS::AtMostOnce, "\u{0}");
+    assert_eq!(sim.recv_all("watch").len(), 2);
+    insta::assert_snapshot!(sim.transcript());
 }

@@ -3,7 +3,7 @@
 //! session and message expiry, request/response and property passthrough to v5 and v3.1.1
 //! subscribers, payload format 0x99 and reason strings, subscription options and identifiers, Receive
 //! Maximum and Maximum Packet Size both ways, inbound topic aliases, will delay, capabilities switched
-//! off (advertised and enforced), and server redirection. See `paho_v5_e2e.py`.
+//! off (advertised and enforced), `$SYS` topics, and server redirection. See `paho_v5_e2e.py`.
 
 mod support;
 
@@ -25,7 +25,8 @@ fn paho_v5_features() {
         &dir,
         "main.toml",
         "[features]\nresponse_information_prefix = \"reply/\"\n\
-         [limits]\nmax_keep_alive_secs = 30\nmax_packet_size = 4096\n",
+         [limits]\nmax_keep_alive_secs = 30\nmax_packet_size = 4096\n\
+         [sys]\ninterval_secs = 1\n",
     );
     let limited = config(
         &dir,

@@ -1,7 +1,7 @@
 """MQTT 5 features of the cicada broker, end to end with the Eclipse Paho Python client (paho-mqtt 2.x).
 
 Usage: python3 paho_v5_e2e.py MAIN_PORT LIMITED_PORT REDIRECT_PORT
-  MAIN_PORT      broker with [features] response_information_prefix = "reply/",
+  MAIN_PORT      broker with [features] response_information_prefix = "reply/", [sys] interval_secs = 1,
                  limits.max_keep_alive_secs = 30, limits.max_packet_size = 4096
   LIMITED_PORT   broker with wildcards, subscription identifiers, shared subscriptions and retain off,
                  limits.max_qos = 1
@@ -389,6 +389,20 @@ def limited_broker():
     rc, _ = c.disconnected()
     assert rc == 0xA1, hex(rc)
     c.stop()
+
+
+@check("$SYS topics")
+def sys_topics():
+    c = Client("sys-watch")
+    c.subscribe("$SYS/broker/clients/connected", qos=0)
+    msg = c.message(timeout=3)
+    assert msg.retain, "the last value is retained for new subscribers"
+    # That value may predate this client; the next update (every second) counts it.
+    while int(msg.payload) < 1:
+        msg = c.message(timeout=3)
+    c.subscribe("$SYS/broker/version", qos=0)
+    assert c.message(timeout=3).payload.startswith(b"cicada ")
+    c.close()
 
 
 @check("server redirection")
