@@ -1,6 +1,6 @@
 //! End to end with MQTT.js 5 (Node; installed by the test command with `npm ci`): SCRAM-SHA-256
-//! enhanced authentication through the AUTH exchange (accepted, wrong password, unknown user, unknown
-//! method) and outbound topic aliases, which MQTT.js validates strictly.
+//! enhanced authentication through the AUTH exchange (accepted, re-authentication, wrong password,
+//! unknown user, unknown method) and outbound topic aliases, which MQTT.js validates strictly.
 
 mod support;
 

@@ -1,7 +1,7 @@
-//! SCRAM-SHA-256 re-authentication through the real binary. No third-party client at hand speaks it
-//! (MQTT.js takes the final AUTH 0x00 for an error; paho-mqtt, mosquitto and rumqttc 0.24 have no
-//! AUTH flow), so this drives the AUTH exchange with the raw test client and `cicada-scram`'s
-//! client side; the connect-time exchange is also covered with MQTT.js (`mqttjs.rs`).
+//! SCRAM-SHA-256 re-authentication through the real binary, including the failure case, driven with
+//! the raw test client and `cicada-scram`'s client side. MQTT.js covers success too (`mqttjs.rs`),
+//! but only through its internal packet writer: no third-party client here has a re-authentication
+//! API (paho-mqtt, mosquitto and rumqttc 0.24/0.25 have no AUTH flow at all).
 
 mod support;
 
