@@ -50,6 +50,8 @@ struct Scram {
     credentials: CredentialsFile,
     decoy_key: [u8; 32],
     pending: BTreeMap<ConnId, ServerAwaitingClientFinal>,
+    /// Who each connection proved to be: a re-authentication must prove the same user.
+    users: BTreeMap<ConnId, String>,
 }
 
 /// The broker's authenticator.
@@ -81,6 +83,7 @@ impl Authenticator {
                     credentials,
                     decoy_key,
                     pending: BTreeMap::new(),
+                    users: BTreeMap::new(),
                 })
             }
         };
@@ -132,7 +135,16 @@ impl Authenticator {
                 };
                 let user = state.username().to_string();
                 match state.finish(&data) {
+                    Ok(done)
+                        if scram
+                            .users
+                            .get(&step.conn)
+                            .is_some_and(|u| *u != done.username) =>
+                    {
+                        refused(&format_args!("re-authentication as {user:?}, another user"))
+                    }
                     Ok(done) => {
+                        scram.users.insert(step.conn, done.username.clone());
                         info!(conn = %step.conn, client_id = %step.client_id, user = %done.username, "SCRAM-SHA-256 authenticated");
                         AuthDecision::AllowWithData {
                             data: Bytes::from(done.server_final),
@@ -148,6 +160,7 @@ impl Authenticator {
     pub(crate) fn forget(&mut self, conn: ConnId) {
         if let Some(scram) = self.scram.as_mut() {
             scram.pending.remove(&conn);
+            scram.users.remove(&conn);
         }
     }
 }

@@ -48,7 +48,7 @@ fn answer(
 }
 
 #[test]
-fn scram_connect_then_reauthenticate_and_a_failed_reauthentication_disconnects() {
+fn scram_connect_then_reauthenticate_and_failed_or_other_user_reauthentication_disconnects() {
     let dir = tempfile::tempdir().expect("temp dir");
     let creds = StoredCredentials::derive(
         "pencil",
@@ -56,7 +56,12 @@ fn scram_connect_then_reauthenticate_and_a_failed_reauthentication_disconnects()
         NonZeroU32::new(4096).expect("non-zero"),
     );
     let file = dir.path().join("users.scram");
-    std::fs::write(&file, CredentialsFile::line("alice", &creds)).expect("write");
+    let lines = format!(
+        "{}\n{}\n",
+        CredentialsFile::line("alice", &creds),
+        CredentialsFile::line("bob", &creds)
+    );
+    std::fs::write(&file, lines).expect("write");
     let config = dir.path().join("cicada.toml");
     std::fs::write(
         &config,
@@ -108,4 +113,21 @@ fn scram_connect_then_reauthenticate_and_a_failed_reauthentication_disconnects()
     }
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(raw.recv(), None, "closed");
+
+    // Re-authentication must prove the same user: bob's valid proof on alice's connection is refused.
+    let mut raw = Raw::connect(broker.port, ProtocolVersion::V5);
+    let (client, first) = ClientAwaitingServerFirst::start("alice", "pencil", "nonce-four");
+    let mut connect = connect_packet("scram-switch", ProtocolVersion::V5, 30);
+    connect.properties.authentication_method = Some(METHOD.into());
+    connect.properties.authentication_data = Some(Bytes::from(first));
+    raw.send(&Packet::Connect(Box::new(connect)));
+    let (verdict, _) = answer(&mut raw, client);
+    assert!(matches!(verdict, Packet::ConnAck(a) if a.reason == ReasonCode::Success));
+    let (client, first) = ClientAwaitingServerFirst::start("bob", "pencil", "nonce-five");
+    raw.send(&auth(ReasonCode::ReAuthenticate, first));
+    let (verdict, _) = answer(&mut raw, client);
+    match verdict {
+        Packet::Disconnect(d) => assert_eq!(d.reason, ReasonCode::NotAuthorized),
+        other => panic!("expected DISCONNECT, got {other:?}"),
+    }
 }

@@ -15,11 +15,13 @@ use super::conn::{Phase, Reauth};
 use super::Engine;
 
 impl Engine {
-    /// Puts one authentication step to the authenticator.
+    /// Puts one authentication step to the authenticator; the user name and method come from the
+    /// connection (recorded at CONNECT), the password only with CONNECT.
     pub(super) fn ask_authenticator(
         &mut self,
         id: ConnId,
-        connect: &Connect,
+        client_id: ByteString,
+        password: Option<Bytes>,
         stage: AuthStage,
         data: Option<Bytes>,
     ) {
@@ -28,14 +30,11 @@ impl Engine {
         };
         self.events.push_back(Event::Authenticate {
             conn: id,
-            client_id: c
-                .client_id
-                .clone()
-                .unwrap_or_else(|| connect.client_id.clone()),
-            username: connect.username.clone(),
-            password: connect.password.clone(),
+            client_id,
+            username: c.username.clone(),
+            password,
             peer: c.meta.peer.clone(),
-            method: connect.properties.authentication_method.clone(),
+            method: c.auth_method.clone(),
             data,
             stage,
         });
@@ -113,7 +112,8 @@ impl Engine {
             return self.refuse_violation(id, connect.protocol, rule);
         }
         let data = auth.properties.authentication_data;
-        self.ask_authenticator(id, &connect, AuthStage::Continue, data);
+        let (client_id, password) = (connect.client_id.clone(), connect.password.clone());
+        self.ask_authenticator(id, client_id, password, AuthStage::Continue, data);
         if let Some(c) = self.conns.get_mut(&id) {
             c.phase = Phase::Authenticating(connect);
         }
@@ -167,16 +167,9 @@ impl Engine {
         } else {
             AuthStage::Continue
         };
-        self.events.push_back(Event::Authenticate {
-            conn: id,
-            client_id: c.client_id.clone().unwrap_or_default(),
-            username: c.username.clone(),
-            password: None,
-            peer: c.meta.peer.clone(),
-            method: Some(method),
-            data: auth.properties.authentication_data,
-            stage,
-        });
+        let client_id = c.client_id.clone().unwrap_or_default();
+        let data = auth.properties.authentication_data;
+        self.ask_authenticator(id, client_id, None, stage, data);
     }
 
     /// The authenticator's answer to a re-authentication step.

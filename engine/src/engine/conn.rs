@@ -70,9 +70,9 @@ pub(crate) struct Conn {
     /// Whether the CONNACK is still held (always in the first held entry: nothing precedes it), so a
     /// failed storage batch is answered with a refusing CONNACK rather than a DISCONNECT.
     pub(crate) connack_held: bool,
-    /// The enhanced authentication method the client connected with (re-authentication uses it).
+    /// The enhanced authentication method of its CONNECT (every AUTH must name it).
     pub(crate) auth_method: Option<ByteString>,
-    /// The user name it connected with, for re-authentication events.
+    /// The user name of its CONNECT, for authentication events.
     pub(crate) username: Option<ByteString>,
     /// A re-authentication in progress.
     pub(crate) reauth: Option<Reauth>,

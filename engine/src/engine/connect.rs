@@ -26,6 +26,8 @@ impl Engine {
         };
         c.version = Some(connect.protocol);
         c.problem_info = connect.properties.request_problem_information != Some(false);
+        c.auth_method = connect.properties.authentication_method.clone();
+        c.username = connect.username.clone();
         if let Some(reason) = refusal {
             return self.refuse(id, connect.protocol, reason);
         }
@@ -33,7 +35,8 @@ impl Engine {
             Authentication::AllowAll => self.admit(id, connect, mark, None),
             Authentication::External => {
                 let data = connect.properties.authentication_data.clone();
-                self.ask_authenticator(id, &connect, AuthStage::Connect, data);
+                let (client_id, password) = (connect.client_id.clone(), connect.password.clone());
+                self.ask_authenticator(id, client_id, password, AuthStage::Connect, data);
                 if let Some(c) = self.conns.get_mut(&id) {
                     c.phase = Phase::Authenticating(connect);
                 }
@@ -212,8 +215,6 @@ impl Engine {
             c.phase = Phase::Connected(sid);
             c.client_id = Some(client_id.clone());
             c.keep_alive = keep_alive;
-            c.auth_method = connect.properties.authentication_method.clone();
-            c.username = connect.username.clone();
             if v5 {
                 let theirs = connect.properties.topic_alias_maximum.unwrap_or(0);
                 let max = theirs.min(self.config.max_outbound_topic_aliases);
