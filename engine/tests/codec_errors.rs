@@ -389,7 +389,8 @@ fn connect_protocol_name_and_level() {
     let err =
         decode_one(&hex("10 0C 00 04 4D 51 54 58 04 02 00 3C 00 00"), V5).expect_err("refused");
     assert!(matches!(err, InvalidProtocolName { .. }), "{err:?}");
-    assert_eq!(err.v3_connack_code(), Some(1));
+    // Not MQTT at all: no CONNACK, the connection is just closed [MQTT-3.1.2-1].
+    assert_eq!(err.v3_connack_code(), None);
 }
 
 #[test]

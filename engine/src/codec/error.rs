@@ -254,12 +254,13 @@ impl DecodeError {
 
     /// The MQTT 3.x CONNACK return code owed before closing, if any.
     ///
-    /// MQTT 3.x answers only an unacceptable protocol version with a CONNACK (code 1, [MQTT-3.1.2-2]); any
-    /// other malformed input closes the network connection without a reply.
+    /// MQTT 3.x answers only an unacceptable protocol level with a CONNACK (code 1, [MQTT-3.1.2-2]); any
+    /// other malformed input closes the network connection without a reply. A wrong protocol name gets
+    /// none either: the peer may not speak MQTT at all, and 3.1.1 lets the server just disconnect
+    /// ([MQTT-3.1.2-1]), as mosquitto does.
     pub fn v3_connack_code(&self) -> Option<u8> {
         match self {
-            DecodeError::UnsupportedProtocolLevel { .. }
-            | DecodeError::InvalidProtocolName { .. } => {
+            DecodeError::UnsupportedProtocolLevel { .. } => {
                 Some(ReasonCode::UnsupportedProtocolVersion.to_v3_connack())
             }
             _ => None,
