@@ -30,8 +30,8 @@ for v, tag in ((V31, "v31"), (V311, "v311"), (V5, "v5")):
         c.send(disconnect(v == V5))
         c.close()
     raw(f"raw_{tag}_connect_ping_disconnect", clean,
-        covers311="MQTT-3.1.0-1 MQTT-3.2.0-1 MQTT-3.12.4-1 MQTT-3.14.4-1" if v == V311 else "",
-        covers5="MQTT-3.1.0-1 MQTT-3.2.0-1 MQTT-3.12.4-1 MQTT-3.14.4-3" if v == V5 else "")
+        covers311="MQTT-3.1.0-1 MQTT-3.2.0-1 MQTT-3.12.4-1" if v == V311 else "",
+        covers5="MQTT-3.1.0-1 MQTT-3.2.0-1 MQTT-3.12.4-1" if v == V5 else "")
 
     def second_connect(port, v=v):
         c = conn(port, "twice", v=v)
@@ -63,7 +63,7 @@ for v, tag in ((V31, "v31"), (V311, "v311"), (V5, "v5")):
         c.read(4.5)
         c.close()
     raw(f"raw_{tag}_keepalive_timeout", keepalive_timeout,
-        covers311="MQTT-3.1.2-24" if v == V311 else "", covers5="MQTT-3.1.2-24" if v == V5 else "")
+        covers311="MQTT-3.1.2-24" if v == V311 else "", covers5="MQTT-3.1.2-22" if v == V5 else "")
 
     def keepalive_pings(port, v=v):
         c = conn(port, "pinger", v=v, keep_alive=1)
@@ -239,7 +239,7 @@ def session_expiry(port):
     c.close()
 
 
-raw("raw_v5_session_expiry", session_expiry, covers5="MQTT-4.1.0-2 MQTT-3.1.2-25")
+raw("raw_v5_session_expiry", session_expiry, covers5="MQTT-4.1.0-2 MQTT-3.1.2-23")
 
 
 def session_expiry_zero_disconnect_update(port):
@@ -524,9 +524,9 @@ for v, tag in ((V311, "v311"), (V5, "v5")):
         raw(f"raw_{tag}_will_{end}", lambda port, v=v, e=end: will_on(port, v, e),
             covers311=ids if v == V311 else "", covers5=ids if v == V5 else "")
     raw(f"raw_{tag}_will_retained", lambda port, v=v: will_on(port, v, "drop", retain=True),
-        covers311="MQTT-3.1.2-17" if v == V311 else "", covers5="MQTT-3.1.2-17" if v == V5 else "")
+        covers311="MQTT-3.1.2-17" if v == V311 else "", covers5="MQTT-3.1.2-15" if v == V5 else "")
     raw(f"raw_{tag}_will_qos2", lambda port, v=v: will_on(port, v, "drop", will_qos=2),
-        covers311="MQTT-3.1.2-16" if v == V311 else "", covers5="MQTT-3.1.2-16" if v == V5 else "")
+        covers311="MQTT-3.1.2-16" if v == V311 else "", covers5="MQTT-3.1.2-14" if v == V5 else "")
 
 
 def will_delay(port, reconnect):
@@ -548,7 +548,7 @@ def will_delay(port, reconnect):
 
 
 raw("raw_v5_will_delay_elapses", lambda port: will_delay(port, False), covers5="MQTT-3.1.2-8")
-raw("raw_v5_will_delay_reconnect", lambda port: will_delay(port, True), covers5="MQTT-3.1.2-26")
+raw("raw_v5_will_delay_reconnect", lambda port: will_delay(port, True), covers5="MQTT-3.1.3-9")
 
 
 def will_disconnect_with_will(port):
@@ -981,7 +981,7 @@ def client_max_packet_size(port):
     pub.close()
 
 
-raw("raw_v5_client_maximum_packet_size", client_max_packet_size, covers5="MQTT-3.1.2-27 MQTT-3.1.2-28")
+raw("raw_v5_client_maximum_packet_size", client_max_packet_size, covers5="MQTT-3.1.2-24 MQTT-3.1.2-25")
 
 
 def connect_properties(port):

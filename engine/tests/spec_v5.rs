@@ -3125,3 +3125,63 @@ fn a_refused_shared_message_goes_to_no_other_member() {
         assert_eq!(sim.recv_all("a"), [], "{qos:?}");
     }
 }
+
+/// [MQTT-3.14.2-3], [MQTT-3.1.2-24]: a DISCONNECT's Reason String is left out rather than push it over
+/// the client's Maximum Packet Size (finding F1, fixed).
+#[test]
+fn disconnect_reason_string_fits_the_clients_maximum_packet_size() {
+    let mut sim = sim();
+    let mut c = Sim::connect_packet("c", V5);
+    c.properties.maximum_packet_size = NonZeroU32::new(16);
+    sim.connect_with("c", c);
+    let mut p = message("t", b"\xff");
+    p.properties.payload_format_indicator = Some(true);
+    sim.send("c", Packet::Publish(p));
+    let got = sim.recv_all("c");
+    let Some(d @ Packet::Disconnect(_)) = got.last() else {
+        panic!("{got:?}");
+    };
+    assert!(d.encoded_len(V5) <= 16, "{d:?}");
+    assert!(sim.is_closed("c"));
+}
+
+/// [MQTT-3.1.2-24]: an AUTH challenge larger than the client's Maximum Packet Size is not sent
+/// (finding F1, fixed).
+#[test]
+fn auth_packets_fit_the_clients_maximum_packet_size() {
+    let mut sim = auth_sim();
+    let mut c = enhanced("c");
+    c.properties.maximum_packet_size = NonZeroU32::new(16);
+    sim.connect_with("c", c);
+    decide(
+        &mut sim,
+        "c",
+        AuthDecision::Continue {
+            data: Bytes::from(vec![b'x'; 40]),
+        },
+    );
+    for p in sim.recv_all("c") {
+        assert!(p.encoded_len(V5) <= 16, "{p:?}");
+    }
+}
+
+/// [MQTT-3.2.2-8]: an authenticator refusing with a code CONNACK cannot carry gets 0x87 Not
+/// authorized in the CONNACK instead (finding F2, fixed).
+#[test]
+fn a_deny_with_a_disconnect_only_code_still_gets_a_valid_connack() {
+    let mut sim = auth_sim();
+    sim.connect_with("x", enhanced("x"));
+    decide(
+        &mut sim,
+        "x",
+        AuthDecision::Deny {
+            reason: ReasonCode::SessionTakenOver,
+        },
+    );
+    let got = sim.recv_all("x");
+    assert!(
+        matches!(&got[..], [Packet::ConnAck(a)] if a.reason == ReasonCode::NotAuthorized),
+        "{got:?}"
+    );
+    assert!(sim.is_closed("x"));
+}

@@ -67,7 +67,15 @@ impl Engine {
                 // The client's answer may already be buffered.
                 self.process_inbuf(id);
             }
-            (AuthDecision::Deny { reason }, _) => self.refuse(id, connect.protocol, reason),
+            (AuthDecision::Deny { reason }, _) => {
+                // Only a Connect Reason Code may go into CONNACK [MQTT-3.2.2-8].
+                let reason = if reason.allowed_in(PacketType::ConnAck) && reason.is_error() {
+                    reason
+                } else {
+                    ReasonCode::NotAuthorized
+                };
+                self.refuse(id, connect.protocol, reason)
+            }
             (AuthDecision::AllowWithData { .. } | AuthDecision::Continue { .. }, None) => {
                 // Only an enhanced-authentication method has data to send; an authenticator that
                 // sends some for a plain CONNECT is broken, and the client is not let in on it.

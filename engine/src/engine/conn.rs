@@ -76,6 +76,8 @@ pub(crate) struct Conn {
     pub(crate) username: Option<ByteString>,
     /// A re-authentication in progress.
     pub(crate) reauth: Option<Reauth>,
+    /// The client's Maximum Packet Size (v5), which nothing we send may exceed [MQTT-3.1.2-24].
+    pub(crate) max_packet_out: Option<u32>,
 }
 
 impl Conn {
@@ -99,6 +101,7 @@ impl Conn {
             auth_method: None,
             username: None,
             reauth: None,
+            max_packet_out: None,
         }
     }
 

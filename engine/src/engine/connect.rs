@@ -26,6 +26,7 @@ impl Engine {
         };
         c.version = Some(connect.protocol);
         c.problem_info = connect.properties.request_problem_information != Some(false);
+        c.max_packet_out = connect.properties.maximum_packet_size.map(NonZeroU32::get);
         c.auth_method = connect.properties.authentication_method.clone();
         c.username = connect.username.clone();
         if let Some(reason) = refusal {

@@ -358,6 +358,21 @@ impl Engine {
             return;
         };
         let version = c.version.unwrap_or(ProtocolVersion::V3_1_1);
+        let trimmed;
+        let packet = match c.max_packet_out {
+            Some(max) if packet.encoded_len(version) > max as usize => {
+                // Reason String and User Properties are the parts a sender must leave out rather than
+                // exceed the receiver's limit ([MQTT-3.2.2-19], [MQTT-3.14.2-3] and their siblings).
+                // What still does not fit is not sent at all [MQTT-3.1.2-24] (PUBLISH is sized
+                // before it gets here).
+                trimmed = without_diagnostics(packet);
+                if trimmed.encoded_len(version) > max as usize {
+                    return;
+                }
+                &trimmed
+            }
+            _ => packet,
+        };
         let gate = gate.filter(|seq| !self.persist.is_durable(*seq));
         if let Some(seq) = gate {
             if c.held.back().map(|h| h.seq) != Some(seq) {
@@ -559,4 +574,37 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// `packet` without its Reason String and User Properties: what may be dropped to fit a size limit.
+fn without_diagnostics(packet: &Packet) -> Packet {
+    let mut p = packet.clone();
+    match &mut p {
+        Packet::ConnAck(c) => {
+            c.properties.reason_string = None;
+            c.properties.user_properties.clear();
+        }
+        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
+            a.properties.reason_string = None;
+            a.properties.user_properties.clear();
+        }
+        Packet::SubAck(s) => {
+            s.properties.reason_string = None;
+            s.properties.user_properties.clear();
+        }
+        Packet::UnsubAck(u) => {
+            u.properties.reason_string = None;
+            u.properties.user_properties.clear();
+        }
+        Packet::Disconnect(d) => {
+            d.properties.reason_string = None;
+            d.properties.user_properties.clear();
+        }
+        Packet::Auth(a) => {
+            a.properties.reason_string = None;
+            a.properties.user_properties.clear();
+        }
+        _ => {}
+    }
+    p
 }
