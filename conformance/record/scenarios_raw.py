@@ -85,6 +85,27 @@ def zero_keepalive(port):
 raw("raw_v311_zero_keepalive", zero_keepalive)
 
 
+# CONNECTs the broker must refuse: (scenario, bytes, 3.1.1 ids, 5.0 ids). The client sends one and waits.
+BAD_CONNECTS = [
+    ("raw_unknown_protocol_level", connect("lvl", version=6), "MQTT-3.1.2-2", "MQTT-3.1.2-2"),
+    ("raw_v311_bad_protocol_name", connect("nm", name="MQTX"), "MQTT-3.1.2-1", ""),
+    ("raw_v311_connect_reserved_flag", connect("rsv", flags_extra=0x01), "MQTT-3.1.2-3", ""),
+    ("raw_v5_connect_reserved_flag", connect("rsv", version=V5, flags_extra=0x01), "", "MQTT-3.1.2-3"),
+    ("raw_v311_will_qos_3", connect("wq", will=("w", "x", 3, False)), "MQTT-3.1.2-14", ""),
+    ("raw_v311_will_retain_without_will", connect("wr", flags_extra=0x20), "MQTT-3.1.2-15", ""),
+    ("raw_v311_will_qos_without_will", connect("wq0", flags_extra=0x08), "MQTT-3.1.2-13", ""),
+    ("raw_v311_password_without_username", connect("pw", password="secret"), "MQTT-3.1.2-22", ""),
+    ("raw_v311_client_id_invalid_utf8",
+     packet(0x10, s("MQTT") + bytes([4, 2]) + u16(60) + u16(2) + b"\xc3\x28"),
+     "MQTT-1.5.3-1 MQTT-3.1.3-4", ""),
+    ("raw_v5_unknown_authentication_method",
+     connect("authy", version=V5, properties=props((AUTH_METHOD, s("X-UNKNOWN")), (AUTH_DATA, u16(2) + b"hi"))),
+     "", "MQTT-4.12.0-1"),
+]
+for name, data, ids311, ids5 in BAD_CONNECTS:
+    raw(name, lambda port, d=data: Raw(port).send(d, wait=0.2).close(), covers311=ids311, covers5=ids5)
+
+
 def empty_id_clean(port):
     c = conn(port, "")
     c.send(disconnect())
@@ -112,73 +133,6 @@ def empty_id_v5(port):
 raw("raw_v5_empty_client_id_assigned", empty_id_v5, covers5="MQTT-3.1.3-6 MQTT-3.1.3-7 MQTT-3.2.2-16")
 
 
-def bad_level(port):
-    c = Raw(port)
-    c.send(connect("lvl", version=6), wait=0.2)
-    c.close()
-
-
-raw("raw_unknown_protocol_level", bad_level, covers311="MQTT-3.1.2-2", covers5="MQTT-3.1.2-2")
-
-
-def bad_name(port):
-    c = Raw(port)
-    c.send(connect("nm", name="MQTX"), wait=0.2)
-    c.close()
-
-
-raw("raw_v311_bad_protocol_name", bad_name, covers311="MQTT-3.1.2-1")
-
-
-def reserved_flag(port):
-    c = Raw(port)
-    c.send(connect("rsv", flags_extra=0x01), wait=0.2)
-    c.close()
-
-
-raw("raw_v311_connect_reserved_flag", reserved_flag, covers311="MQTT-3.1.2-3")
-raw("raw_v5_connect_reserved_flag",
-    lambda port: Raw(port).send(connect("rsv", version=V5, flags_extra=0x01), wait=0.2).close(),
-    covers5="MQTT-3.1.2-3")
-
-
-def will_qos3(port):
-    c = Raw(port)
-    c.send(connect("wq", flags_extra=0x04 | 0x18) if False else
-           connect("wq", will=("w", "x", 3, False)), wait=0.2)
-    c.close()
-
-
-raw("raw_v311_will_qos_3", will_qos3, covers311="MQTT-3.1.2-14")
-
-
-def will_retain_without_will(port):
-    c = Raw(port)
-    c.send(connect("wr", flags_extra=0x20), wait=0.2)
-    c.close()
-
-
-raw("raw_v311_will_retain_without_will", will_retain_without_will, covers311="MQTT-3.1.2-15")
-
-
-def will_qos_without_will(port):
-    c = Raw(port)
-    c.send(connect("wq0", flags_extra=0x08), wait=0.2)
-    c.close()
-
-
-raw("raw_v311_will_qos_without_will", will_qos_without_will, covers311="MQTT-3.1.2-13")
-
-
-def password_without_user(port):
-    c = Raw(port)
-    c.send(connect("pw", password="secret"), wait=0.2)
-    c.close()
-
-
-raw("raw_v311_password_without_username", password_without_user, covers311="MQTT-3.1.2-22")
-
-
 def username_password(port):
     c = conn(port, "creds", username="alice", password="secret")
     c.send(disconnect())
@@ -195,16 +149,6 @@ def long_client_id(port):
 
 
 raw("raw_v311_long_client_id", long_client_id, covers311="MQTT-3.1.3-5")
-
-
-def client_id_bad_utf8(port):
-    c = Raw(port)
-    body = s("MQTT") + bytes([4, 2]) + u16(60) + u16(2) + b"\xc3\x28"
-    c.send(packet(0x10, body), wait=0.2)
-    c.close()
-
-
-raw("raw_v311_client_id_invalid_utf8", client_id_bad_utf8, covers311="MQTT-1.5.3-1 MQTT-3.1.3-4")
 
 
 def session_present(port, v=V311):
@@ -1002,16 +946,6 @@ def request_response_info(port):
 
 
 raw("raw_v5_request_response_information", request_response_info)
-
-
-def unknown_auth_method(port):
-    c = Raw(port)
-    c.send(connect("authy", version=V5, properties=props((AUTH_METHOD, s("X-UNKNOWN")),
-                                                         (AUTH_DATA, u16(2) + b"hi"))), wait=0.2)
-    c.close()
-
-
-raw("raw_v5_unknown_authentication_method", unknown_auth_method, covers5="MQTT-4.12.0-1")
 
 
 def pubrec_error(port):
