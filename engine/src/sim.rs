@@ -609,3 +609,49 @@ fn render_ops(ops: &[StoreOp]) -> String {
         .collect();
     parts.join(", ")
 }
+
+/// Unwrapping what [`Sim::recv`] returns, for tests: each panics with what came instead.
+pub mod expect {
+    use crate::codec::{Auth, ConnAck, Disconnect, Packet, Publish, SubAck, UnsubAck};
+
+    macro_rules! unwrap_packet {
+        ($(#[$doc:meta] $name:ident, $variant:ident, $ty:ty, $what:literal;)*) => {$(
+            #[$doc]
+            ///
+            /// # Panics
+            /// If `packet` is anything else.
+            pub fn $name(packet: Option<Packet>) -> $ty {
+                match packet {
+                    Some(Packet::$variant(p)) => p,
+                    other => panic!(concat!("expected ", $what, ", got {:?}"), other),
+                }
+            }
+        )*};
+    }
+
+    unwrap_packet! {
+        /// The CONNACK.
+        connack, ConnAck, ConnAck, "CONNACK";
+        /// The PUBLISH.
+        publish_of, Publish, Publish, "PUBLISH";
+        /// The SUBACK.
+        suback_of, SubAck, SubAck, "SUBACK";
+        /// The UNSUBACK.
+        unsuback_of, UnsubAck, UnsubAck, "UNSUBACK";
+        /// The AUTH.
+        auth_of, Auth, Auth, "AUTH";
+        /// The DISCONNECT.
+        disconnect_of, Disconnect, Disconnect, "DISCONNECT";
+    }
+
+    /// The payloads of the PUBLISHes among `packets`, as text, in order.
+    pub fn payloads(packets: &[Packet]) -> Vec<String> {
+        packets
+            .iter()
+            .filter_map(|p| match p {
+                Packet::Publish(p) => Some(String::from_utf8_lossy(&p.payload).into_owned()),
+                _ => None,
+            })
+            .collect()
+    }
+}

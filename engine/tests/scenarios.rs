@@ -9,6 +9,7 @@ use cicada_engine::codec::{
     ReasonCode, RetainHandling, SubscriptionId, SubscriptionOptions, TopicFilter, TopicName,
     Unsubscribe, Will,
 };
+use cicada_engine::sim::expect::{connack, payloads, publish_of};
 use cicada_engine::sim::Sim;
 use cicada_engine::{
     AuthDecision, Authentication, CloseReason, Config, DropReason, Event, Input, Message,
@@ -23,30 +24,6 @@ fn sim() -> Sim {
 
 fn pid(n: u16) -> PacketId {
     PacketId::new(n).expect("non-zero")
-}
-
-fn connack(packet: Option<Packet>) -> cicada_engine::codec::ConnAck {
-    match packet {
-        Some(Packet::ConnAck(ack)) => ack,
-        other => panic!("expected CONNACK, got {other:?}"),
-    }
-}
-
-fn publish_of(packet: Option<Packet>) -> Publish {
-    match packet {
-        Some(Packet::Publish(p)) => p,
-        other => panic!("expected PUBLISH, got {other:?}"),
-    }
-}
-
-fn payloads(packets: &[Packet]) -> Vec<String> {
-    packets
-        .iter()
-        .filter_map(|p| match p {
-            Packet::Publish(p) => Some(String::from_utf8_lossy(&p.payload).into_owned()),
-            _ => None,
-        })
-        .collect()
 }
 
 /// A CONNECT resuming (or creating) a persistent session: v5 with the given expiry, v3 without clean.

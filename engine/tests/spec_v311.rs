@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use cicada_engine::codec::{
-    Ack, ConnAck, Connect, Delivery, Disconnect, Packet, PacketId, ProtocolVersion, Publish, QoS,
-    ReasonCode, SubAck, Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName,
-    UnsubAck, Unsubscribe, Will,
+    Ack, Connect, Delivery, Disconnect, Packet, PacketId, ProtocolVersion, Publish, QoS,
+    ReasonCode, Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName, Unsubscribe,
+    Will,
 };
+use cicada_engine::sim::expect::{connack, payloads, publish_of, suback_of, unsuback_of};
 use cicada_engine::sim::Sim;
 use cicada_engine::{
     AuthDecision, Authentication, Config, ConnId, ConnMeta, Engine, Event, Input, Instant,
@@ -39,44 +40,6 @@ fn topic(s: &str) -> TopicName {
 
 fn filter(s: &str) -> TopicFilter {
     TopicFilter::new(s.to_string()).unwrap_or_else(|e| panic!("{s:?}: {e}"))
-}
-
-fn connack(packet: Option<Packet>) -> ConnAck {
-    match packet {
-        Some(Packet::ConnAck(ack)) => ack,
-        other => panic!("expected CONNACK, got {other:?}"),
-    }
-}
-
-fn publish_of(packet: Option<Packet>) -> Publish {
-    match packet {
-        Some(Packet::Publish(p)) => p,
-        other => panic!("expected PUBLISH, got {other:?}"),
-    }
-}
-
-fn suback(packet: Option<Packet>) -> SubAck {
-    match packet {
-        Some(Packet::SubAck(ack)) => ack,
-        other => panic!("expected SUBACK, got {other:?}"),
-    }
-}
-
-fn unsuback(packet: Option<Packet>) -> UnsubAck {
-    match packet {
-        Some(Packet::UnsubAck(ack)) => ack,
-        other => panic!("expected UNSUBACK, got {other:?}"),
-    }
-}
-
-fn payloads(packets: &[Packet]) -> Vec<String> {
-    packets
-        .iter()
-        .filter_map(|p| match p {
-            Packet::Publish(p) => Some(String::from_utf8_lossy(&p.payload).into_owned()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn publishes(packets: Vec<Packet>) -> Vec<Publish> {
@@ -122,7 +85,7 @@ fn accepted(sim: &mut Sim, name: &str, connect: Connect) -> bool {
 /// Connects a clean 3.1.1 client `name` subscribed to `filter` at `qos`.
 fn subscriber(sim: &mut Sim, name: &str, filter: &str, qos: QoS) {
     accepted(sim, name, clean(name));
-    let ack = suback(sim.subscribe(name, filter, qos));
+    let ack = suback_of(sim.subscribe(name, filter, qos));
     assert_eq!(ack.reasons, [ReasonCode::granted(qos)]);
 }
 
@@ -541,7 +504,7 @@ fn a_client_packet_id_is_reusable_after_its_acknowledgement() {
 
     for _ in 0..2 {
         sim.send("p", subscribe_packet(3, &[("x", QoS::AtMostOnce)]));
-        assert_eq!(suback(sim.recv("p")).packet_id, pid(3));
+        assert_eq!(suback_of(sim.recv("p")).packet_id, pid(3));
     }
 }
 
@@ -658,11 +621,11 @@ fn suback_and_unsuback_carry_the_request_packet_id() {
     let mut sim = sim();
     accepted(&mut sim, "c", clean("c"));
     sim.send("c", subscribe_packet(31_000, &[("a/#", QoS::AtLeastOnce)]));
-    let ack = suback(sim.recv("c"));
+    let ack = suback_of(sim.recv("c"));
     assert_eq!(ack.packet_id, pid(31_000));
     assert_eq!(ack.reasons, [ReasonCode::GrantedQoS1]);
     sim.send("c", unsubscribe_packet(12, &["a/#"]));
-    assert_eq!(unsuback(sim.recv("c")).packet_id, pid(12));
+    assert_eq!(unsuback_of(sim.recv("c")).packet_id, pid(12));
     assert_eq!(sim.recv("c"), None);
 }
 
@@ -1729,7 +1692,7 @@ fn wildcard_filters_are_refused_when_wildcards_are_off() {
             ],
         ),
     );
-    let codes: Vec<u8> = suback(sim.recv("c"))
+    let codes: Vec<u8> = suback_of(sim.recv("c"))
         .reasons
         .iter()
         .map(|r| r.to_v3_suback())
@@ -1781,7 +1744,7 @@ fn resubscribing_replaces_the_subscription_and_resends_retained_messages() {
 
     sim.send("s", subscribe_packet(9, &[("t", QoS::ExactlyOnce)]));
     assert_eq!(
-        suback(sim.recv("s")).reasons,
+        suback_of(sim.recv("s")).reasons,
         [ReasonCode::GrantedQoS2],
         "the new QoS"
     );
@@ -1837,7 +1800,7 @@ fn several_filters_in_one_subscribe_get_one_suback_in_order() {
             ],
         ),
     );
-    let ack = suback(sim.recv("c"));
+    let ack = suback_of(sim.recv("c"));
     assert_eq!(sim.recv("c"), None, "one SUBACK");
     assert_eq!(ack.packet_id, pid(4));
     let codes: Vec<u8> = ack.reasons.iter().map(|r| r.to_v3_suback()).collect();
@@ -1948,15 +1911,15 @@ fn unsubscribe_compares_filters_character_by_character() {
         "c",
         subscribe_packet(1, &[("a/+", QoS::AtMostOnce), ("a/b", QoS::AtMostOnce)]),
     );
-    suback(sim.recv("c"));
+    suback_of(sim.recv("c"));
     sim.send(
         "c",
         unsubscribe_packet(2, &["a/#", "A/+", "a/+/", "+/b", "#"]),
     );
-    unsuback(sim.recv("c"));
+    unsuback_of(sim.recv("c"));
     assert_eq!(sim.engine.subscription_count(), 2);
     sim.send("c", unsubscribe_packet(3, &["a/+"]));
-    unsuback(sim.recv("c"));
+    unsuback_of(sim.recv("c"));
     assert_eq!(sim.engine.subscription_count(), 1);
     accepted(&mut sim, "p", clean("p"));
     sim.publish("p", "a/c", QoS::AtMostOnce, "gone");
@@ -1974,7 +1937,7 @@ fn unsubscribing_stops_new_messages_but_completes_started_ones() {
         "s",
         subscribe_packet(1, &[("one", QoS::AtLeastOnce), ("two", QoS::ExactlyOnce)]),
     );
-    suback(sim.recv("s"));
+    suback_of(sim.recv("s"));
     accepted(&mut sim, "p", clean("p"));
     sim.publish("p", "one", QoS::AtLeastOnce, "q1");
     sim.publish("p", "two", QoS::ExactlyOnce, "q2");
@@ -1986,7 +1949,7 @@ fn unsubscribing_stops_new_messages_but_completes_started_ones() {
         .collect();
 
     sim.send("s", unsubscribe_packet(2, &["one", "two"]));
-    unsuback(sim.recv("s"));
+    unsuback_of(sim.recv("s"));
     sim.publish("p", "one", QoS::AtLeastOnce, "late1");
     sim.publish("p", "two", QoS::ExactlyOnce, "late2");
     assert_eq!(sim.recv_all("s"), [], "nothing new");
@@ -2008,7 +1971,7 @@ fn unsuback_even_when_nothing_was_deleted() {
     let mut sim = sim();
     accepted(&mut sim, "c", clean("c"));
     sim.send("c", unsubscribe_packet(77, &["never/subscribed"]));
-    assert_eq!(unsuback(sim.recv("c")).packet_id, pid(77));
+    assert_eq!(unsuback_of(sim.recv("c")).packet_id, pid(77));
 }
 
 /// [MQTT-3.10.4-6]: an UNSUBSCRIBE with several filters deletes each and is answered by one UNSUBACK.
@@ -2027,9 +1990,9 @@ fn several_filters_in_one_unsubscribe_get_one_unsuback() {
             ],
         ),
     );
-    suback(sim.recv("c"));
+    suback_of(sim.recv("c"));
     sim.send("c", unsubscribe_packet(2, &["a", "nothing", "b/#"]));
-    assert_eq!(unsuback(sim.recv("c")).packet_id, pid(2));
+    assert_eq!(unsuback_of(sim.recv("c")).packet_id, pid(2));
     assert_eq!(sim.recv("c"), None, "one UNSUBACK");
     assert_eq!(sim.engine.subscription_count(), 1);
 }
@@ -2361,7 +2324,7 @@ fn misplaced_wildcards_in_filters_close_the_connection() {
     let entries: Vec<(&str, QoS)> = good.iter().map(|f| (*f, QoS::AtMostOnce)).collect();
     sim.send("c", subscribe_packet(1, &entries));
     assert_eq!(
-        suback(sim.recv("c")).reasons,
+        suback_of(sim.recv("c")).reasons,
         vec![ReasonCode::Success; good.len()]
     );
 }

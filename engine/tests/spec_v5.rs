@@ -9,8 +9,9 @@ use bytes::Bytes;
 use cicada_engine::codec::{
     Ack, Auth, ConnAck, Connect, Delivery, Disconnect, Packet, PacketId, ProtocolVersion, Publish,
     QoS, ReasonCode, RetainHandling, SubAck, Subscribe, Subscription, SubscriptionId,
-    SubscriptionOptions, TopicFilter, TopicName, UnsubAck, Unsubscribe, UserProperty, Will,
+    SubscriptionOptions, TopicFilter, TopicName, Unsubscribe, UserProperty, Will,
 };
+use cicada_engine::sim::expect::{auth_of, connack, publish_of, suback_of, unsuback_of};
 use cicada_engine::sim::Sim;
 use cicada_engine::{
     AuthDecision, Authentication, Config, ConnId, ConnMeta, DropReason, Engine, Event, Input,
@@ -43,41 +44,6 @@ fn filter(s: &str) -> TopicFilter {
     match TopicFilter::new(s) {
         Ok(f) => f,
         Err(e) => panic!("{s:?}: {e}"),
-    }
-}
-
-fn connack(packet: Option<Packet>) -> ConnAck {
-    match packet {
-        Some(Packet::ConnAck(ack)) => ack,
-        other => panic!("expected CONNACK, got {other:?}"),
-    }
-}
-
-fn publish_of(packet: Option<Packet>) -> Publish {
-    match packet {
-        Some(Packet::Publish(p)) => p,
-        other => panic!("expected PUBLISH, got {other:?}"),
-    }
-}
-
-fn suback_of(packet: Option<Packet>) -> SubAck {
-    match packet {
-        Some(Packet::SubAck(a)) => a,
-        other => panic!("expected SUBACK, got {other:?}"),
-    }
-}
-
-fn unsuback_of(packet: Option<Packet>) -> UnsubAck {
-    match packet {
-        Some(Packet::UnsubAck(a)) => a,
-        other => panic!("expected UNSUBACK, got {other:?}"),
-    }
-}
-
-fn auth_of(packet: Option<Packet>) -> Auth {
-    match packet {
-        Some(Packet::Auth(a)) => a,
-        other => panic!("expected AUTH, got {other:?}"),
     }
 }
 

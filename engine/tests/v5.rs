@@ -6,36 +6,16 @@ use std::num::NonZeroU16;
 
 use bytes::Bytes;
 use cicada_engine::codec::{
-    Auth, ConnAck, Connect, Disconnect, Packet, ProtocolVersion, Publish, QoS, ReasonCode,
-    Subscribe, SubscriptionId, SubscriptionOptions, TopicFilter, UserProperty,
+    Auth, Connect, Packet, ProtocolVersion, Publish, QoS, ReasonCode, Subscribe, SubscriptionId,
+    SubscriptionOptions, TopicFilter, UserProperty,
 };
+use cicada_engine::sim::expect::{auth_of, connack, disconnect_of, publish_of};
 use cicada_engine::sim::Sim;
 use cicada_engine::{
     AuthDecision, AuthStage, Authentication, CloseReason, Config, Event, Input, Redirect,
 };
 
 use ProtocolVersion::{V3_1_1, V5};
-
-fn connack(packet: Option<Packet>) -> ConnAck {
-    match packet {
-        Some(Packet::ConnAck(ack)) => ack,
-        other => panic!("expected CONNACK, got {other:?}"),
-    }
-}
-
-fn disconnect(packet: Option<Packet>) -> Disconnect {
-    match packet {
-        Some(Packet::Disconnect(d)) => d,
-        other => panic!("expected DISCONNECT, got {other:?}"),
-    }
-}
-
-fn auth(packet: Option<Packet>) -> Auth {
-    match packet {
-        Some(Packet::Auth(a)) => a,
-        other => panic!("expected AUTH, got {other:?}"),
-    }
-}
 
 /// (topic as sent, alias) of every PUBLISH `name` received.
 fn topics_and_aliases(sim: &mut Sim, name: &str) -> Vec<(String, Option<u16>)> {
@@ -49,13 +29,6 @@ fn topics_and_aliases(sim: &mut Sim, name: &str) -> Vec<(String, Option<u16>)> {
             _ => None,
         })
         .collect()
-}
-
-fn publish_of(packet: Option<Packet>) -> Publish {
-    match packet {
-        Some(Packet::Publish(p)) => p,
-        other => panic!("expected PUBLISH, got {other:?}"),
-    }
 }
 
 // ----- outbound topic aliases -----
@@ -209,7 +182,7 @@ fn a_redirect_set_at_runtime_moves_new_clients_and_a_shutdown_sends_connected_on
         "connected clients stay until drained"
     );
     sim.input(Input::Shutdown);
-    let d = disconnect(sim.recv("early"));
+    let d = disconnect_of(sim.recv("early"));
     assert_eq!(d.reason, ReasonCode::ServerMoved);
     assert_eq!(
         d.properties.server_reference.as_deref(),
@@ -219,7 +192,7 @@ fn a_redirect_set_at_runtime_moves_new_clients_and_a_shutdown_sends_connected_on
     sim.input(Input::SetRedirect { redirect: None });
     assert_eq!(connack(sim.connect("back", V5)).reason, ReasonCode::Success);
     sim.input(Input::Shutdown);
-    let d = disconnect(sim.recv("back"));
+    let d = disconnect_of(sim.recv("back"));
     assert_eq!(
         (d.reason, d.properties.server_reference),
         (ReasonCode::ServerShuttingDown, None)
@@ -376,7 +349,7 @@ fn subscription_identifiers_off_is_advertised_and_enforced() {
     };
     s.properties.subscription_identifier = SubscriptionId::new(4);
     sim.send("c", Packet::Subscribe(s));
-    let d = disconnect(sim.recv("c"));
+    let d = disconnect_of(sim.recv("c"));
     assert_eq!(d.reason, ReasonCode::SubscriptionIdentifiersNotSupported);
     insta::assert_snapshot!(sim.transcript());
 }
@@ -442,7 +415,7 @@ fn enhanced_authentication_challenge_and_response_then_reauthentication() {
             data: Bytes::from_static(b"prove it"),
         },
     );
-    let challenge = auth(sim.recv("c"));
+    let challenge = auth_of(sim.recv("c"));
     assert_eq!(challenge.reason, ReasonCode::ContinueAuthentication);
     assert_eq!(
         challenge.properties.authentication_method.as_deref(),
@@ -496,7 +469,7 @@ fn enhanced_authentication_challenge_and_response_then_reauthentication() {
         },
     );
     assert_eq!(
-        auth(sim.recv("c")).reason,
+        auth_of(sim.recv("c")).reason,
         ReasonCode::ContinueAuthentication
     );
     sim.send(
@@ -505,7 +478,7 @@ fn enhanced_authentication_challenge_and_response_then_reauthentication() {
     );
     assert_eq!(last_step(&sim).0, AuthStage::Continue);
     decide(&mut sim, "c", AuthDecision::Allow);
-    let done = auth(sim.recv("c"));
+    let done = auth_of(sim.recv("c"));
     assert_eq!(done.reason, ReasonCode::Success);
     assert!(!sim.is_closed("c"));
     insta::assert_snapshot!(sim.transcript());
@@ -529,7 +502,10 @@ fn a_failed_reauthentication_disconnects() {
         },
     );
     // 0x86 exists only in CONNACK; a DISCONNECT says 0x87.
-    assert_eq!(disconnect(sim.recv("c")).reason, ReasonCode::NotAuthorized);
+    assert_eq!(
+        disconnect_of(sim.recv("c")).reason,
+        ReasonCode::NotAuthorized
+    );
     assert!(sim.is_closed("c"));
     assert!(sim.events.iter().any(|e| matches!(
         e,
@@ -592,7 +568,7 @@ fn unknown_methods_and_out_of_turn_auth_packets_are_refused() {
         client_auth(ReasonCode::ReAuthenticate, METHOD, b"hi"),
     );
     assert_eq!(
-        disconnect(sim.recv("plain")).reason,
+        disconnect_of(sim.recv("plain")).reason,
         ReasonCode::ProtocolError
     );
 
@@ -605,7 +581,7 @@ fn unknown_methods_and_out_of_turn_auth_packets_are_refused() {
         client_auth(ReasonCode::ContinueAuthentication, METHOD, b"hi"),
     );
     assert_eq!(
-        disconnect(sim.recv("early")).reason,
+        disconnect_of(sim.recv("early")).reason,
         ReasonCode::ProtocolError
     );
     insta::assert_snapshot!(sim.transcript());
@@ -723,10 +699,10 @@ fn invalid_utf8_with_payload_format_indicator_is_0x99_with_a_reason_string_unles
         p.properties.payload_format_indicator = Some(true);
         sim.send(name, Packet::Publish(p));
     }
-    let chatty = disconnect(sim.recv("chatty"));
+    let chatty = disconnect_of(sim.recv("chatty"));
     assert_eq!(chatty.reason, ReasonCode::PayloadFormatInvalid);
     assert!(chatty.properties.reason_string.is_some());
-    let quiet = disconnect(sim.recv("quiet"));
+    let quiet = disconnect_of(sim.recv("quiet"));
     assert_eq!(quiet.reason, ReasonCode::PayloadFormatInvalid);
     assert_eq!(
         quiet.properties.reason_string, None,
