@@ -484,6 +484,7 @@ pub fn replay_engine(trace: &Trace) -> Result<Replay, ReplayError> {
                     meta: ConnMeta {
                         peer: format!("trace:{}", e.conn),
                         listener: "trace".into(),
+                        ..ConnMeta::default()
                     },
                 });
             }

@@ -140,6 +140,7 @@ impl Bench {
             let meta = ConnMeta {
                 peer: format!("10.0.0.{i}:1883"),
                 listener: "bench".into(),
+                ..ConnMeta::default()
             };
             bench.run(Input::Accepted { conn, meta });
             // Only the subscribers' sessions are persistent (and only when durable).

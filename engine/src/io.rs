@@ -23,10 +23,34 @@ impl std::fmt::Display for ConnId {
 /// What the shell knows about a connection when it accepts it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConnMeta {
-    /// The peer's address, for logs and authentication.
+    /// The peer's address, for logs and authentication (the real client's behind a PROXY header).
     pub peer: String,
     /// The listener it came in on.
     pub listener: String,
+    /// The verified client certificate's identity, on TLS, WSS and QUIC listeners with client
+    /// certificates; handed to the authenticator.
+    pub identity: Option<CertIdentity>,
+    /// A user name the transport vouches for (the certificate identity, when the listener says to use
+    /// it as the user name). It replaces CONNECT's User Name, so a client cannot claim another.
+    pub username: Option<ByteString>,
+}
+
+/// Who a verified client certificate names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CertIdentity {
+    /// The subject's Common Name, if it has one.
+    pub common_name: Option<String>,
+    /// Subject Alternative Names (DNS names, e-mail addresses, URIs, IP addresses), as text.
+    pub alt_names: Vec<String>,
+}
+
+impl CertIdentity {
+    /// The name to use as a user name: the Common Name, or else the first alternative name.
+    pub fn name(&self) -> Option<&str> {
+        self.common_name
+            .as_deref()
+            .or_else(|| self.alt_names.first().map(String::as_str))
+    }
 }
 
 /// A storage batch's sequence number; batches are numbered 1, 2, 3... in the order they are emitted.
@@ -328,6 +352,8 @@ pub enum Event {
         password: Option<Bytes>,
         /// The peer address from [`ConnMeta`].
         peer: String,
+        /// The verified client certificate's identity from [`ConnMeta`], if any.
+        identity: Option<CertIdentity>,
         /// The enhanced authentication method (CONNECT's Authentication Method), if any.
         method: Option<ByteString>,
         /// The method's data from this step's CONNECT or AUTH, if any.

@@ -30,7 +30,7 @@ mod timer;
 pub use config::{Authentication, Config, ConfigError, Redirect, SharedStrategy};
 pub use engine::{Engine, Stats, Transmit};
 pub use io::{
-    AuthDecision, AuthStage, CloseReason, ConnId, ConnMeta, DropReason, Event, Input,
+    AuthDecision, AuthStage, CertIdentity, CloseReason, ConnId, ConnMeta, DropReason, Event, Input,
     OutboundState, PeerMessage, PersistSeq, StoreOp,
 };
 pub use message::{Message, MessageProperties};

@@ -212,6 +212,7 @@ impl Sim {
         let meta = ConnMeta {
             peer: format!("sim:{name}"),
             listener: "sim".into(),
+            ..ConnMeta::default()
         };
         self.line(&format!("{name} connects as {conn}"));
         self.input(Input::Accepted { conn, meta });

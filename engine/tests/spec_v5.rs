@@ -215,6 +215,7 @@ fn raw_answer(config: Config, input: &[u8]) -> Vec<u8> {
     let meta = ConnMeta {
         peer: "raw".into(),
         listener: "raw".into(),
+        ..ConnMeta::default()
     };
     engine.handle(Instant::ZERO, Input::Accepted { conn, meta });
     engine.handle(

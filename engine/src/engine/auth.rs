@@ -34,6 +34,7 @@ impl Engine {
             username: c.username.clone(),
             password,
             peer: c.meta.peer.clone(),
+            identity: c.meta.identity.clone(),
             method: c.auth_method.clone(),
             data,
             stage,

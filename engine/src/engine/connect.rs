@@ -28,7 +28,8 @@ impl Engine {
         c.problem_info = connect.properties.request_problem_information != Some(false);
         c.max_packet_out = connect.properties.maximum_packet_size.map(NonZeroU32::get);
         c.auth_method = connect.properties.authentication_method.clone();
-        c.username = connect.username.clone();
+        // A user name the transport vouches for (a certificate identity) wins over the claimed one.
+        c.username = c.meta.username.clone().or_else(|| connect.username.clone());
         if let Some(reason) = refusal {
             return self.refuse(id, connect.protocol, reason);
         }
