@@ -17,10 +17,10 @@ use cicada_engine::codec::{
     Ack, Connect, Decoded, Decoder, Delivery, Packet, PacketId, ProtocolVersion, Publish, QoS,
     Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName,
 };
+use cicada_transports::client::{ClientTls, Target};
+use cicada_transports::BoxStream;
 use clap::{Parser, ValueEnum};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Scenario {
@@ -35,6 +35,9 @@ enum Scenario {
     /// One client stores `clients` retained messages (QoS 1, topics `site/{i / 1000}/sensor/{i % 1000}`);
     /// reports the broker's resident memory per retained message.
     Retained,
+    /// `clients` loops each connecting (over the transport of `--url`), completing CONNECT/CONNACK
+    /// and disconnecting, for `seconds`; reports connections per second.
+    Handshakes,
 }
 
 #[derive(Debug, Parser)]
@@ -44,6 +47,12 @@ struct Args {
     host: String,
     #[arg(long, default_value_t = 1883)]
     port: u16,
+    /// Broker URL (`mqtt://`, `mqtts://`, `ws://`, `wss://`, `quic://`); replaces --host/--port.
+    #[arg(long)]
+    url: Option<String>,
+    /// CA bundle (PEM) to verify a TLS broker with.
+    #[arg(long)]
+    cafile: Option<std::path::PathBuf>,
     #[arg(long, value_enum, default_value = "pairs")]
     scenario: Scenario,
     /// Publishers (fan-in), subscribers (fan-out), pairs, or idle connections.
@@ -81,17 +90,27 @@ struct Stats {
 }
 
 struct Conn {
-    read: OwnedReadHalf,
-    write: OwnedWriteHalf,
+    read: ReadHalf<BoxStream>,
+    write: WriteHalf<BoxStream>,
     decoder: Decoder,
     buf: BytesMut,
 }
 
 impl Conn {
     async fn open(args: &Args, id: String) -> std::io::Result<Conn> {
-        let stream = TcpStream::connect((args.host.as_str(), args.port)).await?;
-        stream.set_nodelay(true)?;
-        let (read, write) = stream.into_split();
+        let url = match &args.url {
+            Some(url) => url.clone(),
+            None => format!("mqtt://{}:{}", args.host, args.port),
+        };
+        let target = Target::parse(&url).map_err(std::io::Error::other)?;
+        let tls = ClientTls {
+            ca: args.cafile.clone(),
+            ..ClientTls::default()
+        };
+        let stream = cicada_transports::client::connect(&target, &tls)
+            .await
+            .map_err(std::io::Error::other)?;
+        let (read, write) = tokio::io::split(stream);
         let mut decoder = Decoder::new(1 << 24);
         decoder.set_version(ProtocolVersion::V3_1_1);
         let mut conn = Conn {
@@ -117,6 +136,15 @@ impl Conn {
                 "expected CONNACK, got {other:?}"
             ))),
         }
+    }
+
+    /// Sends DISCONNECT and closes the stream.
+    async fn close(mut self) -> std::io::Result<()> {
+        self.send(&Packet::Disconnect(cicada_engine::codec::Disconnect::new(
+            cicada_engine::codec::ReasonCode::Success,
+        )))
+        .await?;
+        self.write.shutdown().await
     }
 
     async fn send(&mut self, packet: &Packet) -> std::io::Result<()> {
@@ -276,6 +304,44 @@ async fn store_retained(mut conn: Conn, count: usize, payload: usize) -> std::io
     Ok(())
 }
 
+/// `clients` concurrent loops of connect + CONNECT/CONNACK + DISCONNECT for `seconds`.
+async fn handshakes(args: &Arc<Args>) -> std::io::Result<()> {
+    let done = Arc::new(AtomicU64::new(0));
+    let cpu_before = args.broker_pid.and_then(cpu_seconds);
+    let start = Instant::now();
+    let until = start + Duration::from_secs(args.seconds);
+    let mut tasks = Vec::new();
+    for i in 0..args.clients {
+        let (args, done) = (args.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < until {
+                let conn = Conn::open(&args, format!("hs-{i}-{n}")).await?;
+                conn.close().await?;
+                n += 1;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<(), std::io::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(std::io::Error::other)??;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = match (cpu_before, args.broker_pid.and_then(cpu_seconds)) {
+        (Some(a), Some(b)) => format!("{:.2}", b - a),
+        _ => "n/a".into(),
+    };
+    let n = done.load(Ordering::Relaxed);
+    println!(
+        "{label} scenario=Handshakes clients={clients}: {rate:.0} connections/s ({n} in {elapsed:.1}s), broker cpu {cpu}s",
+        label = args.label,
+        clients = args.clients,
+        rate = n as f64 / elapsed.max(1e-9),
+    );
+    Ok(())
+}
+
 /// Resident memory of `pid`, in KiB.
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -333,6 +399,9 @@ async fn main() -> std::io::Result<()> {
         );
         return Ok(());
     }
+    if let Scenario::Handshakes = args.scenario {
+        return handshakes(&args).await;
+    }
     let origin = Instant::now();
     let stats = Arc::new(Stats::default());
     let (subs, pubs): (Vec<String>, Vec<String>) = match args.scenario {
@@ -348,7 +417,7 @@ async fn main() -> std::io::Result<()> {
             (0..args.clients).map(|i| format!("bench/{i}")).collect(),
             (0..args.clients).map(|i| format!("bench/{i}")).collect(),
         ),
-        Scenario::Idle | Scenario::Retained => (Vec::new(), Vec::new()),
+        Scenario::Idle | Scenario::Retained | Scenario::Handshakes => (Vec::new(), Vec::new()),
     };
     let connect_start = Instant::now();
     let mut idle = Vec::new();

@@ -37,6 +37,8 @@ pub(crate) struct FileConfig {
     pub(crate) features: FeaturesSection,
     pub(crate) redirect: RedirectSection,
     pub(crate) auth: AuthSection,
+    /// `[[listener]]` entries: TCP, TLS, WebSocket, WSS and QUIC listeners.
+    pub(crate) listener: Vec<cicada_transports::ListenerConfig>,
 }
 
 /// `[features]`: optional MQTT 5 capabilities, advertised in CONNACK and enforced.
@@ -168,8 +170,9 @@ impl Default for StorageSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct ServerSection {
-    /// Addresses to listen on (plain TCP).
-    pub(crate) listen: Vec<String>,
+    /// Plain TCP listeners, IP:PORT, on top of any `[[listener]]`. Unset, with no `[[listener]]`:
+    /// 127.0.0.1:1883.
+    pub(crate) listen: Option<Vec<String>>,
     /// Where durable state goes (created if missing).
     pub(crate) data_dir: PathBuf,
     /// Seconds a connection may take to send CONNECT.
@@ -181,7 +184,7 @@ pub(crate) struct ServerSection {
 impl Default for ServerSection {
     fn default() -> Self {
         ServerSection {
-            listen: vec!["127.0.0.1:1883".into()],
+            listen: None,
             data_dir: PathBuf::from("./data"),
             connect_timeout_secs: 10,
             shutdown_grace_secs: 5,
@@ -239,7 +242,7 @@ pub(crate) struct LimitsSection {
 /// Everything the shell needs, checked.
 #[derive(Debug)]
 pub(crate) struct Settings {
-    pub(crate) listen: Vec<SocketAddr>,
+    pub(crate) listeners: Vec<cicada_transports::config::Listener>,
     pub(crate) data_dir: PathBuf,
     pub(crate) log_format: LogFormat,
     pub(crate) log_level: String,
@@ -274,22 +277,7 @@ impl FileConfig {
             key: key.to_string(),
             fix,
         };
-        let mut listen = Vec::new();
-        for addr in &self.server.listen {
-            let parsed = addr.parse::<SocketAddr>().map_err(|_| {
-                invalid(
-                    "server.listen",
-                    format!("{addr:?} is not an address; write IP:PORT, e.g. \"127.0.0.1:1883\""),
-                )
-            })?;
-            listen.push(parsed);
-        }
-        if listen.is_empty() {
-            return Err(invalid(
-                "server.listen",
-                "give at least one address, e.g. [\"127.0.0.1:1883\"]".into(),
-            ));
-        }
+        let listeners = listeners(self.server.listen.as_deref(), &self.listener)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(
                 "log.level",
@@ -374,7 +362,7 @@ impl FileConfig {
             .validate()
             .map_err(|e| invalid(&engine_key(e.key), e.fix.to_string()))?;
         Ok(Settings {
-            listen,
+            listeners,
             data_dir: self.server.data_dir,
             log_format: self.log.format,
             log_level: self.log.level,
@@ -386,6 +374,69 @@ impl FileConfig {
             scram_credentials: self.auth.scram_credentials,
         })
     }
+}
+
+/// The listeners: every `[[listener]]`, then `server.listen` as plain TCP listeners.
+fn listeners(
+    listen: Option<&[String]>,
+    entries: &[cicada_transports::ListenerConfig],
+) -> Result<Vec<cicada_transports::config::Listener>, ConfigError> {
+    use cicada_transports::config::Listener;
+    let default = ["127.0.0.1:1883".to_string()];
+    let listen = match listen {
+        Some(listen) => listen,
+        None if entries.is_empty() => &default,
+        None => &[],
+    };
+    // `[[listener]]` entries bind first: once a `server.listen` port answers, every listener does
+    // (the tests wait on that port).
+    let mut listeners = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let listener = entry.check(i).map_err(|e| ConfigError::Invalid {
+            key: e.key,
+            fix: e.fix,
+        })?;
+        listeners.push(listener);
+    }
+    for addr in listen {
+        let bind = addr
+            .parse::<SocketAddr>()
+            .map_err(|_| ConfigError::Invalid {
+                key: "server.listen".into(),
+                fix: format!("{addr:?} is not an address; write IP:PORT, e.g. \"127.0.0.1:1883\""),
+            })?;
+        listeners.push(Listener {
+            name: format!("tcp://{bind}"),
+            kind: cicada_transports::Kind::Tcp,
+            bind,
+            proxy_protocol: false,
+            max_connections: None,
+            handshake_timeout: Duration::from_secs(10),
+            path: String::new(),
+            tls: None,
+        });
+    }
+    if listeners.is_empty() {
+        return Err(ConfigError::Invalid {
+            key: "server.listen".into(),
+            fix: "give at least one address, e.g. [\"127.0.0.1:1883\"], or a [[listener]]".into(),
+        });
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for l in &listeners {
+        // A UDP (QUIC) and a TCP listener may share a port.
+        let udp = l.kind == cicada_transports::Kind::Quic;
+        if !seen.insert((l.bind, udp)) {
+            return Err(ConfigError::Invalid {
+                key: "listener.bind".into(),
+                fix: format!(
+                    "{} is used by two listeners; give each its own port",
+                    l.bind
+                ),
+            });
+        }
+    }
+    Ok(listeners)
 }
 
 /// The file key of an engine configuration field.
@@ -415,8 +466,9 @@ mod tests {
     #[test]
     fn empty_file_is_a_working_broker() {
         let s = settings("").expect("defaults");
+        let binds: Vec<SocketAddr> = s.listeners.iter().map(|l| l.bind).collect();
         assert_eq!(
-            s.listen,
+            binds,
             ["127.0.0.1:1883".parse::<SocketAddr>().expect("addr")]
         );
         assert_eq!(s.log_format, LogFormat::Text);
@@ -448,6 +500,29 @@ mod tests {
             e.to_string().contains("round_robin"),
             "lists the choices: {e}"
         );
+    }
+
+    #[test]
+    fn listeners_from_server_listen_and_listener_entries() {
+        let tls = "[listener.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n";
+        let s = settings(&format!(
+            "[[listener]]\nkind = \"tls\"\nbind = \"0.0.0.0:8883\"\n{tls}\
+             [[listener]]\nkind = \"quic\"\nbind = \"0.0.0.0:8883\"\n{tls}"
+        ))
+        .expect("valid");
+        // No default TCP listener once listeners are configured.
+        let kinds: Vec<_> = s.listeners.iter().map(|l| l.kind.as_str()).collect();
+        assert_eq!(kinds, ["tls", "quic"]);
+        let s = settings("[server]\nlisten = [\"127.0.0.1:1\"]\n[[listener]]\nkind = \"ws\"\nbind = \"127.0.0.1:2\"\n")
+            .expect("valid");
+        assert_eq!(s.listeners.len(), 2);
+        assert_eq!(s.listeners[0].path, "/mqtt");
+        let e =
+            settings("[[listener]]\nkind = \"wss\"\nbind = \"127.0.0.1:2\"\n").expect_err("no tls");
+        assert!(e.to_string().contains("`listener[0].tls`"), "{e}");
+        let e = settings("[[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:2\"\n[[listener]]\nkind = \"ws\"\nbind = \"127.0.0.1:2\"\n")
+            .expect_err("same port");
+        assert!(e.to_string().contains("two listeners"), "{e}");
     }
 
     #[test]

@@ -96,7 +96,7 @@ fn main() -> ExitCode {
     };
     let settings = file.and_then(|mut file| {
         if !cli.listen.is_empty() {
-            file.server.listen = cli.listen.clone();
+            file.server.listen = Some(cli.listen.clone());
         }
         if let Some(dir) = &cli.data_dir {
             file.server.data_dir = dir.clone();
@@ -139,8 +139,11 @@ fn main() -> ExitCode {
 
 fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::new(level);
+    use std::io::IsTerminal;
+    // Colours only on a terminal: a log file or journal gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

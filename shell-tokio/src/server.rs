@@ -8,13 +8,12 @@
 //! - Writer tasks report `Flushed`, which reopens the engine's per-connection send window.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use cicada_engine::{CloseReason, ConnId, ConnMeta, Engine, Event, Input, Instant};
+use cicada_transports::{Accepted, BoxStream, Listeners, Slot, TransportMeta};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
@@ -26,8 +25,7 @@ use crate::storage::{Done, StorageHandle};
 enum Happening {
     Accepted {
         conn: ConnId,
-        peer: SocketAddr,
-        listener: SocketAddr,
+        meta: TransportMeta,
         writer: mpsc::UnboundedSender<Outgoing>,
     },
     Received {
@@ -52,11 +50,8 @@ enum Outgoing {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ServerError {
-    #[error("cannot listen on {addr}: {source} (is another broker running? change `server.listen` or --listen)")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error("{0}")]
+    Listen(#[from] cicada_transports::ListenError),
     #[error(
         "cannot create data directory {path}: {source} (change `server.data_dir` or --data-dir)"
     )]
@@ -136,24 +131,12 @@ pub(crate) async fn run(settings: Settings) -> Result<(), ServerError> {
     let start = tokio::time::Instant::now();
     engine.restore(Instant::from_duration(origin), state);
     let (tx, rx) = mpsc::channel::<Happening>(4096);
-    let mut accept_tasks = Vec::new();
-    let next_conn = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1));
-    for addr in &settings.listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: *addr,
-                source,
-            })?;
-        let local = listener.local_addr().unwrap_or(*addr);
-        info!(%local, "listening");
-        accept_tasks.push(tokio::spawn(accept_loop(
-            listener,
-            local,
-            tx.clone(),
-            next_conn.clone(),
-        )));
-    }
+    let (accepted_tx, accepted_rx) = mpsc::channel::<Accepted>(1024);
+    let listeners = Listeners::bind(settings.listeners.clone(), accepted_tx).await?;
+    let accept_tasks = [
+        tokio::spawn(forward_accepted(accepted_rx, tx.clone())),
+        tokio::spawn(reload_on_sighup(listeners)),
+    ];
     drop(tx);
     let mut shell = EngineTask {
         engine,
@@ -209,51 +192,58 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    local: SocketAddr,
-    tx: mpsc::Sender<Happening>,
-    next_conn: std::sync::Arc<std::sync::atomic::AtomicU64>,
-) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Typically out of file descriptors: back off instead of spinning.
-                warn!(%local, "accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let conn = ConnId(next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        if let Err(e) = stream.set_nodelay(true) {
-            debug!(%peer, "cannot set TCP_NODELAY: {e}");
-        }
+/// Numbers each accepted connection, tells the engine, and starts its reader and writer.
+async fn forward_accepted(mut accepted: mpsc::Receiver<Accepted>, tx: mpsc::Sender<Happening>) {
+    let mut next_conn = 1;
+    while let Some(Accepted { stream, meta, slot }) = accepted.recv().await {
+        let conn = ConnId(next_conn);
+        next_conn += 1;
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
-        if tx
-            .send(Happening::Accepted {
-                conn,
-                peer,
-                listener: local,
-                writer: writer_tx,
-            })
-            .await
-            .is_err()
-        {
+        let happening = Happening::Accepted {
+            conn,
+            meta,
+            writer: writer_tx,
+        };
+        if tx.send(happening).await.is_err() {
             return;
         }
-        tokio::spawn(connection(conn, stream, tx.clone(), writer_rx));
+        tokio::spawn(connection(conn, stream, slot, tx.clone(), writer_rx));
     }
+}
+
+/// Reloads TLS certificates on SIGHUP; owns the listeners, so aborting it stops them.
+async fn reload_on_sighup(listeners: Listeners) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                while hup.recv().await.is_some() {
+                    info!("SIGHUP: reloading certificates");
+                    listeners.reload_tls();
+                }
+            }
+            Err(e) => {
+                warn!("cannot watch SIGHUP, certificates reload only when their files change: {e}")
+            }
+        }
+    }
+    // Keep the listeners open until the broker stops.
+    let _listeners = listeners;
+    std::future::pending::<()>().await;
 }
 
 /// Runs one connection's reader and writer until the engine closes it or the peer goes away.
 async fn connection(
     conn: ConnId,
-    stream: TcpStream,
+    stream: BoxStream,
+    slot: Slot,
     tx: mpsc::Sender<Happening>,
     mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
 ) {
-    let (mut read, mut write) = stream.into_split();
+    // The listener's place is held until both halves are done.
+    let _slot = slot;
+    let (mut read, mut write) = tokio::io::split(stream);
     let reader_tx = tx.clone();
     let reader = tokio::spawn(async move {
         let mut buf = bytes::BytesMut::with_capacity(16 * 1024);
@@ -280,14 +270,11 @@ async fn connection(
     while let Some(msg) = outgoing.recv().await {
         match msg {
             Outgoing::Data(chunks) => {
-                let mut bytes = 0;
-                for chunk in &chunks {
-                    if write.write_all(chunk).await.is_err() {
-                        reader.abort();
-                        let _ = tx.send(Happening::Closed { conn }).await;
-                        return;
-                    }
-                    bytes += chunk.len();
+                let bytes = chunks.iter().map(Bytes::len).sum();
+                if write_batch(&mut write, chunks).await.is_err() {
+                    reader.abort();
+                    let _ = tx.send(Happening::Closed { conn }).await;
+                    return;
                 }
                 if tx.send(Happening::Flushed { conn, bytes }).await.is_err() {
                     break;
@@ -300,6 +287,24 @@ async fn connection(
     reader.abort();
 }
 
+/// Writes a loop turn's bytes for one connection with one write and a flush: one TCP segment
+/// train, one TLS record run, one WebSocket frame.
+async fn write_batch(
+    write: &mut (impl tokio::io::AsyncWrite + Unpin),
+    chunks: Vec<Bytes>,
+) -> std::io::Result<()> {
+    if let [chunk] = chunks.as_slice() {
+        write.write_all(chunk).await?;
+    } else {
+        let mut joined = bytes::BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+        for chunk in &chunks {
+            joined.extend_from_slice(chunk);
+        }
+        write.write_all(&joined).await?;
+    }
+    write.flush().await
+}
+
 struct EngineTask {
     engine: Engine,
     start: tokio::time::Instant,
@@ -308,7 +313,8 @@ struct EngineTask {
     /// The storage thread; `None` with the in-memory backend.
     storage: Option<StorageHandle>,
     writers: BTreeMap<ConnId, mpsc::UnboundedSender<Outgoing>>,
-    peers: BTreeMap<ConnId, SocketAddr>,
+    /// Each connection's peer address and listener, for logs.
+    peers: BTreeMap<ConnId, (String, std::sync::Arc<str>)>,
     shutting_down: bool,
     /// Answers authentication steps.
     auth: crate::auth::Authenticator,
@@ -386,20 +392,22 @@ impl EngineTask {
     fn happening(&mut self, msg: Happening, batch: &mut BTreeMap<ConnId, Vec<Bytes>>) {
         let now = self.now();
         let input = match msg {
-            Happening::Accepted {
-                conn,
-                peer,
-                listener,
-                writer,
-            } => {
+            Happening::Accepted { conn, meta, writer } => {
                 self.writers.insert(conn, writer);
-                self.peers.insert(conn, peer);
-                debug!(%conn, %peer, "accepted");
+                let peer = meta.peer.to_string();
+                debug!(
+                    %conn, %peer, listener = %meta.listener, transport = %meta.kind,
+                    identity = ?meta.identity.as_ref().and_then(|i| i.name()), "accepted"
+                );
+                self.peers
+                    .insert(conn, (peer.clone(), meta.listener.clone()));
                 Input::Accepted {
                     conn,
                     meta: ConnMeta {
-                        peer: peer.to_string(),
-                        listener: listener.to_string(),
+                        peer,
+                        listener: meta.listener.to_string(),
+                        identity: meta.identity,
+                        username: meta.username.map(Into::into),
                     },
                 }
             }
@@ -488,15 +496,15 @@ impl EngineTask {
                     protocol,
                     session_present,
                 } => {
-                    let peer = self.peer(conn);
-                    info!(%conn, client_id = %client_id, %peer, %protocol, session_present, "client connected");
+                    let (peer, listener) = self.peer(conn);
+                    info!(%conn, client_id = %client_id, %peer, %listener, %protocol, session_present, "client connected");
                 }
                 Event::ClientDisconnected {
                     conn,
                     client_id,
                     reason,
                 } => {
-                    let peer = self.peer(conn);
+                    let (peer, _) = self.peer(conn);
                     let client = client_id.as_deref().unwrap_or("-").to_string();
                     match &reason {
                         CloseReason::ProtocolViolation { reason, rule } => warn!(
@@ -525,10 +533,12 @@ impl EngineTask {
         follow_ups
     }
 
-    fn peer(&self, conn: ConnId) -> String {
+    /// The peer address and listener name of a connection, for logs.
+    fn peer(&self, conn: ConnId) -> (String, std::sync::Arc<str>) {
         self.peers
             .get(&conn)
-            .map_or_else(|| "-".into(), ToString::to_string)
+            .cloned()
+            .unwrap_or_else(|| ("-".into(), "-".into()))
     }
 
     fn forget(&mut self, conn: ConnId, batch: &mut BTreeMap<ConnId, Vec<Bytes>>) {

@@ -30,6 +30,7 @@ impl Broker {
 
     /// Starts `cicada` on `port` with `data_dir` (kept as it is: a restart).
     pub fn start_at(port: u16, data_dir: std::path::PathBuf, extra: &[&str]) -> Broker {
+        let log = std::fs::File::create(data_dir.with_extension("log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_cicada"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
@@ -37,7 +38,7 @@ impl Broker {
             .args(["--log-level", "debug"])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start cicada");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -49,6 +50,36 @@ impl Broker {
             port,
             child,
             data_dir,
+        }
+    }
+
+    /// The broker's process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the broker logged so far (debug level).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+    }
+
+    /// Waits until the log has a line containing every one of `parts`; returns that line.
+    pub fn wait_log(&self, parts: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self
+                .log()
+                .lines()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+            {
+                return line.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {parts:?} in:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -83,6 +114,7 @@ impl Drop for Broker {
         let _ = self.child.wait();
         if !self.data_dir.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(&self.data_dir);
+            let _ = std::fs::remove_file(self.data_dir.with_extension("log"));
         }
     }
 }

@@ -1,0 +1,94 @@
+//! End to end over the broker's transports with the Eclipse Paho Python client (`paho-mqtt` 2.x,
+//! installed by the test command): TLS (3.1.1 and 5.0), mTLS accepted and refused, WebSocket, WSS,
+//! and messages crossing from one transport to another.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use cicada_transports::testing::TestPki;
+use support::{free_port, run, Broker};
+
+/// A `[listener.tls]` section with the test PKI's server certificate.
+fn tls_section(pki: &TestPki, client_auth: &str) -> String {
+    format!(
+        "[listener.tls]\ncert = {:?}\nkey = {:?}\nca = {:?}\nclient_auth = \"{client_auth}\"\n",
+        pki.server_cert, pki.server_key, pki.ca_cert
+    )
+}
+
+fn listener(kind: &str, port: u16, tls: Option<String>) -> String {
+    let mut entry = format!("[[listener]]\nkind = \"{kind}\"\nbind = \"127.0.0.1:{port}\"\n");
+    if kind.starts_with("ws") {
+        entry.push_str("path = \"/mqtt\"\n");
+    }
+    entry.push_str(&tls.unwrap_or_default());
+    entry
+}
+
+fn write_config(dir: &Path, listeners: &[String]) -> String {
+    let text = format!(
+        "[storage]\nbackend = \"memory\"\n[sys]\ninterval_secs = 0\n\n{}",
+        listeners.join("\n")
+    );
+    let path = dir.join("cicada.toml");
+    std::fs::write(&path, text).expect("write the broker config");
+    path.to_str().expect("a UTF-8 temp path").to_string()
+}
+
+#[test]
+fn paho_over_tls_mtls_ws_and_wss() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = TestPki::generate(dir.path());
+    let good = pki.client("paho-client");
+    let rogue = pki.untrusted_client("paho-rogue");
+    let (tls, mtls, ws, wss) = (free_port(), free_port(), free_port(), free_port());
+    let config = write_config(
+        dir.path(),
+        &[
+            listener("tls", tls, Some(tls_section(&pki, "none"))),
+            listener("tls", mtls, Some(tls_section(&pki, "required"))),
+            listener("ws", ws, None),
+            listener("wss", wss, Some(tls_section(&pki, "none"))),
+        ],
+    );
+    let broker = Broker::start(&["--config", &config]);
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/paho_transports_e2e.py");
+    let out = run(
+        Command::new("python3")
+            .arg(script)
+            .args([tls, mtls, ws, wss].map(|p| p.to_string()))
+            .args([&pki.ca_cert, &good.cert, &good.key, &rogue.cert, &rogue.key]),
+        Duration::from_secs(120),
+    );
+    assert!(out.contains("paho transports ok"), "{out}");
+
+    // Both refused clients left a line naming the mTLS listener and the failed TLS handshake.
+    let mtls_name = format!("listener=tls://127.0.0.1:{mtls}");
+    broker.wait_log(&["closing connection", "TLS handshake", &mtls_name]);
+    let log = broker.log();
+    let refusals = log
+        .lines()
+        .filter(|l| {
+            l.contains("closing connection")
+                && l.contains("TLS handshake")
+                && l.contains(&mtls_name)
+        })
+        .count();
+    assert!(
+        refusals >= 2,
+        "expected a refused handshake per rejected client:\n{log}"
+    );
+    // Nothing was refused on the other listeners.
+    for (kind, port) in [("tls", tls), ("ws", ws), ("wss", wss)] {
+        let name = format!("listener={kind}://127.0.0.1:{port}");
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("closing connection") && l.contains(&name)),
+            "a connection to the {kind} listener was refused:\n{log}"
+        );
+    }
+}
