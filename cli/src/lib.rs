@@ -359,12 +359,15 @@ fn parse_qos(q: &str) -> Result<QoS, String> {
         .ok_or_else(|| format!("{q:?} is not a QoS; use 0, 1 or 2"))
 }
 
+/// The longest wait accepted (about ten years), so deadlines stay representable.
+const MAX_SECONDS: u64 = 315_360_000;
+
 fn parse_seconds(s: &str) -> Result<Duration, String> {
     s.parse::<f64>()
         .ok()
         .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("{s:?} is not a positive number of seconds"))
+        .filter(|d| !d.is_zero() && d.as_secs() <= MAX_SECONDS)
+        .ok_or_else(|| format!("{s:?} is not a number of seconds between 0 and {MAX_SECONDS}"))
 }
 
 fn parse_topic(t: &str) -> Result<TopicName, String> {

@@ -102,8 +102,12 @@ struct Deadline {
 
 impl Deadline {
     fn after(after: Duration) -> Deadline {
+        let now = Instant::now();
         Deadline {
-            at: Instant::now() + after,
+            // A wait too long to represent is as good as forever: a day and more is plenty.
+            at: now
+                .checked_add(after)
+                .unwrap_or_else(|| now + Duration::from_secs(1 << 40)),
             after,
         }
     }
@@ -342,10 +346,17 @@ impl Session {
         loop {
             match self.step(Some(deadline), kind.name()).await? {
                 None => {}
-                Some(Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubComp(a))
-                    if a.packet_id == id =>
+                Some(packet @ (Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_)))
+                    if packet.packet_type() == kind =>
                 {
-                    return Ok(a)
+                    match packet {
+                        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubComp(a)
+                            if a.packet_id == id =>
+                        {
+                            return Ok(a)
+                        }
+                        other => return Err(unexpected(Some(other), kind.name())),
+                    }
                 }
                 other => return Err(unexpected(other, kind.name())),
             }

@@ -391,12 +391,15 @@ fn listeners(
     // `[[listener]]` entries bind first: once a `server.listen` port answers, every listener does
     // (the tests wait on that port).
     let mut listeners = Vec::new();
+    // Where each listener was configured, for errors.
+    let mut keys = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         let listener = entry.check(i).map_err(|e| ConfigError::Invalid {
             key: e.key,
             fix: e.fix,
         })?;
         listeners.push(listener);
+        keys.push(format!("listener[{i}].bind"));
     }
     for addr in listen {
         let bind = addr
@@ -415,6 +418,7 @@ fn listeners(
             path: String::new(),
             tls: None,
         });
+        keys.push("server.listen".to_string());
     }
     if listeners.is_empty() {
         return Err(ConfigError::Invalid {
@@ -422,15 +426,15 @@ fn listeners(
             fix: "give at least one address, e.g. [\"127.0.0.1:1883\"], or a [[listener]]".into(),
         });
     }
-    let mut seen = std::collections::BTreeSet::new();
-    for l in &listeners {
+    let mut seen = std::collections::BTreeMap::new();
+    for (l, key) in listeners.iter().zip(&keys) {
         // A UDP (QUIC) and a TCP listener may share a port.
         let udp = l.kind == cicada_transports::Kind::Quic;
-        if !seen.insert((l.bind, udp)) {
+        if let Some(first) = seen.insert((l.bind, udp), key) {
             return Err(ConfigError::Invalid {
-                key: "listener.bind".into(),
+                key: key.clone(),
                 fix: format!(
-                    "{} is used by two listeners; give each its own port",
+                    "{} is already used by `{first}`; give each listener its own port",
                     l.bind
                 ),
             });
@@ -522,7 +526,11 @@ mod tests {
         assert!(e.to_string().contains("`listener[0].tls`"), "{e}");
         let e = settings("[[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:2\"\n[[listener]]\nkind = \"ws\"\nbind = \"127.0.0.1:2\"\n")
             .expect_err("same port");
-        assert!(e.to_string().contains("two listeners"), "{e}");
+        assert!(e.to_string().contains("`listener[1].bind`"), "{e}");
+        assert!(
+            e.to_string().contains("already used by `listener[0].bind`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -20,6 +20,10 @@ use tracing::{debug, error, info, warn};
 use crate::config::{Backend, Settings};
 use crate::storage::{Done, StorageHandle};
 
+/// How long one write (or the closing handshake) may make no progress before the connection is
+/// dropped.
+const WRITE_STALL: Duration = Duration::from_secs(30);
+
 /// Inputs for the engine task from sockets.
 #[derive(Debug)]
 enum Happening {
@@ -271,7 +275,11 @@ async fn connection(
         match msg {
             Outgoing::Data(chunks) => {
                 let bytes = chunks.iter().map(Bytes::len).sum();
-                if write_batch(&mut write, chunks).await.is_err() {
+                // A peer that takes no byte for this long is gone or hostile: closing it frees its
+                // listener place and its task.
+                let written =
+                    tokio::time::timeout(WRITE_STALL, write_batch(&mut write, chunks)).await;
+                if !matches!(written, Ok(Ok(()))) {
                     reader.abort();
                     let _ = tx.send(Happening::Closed { conn }).await;
                     return;
@@ -283,7 +291,8 @@ async fn connection(
             Outgoing::Close => break,
         }
     }
-    let _ = write.shutdown().await;
+    // TLS close_notify / WebSocket Close / QUIC FIN, bounded like any write.
+    let _ = tokio::time::timeout(WRITE_STALL, write.shutdown()).await;
     reader.abort();
 }
 

@@ -27,12 +27,7 @@ impl TlsBroker {
         let dir = tempfile::tempdir().expect("temp dir");
         let pki = TestPki::generate(dir.path());
         let (tls, mtls) = (free_port(), free_port());
-        let section = |client_auth: &str| {
-            format!(
-                "[listener.tls]\ncert = {:?}\nkey = {:?}\nca = {:?}\nclient_auth = \"{client_auth}\"\n",
-                pki.server_cert, pki.server_key, pki.ca_cert
-            )
-        };
+        let section = |client_auth: &str| pki.tls_section(client_auth);
         let text = format!(
             "[storage]\nbackend = \"memory\"\n[sys]\ninterval_secs = 0\n\n\
              [[listener]]\nkind = \"tls\"\nbind = \"127.0.0.1:{tls}\"\n{}\n\

@@ -11,14 +11,6 @@ use std::time::Duration;
 use cicada_transports::testing::TestPki;
 use support::{free_port, run, Broker};
 
-/// A `[listener.tls]` section with the test PKI's server certificate.
-fn tls_section(pki: &TestPki, client_auth: &str) -> String {
-    format!(
-        "[listener.tls]\ncert = {:?}\nkey = {:?}\nca = {:?}\nclient_auth = \"{client_auth}\"\n",
-        pki.server_cert, pki.server_key, pki.ca_cert
-    )
-}
-
 fn listener(kind: &str, port: u16, tls: Option<String>) -> String {
     let mut entry = format!("[[listener]]\nkind = \"{kind}\"\nbind = \"127.0.0.1:{port}\"\n");
     if kind.starts_with("ws") {
@@ -48,10 +40,10 @@ fn paho_over_tls_mtls_ws_and_wss() {
     let config = write_config(
         dir.path(),
         &[
-            listener("tls", tls, Some(tls_section(&pki, "none"))),
-            listener("tls", mtls, Some(tls_section(&pki, "required"))),
+            listener("tls", tls, Some(pki.tls_section("none"))),
+            listener("tls", mtls, Some(pki.tls_section("required"))),
             listener("ws", ws, None),
-            listener("wss", wss, Some(tls_section(&pki, "none"))),
+            listener("wss", wss, Some(pki.tls_section("none"))),
         ],
     );
     let broker = Broker::start(&["--config", &config]);

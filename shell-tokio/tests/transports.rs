@@ -25,10 +25,7 @@ fn broker_with(dir: &Path, listeners: &str) -> Broker {
 }
 
 fn tls_section(pki: &TestPki, extra: &str) -> String {
-    format!(
-        "[listener.tls]\ncert = {:?}\nkey = {:?}\nca = {:?}\n{extra}\n",
-        pki.server_cert, pki.server_key, pki.ca_cert
-    )
+    format!("{}{extra}\n", pki.tls_section("none"))
 }
 
 /// Polls until a PUBLISH arrives; returns its payload.

@@ -747,10 +747,11 @@ mod listener_tests {
     ) -> (Listeners, mpsc::Receiver<Accepted>, u16) {
         let mut text = format!("kind = \"{kind}\"\nbind = \"127.0.0.1:0\"\n");
         if kind != "tcp" && kind != "ws" {
-            text.push_str(&format!(
-                "[tls]\ncert = {:?}\nkey = {:?}\nca = {:?}\nclient_auth = \"{client_auth}\"\n",
-                pki.server_cert, pki.server_key, pki.ca_cert
-            ));
+            // A bare entry: its TLS table is `[tls]`, not `[listener.tls]`.
+            text.push_str(
+                &pki.tls_section(client_auth)
+                    .replace("[listener.tls]", "[tls]"),
+            );
         }
         let config: ListenerConfig = toml::from_str(&text).expect("listener config");
         let (tx, rx) = mpsc::channel(4);

@@ -220,6 +220,12 @@ impl ListenerConfig {
                         "client_auth needs a CA bundle to verify client certificates; set `ca` to a PEM file".into(),
                     ));
                 }
+                if tls.ca.is_some() && tls.client_auth == ClientAuth::None {
+                    return Err(err(
+                        "tls.client_auth",
+                        "a CA bundle is set but client certificates are not asked for; set client_auth = \"required\" (or \"optional\"), or remove `ca`".into(),
+                    ));
+                }
                 if tls.identity_as_username && tls.client_auth == ClientAuth::None {
                     return Err(err(
                         "tls.identity_as_username",
@@ -278,6 +284,7 @@ mod tests {
             ("kind = \"tls\"\nbind = \"127.0.0.1:1\"\n[listener.tls]\ncert = \"c\"\nkey = \"k\"\nclient_auth = \"required\"", "listener[0].tls.ca"),
             ("kind = \"tls\"\nbind = \"127.0.0.1:1\"\n[listener.tls]\ncert = \"c\"\nkey = \"k\"\nidentity_as_username = true", "listener[0].tls.identity_as_username"),
             ("kind = \"tcp\"\nbind = \"127.0.0.1:1\"\nmax_connections = 0", "listener[0].max_connections"),
+            ("kind = \"tls\"\nbind = \"127.0.0.1:1\"\n[listener.tls]\ncert = \"c\"\nkey = \"k\"\nca = \"ca\"", "listener[0].tls.client_auth"),
         ];
         for (body, key) in cases {
             let e = check(&format!("[[listener]]\n{body}\n")).expect_err(body);

@@ -26,7 +26,9 @@ pub fn identity_of(cert: &CertificateDer<'_>) -> Option<CertIdentity> {
         .subject()
         .iter_common_name()
         .next()
-        .and_then(attribute_text);
+        .and_then(attribute_text)
+        // An empty CN names no one: the SANs decide.
+        .filter(|cn| !cn.is_empty());
     let alt_names = match x509.subject_alternative_name().ok()? {
         Some(san) => san
             .value
@@ -136,6 +138,17 @@ mod tests {
         let identity = identity_of(&certificate(&params)).expect("identity");
         assert_eq!(identity.common_name, None);
         assert_eq!(identity.alt_names, ["device.example.test"]);
+        assert_eq!(identity.name(), Some("device.example.test"));
+    }
+
+    #[test]
+    fn an_empty_common_name_is_no_name() {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, "");
+        params.subject_alt_names = vec![SanType::DnsName(ia5("device.example.test"))];
+        let identity = identity_of(&certificate(&params)).expect("identity");
+        assert_eq!(identity.common_name, None);
         assert_eq!(identity.name(), Some("device.example.test"));
     }
 

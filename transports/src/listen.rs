@@ -88,7 +88,7 @@ struct Bound {
     quic: Option<quinn::Endpoint>,
 }
 
-/// The running listeners; dropping this stops accepting.
+/// The running listeners; dropping this stops accepting (connections already accepted go on).
 pub struct Listeners {
     bound: Vec<Arc<Bound>>,
     tasks: Vec<JoinHandle<()>>,
@@ -211,9 +211,11 @@ impl Drop for Listeners {
         for task in &self.tasks {
             task.abort();
         }
+        // Refuse new QUIC connections but leave established ones alone: their last bytes (a
+        // DISCONNECT at shutdown) still go out, and each closes when its stream is done.
         for bound in &self.bound {
             if let Some(endpoint) = &bound.quic {
-                endpoint.close(quinn::VarInt::from_u32(0), b"shutting down");
+                endpoint.set_server_config(None);
             }
         }
     }
@@ -360,9 +362,18 @@ fn meta(
         .tls
         .as_ref()
         .is_some_and(|t| t.identity_as_username);
-    let username = match (&identity, as_username) {
-        (Some(id), true) => Some(id.name().ok_or(HandshakeError::NoIdentity)?.to_string()),
-        _ => None,
+    // A listener that takes the certificate as the user name lets no one in without a name from
+    // it (no certificate under `optional`, or one whose identity cannot be read): the user name in
+    // CONNECT would otherwise stand, and anyone could claim anyone.
+    let username = match as_username {
+        true => Some(
+            identity
+                .as_ref()
+                .and_then(CertIdentity::name)
+                .ok_or(HandshakeError::NoIdentity)?
+                .to_string(),
+        ),
+        false => None,
     };
     Ok(TransportMeta {
         peer,
@@ -431,4 +442,88 @@ async fn quic_handshake(
         Box::new(quic::QuicStream::new(conn, send, recv, None)),
         meta,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ClientAuth, TlsConfig};
+
+    fn bound(client_auth: ClientAuth, identity_as_username: bool) -> Bound {
+        let tls = TlsConfig {
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+            ca: Some("ca.pem".into()),
+            client_auth,
+            identity_as_username,
+            watch_interval_secs: 0,
+        };
+        Bound {
+            listener: Listener {
+                name: "mtls".into(),
+                kind: Kind::Tls,
+                bind: ([127, 0, 0, 1], 8883).into(),
+                proxy_protocol: false,
+                max_connections: None,
+                handshake_timeout: Duration::from_secs(10),
+                path: String::new(),
+                tls: Some(tls),
+            },
+            local: ([127, 0, 0, 1], 8883).into(),
+            tls: None,
+            quic: None,
+        }
+    }
+
+    fn identity(cn: Option<&str>, alt: &[&str]) -> CertIdentity {
+        CertIdentity {
+            common_name: cn.map(Into::into),
+            alt_names: alt.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn identity_as_username_names_the_user_or_refuses_the_connection() {
+        let peer: SocketAddr = ([192, 0, 2, 7], 5000).into();
+        let b = bound(ClientAuth::Optional, true);
+        let m = meta(
+            &b,
+            peer,
+            Some(identity(Some("device-7"), &["d7@example.test"])),
+        )
+        .expect("named");
+        assert_eq!(m.username.as_deref(), Some("device-7"));
+        let m = meta(&b, peer, Some(identity(None, &["d7@example.test"]))).expect("named by SAN");
+        assert_eq!(m.username.as_deref(), Some("d7@example.test"));
+        // Without a certificate (optional) or without a name in it, CONNECT's user name would
+        // stand: refused instead.
+        assert!(matches!(
+            meta(&b, peer, None),
+            Err(HandshakeError::NoIdentity)
+        ));
+        assert!(matches!(
+            meta(&b, peer, Some(identity(None, &[]))),
+            Err(HandshakeError::NoIdentity)
+        ));
+        // Without the option the identity is carried, and the user name is CONNECT's.
+        let b = bound(ClientAuth::Optional, false);
+        let m = meta(&b, peer, None).expect("anonymous allowed");
+        assert_eq!((m.username, m.identity), (None, None));
+        let m = meta(&b, peer, Some(identity(Some("x"), &[]))).expect("identity");
+        assert_eq!(m.username, None);
+        assert_eq!(m.identity.and_then(|i| i.common_name).as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn slots_are_counted_and_given_back() {
+        let count = Some(Arc::new(AtomicUsize::new(0)));
+        let a = Slot::take(&count, Some(2)).expect("first");
+        let b = Slot::take(&count, Some(2)).expect("second");
+        assert!(Slot::take(&count, Some(2)).is_none());
+        drop(a);
+        let c = Slot::take(&count, Some(2)).expect("freed");
+        drop((b, c));
+        assert_eq!(count.as_ref().map(|c| c.load(Ordering::Acquire)), Some(0));
+        assert!(Slot::take(&None, None).is_some());
+    }
 }

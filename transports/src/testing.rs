@@ -89,6 +89,19 @@ impl TestPki {
         issue_client(&rogue, common_name, &self.dir, &stem)
     }
 
+    /// A broker config `[listener.tls]` section serving this PKI's server certificate, with
+    /// `client_auth` = `none`, `optional` or `required` (the CA bundle is named unless `none`).
+    pub fn tls_section(&self, client_auth: &str) -> String {
+        let mut section = format!(
+            "[listener.tls]\ncert = {:?}\nkey = {:?}\n",
+            self.server_cert, self.server_key
+        );
+        if client_auth != "none" {
+            section += &format!("ca = {:?}\nclient_auth = \"{client_auth}\"\n", self.ca_cert);
+        }
+        section
+    }
+
     /// Replaces the server's certificate and key with new ones: a new key, Common Name
     /// `common_name`, the same SANs, signed by the same CA. Tests use it to check that a listener
     /// reloads its certificate (the served certificate's CN changes).

@@ -188,10 +188,12 @@ impl ReloadingTls {
     /// Reads the files again and, if they make a valid config, uses it for new handshakes. On
     /// error the old config stays.
     pub fn reload(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let stamps = Self::stamps_of(&self.cfg);
+        // One reload at a time (SIGHUP and the watcher may race): the files read last are the
+        // ones installed.
+        let mut stamps = self.stamps.lock().unwrap_or_else(PoisonError::into_inner);
         let alpn: Vec<&[u8]> = self.alpn.iter().map(Vec::as_slice).collect();
         // Remember the stamps even on failure, so a broken file is reported once, not at every check.
-        *self.stamps.lock().unwrap_or_else(PoisonError::into_inner) = stamps;
+        *stamps = Self::stamps_of(&self.cfg);
         let config = Arc::new(server_config(&self.cfg, &alpn, self.versions)?);
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = config.clone();
         Ok(config)
