@@ -8,7 +8,7 @@ use cicada_cli::session::{Options, Session};
 use cicada_cli::{parse, run_with_input, CliError};
 use cicada_engine::codec::{
     Ack, ConnAck, Connect, Decoded, Decoder, Delivery, Disconnect, Packet, PacketId,
-    ProtocolVersion, Publish, QoS, ReasonCode, SubAck, TopicFilter, TopicName,
+    ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe, TopicFilter, TopicName,
 };
 use cicada_transports::BoxStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -73,6 +73,20 @@ impl Fake {
         *connect
     }
 
+    /// Takes SUBSCRIBE and answers SUBACK with `reasons`; returns the SUBSCRIBE.
+    async fn grant(&mut self, reasons: &[ReasonCode]) -> Subscribe {
+        let Packet::Subscribe(sub) = self.recv().await else {
+            panic!("expected SUBSCRIBE")
+        };
+        self.send(Packet::SubAck(SubAck {
+            packet_id: sub.packet_id,
+            properties: Default::default(),
+            reasons: reasons.to_vec(),
+        }))
+        .await;
+        sub
+    }
+
     /// Expects DISCONNECT, then the end of the stream.
     async fn expect_disconnect(&mut self) {
         assert!(
@@ -113,9 +127,9 @@ async fn sub_acknowledges_qos1_and_qos2_deliveries_once() {
     let (client, mut broker) = pair();
     let broker = tokio::spawn(async move {
         broker.accept(ReasonCode::Success).await;
-        let Packet::Subscribe(sub) = broker.recv().await else {
-            panic!("expected SUBSCRIBE")
-        };
+        let sub = broker
+            .grant(&[ReasonCode::GrantedQoS2, ReasonCode::GrantedQoS1])
+            .await;
         let filters: Vec<&str> = sub
             .subscriptions
             .iter()
@@ -126,13 +140,6 @@ async fn sub_acknowledges_qos1_and_qos2_deliveries_once() {
             .subscriptions
             .iter()
             .all(|s| s.options.qos == QoS::ExactlyOnce));
-        broker
-            .send(Packet::SubAck(SubAck {
-                packet_id: sub.packet_id,
-                properties: Default::default(),
-                reasons: vec![ReasonCode::GrantedQoS2, ReasonCode::GrantedQoS1],
-            }))
-            .await;
         broker
             .publish("a/1", "one", Delivery::AtLeastOnce(id(7)))
             .await;
@@ -395,16 +402,7 @@ async fn cli_sub_prints_messages_then_exits_after_count() {
         assert!(!connect.clean_start, "-c keeps the session");
         assert_eq!(connect.client_id, "me");
         assert_eq!(connect.properties.session_expiry_interval, Some(u32::MAX));
-        let Packet::Subscribe(sub) = broker.recv().await else {
-            panic!("expected SUBSCRIBE")
-        };
-        broker
-            .send(Packet::SubAck(SubAck {
-                packet_id: sub.packet_id,
-                properties: Default::default(),
-                reasons: vec![ReasonCode::GrantedQoS1],
-            }))
-            .await;
+        broker.grant(&[ReasonCode::GrantedQoS1]).await;
         broker.publish("a/b", "hello", Delivery::AtMostOnce).await;
         broker
             .publish("a/c", "w\u{f6}rld", Delivery::AtLeastOnce(id(1)))
@@ -481,16 +479,7 @@ async fn cli_pub_repeats_the_message_count_times() {
 async fn cli_sub_fails_when_nothing_arrives_in_time() {
     let (url, broker) = tcp_broker(|mut broker| async move {
         broker.accept(ReasonCode::Success).await;
-        let Packet::Subscribe(sub) = broker.recv().await else {
-            panic!("expected SUBSCRIBE")
-        };
-        broker
-            .send(Packet::SubAck(SubAck {
-                packet_id: sub.packet_id,
-                properties: Default::default(),
-                reasons: vec![ReasonCode::Success],
-            }))
-            .await;
+        broker.grant(&[ReasonCode::Success]).await;
         assert_eq!(broker.try_recv().await, None);
     })
     .await;
@@ -508,16 +497,7 @@ async fn cli_sub_fails_when_nothing_arrives_in_time() {
 async fn cli_reports_a_refused_subscription_and_a_closed_port() {
     let (url, broker) = tcp_broker(|mut broker| async move {
         broker.accept(ReasonCode::Success).await;
-        let Packet::Subscribe(sub) = broker.recv().await else {
-            panic!("expected SUBSCRIBE")
-        };
-        broker
-            .send(Packet::SubAck(SubAck {
-                packet_id: sub.packet_id,
-                properties: Default::default(),
-                reasons: vec![ReasonCode::NotAuthorized],
-            }))
-            .await;
+        broker.grant(&[ReasonCode::NotAuthorized]).await;
     })
     .await;
     let (result, _) = cli(&["sub", "--url", &url, "-t", "secret/#"], "").await;

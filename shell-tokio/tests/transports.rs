@@ -116,24 +116,10 @@ async fn rumqttc_over_tls_and_websocket() {
 
 /// The Common Name of the certificate a TLS listener serves now.
 async fn served_common_name(port: u16, pki: &TestPki) -> String {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_file_iter(&pki.ca_cert).expect("ca") {
-        roots.add(cert.expect("ca cert")).expect("add ca");
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
-    let tls = connector.connect(name, tcp).await.expect("handshake");
+    let tls = tls_over(tcp, pki).await;
     let leaf = tls.get_ref().1.peer_certificates().expect("certs")[0].clone();
     cicada_transports::identity::identity_of(&leaf)
         .and_then(|id| id.common_name)

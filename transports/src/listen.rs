@@ -281,23 +281,33 @@ async fn tcp_accept_loop(
         if let Err(e) = stream.set_nodelay(true) {
             debug!(%peer, "cannot set TCP_NODELAY: {e}");
         }
-        let bound = bound.clone();
-        let tx = tx.clone();
+        let (bound, tx) = (bound.clone(), tx.clone());
         tokio::spawn(async move {
-            let timeout = bound.listener.handshake_timeout;
-            match tokio::time::timeout(timeout, handshake(&bound, stream, peer)).await {
-                Ok(Ok((stream, meta))) => {
-                    let _ = tx.send(Accepted { stream, meta, slot }).await;
-                }
-                Ok(Err(why)) => {
-                    warn!(listener = %bound.listener.name, %peer, "closing connection: {why}")
-                }
-                Err(_) => warn!(
-                    listener = %bound.listener.name, %peer,
-                    "closing connection: handshake not finished within {timeout:?}"
-                ),
-            }
+            let done = handshake(&bound, stream, peer);
+            finish(&bound, peer, slot, tx, done).await;
         });
+    }
+}
+
+/// Runs a connection's handshakes under the listener's timeout; hands a finished connection to the
+/// broker, or logs why it was closed.
+async fn finish(
+    bound: &Bound,
+    peer: SocketAddr,
+    slot: Slot,
+    tx: mpsc::Sender<Accepted>,
+    handshakes: impl std::future::Future<Output = Result<(BoxStream, TransportMeta), HandshakeError>>,
+) {
+    let timeout = bound.listener.handshake_timeout;
+    match tokio::time::timeout(timeout, handshakes).await {
+        Ok(Ok((stream, meta))) => {
+            let _ = tx.send(Accepted { stream, meta, slot }).await;
+        }
+        Ok(Err(why)) => warn!(listener = %bound.listener.name, %peer, "closing connection: {why}"),
+        Err(_) => warn!(
+            listener = %bound.listener.name, %peer,
+            "closing connection: handshake not finished within {timeout:?}"
+        ),
     }
 }
 
@@ -398,22 +408,10 @@ async fn quic_accept_loop(
             incoming.refuse();
             continue;
         };
-        let bound = bound.clone();
-        let tx = tx.clone();
+        let (bound, tx) = (bound.clone(), tx.clone());
         tokio::spawn(async move {
-            let timeout = bound.listener.handshake_timeout;
-            match tokio::time::timeout(timeout, quic_handshake(&bound, incoming)).await {
-                Ok(Ok((stream, meta))) => {
-                    let _ = tx.send(Accepted { stream, meta, slot }).await;
-                }
-                Ok(Err(why)) => {
-                    warn!(listener = %bound.listener.name, %peer, "closing connection: {why}")
-                }
-                Err(_) => warn!(
-                    listener = %bound.listener.name, %peer,
-                    "closing connection: no MQTT stream opened within {timeout:?}"
-                ),
-            }
+            let done = quic_handshake(&bound, incoming);
+            finish(&bound, peer, slot, tx, done).await;
         });
     }
 }
