@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cicada_transports::testing::{ClientCert, TestPki};
-use support::{free_port, run, Broker};
+use support::{run, Broker};
 
 /// A broker with a TLS listener (no client certificates) and an mTLS one (client certificates
 /// required), and the PKI behind them.
@@ -26,19 +26,15 @@ impl TlsBroker {
     fn start() -> TlsBroker {
         let dir = tempfile::tempdir().expect("temp dir");
         let pki = TestPki::generate(dir.path());
-        let (tls, mtls) = (free_port(), free_port());
         let section = |client_auth: &str| pki.tls_section(client_auth);
-        let text = format!(
-            "[storage]\nbackend = \"memory\"\n[sys]\ninterval_secs = 0\n\n\
-             [[listener]]\nkind = \"tls\"\nbind = \"127.0.0.1:{tls}\"\n{}\n\
-             [[listener]]\nkind = \"tls\"\nbind = \"127.0.0.1:{mtls}\"\n{}",
-            section("none"),
-            section("required"),
-        );
-        let config = dir.path().join("cicada.toml");
-        std::fs::write(&config, text).expect("write the broker config");
-        let config = config.to_str().expect("a UTF-8 temp path");
-        let broker = Broker::start(&["--config", config]);
+        let (broker, [tls, mtls]) = Broker::with_listeners(dir.path(), |[tls, mtls]| {
+            format!(
+                "[[listener]]\nkind = \"tls\"\nbind = \"127.0.0.1:{tls}\"\n{}\n\
+                 [[listener]]\nkind = \"tls\"\nbind = \"127.0.0.1:{mtls}\"\n{}",
+                section("none"),
+                section("required"),
+            )
+        });
         TlsBroker {
             broker,
             pki,

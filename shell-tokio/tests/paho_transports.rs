@@ -4,12 +4,11 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use cicada_transports::testing::TestPki;
-use support::{free_port, run, Broker};
+use support::{run, Broker};
 
 fn listener(kind: &str, port: u16, tls: Option<String>) -> String {
     let mut entry = format!("[[listener]]\nkind = \"{kind}\"\nbind = \"127.0.0.1:{port}\"\n");
@@ -20,33 +19,22 @@ fn listener(kind: &str, port: u16, tls: Option<String>) -> String {
     entry
 }
 
-fn write_config(dir: &Path, listeners: &[String]) -> String {
-    let text = format!(
-        "[storage]\nbackend = \"memory\"\n[sys]\ninterval_secs = 0\n\n{}",
-        listeners.join("\n")
-    );
-    let path = dir.join("cicada.toml");
-    std::fs::write(&path, text).expect("write the broker config");
-    path.to_str().expect("a UTF-8 temp path").to_string()
-}
-
 #[test]
 fn paho_over_tls_mtls_ws_and_wss() {
     let dir = tempfile::tempdir().expect("temp dir");
     let pki = TestPki::generate(dir.path());
     let good = pki.client("paho-client");
     let rogue = pki.untrusted_client("paho-rogue");
-    let (tls, mtls, ws, wss) = (free_port(), free_port(), free_port(), free_port());
-    let config = write_config(
-        dir.path(),
-        &[
-            listener("tls", tls, Some(pki.tls_section("none"))),
-            listener("tls", mtls, Some(pki.tls_section("required"))),
-            listener("ws", ws, None),
-            listener("wss", wss, Some(pki.tls_section("none"))),
-        ],
-    );
-    let broker = Broker::start(&["--config", &config]);
+    let (broker, [tls, mtls, ws, wss]) =
+        Broker::with_listeners(dir.path(), |[tls, mtls, ws, wss]| {
+            [
+                listener("tls", tls, Some(pki.tls_section("none"))),
+                listener("tls", mtls, Some(pki.tls_section("required"))),
+                listener("ws", ws, None),
+                listener("wss", wss, Some(pki.tls_section("none"))),
+            ]
+            .join("\n")
+        });
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/paho_transports_e2e.py");
     let out = run(

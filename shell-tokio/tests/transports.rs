@@ -6,23 +6,14 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cicada_engine::codec::{Packet, ProtocolVersion};
 use cicada_transports::testing::TestPki;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet as RPacket, QoS, Transport};
-use support::{free_port, Broker, Raw};
+use support::{Broker, Raw};
 use tokio::time::timeout;
-
-/// Writes a config with `listeners` (TOML `[[listener]]` entries) and starts the broker with it.
-fn broker_with(dir: &Path, listeners: &str) -> Broker {
-    let path = dir.join("cicada.toml");
-    let text = format!("[storage]\nbackend = \"memory\"\n[sys]\ninterval_secs = 0\n{listeners}");
-    std::fs::write(&path, text).expect("write config");
-    Broker::start(&["--config", path.to_str().expect("utf-8 path")])
-}
 
 fn tls_section(pki: &TestPki, extra: &str) -> String {
     format!("{}{extra}\n", pki.tls_section("none"))
@@ -87,15 +78,13 @@ async fn round_trip(sub: MqttOptions, publisher: MqttOptions, topic: &str) {
 async fn rumqttc_over_tls_and_websocket() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::generate(dir.path());
-    let (tls, ws) = (free_port(), free_port());
-    let broker = broker_with(
-        dir.path(),
-        &format!(
+    let (broker, [tls, ws]) = Broker::with_listeners(dir.path(), |[tls, ws]| {
+        format!(
             "[[listener]]\nkind = \"tls\"\nbind = \"127.0.0.1:{tls}\"\n{}\
              [[listener]]\nkind = \"ws\"\nbind = \"127.0.0.1:{ws}\"\n",
             tls_section(&pki, "")
-        ),
-    );
+        )
+    });
     let ws_options = |id: &str| {
         let mut o = MqttOptions::new(id, format!("ws://127.0.0.1:{ws}/mqtt"), ws);
         o.set_transport(Transport::Ws);
@@ -130,14 +119,12 @@ async fn served_common_name(port: u16, pki: &TestPki) -> String {
 async fn certificates_reload_on_sighup_and_file_change_without_dropping_clients() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::generate(dir.path());
-    let tls = free_port();
-    let broker = broker_with(
-        dir.path(),
-        &format!(
+    let (broker, [tls]) = Broker::with_listeners(dir.path(), |[tls]| {
+        format!(
             "[[listener]]\nkind = \"tls\"\nbind = \"127.0.0.1:{tls}\"\n{}",
             tls_section(&pki, "watch_interval_secs = 1")
-        ),
-    );
+        )
+    });
     assert_eq!(served_common_name(tls, &pki).await, "localhost");
     // A client stays connected across both reloads.
     let (sub, mut sub_loop) = AsyncClient::new(rumqttc_tls("stays", tls, &pki), 16);
@@ -227,15 +214,13 @@ fn proxy_v2_ipv4(src: [u8; 4], src_port: u16, dst: [u8; 4], dst_port: u16) -> Ve
 fn proxy_protocol_v1_and_v2_addresses_reach_the_logs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::generate(dir.path());
-    let (tcp, tls) = (free_port(), free_port());
-    let broker = broker_with(
-        dir.path(),
-        &format!(
+    let (broker, [tcp, tls]) = Broker::with_listeners(dir.path(), |[tcp, tls]| {
+        format!(
             "[[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:{tcp}\"\nproxy_protocol = true\n\
              [[listener]]\nkind = \"tls\"\nbind = \"127.0.0.1:{tls}\"\nproxy_protocol = true\n{}",
             tls_section(&pki, "")
-        ),
-    );
+        )
+    });
     let connack = [0x20, 0x02, 0x00, 0x00];
     let v1 = b"PROXY TCP4 203.0.113.7 192.0.2.1 4242 1883\r\n";
     assert_eq!(connect_behind(tcp, v1, "behind-v1"), connack);
@@ -308,13 +293,11 @@ async fn tls_over(
 #[test]
 fn a_listener_at_max_connections_refuses_more() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let limited = free_port();
-    let broker = broker_with(
-        dir.path(),
-        &format!(
+    let (broker, [limited]) = Broker::with_listeners(dir.path(), |[limited]| {
+        format!(
             "[[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:{limited}\"\nmax_connections = 2\n"
-        ),
-    );
+        )
+    });
     let connect = |id: &str| {
         Raw::session(
             limited,
@@ -357,17 +340,16 @@ async fn cli(args: &[&str]) -> Result<String, cicada_cli::CliError> {
 async fn cicada_cli_over_quic_and_every_other_transport() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::generate(dir.path());
-    let (quic, tls, ws, wss) = (free_port(), free_port(), free_port(), free_port());
-    let broker = broker_with(
-        dir.path(),
-        &format!(
-            "[[listener]]\nkind = \"quic\"\nbind = \"127.0.0.1:{quic}\"\n{tls_section}\
+    let (broker, [quic, tls, ws, wss]) =
+        Broker::with_listeners(dir.path(), |[quic, tls, ws, wss]| {
+            format!(
+                "[[listener]]\nkind = \"quic\"\nbind = \"127.0.0.1:{quic}\"\n{tls_section}\
              [[listener]]\nkind = \"tls\"\nbind = \"127.0.0.1:{tls}\"\n{tls_section}\
              [[listener]]\nkind = \"ws\"\nbind = \"127.0.0.1:{ws}\"\n\
              [[listener]]\nkind = \"wss\"\nbind = \"127.0.0.1:{wss}\"\n{tls_section}",
-            tls_section = tls_section(&pki, "")
-        ),
-    );
+                tls_section = tls_section(&pki, "")
+            )
+        });
     let ca = pki.ca_cert.to_str().expect("utf-8 path").to_string();
     let quic_url = format!("quic://localhost:{quic}");
     // A retained message published over QUIC...

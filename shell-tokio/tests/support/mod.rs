@@ -30,8 +30,28 @@ impl Broker {
 
     /// Starts `cicada` on `port` with `data_dir` (kept as it is: a restart).
     pub fn start_at(port: u16, data_dir: std::path::PathBuf, extra: &[&str]) -> Broker {
-        let log = std::fs::File::create(data_dir.with_extension("log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_cicada"))
+        Broker::try_start_at(port, data_dir, extra).unwrap_or_else(|log| {
+            panic!("cicada exited at start:\n{log}");
+        })
+    }
+
+    /// Starts `cicada` with `extra` arguments; if it exits before listening (a port taken by a
+    /// parallel test, say), returns what it logged.
+    pub fn try_start(extra: &[&str]) -> Result<Broker, String> {
+        let port = free_port();
+        let data_dir = std::env::temp_dir().join(format!("cicada-e2e-{port}"));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        Broker::try_start_at(port, data_dir, extra)
+    }
+
+    fn try_start_at(
+        port: u16,
+        data_dir: std::path::PathBuf,
+        extra: &[&str],
+    ) -> Result<Broker, String> {
+        let log_path = data_dir.with_extension("log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cicada"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(&data_dir)
@@ -43,14 +63,44 @@ impl Broker {
             .expect("start cicada");
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if child.try_wait().expect("wait").is_some() {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let _ = std::fs::remove_file(&log_path);
+                return Err(log);
+            }
             assert!(Instant::now() < deadline, "cicada did not start listening");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Broker {
+        Ok(Broker {
             port,
             child,
             data_dir,
+        })
+    }
+
+    /// Picks `N` free ports, writes a config (memory storage, no `$SYS`) with the `[[listener]]`
+    /// entries `listeners` makes of them into `dir`, and starts the broker with it. Free ports are
+    /// only free until bound: if a parallel test took one first, the broker exits and this tries
+    /// again with others.
+    pub fn with_listeners<const N: usize>(
+        dir: &std::path::Path,
+        listeners: impl Fn([u16; N]) -> String,
+    ) -> (Broker, [u16; N]) {
+        let path = dir.join("cicada.toml");
+        let mut last = String::new();
+        for _ in 0..3 {
+            let ports = std::array::from_fn(|_| free_port());
+            let text = format!(
+                "[storage]\nbackend = \"memory\"\n[sys]\ninterval_secs = 0\n{}",
+                listeners(ports)
+            );
+            std::fs::write(&path, text).expect("write config");
+            match Broker::try_start(&["--config", path.to_str().expect("utf-8 path")]) {
+                Ok(broker) => return (broker, ports),
+                Err(log) => last = log,
+            }
         }
+        panic!("cicada did not start three times; last log:\n{last}");
     }
 
     /// The broker's process id (for signals).
