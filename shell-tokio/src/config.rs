@@ -408,16 +408,7 @@ fn listeners(
                 key: "server.listen".into(),
                 fix: format!("{addr:?} is not an address; write IP:PORT, e.g. \"127.0.0.1:1883\""),
             })?;
-        listeners.push(Listener {
-            name: format!("tcp://{bind}"),
-            kind: cicada_transports::Kind::Tcp,
-            bind,
-            proxy_protocol: false,
-            max_connections: None,
-            handshake_timeout: Duration::from_secs(10),
-            path: String::new(),
-            tls: None,
-        });
+        listeners.push(Listener::tcp(bind));
         keys.push("server.listen".to_string());
     }
     if listeners.is_empty() {

@@ -16,20 +16,16 @@ use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::quic::QuicStream;
+use crate::tls::{pem_certificates, pem_key, pem_roots, ALPN_HTTP11, ALPN_MQTT};
 use crate::{ws, BoxStream, Kind};
 
-/// ALPN protocol of MQTT over TLS and QUIC.
-const ALPN_MQTT: &[u8] = b"mqtt";
-/// ALPN protocol of WebSocket over TLS: the upgrade is an HTTP/1.1 request.
-const ALPN_HTTP11: &[u8] = b"http/1.1";
 /// The WebSocket path when the URL names none.
 const DEFAULT_WS_PATH: &str = "/mqtt";
 /// How often an idle QUIC connection is pinged, well inside quinn's 30 s idle timeout, so a long
@@ -313,11 +309,14 @@ impl ClientTls {
                 }))
         } else {
             let ca = self.ca.as_deref().ok_or(ClientError::NoTrustAnchor)?;
-            builder.with_root_certificates(load_roots(ca)?)
+            builder.with_root_certificates(pem_roots(ca).map_err(|e| cert_error(ca, e))?)
         };
         let mut config = match (&self.cert, &self.key) {
             (Some(cert), Some(key)) => builder
-                .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+                .with_client_auth_cert(
+                    pem_certificates(cert).map_err(|e| cert_error(cert, e))?,
+                    pem_key(key).map_err(|e| cert_error(key, e))?,
+                )
                 .map_err(ClientError::TlsConfig)?,
             (None, None) => builder.with_no_client_auth(),
             _ => return Err(ClientError::CertWithoutKey),
@@ -337,36 +336,6 @@ fn cert_error(path: &Path, why: impl fmt::Display) -> ClientError {
         path: path.to_path_buf(),
         why: why.to_string(),
     }
-}
-
-fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| cert_error(path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| cert_error(path, e))?;
-    if certs.is_empty() {
-        return Err(cert_error(path, "no PEM CERTIFICATE section found"));
-    }
-    Ok(certs)
-}
-
-fn load_roots(path: &Path) -> Result<RootCertStore, ClientError> {
-    let mut roots = RootCertStore::empty();
-    for cert in load_certs(path)? {
-        roots
-            .add(cert)
-            .map_err(|e| cert_error(path, format!("unusable CA certificate: {e}")))?;
-    }
-    Ok(roots)
-}
-
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, ClientError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
-        rustls_pki_types::pem::Error::NoItemsFound => {
-            cert_error(path, "no PEM private key (PKCS#8, PKCS#1 or SEC1) found")
-        }
-        other => cert_error(path, other),
-    })
 }
 
 /// A verifier that takes any server certificate, for `--insecure`. Handshake signatures are

@@ -140,6 +140,28 @@ pub struct Listener {
     pub tls: Option<TlsConfig>,
 }
 
+impl Listener {
+    /// A plain TCP listener on `bind` with the defaults (what `server.listen` gives).
+    pub fn tcp(bind: SocketAddr) -> Listener {
+        Listener {
+            name: format!("{}://{bind}", Kind::Tcp),
+            kind: Kind::Tcp,
+            bind,
+            proxy_protocol: false,
+            max_connections: None,
+            handshake_timeout: Duration::from_secs(default_handshake_timeout()),
+            path: String::new(),
+            tls: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A listener entry that cannot be used; names the key and the fix.
 #[derive(Debug, thiserror::Error)]
 #[error("config key `{key}`: {fix}")]

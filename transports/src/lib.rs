@@ -24,7 +24,6 @@ pub mod ws;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -57,10 +56,4 @@ pub struct TransportMeta {
     pub identity: Option<CertIdentity>,
     /// The certificate identity, when the listener takes it as the user name.
     pub username: Option<String>,
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Kind, Listener};
-use crate::tls::{ReloadingTls, TlsError, Versions};
+use crate::tls::{ReloadingTls, TlsError, Versions, ALPN_HTTP11, ALPN_MQTT};
 use crate::{identity, proxy, quic, ws, BoxStream, CertIdentity, TransportMeta};
 
 /// A connection ready for MQTT.
@@ -108,9 +108,9 @@ impl Listeners {
             let tls = match &listener.tls {
                 Some(cfg) => {
                     let (alpn, versions): (&[&[u8]], _) = match listener.kind {
-                        Kind::Quic => (&[quic::ALPN], Versions::Tls13),
-                        Kind::Wss => (&[b"http/1.1"], Versions::Tls12And13),
-                        _ => (&[quic::ALPN], Versions::Tls12And13),
+                        Kind::Quic => (&[ALPN_MQTT], Versions::Tls13),
+                        Kind::Wss => (&[ALPN_HTTP11], Versions::Tls12And13),
+                        _ => (&[ALPN_MQTT], Versions::Tls12And13),
                     };
                     let tls = ReloadingTls::load(cfg, alpn, versions).map_err(|source| {
                         ListenError::Tls {

@@ -16,9 +16,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::tls::TlsError;
 
-/// The ALPN protocol id for MQTT over QUIC (and TLS).
-pub const ALPN: &[u8] = b"mqtt";
-
 /// How long a closed stream waits for the peer to acknowledge its last bytes before the QUIC
 /// connection is closed.
 const LINGER: Duration = Duration::from_secs(3);

@@ -56,16 +56,43 @@ fn file_error(what: &'static str, path: &Path, reason: impl ToString) -> TlsErro
     }
 }
 
-/// Reads a PEM certificate chain (leaf first).
-fn certificates(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+/// The ALPN protocol id of MQTT over TLS and QUIC.
+pub const ALPN_MQTT: &[u8] = b"mqtt";
+/// The ALPN protocol id of WebSocket over TLS: the upgrade is an HTTP/1.1 request.
+pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// Reads a PEM certificate chain (leaf first); the error is the reason, for the caller to put
+/// beside the path.
+pub(crate) fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_error(what, path, e))?
+        .map_err(|e| e.to_string())?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_error(what, path, e))?;
+        .map_err(|e| e.to_string())?;
     if certs.is_empty() {
-        return Err(file_error(what, path, "no CERTIFICATE in it"));
+        return Err("no PEM CERTIFICATE section in it".into());
     }
     Ok(certs)
+}
+
+/// Reads a PEM CA bundle into a root store.
+pub(crate) fn pem_roots(path: &Path) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in pem_certificates(path)? {
+        roots
+            .add(cert)
+            .map_err(|e| format!("unusable CA certificate: {e}"))?;
+    }
+    Ok(roots)
+}
+
+/// Reads a PEM private key (PKCS#8, PKCS#1 or SEC1).
+pub(crate) fn pem_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+        rustls_pki_types::pem::Error::NoItemsFound => {
+            "no PEM private key (PKCS#8, PKCS#1 or SEC1) in it".to_string()
+        }
+        other => other.to_string(),
+    })
 }
 
 /// The TLS versions a transport allows: 1.2 and 1.3 on TCP, 1.3 alone on QUIC (RFC 9001).
@@ -94,8 +121,8 @@ pub fn server_config(
     versions: Versions,
 ) -> Result<ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let chain = certificates(&cfg.cert, "certificate")?;
-    let key = PrivateKeyDer::from_pem_file(&cfg.key).map_err(|e| file_error("key", &cfg.key, e))?;
+    let chain = pem_certificates(&cfg.cert).map_err(|e| file_error("certificate", &cfg.cert, e))?;
+    let key = pem_key(&cfg.key).map_err(|e| file_error("key", &cfg.key, e))?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions.list())
         .map_err(|source| TlsError::Rustls {
@@ -105,10 +132,7 @@ pub fn server_config(
     let builder = match (cfg.client_auth, &cfg.ca) {
         (ClientAuth::None, _) | (_, None) => builder.with_no_client_auth(),
         (auth, Some(ca)) => {
-            let mut roots = RootCertStore::empty();
-            for cert in certificates(ca, "CA")? {
-                roots.add(cert).map_err(|e| file_error("CA", ca, e))?;
-            }
+            let roots = pem_roots(ca).map_err(|e| file_error("CA", ca, e))?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = match auth {
                 ClientAuth::Optional => verifier.allow_unauthenticated(),
