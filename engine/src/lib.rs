@@ -10,10 +10,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod acl;
 pub mod codec;
 mod config;
 mod engine;
 mod io;
+pub mod limits;
 mod map;
 mod message;
 mod persist;

@@ -1,0 +1,1 @@
+//! Pure limits: token buckets (time injected) and bans.
