@@ -1,5 +1,7 @@
 //! Engine configuration: every protocol limit, explicit and checked.
 
+use std::num::NonZeroU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::codec::QoS;
@@ -86,8 +88,59 @@ pub struct Config {
     /// The MQTT 5 enhanced authentication methods offered (e.g. `SCRAM-SHA-256`); a CONNECT naming
     /// another gets 0x8C. They run in the authenticator, so they need [`Authentication::External`].
     pub auth_methods: Vec<String>,
+    /// The access control list checked on every PUBLISH, SUBSCRIBE and will; `None` allows everything.
+    /// Replaced at runtime with [`crate::Input::SetAcl`].
+    pub acl: Option<Arc<crate::acl::Acl>>,
+    /// Per-client quotas and rate limits.
+    pub quotas: Quotas,
 }
 
+/// A rate: `per_sec` on average, with bursts of up to `burst` at once (a token bucket).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    /// Tokens added per second.
+    pub per_sec: NonZeroU64,
+    /// The bucket's size.
+    pub burst: NonZeroU64,
+}
+
+/// What happens to a client that goes over a limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OverloadPolicy {
+    /// Stop reading from it until the limit allows the next packet ([`crate::Event::ReadPaused`]):
+    /// nothing is lost, the client is slowed down by TCP. Rate limits only.
+    #[default]
+    Throttle,
+    /// Refuse what is over the limit and count it: v5 QoS 1/2 get 0x97 Quota exceeded, QoS 0 and 3.x
+    /// publishes are dropped silently; subscriptions get 0x97 (v5) / 0x80 (3.x).
+    Drop,
+    /// Disconnect the client: 0x96 Message rate too high for rates, 0x97 Quota exceeded for quotas.
+    Disconnect,
+}
+
+/// A rate limit and what to do when it is exceeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// The rate.
+    pub rate: Rate,
+    /// The policy.
+    pub policy: OverloadPolicy,
+}
+
+/// Per-client quotas and rate limits; all off by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Quotas {
+    /// PUBLISH packets per second from one client.
+    pub publish_messages: Option<RateLimit>,
+    /// PUBLISH payload bytes per second from one client (a message larger than the burst passes
+    /// when the bucket is full and puts it in debt).
+    pub publish_bytes: Option<RateLimit>,
+    /// Most subscriptions one session holds, and what happens to one more (`Drop` or `Disconnect`).
+    pub max_subscriptions: Option<(usize, OverloadPolicy)>,
+    /// CONNECTs per second from one IP address; more are refused with 0x9F Connection rate exceeded
+    /// (3.x: 0x03 server unavailable).
+    pub connect_rate_per_address: Option<Rate>,
+}
 /// Where clients should connect instead (MQTT 5.0 §4.11, server redirection).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Redirect {
@@ -156,6 +209,8 @@ impl Default for Config {
             response_information_prefix: None,
             redirect: None,
             auth_methods: Vec::new(),
+            acl: None,
+            quotas: Quotas::default(),
         }
     }
 }
@@ -212,6 +267,16 @@ impl Config {
             return fail(
                 "auth_methods",
                 "enhanced authentication runs in the authenticator: set authentication to External",
+            );
+        }
+        if self
+            .quotas
+            .max_subscriptions
+            .is_some_and(|(_, policy)| policy == OverloadPolicy::Throttle)
+        {
+            return fail(
+                "quotas.max_subscriptions_policy",
+                "use \"drop\" or \"disconnect\" (throttling applies to rates only)",
             );
         }
         if self.max_client_id_length < 23 {

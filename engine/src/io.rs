@@ -53,6 +53,17 @@ impl CertIdentity {
     }
 }
 
+/// Who an authenticated client is, as its authenticator established it: what ACL rules, bans and
+/// `%u` placeholders look at. The user name may differ from CONNECT's (a JWT's subject, a SCRAM user,
+/// a certificate name).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Principal {
+    /// The proven user name; `None` for an anonymous client.
+    pub username: Option<ByteString>,
+    /// Facts the authenticator vouches for (e.g. a JWT's claims), for ACL `claim` rules; sorted by name.
+    pub claims: Vec<(String, String)>,
+}
+
 /// A storage batch's sequence number; batches are numbered 1, 2, 3... in the order they are emitted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PersistSeq(pub u64);
@@ -68,6 +79,15 @@ pub enum AuthDecision {
     AllowWithData {
         /// The method's last word.
         data: Bytes,
+    },
+    /// Let the client in as `principal` (with `data` as for [`AuthDecision::AllowWithData`] when
+    /// enhanced authentication is in use). `Allow` and `AllowWithData` let it in as the user name it
+    /// claimed, without claims.
+    Authenticated {
+        /// Who the client proved to be.
+        principal: Principal,
+        /// The enhanced authentication method's last word, if any.
+        data: Option<Bytes>,
     },
     /// Enhanced authentication only: challenge the client with AUTH 0x18 carrying `data`; its answer
     /// comes back as [`Event::Authenticate`] with [`AuthStage::Continue`].
@@ -158,6 +178,29 @@ pub enum Input {
     /// 0x9C/0x9D with the Server Reference while a redirect is set). Sessions stay as they are; wills
     /// are not published, since the clients did nothing wrong.
     Shutdown,
+    /// Replaces the access control list ([`crate::Config::acl`]). Subscriptions of connected clients
+    /// (and of offline sessions whose client connected since the start) that the new list denies are
+    /// removed, and those it grants at a lower QoS are lowered; nobody is disconnected.
+    SetAcl {
+        /// The new list; `None` allows everything.
+        acl: Option<std::sync::Arc<crate::acl::Acl>>,
+    },
+    /// Replaces the bans. Connected clients that a new ban matches are disconnected (v5: 0x98
+    /// Administrative action).
+    SetBans {
+        /// Every ban in force.
+        bans: Vec<crate::limits::Ban>,
+    },
+    /// Disconnect a client (v5: DISCONNECT with `reason`), publishing its will; e.g. its credentials
+    /// were revoked by a reload.
+    Kick {
+        /// The connection.
+        conn: ConnId,
+        /// The DISCONNECT reason code (0x87 not authorized, 0x98 administrative action, ...).
+        reason: ReasonCode,
+        /// Why, for the log and the v5 Reason String.
+        why: String,
+    },
     /// From now on send new clients elsewhere (`Some`), or serve them again (`None`); replaces
     /// [`crate::Config::redirect`]. Connected clients stay (a drain follows with [`Input::Shutdown`]).
     SetRedirect {
@@ -305,6 +348,13 @@ pub enum CloseReason {
     StorageFailed,
     /// The broker is shutting down.
     ServerShutdown,
+    /// The broker disconnected the client on purpose ([`Input::Kick`], a ban, a quota).
+    Kicked {
+        /// The DISCONNECT reason.
+        reason: ReasonCode,
+        /// Why.
+        why: String,
+    },
 }
 
 /// Why a message was not delivered to a session.
@@ -320,6 +370,53 @@ pub enum DropReason {
     TooLargeForClient,
     /// QoS 0 to an offline session, and queueing those is off.
     Offline,
+}
+
+/// What [`Event::Refused`] reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The ACL denied a PUBLISH to this topic.
+    PublishDenied {
+        /// The topic.
+        topic: TopicName,
+    },
+    /// The ACL denied a subscription to this filter.
+    SubscribeDenied {
+        /// The filter.
+        filter: ByteString,
+    },
+    /// An ACL reload took this subscription away.
+    SubscriptionRevoked {
+        /// The filter.
+        filter: ByteString,
+    },
+    /// A PUBLISH over the client's rate limit was dropped.
+    PublishDropped {
+        /// The limit (`publish_messages_per_sec` / `publish_bytes_per_sec`).
+        limit: &'static str,
+    },
+    /// A PUBLISH over the client's rate limit waits (reading is paused).
+    Throttled {
+        /// The limit.
+        limit: &'static str,
+    },
+    /// A SUBSCRIBE over the subscription quota.
+    TooManySubscriptions {
+        /// The quota.
+        max: usize,
+    },
+    /// CONNECT refused: a ban matched.
+    Banned {
+        /// The ban, as written in the ban file.
+        ban: String,
+    },
+    /// CONNECT refused: too many connects from the client's address.
+    ConnectRateExceeded,
+    /// CONNECT refused: the ACL does not allow its will's topic.
+    WillDenied {
+        /// The topic.
+        topic: TopicName,
+    },
 }
 
 /// Something the shell must do or may log, pulled with [`crate::Engine::poll_event`].
@@ -352,6 +449,8 @@ pub enum Event {
         password: Option<Bytes>,
         /// The peer address from [`ConnMeta`].
         peer: String,
+        /// The listener from [`ConnMeta`] (anonymous access is allowed per listener).
+        listener: String,
         /// The verified client certificate's identity from [`ConnMeta`], if any.
         identity: Option<CertIdentity>,
         /// The enhanced authentication method (CONNECT's Authentication Method), if any.
@@ -389,6 +488,22 @@ pub enum Event {
         topic: TopicName,
         /// Why.
         reason: DropReason,
+    },
+    /// A PUBLISH or SUBSCRIBE was refused by the ACL or a quota, or a connection was throttled: for
+    /// the log (naming client and rule) and metrics.
+    Refused {
+        /// The client.
+        client_id: ByteString,
+        /// What was refused.
+        what: Refusal,
+    },
+    /// Stop reading from `conn` until `until`: the client exceeded a rate limit whose policy is to
+    /// throttle. What it already sent waits in the engine; TCP pushes back on the rest.
+    ReadPaused {
+        /// The connection.
+        conn: ConnId,
+        /// When reading may resume.
+        until: Instant,
     },
     /// A session expired and was removed.
     SessionExpired {

@@ -29,11 +29,14 @@ mod stored;
 mod time;
 mod timer;
 
-pub use config::{Authentication, Config, ConfigError, Redirect, SharedStrategy};
+pub use config::{
+    Authentication, Config, ConfigError, OverloadPolicy, Quotas, Rate, RateLimit, Redirect,
+    SharedStrategy,
+};
 pub use engine::{Engine, Stats, Transmit};
 pub use io::{
     AuthDecision, AuthStage, CertIdentity, CloseReason, ConnId, ConnMeta, DropReason, Event, Input,
-    OutboundState, PeerMessage, PersistSeq, StoreOp,
+    OutboundState, PeerMessage, PersistSeq, Principal, Refusal, StoreOp,
 };
 pub use message::{Message, MessageProperties};
 pub use rng::Rng;

@@ -112,6 +112,9 @@ pub(crate) struct Session {
     pub(crate) send_quota: u16,
     /// The client's Maximum Packet Size (v5).
     pub(crate) client_max_packet: Option<u32>,
+    /// Who its client proved to be at its last CONNECT, for the ACL; `None` for a session restored
+    /// from storage whose client has not connected since.
+    pub(crate) principal: Option<crate::io::Principal>,
 }
 
 impl Session {
@@ -132,6 +135,7 @@ impl Session {
             offline_since: None,
             send_quota: 1,
             client_max_packet: None,
+            principal: None,
         }
     }
 

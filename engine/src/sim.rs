@@ -193,6 +193,17 @@ impl Sim {
 
     /// Opens a connection for `name` (replacing a closed one) without sending anything.
     pub fn open(&mut self, name: &str) -> ConnId {
+        let meta = ConnMeta {
+            peer: format!("sim:{name}"),
+            listener: "sim".into(),
+            ..ConnMeta::default()
+        };
+        self.open_with(name, meta)
+    }
+
+    /// Opens a connection for `name` with what the transport says about it (peer address,
+    /// listener, certificate identity).
+    pub fn open_with(&mut self, name: &str, meta: ConnMeta) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let mut decoder = Decoder::new(MAX_PACKET_SIZE);
@@ -209,11 +220,6 @@ impl Sim {
                 next_packet_id: 1,
             },
         );
-        let meta = ConnMeta {
-            peer: format!("sim:{name}"),
-            listener: "sim".into(),
-            ..ConnMeta::default()
-        };
         self.line(&format!("{name} connects as {conn}"));
         self.input(Input::Accepted { conn, meta });
         conn
@@ -541,6 +547,14 @@ impl Sim {
                     if let Some(data) = data {
                         let _ = write!(text, " data={}", crate::codec::render_bytes(data));
                     }
+                    self.line(&text);
+                }
+                Event::Refused { client_id, what } => {
+                    let text = format!("refused {client_id}: {what:?}");
+                    self.line(&text);
+                }
+                Event::ReadPaused { conn, until } => {
+                    let text = format!("read paused {conn} until {until}");
                     self.line(&text);
                 }
                 Event::ClientConnected { .. } | Event::ClientDisconnected { .. } => {}

@@ -14,6 +14,8 @@ pub(crate) enum TimerKind {
     ConnectTimeout(ConnId),
     /// A packet must arrive by then (1.5 × keep alive).
     KeepAlive(ConnId),
+    /// A throttled connection's stalled PUBLISH may go on.
+    Throttle(ConnId),
     /// A delayed will message is due.
     WillDelay(SessionId),
     /// An offline session ends.
@@ -28,6 +30,7 @@ impl TimerKind {
         match self {
             TimerKind::ConnectTimeout(_) => "connect timeout",
             TimerKind::KeepAlive(_) => "keep alive",
+            TimerKind::Throttle(_) => "rate limit",
             TimerKind::WillDelay(_) => "will delay",
             TimerKind::SessionExpiry(_) => "session expiry",
             TimerKind::Sys => "$SYS update",

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 use crate::codec::{Auth, Connect, Packet, PacketType, ReasonCode};
-use crate::io::{AuthDecision, AuthStage, CloseReason, ConnId, Event};
+use crate::io::{AuthDecision, AuthStage, CloseReason, ConnId, Event, Principal};
 
 use super::conn::{Phase, Reauth};
 use super::Engine;
@@ -34,6 +34,7 @@ impl Engine {
             username: c.username.clone(),
             password,
             peer: c.meta.peer.clone(),
+            listener: c.meta.listener.clone(),
             identity: c.meta.identity.clone(),
             method: c.auth_method.clone(),
             data,
@@ -55,38 +56,47 @@ impl Engine {
             return;
         };
         let method = connect.properties.authentication_method.clone();
-        match (decision, method) {
-            (AuthDecision::Allow, _) => self.admitted(id, connect, None),
-            (AuthDecision::AllowWithData { data }, Some(_)) => {
-                self.admitted(id, connect, Some(data));
-            }
-            (AuthDecision::Continue { data }, Some(method)) => {
+        let claimed = || Principal {
+            username: c.username.clone(),
+            claims: Vec::new(),
+        };
+        let (principal, data) = match decision {
+            AuthDecision::Allow => (claimed(), None),
+            AuthDecision::AllowWithData { data } => (claimed(), Some(data)),
+            AuthDecision::Authenticated { principal, data } => (principal, data),
+            AuthDecision::Continue { data } => {
+                let Some(method) = method else {
+                    return self.broken_authenticator(id, connect.protocol);
+                };
                 self.write(id, &Packet::Auth(auth_packet(method, data)), None);
                 if let Some(c) = self.conns.get_mut(&id) {
                     c.phase = Phase::Challenged(connect);
                 }
                 // The client's answer may already be buffered.
-                self.process_inbuf(id);
+                return self.process_inbuf(id);
             }
-            (AuthDecision::Deny { reason }, _) => {
+            AuthDecision::Deny { reason } => {
                 // Only a Connect Reason Code may go into CONNACK [MQTT-3.2.2-8].
                 let reason = if reason.allowed_in(PacketType::ConnAck) && reason.is_error() {
                     reason
                 } else {
                     ReasonCode::NotAuthorized
                 };
-                self.refuse(id, connect.protocol, reason)
+                return self.refuse(id, connect.protocol, reason);
             }
-            (AuthDecision::AllowWithData { .. } | AuthDecision::Continue { .. }, None) => {
-                // Only an enhanced-authentication method has data to send; an authenticator that
-                // sends some for a plain CONNECT is broken, and the client is not let in on it.
-                self.refuse(
-                    id,
-                    connect.protocol,
-                    ReasonCode::ImplementationSpecificError,
-                );
-            }
+        };
+        if data.is_some() && method.is_none() {
+            return self.broken_authenticator(id, connect.protocol);
         }
+        c.username = principal.username;
+        c.claims = principal.claims;
+        self.admitted(id, connect, data);
+    }
+
+    /// Only an enhanced-authentication method has data to send; an authenticator that sends some for
+    /// a plain CONNECT is broken, and the client is not let in on it.
+    fn broken_authenticator(&mut self, id: ConnId, protocol: crate::codec::ProtocolVersion) {
+        self.refuse(id, protocol, ReasonCode::ImplementationSpecificError);
     }
 
     /// Lets an authenticated client in, and handles what it pipelined behind CONNECT.
@@ -197,15 +207,21 @@ impl Engine {
                 c.reauth = Some(Reauth::AwaitingClient);
                 self.write(id, &Packet::Auth(auth_packet(method, data)), None);
             }
-            AuthDecision::Allow | AuthDecision::AllowWithData { .. } => {
+            AuthDecision::Allow
+            | AuthDecision::AllowWithData { .. }
+            | AuthDecision::Authenticated { .. } => {
                 c.reauth = None;
                 let mut auth = Auth {
                     reason: ReasonCode::Success,
                     properties: Default::default(),
                 };
                 auth.properties.authentication_method = Some(method);
-                if let AuthDecision::AllowWithData { data } = decision {
-                    auth.properties.authentication_data = Some(data);
+                match decision {
+                    AuthDecision::AllowWithData { data }
+                    | AuthDecision::Authenticated {
+                        data: Some(data), ..
+                    } => auth.properties.authentication_data = Some(data),
+                    _ => {}
                 }
                 self.write(id, &Packet::Auth(auth), None);
             }

@@ -78,6 +78,13 @@ pub(crate) struct Conn {
     pub(crate) reauth: Option<Reauth>,
     /// The client's Maximum Packet Size (v5), which nothing we send may exceed [MQTT-3.1.2-24].
     pub(crate) max_packet_out: Option<u32>,
+    /// The claims its authenticator vouched for, until the session takes them at admission.
+    pub(crate) claims: Vec<(String, String)>,
+    /// Its publish rate limits.
+    pub(crate) limits: super::guard::PublishLimits,
+    /// A PUBLISH over a throttling rate limit, handled when the limit allows; nothing after it is
+    /// decoded meanwhile.
+    pub(crate) stalled: Option<crate::codec::Publish>,
 }
 
 impl Conn {
@@ -102,6 +109,9 @@ impl Conn {
             username: None,
             reauth: None,
             max_packet_out: None,
+            claims: Vec::new(),
+            limits: Default::default(),
+            stalled: None,
         }
     }
 

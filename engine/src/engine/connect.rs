@@ -30,6 +30,9 @@ impl Engine {
         c.auth_method = connect.properties.authentication_method.clone();
         // A user name the transport vouches for (a certificate identity) wins over the claimed one.
         c.username = c.meta.username.clone().or_else(|| connect.username.clone());
+        let (username, peer) = (c.username.clone(), c.meta.peer.clone());
+        let refusal =
+            refusal.or_else(|| self.connect_guard(&connect.client_id, username.as_deref(), &peer));
         if let Some(reason) = refusal {
             return self.refuse(id, connect.protocol, reason);
         }
@@ -137,6 +140,24 @@ impl Engine {
         auth_data: Option<Bytes>,
     ) {
         self.timers.cancel(TimerKind::ConnectTimeout(id));
+        // The authenticator may have named another user than the client claimed: bans apply to it.
+        let (username, peer) = match self.conns.get(&id) {
+            Some(c) => (c.username.clone(), c.meta.peer.clone()),
+            None => return,
+        };
+        if self.config.authentication == Authentication::External {
+            if let Some(reason) = self.banned(&connect.client_id, username.as_deref(), &peer) {
+                return self.refuse(id, connect.protocol, reason);
+            }
+        }
+        if let Some(topic) = self.will_denied(&connect, username.as_deref(), id) {
+            self.stats.publishes_denied += 1;
+            self.events.push_back(Event::Refused {
+                client_id: connect.client_id.clone(),
+                what: crate::io::Refusal::WillDenied { topic },
+            });
+            return self.refuse(id, connect.protocol, ReasonCode::NotAuthorized);
+        }
         if self.storage_failed.is_some() && requested_expiry(&connect) > 0 {
             // Storage is failing: a persistent session could not be kept as promised. Clean sessions,
             // which store nothing, are still served.
@@ -196,6 +217,7 @@ impl Engine {
             .receive_maximum
             .map_or(u16::MAX, NonZeroU16::get);
         let (keep_alive, server_keep_alive) = self.keep_alive(&connect);
+        let limits = self.publish_limits();
 
         let mut was_persistent = false;
         if let Some(session) = self.sessions.get_mut(&sid) {
@@ -206,6 +228,14 @@ impl Engine {
             session.expiry_interval = expiry;
             session.send_quota = receive_max.min(self.config.max_inflight);
             session.client_max_packet = connect.properties.maximum_packet_size.map(NonZeroU32::get);
+            session.principal = Some(crate::io::Principal {
+                username: username.clone(),
+                claims: self
+                    .conns
+                    .get_mut(&id)
+                    .map(|c| std::mem::take(&mut c.claims))
+                    .unwrap_or_default(),
+            });
             session.will = connect.will.clone().map(|will| PendingWill {
                 delay: will.properties.will_delay_interval.unwrap_or(0),
                 will,
@@ -217,6 +247,7 @@ impl Engine {
             c.phase = Phase::Connected(sid);
             c.client_id = Some(client_id.clone());
             c.keep_alive = keep_alive;
+            c.limits = limits;
             if v5 {
                 let theirs = connect.properties.topic_alias_maximum.unwrap_or(0);
                 let max = theirs.min(self.config.max_outbound_topic_aliases);
@@ -287,6 +318,27 @@ impl Engine {
             self.claim_shared(sid);
         }
         self.pump(sid);
+    }
+
+    /// The topic of a will the ACL does not let the client publish, if so (checked before the
+    /// client is admitted, so a will is never accepted only to be dropped later).
+    fn will_denied(
+        &self,
+        connect: &Connect,
+        username: Option<&str>,
+        id: ConnId,
+    ) -> Option<crate::codec::TopicName> {
+        let acl = self.config.acl.as_ref()?;
+        let will = connect.will.as_ref()?;
+        let claims = self.conns.get(&id).map_or(&[][..], |c| &c.claims[..]);
+        let who = crate::acl::Who {
+            client_id: &connect.client_id,
+            username,
+            tenant: None,
+            claims,
+        };
+        (!acl.may_publish(&who, will.topic.as_str(), will.qos, will.retain))
+            .then(|| will.topic.clone())
     }
 
     /// The keep alive to enforce, and the Server Keep Alive to announce if it differs from the client's.

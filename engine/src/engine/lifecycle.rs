@@ -25,6 +25,7 @@ impl Engine {
         };
         self.timers.cancel(TimerKind::ConnectTimeout(id));
         self.timers.cancel(TimerKind::KeepAlive(id));
+        self.timers.cancel(TimerKind::Throttle(id));
         self.holding.remove(&id);
         if !c.out.is_empty() && tell_shell {
             // Bytes already released (a CONNACK refusal, a DISCONNECT) go out before the close.
@@ -222,6 +223,7 @@ impl Engine {
                     self.end_session(sid);
                 }
                 TimerKind::Sys => self.publish_sys(),
+                TimerKind::Throttle(id) => self.unthrottle(id),
             }
         }
     }

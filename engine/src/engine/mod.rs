@@ -5,6 +5,7 @@ mod auth;
 mod conn;
 mod connect;
 mod deliver;
+mod guard;
 mod lifecycle;
 mod publish;
 mod restore;
@@ -59,6 +60,20 @@ pub struct Stats {
     pub bytes_sent: u64,
     /// Connections accepted since start.
     pub connections_accepted: u64,
+    /// PUBLISH packets (and wills) the ACL refused.
+    pub publishes_denied: u64,
+    /// PUBLISH packets dropped over a rate limit (policy `Drop`).
+    pub publishes_dropped_by_quota: u64,
+    /// Times a client was held back by a rate limit (policy `Throttle`).
+    pub publishes_throttled: u64,
+    /// Subscriptions the ACL refused or an ACL reload revoked.
+    pub subscriptions_denied: u64,
+    /// Subscriptions refused over the subscription quota.
+    pub subscriptions_over_quota: u64,
+    /// CONNECTs refused by a ban.
+    pub connects_banned: u64,
+    /// CONNECTs refused over the connect rate of their address.
+    pub connects_rate_limited: u64,
 }
 
 /// The Cicada broker engine: every protocol rule, no I/O.
@@ -103,13 +118,22 @@ pub struct Engine {
     /// The `$SYS` publisher's state: when the engine first saw time, and what it last published.
     sys: sys::SysState,
     stats: Stats,
+    /// Bans in force ([`Input::SetBans`]).
+    bans: crate::limits::Bans,
+    /// Recent CONNECTs per address, with [`crate::Quotas::connect_rate_per_address`].
+    connect_rates: Option<crate::limits::RateTable>,
 }
 
 impl Engine {
     /// An engine with `config`, its randomness (assigned client ids) drawn from `seed`.
     pub fn new(config: Config, seed: u64) -> Result<Engine, ConfigError> {
         config.validate()?;
+        let connect_rates = config.quotas.connect_rate_per_address.map(|rate| {
+            crate::limits::RateTable::new(rate.per_sec, rate.burst, guard::CONNECT_RATE_ADDRESSES)
+        });
         Ok(Engine {
+            bans: crate::limits::Bans::default(),
+            connect_rates,
             persist: Persistence::new(config.durable),
             config,
             rng: Rng::new(seed),
@@ -197,6 +221,13 @@ impl Engine {
             },
             Input::Timeout => self.fire_timers(),
             Input::SetRedirect { redirect } => self.config.redirect = redirect,
+            Input::SetAcl { acl } => self.set_acl(acl),
+            Input::SetBans { bans } => self.set_bans(bans),
+            Input::Kick { conn, reason, why } => {
+                if self.conns.get(&conn).is_some_and(|c| c.session().is_some()) {
+                    self.kick(conn, reason, why);
+                }
+            }
             Input::Shutdown => {
                 let reason = self
                     .config
@@ -269,7 +300,7 @@ impl Engine {
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
             };
-            if matches!(c.phase, Phase::Authenticating(_)) {
+            if matches!(c.phase, Phase::Authenticating(_)) || c.stalled.is_some() {
                 return;
             }
             match c.decoder.decode(&mut c.inbuf) {
@@ -325,7 +356,7 @@ impl Engine {
         };
         let (sid, packet) = session;
         match packet {
-            Packet::Publish(p) => self.inbound_publish(id, sid, p, mark),
+            Packet::Publish(p) => self.guarded_publish(id, sid, p, mark),
             Packet::PubAck(a) => self.outbound_acked(sid, a.packet_id, false),
             Packet::PubRec(a) => self.outbound_received(id, sid, a),
             Packet::PubRel(a) => self.inbound_released(id, sid, a, mark),

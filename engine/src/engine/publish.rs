@@ -17,6 +17,9 @@ impl Engine {
         if let Some(rule) = self.publish_rule_broken(id, sid, &p, topic.as_str()) {
             return self.violation(id, rule.0, rule.1);
         }
+        if self.publish_denied(id, sid, &p, &topic, mark) {
+            return;
+        }
         self.stats.publishes_received += 1;
         let origin = self.sessions.get(&sid).map(|s| s.client_id.clone());
         let mut properties = p.properties;

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use crate::codec::{
     Packet, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
+use bytestring::ByteString;
+
 use crate::io::{ConnId, StoreOp};
 use crate::message::Message;
 use crate::session::{SessionId, Sub};
@@ -13,6 +15,9 @@ use super::Engine;
 
 impl Engine {
     pub(super) fn subscribe(&mut self, id: ConnId, sid: SessionId, s: Subscribe, mark: usize) {
+        let Some(protocol) = self.sessions.get(&sid).map(|s| s.protocol) else {
+            return;
+        };
         let mut reasons = Vec::with_capacity(s.subscriptions.len());
         // Retained messages to send after SUBACK: (message, granted QoS, subscription id).
         let mut retained: Vec<(Arc<Message>, QoS, Sub)> = Vec::new();
@@ -44,50 +49,22 @@ impl Engine {
             } else if !self.topic_within_limits(filter.as_str()) {
                 ReasonCode::TopicFilterInvalid
             } else {
-                let qos = subscription.options.qos.min(self.config.max_qos);
-                let sub = Sub {
-                    options: crate::codec::SubscriptionOptions {
-                        qos,
-                        ..subscription.options
-                    },
-                    id: s.properties.subscription_identifier,
-                };
-                let key = filter.as_bytestring().clone();
-                let Some(session) = self.sessions.get_mut(&sid) else {
-                    return;
-                };
-                let existed = session
-                    .subscriptions
-                    .insert(key.clone(), sub.clone())
-                    .is_some();
-                self.router.insert(filter.as_bytestring(), sid, sub.clone());
-                if session.is_persistent() {
-                    self.persist.push(StoreOp::PutSubscription {
-                        client_id: session.client_id.clone(),
-                        filter: key,
-                        options: sub.options,
-                        id: sub.id,
-                    });
-                }
-                // A shared subscription gets no retained messages (MQTT 5.0 §4.8.2).
-                let send_retained = !shared
-                    && match sub.options.retain_handling {
-                        RetainHandling::SendAtSubscribe => true,
-                        RetainHandling::SendIfNew => !existed,
-                        RetainHandling::DoNotSend => false,
-                    };
-                if send_retained {
-                    let now = self.now;
-                    self.retained.for_each_match(filter.as_str(), |m| {
-                        if !m.is_expired(now) {
-                            retained.push((m.clone(), qos, sub.clone()));
-                        }
-                    });
-                }
-                match qos {
-                    QoS::AtMostOnce => ReasonCode::Success,
-                    QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
-                    QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+                match self.subscribe_verdict(sid, &filter, subscription.options.qos) {
+                    Ok(granted) => {
+                        let sub = Sub {
+                            options: crate::codec::SubscriptionOptions {
+                                qos: granted.min(self.config.max_qos),
+                                ..subscription.options
+                            },
+                            id: s.properties.subscription_identifier,
+                        };
+                        self.add_subscription(sid, &filter, sub, &mut retained)
+                    }
+                    Err(_) if !self.conns.contains_key(&id) => {
+                        // The quota's policy disconnected the client.
+                        return;
+                    }
+                    Err(reason) => super::guard::suback_failure(protocol, reason),
                 }
             };
             reasons.push(reason);
@@ -110,24 +87,16 @@ impl Engine {
             return;
         };
         let mut reasons = Vec::with_capacity(u.filters.len());
+        let v5 = session.protocol.is_v5();
         for filter in u.filters {
-            let removed = session.subscriptions.remove(filter.as_str()).is_some();
-            if removed {
-                self.router.remove(filter.as_str(), sid);
-                if session.is_persistent() {
-                    self.persist.push(StoreOp::DeleteSubscription {
-                        client_id: session.client_id.clone(),
-                        filter: filter.as_bytestring().clone(),
-                    });
-                }
-            }
+            let removed = self.remove_subscription(sid, filter.as_bytestring());
             reasons.push(if removed {
                 ReasonCode::Success
             } else {
                 ReasonCode::NoSubscriptionExisted
             });
         }
-        if !session.protocol.is_v5() {
+        if !v5 {
             reasons.clear();
         }
         let ack = UnsubAck {
@@ -136,5 +105,94 @@ impl Engine {
             reasons,
         };
         self.send(id, &Packet::UnsubAck(ack), mark);
+    }
+
+    /// Adds (or replaces) a granted subscription, collecting the retained messages it gets; the
+    /// SUBACK code for it.
+    fn add_subscription(
+        &mut self,
+        sid: SessionId,
+        filter: &crate::codec::TopicFilter,
+        sub: Sub,
+        retained: &mut Vec<(Arc<Message>, QoS, Sub)>,
+    ) -> ReasonCode {
+        let shared = filter.shared().is_some();
+        let qos = sub.options.qos;
+        let key = filter.as_bytestring().clone();
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return ReasonCode::UnspecifiedError;
+        };
+        let existed = session
+            .subscriptions
+            .insert(key.clone(), sub.clone())
+            .is_some();
+        self.router.insert(filter.as_bytestring(), sid, sub.clone());
+        if session.is_persistent() {
+            self.persist.push(StoreOp::PutSubscription {
+                client_id: session.client_id.clone(),
+                filter: key,
+                options: sub.options,
+                id: sub.id,
+            });
+        }
+        // A shared subscription gets no retained messages (MQTT 5.0 §4.8.2).
+        let send_retained = !shared
+            && match sub.options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendIfNew => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+        if send_retained {
+            let now = self.now;
+            self.retained.for_each_match(filter.as_str(), |m| {
+                if !m.is_expired(now) {
+                    retained.push((m.clone(), qos, sub.clone()));
+                }
+            });
+        }
+        match qos {
+            QoS::AtMostOnce => ReasonCode::Success,
+            QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+            QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+        }
+    }
+
+    /// Removes a subscription of a session (router, session, storage); whether it existed.
+    pub(super) fn remove_subscription(&mut self, sid: SessionId, filter: &ByteString) -> bool {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return false;
+        };
+        if session.subscriptions.remove(filter).is_none() {
+            return false;
+        }
+        self.router.remove(filter, sid);
+        if session.is_persistent() {
+            self.persist.push(StoreOp::DeleteSubscription {
+                client_id: session.client_id.clone(),
+                filter: filter.clone(),
+            });
+        }
+        true
+    }
+
+    /// Lowers the QoS of a subscription (an ACL reload granting less).
+    pub(super) fn lower_subscription(&mut self, sid: SessionId, filter: &ByteString, qos: QoS) {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let Some(sub) = session.subscriptions.get_mut(filter) else {
+            return;
+        };
+        sub.options.qos = qos;
+        let sub = sub.clone();
+        self.router.insert(filter, sid, sub.clone());
+        if session.is_persistent() {
+            self.persist.push(StoreOp::PutSubscription {
+                client_id: session.client_id.clone(),
+                filter: filter.clone(),
+                options: sub.options,
+                id: sub.id,
+            });
+        }
     }
 }

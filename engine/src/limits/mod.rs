@@ -1,1 +1,27 @@
-//! Pure limits: token buckets (time injected) and bans.
+//! Pure limits, time injected: token buckets for rates, a per-address table of them for the
+//! connect rate, and bans.
+
+mod ban;
+mod bucket;
+mod glob;
+mod rate_table;
+
+pub use ban::{Ban, BanError, BanTarget, Bans};
+pub use bucket::TokenBucket;
+pub use rate_table::RateTable;
+
+/// The IP address in a shell's peer text (`1.2.3.4:5678`, `[::1]:5678`, or a bare address), with
+/// IPv4-mapped IPv6 addresses turned back into IPv4 so one ban or bucket covers both spellings.
+pub(crate) fn peer_ip(peer: &str) -> Option<std::net::IpAddr> {
+    let ip = peer
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| peer.parse::<std::net::IpAddr>())
+        .ok()?;
+    Some(match ip {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        v4 => v4,
+    })
+}

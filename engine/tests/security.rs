@@ -1,0 +1,501 @@
+//! The engine's guards, driven without sockets: the ACL on PUBLISH, SUBSCRIBE and wills (and its
+//! reload), principals from the authenticator, bans, the connect rate per address, publish rate
+//! limits under each overload policy, and the subscription quota.
+
+use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cicada_engine::acl::Acl;
+use cicada_engine::codec::{Packet, ProtocolVersion, QoS, ReasonCode, Will};
+use cicada_engine::limits::{Ban, BanTarget};
+use cicada_engine::sim::{expect, Sim};
+use cicada_engine::{
+    AuthDecision, Authentication, Config, ConnMeta, Event, Input, OverloadPolicy, Principal,
+    Quotas, Rate, RateLimit, Refusal,
+};
+
+const V5: ProtocolVersion = ProtocolVersion::V5;
+const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
+
+fn acl(text: &str) -> Option<Arc<Acl>> {
+    Some(Arc::new(Acl::parse(text).expect("valid ACL")))
+}
+
+fn with_acl(text: &str) -> Sim {
+    Sim::new(Config {
+        acl: acl(text),
+        ..Config::default()
+    })
+}
+
+/// Connects `name` with `username` (the engine trusts it: authentication is off in these tests).
+fn connect_as(sim: &mut Sim, name: &str, username: Option<&str>, version: ProtocolVersion) {
+    let mut connect = Sim::connect_packet(name, version);
+    connect.username = username.map(Into::into);
+    let ack = expect::connack(sim.connect_with(name, connect));
+    assert_eq!(ack.reason, ReasonCode::Success, "{name} connects");
+}
+
+fn ack_reason(packet: Option<Packet>) -> ReasonCode {
+    match packet {
+        Some(Packet::PubAck(a) | Packet::PubRec(a)) => a.reason,
+        other => panic!("expected PUBACK or PUBREC, got {other:?}"),
+    }
+}
+
+fn refusals(sim: &Sim) -> Vec<Refusal> {
+    sim.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Refused { what, .. } => Some(what.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+const RULES: &str = r##"
+allow user "alice" publish,retain "alice/#"
+allow all publish "open/#" qos <= 1
+allow client "dev-*" publish "devices/%c/#"
+deny all subscribe "secret/#"
+allow all subscribe "#" qos <= 1
+"##;
+
+#[test]
+fn denied_publish_v5_gets_0x87_at_qos_1_and_2_and_silence_at_qos_0() {
+    let mut sim = with_acl(RULES);
+    connect_as(&mut sim, "watcher", None, V5);
+    expect::suback_of(sim.subscribe("watcher", "alice/#", QoS::AtLeastOnce));
+    expect::suback_of(sim.subscribe("watcher", "open/#", QoS::AtLeastOnce));
+    connect_as(&mut sim, "bob", Some("bob"), V5);
+
+    sim.publish("bob", "alice/x", QoS::AtMostOnce, "q0");
+    assert_eq!(sim.recv("bob"), None, "QoS 0 is dropped silently");
+    sim.publish("bob", "alice/x", QoS::AtLeastOnce, "q1");
+    assert_eq!(ack_reason(sim.recv("bob")), ReasonCode::NotAuthorized);
+    sim.publish("bob", "alice/x", QoS::ExactlyOnce, "q2");
+    assert_eq!(ack_reason(sim.recv("bob")), ReasonCode::NotAuthorized);
+    assert!(expect::payloads(&sim.recv_all("watcher")).is_empty());
+    assert_eq!(sim.engine.stats().publishes_denied, 3);
+    assert!(refusals(&sim).iter().any(
+        |r| matches!(r, Refusal::PublishDenied { topic } if topic.as_str() == "alice/x")
+    ));
+
+    // Allowed: alice on her tree, anyone on open/ up to QoS 1.
+    connect_as(&mut sim, "alice", Some("alice"), V5);
+    sim.publish("alice", "alice/x", QoS::AtLeastOnce, "hers");
+    assert_eq!(ack_reason(sim.recv("alice")), ReasonCode::Success);
+    sim.publish("bob", "open/x", QoS::AtLeastOnce, "open");
+    assert_eq!(ack_reason(sim.recv("bob")), ReasonCode::Success);
+    // The QoS cap: QoS 2 on open/ matches no allow rule.
+    sim.publish("bob", "open/x", QoS::ExactlyOnce, "too high");
+    assert_eq!(ack_reason(sim.recv("bob")), ReasonCode::NotAuthorized);
+    assert_eq!(
+        expect::payloads(&sim.recv_all("watcher")),
+        ["hers", "open"]
+    );
+}
+
+#[test]
+fn denied_publish_v3_is_acknowledged_but_not_delivered() {
+    let mut sim = with_acl(RULES);
+    connect_as(&mut sim, "watcher", None, V3);
+    expect::suback_of(sim.subscribe("watcher", "alice/#", QoS::AtLeastOnce));
+    connect_as(&mut sim, "bob", Some("bob"), V3);
+    sim.publish("bob", "alice/x", QoS::AtLeastOnce, "q1");
+    // 3.1.1 has no way to say no: the PUBACK is a plain one, the message goes nowhere.
+    assert_eq!(ack_reason(sim.recv("bob")), ReasonCode::Success);
+    sim.publish("bob", "alice/x", QoS::AtMostOnce, "q0");
+    assert!(expect::payloads(&sim.recv_all("watcher")).is_empty());
+    assert_eq!(sim.engine.stats().publishes_denied, 2);
+    assert!(!sim.is_closed("bob"));
+}
+
+#[test]
+fn client_id_placeholder_confines_each_device_to_its_tree() {
+    let mut sim = with_acl(RULES);
+    connect_as(&mut sim, "dev-1", None, V5);
+    sim.publish("dev-1", "devices/dev-1/temp", QoS::AtLeastOnce, "mine");
+    assert_eq!(ack_reason(sim.recv("dev-1")), ReasonCode::Success);
+    sim.publish("dev-1", "devices/dev-2/temp", QoS::AtLeastOnce, "theirs");
+    assert_eq!(ack_reason(sim.recv("dev-1")), ReasonCode::NotAuthorized);
+}
+
+#[test]
+fn retained_publish_needs_the_retain_permission_too() {
+    let mut sim = with_acl(RULES);
+    connect_as(&mut sim, "bob", Some("bob"), V5);
+    let mut p = cicada_engine::codec::Publish::new(
+        cicada_engine::codec::TopicName::new("open/r".to_string()).expect("topic"),
+        bytes::Bytes::from_static(b"keep"),
+    );
+    p.retain = true;
+    p.delivery = cicada_engine::codec::Delivery::AtLeastOnce(sim.next_packet_id("bob"));
+    sim.send("bob", Packet::Publish(p));
+    assert_eq!(ack_reason(sim.recv("bob")), ReasonCode::NotAuthorized);
+    assert_eq!(sim.engine.retained_count(), 0);
+
+    connect_as(&mut sim, "alice", Some("alice"), V5);
+    let mut p = cicada_engine::codec::Publish::new(
+        cicada_engine::codec::TopicName::new("alice/r".to_string()).expect("topic"),
+        bytes::Bytes::from_static(b"keep"),
+    );
+    p.retain = true;
+    p.delivery = cicada_engine::codec::Delivery::AtLeastOnce(sim.next_packet_id("alice"));
+    sim.send("alice", Packet::Publish(p));
+    assert_eq!(ack_reason(sim.recv("alice")), ReasonCode::Success);
+    assert_eq!(sim.engine.retained_count(), 1);
+}
+
+#[test]
+fn denied_subscription_gets_0x80_in_v5_and_v3_and_caps_lower_the_granted_qos() {
+    for version in [V5, V3] {
+        let mut sim = with_acl(RULES);
+        connect_as(&mut sim, "c", None, version);
+        let ack = expect::suback_of(sim.subscribe("c", "secret/plans", QoS::AtMostOnce));
+        assert_eq!(ack.reasons, [ReasonCode::UnspecifiedError], "{version}");
+        // `#` intersects secret/#, which is denied first.
+        let ack = expect::suback_of(sim.subscribe("c", "#", QoS::AtMostOnce));
+        assert_eq!(ack.reasons, [ReasonCode::UnspecifiedError], "{version}");
+        let ack = expect::suback_of(sim.subscribe("c", "news/+", QoS::ExactlyOnce));
+        assert_eq!(ack.reasons, [ReasonCode::GrantedQoS1], "{version}");
+        assert_eq!(sim.engine.stats().subscriptions_denied, 2);
+        assert_eq!(sim.engine.subscription_count(), 1);
+    }
+}
+
+#[test]
+fn a_will_the_acl_denies_refuses_the_connect() {
+    let mut sim = with_acl(RULES);
+    let mut connect = Sim::connect_packet("bob", V5);
+    connect.username = Some("bob".into());
+    connect.will = Some(Will {
+        topic: cicada_engine::codec::TopicName::new("alice/last".to_string()).expect("topic"),
+        payload: bytes::Bytes::from_static(b"bye"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    let ack = expect::connack(sim.connect_with("bob", connect));
+    assert_eq!(ack.reason, ReasonCode::NotAuthorized);
+    assert!(sim.is_closed("bob"));
+    assert!(refusals(&sim)
+        .iter()
+        .any(|r| matches!(r, Refusal::WillDenied { .. })));
+}
+
+#[test]
+fn an_acl_reload_revokes_subscriptions_it_denies_without_disconnecting() {
+    let mut sim = with_acl("allow all subscribe \"#\"\nallow all publish \"#\"\n");
+    connect_as(&mut sim, "sub", None, V5);
+    expect::suback_of(sim.subscribe("sub", "news/#", QoS::AtLeastOnce));
+    expect::suback_of(sim.subscribe("sub", "chat/#", QoS::AtLeastOnce));
+    connect_as(&mut sim, "pub", None, V5);
+    sim.input(Input::SetAcl {
+        acl: acl("deny all subscribe \"news/#\"\nallow all subscribe \"#\"\nallow all publish \"#\"\n"),
+    });
+    assert!(!sim.is_closed("sub"), "nobody is disconnected by a reload");
+    assert_eq!(sim.engine.subscription_count(), 1);
+    sim.publish("pub", "news/1", QoS::AtMostOnce, "news");
+    sim.publish("pub", "chat/1", QoS::AtMostOnce, "chat");
+    assert_eq!(expect::payloads(&sim.recv_all("sub")), ["chat"]);
+    assert!(refusals(&sim).iter().any(
+        |r| matches!(r, Refusal::SubscriptionRevoked { filter } if &**filter == "news/#")
+    ));
+}
+
+#[test]
+fn the_principal_from_the_authenticator_is_what_the_acl_sees() {
+    let mut sim = Sim::new(Config {
+        authentication: Authentication::External,
+        acl: acl("allow claim \"role\" \"admin\" publish \"admin/#\"\nallow user \"alice\" publish \"alice/#\"\n"),
+        ..Config::default()
+    });
+    let mut connect = Sim::connect_packet("c", V5);
+    // The client claims to be bob; the authenticator proved alice with an admin claim.
+    connect.username = Some("bob".into());
+    sim.open("c");
+    sim.set_version("c", V5);
+    sim.send("c", Packet::Connect(Box::new(connect)));
+    let conn = sim.conn("c");
+    sim.input(Input::AuthDecided {
+        conn,
+        decision: AuthDecision::Authenticated {
+            principal: Principal {
+                username: Some("alice".into()),
+                claims: vec![("role".into(), "admin".into())],
+            },
+            data: None,
+        },
+    });
+    assert_eq!(expect::connack(sim.recv("c")).reason, ReasonCode::Success);
+    sim.publish("c", "alice/x", QoS::AtLeastOnce, "a");
+    assert_eq!(ack_reason(sim.recv("c")), ReasonCode::Success);
+    sim.publish("c", "admin/x", QoS::AtLeastOnce, "b");
+    assert_eq!(ack_reason(sim.recv("c")), ReasonCode::Success);
+    sim.publish("c", "bob/x", QoS::AtLeastOnce, "c");
+    assert_eq!(ack_reason(sim.recv("c")), ReasonCode::NotAuthorized);
+}
+
+fn peer(name: &str, address: &str) -> ConnMeta {
+    ConnMeta {
+        peer: address.to_string(),
+        listener: format!("test:{name}"),
+        ..ConnMeta::default()
+    }
+}
+
+fn connect_from(sim: &mut Sim, name: &str, address: &str, version: ProtocolVersion) -> ReasonCode {
+    sim.open_with(name, peer(name, address));
+    sim.set_version(name, version);
+    sim.send(
+        name,
+        Packet::Connect(Box::new(Sim::connect_packet(name, version))),
+    );
+    expect::connack(sim.recv(name)).reason
+}
+
+#[test]
+fn bans_refuse_connects_with_0x8a_and_disconnect_connected_clients_with_0x98() {
+    let mut sim = Sim::new(Config::default());
+    connect_as(&mut sim, "bad-2", None, V5);
+    connect_as(&mut sim, "good", None, V5);
+    let until = sim.now() + Duration::from_secs(60);
+    sim.input(Input::SetBans {
+        bans: vec![
+            Ban {
+                target: BanTarget::parse("client", "bad-*").expect("ban"),
+                until: Some(until),
+                reason: None,
+            },
+            Ban {
+                target: BanTarget::parse("address", "10.9.0.0/16").expect("ban"),
+                until: None,
+                reason: Some("abuse".into()),
+            },
+        ],
+    });
+    let d = expect::disconnect_of(sim.recv("bad-2"));
+    assert_eq!(d.reason, ReasonCode::AdministrativeAction);
+    assert!(sim.is_closed("bad-2"));
+    assert!(!sim.is_closed("good"));
+
+    assert_eq!(
+        connect_from(&mut sim, "bad-3", "127.0.0.1:4000", V5),
+        ReasonCode::Banned
+    );
+    assert_eq!(
+        connect_from(&mut sim, "other", "10.9.3.4:4000", V5),
+        ReasonCode::Banned
+    );
+    // 3.1.1 has no "banned": not authorized (0x05).
+    assert_eq!(
+        connect_from(&mut sim, "other3", "10.9.3.4:4001", V3),
+        ReasonCode::NotAuthorized
+    );
+    assert_eq!(
+        connect_from(&mut sim, "fine", "10.8.3.4:4000", V5),
+        ReasonCode::Success
+    );
+    assert_eq!(sim.engine.stats().connects_banned, 3);
+    // The client ban expires.
+    sim.advance(Duration::from_secs(61));
+    assert_eq!(
+        connect_from(&mut sim, "bad-4", "127.0.0.1:4002", V5),
+        ReasonCode::Success
+    );
+}
+
+fn per_sec(n: u64) -> NonZeroU64 {
+    NonZeroU64::new(n).expect("non-zero")
+}
+
+#[test]
+fn the_connect_rate_per_address_refuses_a_storm_with_0x9f() {
+    let mut sim = Sim::new(Config {
+        quotas: Quotas {
+            connect_rate_per_address: Some(Rate {
+                per_sec: per_sec(1),
+                burst: per_sec(2),
+            }),
+            ..Quotas::default()
+        },
+        ..Config::default()
+    });
+    let from = "192.0.2.7:1000";
+    assert_eq!(connect_from(&mut sim, "a", from, V5), ReasonCode::Success);
+    assert_eq!(connect_from(&mut sim, "b", from, V5), ReasonCode::Success);
+    assert_eq!(
+        connect_from(&mut sim, "c", from, V5),
+        ReasonCode::ConnectionRateExceeded
+    );
+    assert_eq!(
+        connect_from(&mut sim, "d", from, V3),
+        ReasonCode::ServerUnavailable,
+        "3.1.1 hears server unavailable"
+    );
+    // Another address is not affected; the first one recovers with time.
+    assert_eq!(
+        connect_from(&mut sim, "e", "192.0.2.8:1000", V5),
+        ReasonCode::Success
+    );
+    sim.advance(Duration::from_secs(1));
+    assert_eq!(connect_from(&mut sim, "f", from, V5), ReasonCode::Success);
+    assert_eq!(sim.engine.stats().connects_rate_limited, 2);
+}
+
+fn rate_limited(policy: OverloadPolicy) -> Sim {
+    Sim::new(Config {
+        quotas: Quotas {
+            publish_messages: Some(RateLimit {
+                rate: Rate {
+                    per_sec: per_sec(10),
+                    burst: per_sec(5),
+                },
+                policy,
+            }),
+            ..Quotas::default()
+        },
+        ..Config::default()
+    })
+}
+
+#[test]
+fn throttling_holds_a_flood_back_and_loses_nothing() {
+    let mut sim = rate_limited(OverloadPolicy::Throttle);
+    connect_as(&mut sim, "sub", None, V5);
+    expect::suback_of(sim.subscribe("sub", "t", QoS::AtLeastOnce));
+    connect_as(&mut sim, "flood", None, V5);
+    for i in 0..9 {
+        sim.publish("flood", "t", QoS::AtLeastOnce, &i.to_string());
+    }
+    // The burst of 5 passes at once; the sixth waits, and so does everything behind it.
+    let acks = sim.recv_all("flood").len();
+    assert_eq!(acks, 5);
+    let paused = sim
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::ReadPaused { until, .. } => Some(*until),
+            _ => None,
+        })
+        .expect("the shell is told to stop reading");
+    assert_eq!(paused, sim.now() + Duration::from_millis(100));
+    sim.advance(Duration::from_millis(100));
+    assert_eq!(sim.recv_all("flood").len(), 1, "one more per 100 ms");
+    sim.advance(Duration::from_millis(300));
+    assert_eq!(sim.recv_all("flood").len(), 3);
+    assert!(!sim.is_closed("flood"));
+    let got = expect::payloads(&sim.recv_all("sub"));
+    assert_eq!(got, ["0", "1", "2", "3", "4", "5", "6", "7", "8"]);
+}
+
+#[test]
+fn the_drop_policy_answers_0x97_and_counts() {
+    let mut sim = rate_limited(OverloadPolicy::Drop);
+    connect_as(&mut sim, "flood", None, V5);
+    for i in 0..7 {
+        sim.publish("flood", "t", QoS::AtLeastOnce, &i.to_string());
+    }
+    let reasons: Vec<ReasonCode> = (0..7).map(|_| ack_reason(sim.recv("flood"))).collect();
+    assert_eq!(reasons[..5], [ReasonCode::Success; 5]);
+    assert_eq!(reasons[5..], [ReasonCode::QuotaExceeded; 2]);
+    assert_eq!(sim.engine.stats().publishes_dropped_by_quota, 2);
+}
+
+#[test]
+fn the_disconnect_policy_closes_with_0x96() {
+    let mut sim = rate_limited(OverloadPolicy::Disconnect);
+    connect_as(&mut sim, "flood", None, V5);
+    for i in 0..6 {
+        sim.publish("flood", "t", QoS::AtMostOnce, &i.to_string());
+    }
+    let d = expect::disconnect_of(sim.recv("flood"));
+    assert_eq!(d.reason, ReasonCode::MessageRateTooHigh);
+    assert!(sim.is_closed("flood"));
+}
+
+#[test]
+fn a_byte_rate_limits_payload_volume() {
+    let mut sim = Sim::new(Config {
+        quotas: Quotas {
+            publish_bytes: Some(RateLimit {
+                rate: Rate {
+                    per_sec: per_sec(100),
+                    burst: per_sec(100),
+                },
+                policy: OverloadPolicy::Drop,
+            }),
+            ..Quotas::default()
+        },
+        ..Config::default()
+    });
+    connect_as(&mut sim, "c", None, V5);
+    let fifty = "x".repeat(50);
+    sim.publish("c", "t", QoS::AtLeastOnce, &fifty);
+    sim.publish("c", "t", QoS::AtLeastOnce, &fifty);
+    sim.publish("c", "t", QoS::AtLeastOnce, &fifty);
+    let reasons: Vec<ReasonCode> = (0..3).map(|_| ack_reason(sim.recv("c"))).collect();
+    assert_eq!(
+        reasons,
+        [
+            ReasonCode::Success,
+            ReasonCode::Success,
+            ReasonCode::QuotaExceeded
+        ]
+    );
+    sim.advance(Duration::from_millis(500));
+    sim.publish("c", "t", QoS::AtLeastOnce, &fifty);
+    assert_eq!(ack_reason(sim.recv("c")), ReasonCode::Success);
+}
+
+#[test]
+fn the_subscription_quota_refuses_or_disconnects() {
+    let quota = |policy| {
+        Sim::new(Config {
+            quotas: Quotas {
+                max_subscriptions: Some((2, policy)),
+                ..Quotas::default()
+            },
+            ..Config::default()
+        })
+    };
+    for (version, refused) in [
+        (V5, ReasonCode::QuotaExceeded),
+        (V3, ReasonCode::UnspecifiedError),
+    ] {
+        let mut sim = quota(OverloadPolicy::Drop);
+        connect_as(&mut sim, "c", None, version);
+        expect::suback_of(sim.subscribe("c", "a", QoS::AtMostOnce));
+        expect::suback_of(sim.subscribe("c", "b", QoS::AtMostOnce));
+        let ack = expect::suback_of(sim.subscribe("c", "c", QoS::AtMostOnce));
+        assert_eq!(ack.reasons, [refused], "{version}");
+        // Replacing an existing subscription is not one more.
+        let ack = expect::suback_of(sim.subscribe("c", "a", QoS::AtLeastOnce));
+        assert_eq!(ack.reasons, [ReasonCode::GrantedQoS1], "{version}");
+        assert_eq!(sim.engine.stats().subscriptions_over_quota, 1);
+    }
+    let mut sim = quota(OverloadPolicy::Disconnect);
+    connect_as(&mut sim, "c", None, V5);
+    expect::suback_of(sim.subscribe("c", "a", QoS::AtMostOnce));
+    expect::suback_of(sim.subscribe("c", "b", QoS::AtMostOnce));
+    let d = expect::disconnect_of(sim.subscribe("c", "c", QoS::AtMostOnce));
+    assert_eq!(d.reason, ReasonCode::QuotaExceeded);
+    assert!(sim.is_closed("c"));
+}
+
+#[test]
+fn a_kick_disconnects_with_the_reason_given() {
+    let mut sim = Sim::new(Config::default());
+    connect_as(&mut sim, "c", None, V5);
+    let conn = sim.conn("c");
+    sim.input(Input::Kick {
+        conn,
+        reason: ReasonCode::NotAuthorized,
+        why: "password changed".into(),
+    });
+    let d = expect::disconnect_of(sim.recv("c"));
+    assert_eq!(d.reason, ReasonCode::NotAuthorized);
+    assert!(sim.is_closed("c"));
+}
