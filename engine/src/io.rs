@@ -497,13 +497,16 @@ pub enum Event {
         /// What was refused.
         what: Refusal,
     },
-    /// Stop reading from `conn` until `until`: the client exceeded a rate limit whose policy is to
-    /// throttle. What it already sent waits in the engine; TCP pushes back on the rest.
+    /// Stop reading from `conn` until [`Event::ReadResumed`]: the client exceeded a rate limit whose
+    /// policy is to throttle. What it already sent waits in the engine; TCP pushes back on the rest.
     ReadPaused {
         /// The connection.
         conn: ConnId,
-        /// When reading may resume.
-        until: Instant,
+    },
+    /// Read from `conn` again: everything it sent before [`Event::ReadPaused`] has been handled.
+    ReadResumed {
+        /// The connection.
+        conn: ConnId,
     },
     /// A session expired and was removed.
     SessionExpired {

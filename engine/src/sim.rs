@@ -553,8 +553,12 @@ impl Sim {
                     let text = format!("refused {client_id}: {what:?}");
                     self.line(&text);
                 }
-                Event::ReadPaused { conn, until } => {
-                    let text = format!("read paused {conn} until {until}");
+                Event::ReadPaused { conn } => {
+                    let text = format!("read paused {conn}");
+                    self.line(&text);
+                }
+                Event::ReadResumed { conn } => {
+                    let text = format!("read resumed {conn}");
                     self.line(&text);
                 }
                 Event::ClientConnected { .. } | Event::ClientDisconnected { .. } => {}

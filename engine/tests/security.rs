@@ -78,9 +78,9 @@ fn denied_publish_v5_gets_0x87_at_qos_1_and_2_and_silence_at_qos_0() {
     assert_eq!(ack_reason(sim.recv("bob")), ReasonCode::NotAuthorized);
     assert!(expect::payloads(&sim.recv_all("watcher")).is_empty());
     assert_eq!(sim.engine.stats().publishes_denied, 3);
-    assert!(refusals(&sim).iter().any(
-        |r| matches!(r, Refusal::PublishDenied { topic } if topic.as_str() == "alice/x")
-    ));
+    assert!(refusals(&sim)
+        .iter()
+        .any(|r| matches!(r, Refusal::PublishDenied { topic } if topic.as_str() == "alice/x")));
 
     // Allowed: alice on her tree, anyone on open/ up to QoS 1.
     connect_as(&mut sim, "alice", Some("alice"), V5);
@@ -91,10 +91,7 @@ fn denied_publish_v5_gets_0x87_at_qos_1_and_2_and_silence_at_qos_0() {
     // The QoS cap: QoS 2 on open/ matches no allow rule.
     sim.publish("bob", "open/x", QoS::ExactlyOnce, "too high");
     assert_eq!(ack_reason(sim.recv("bob")), ReasonCode::NotAuthorized);
-    assert_eq!(
-        expect::payloads(&sim.recv_all("watcher")),
-        ["hers", "open"]
-    );
+    assert_eq!(expect::payloads(&sim.recv_all("watcher")), ["hers", "open"]);
 }
 
 #[test]
@@ -193,16 +190,18 @@ fn an_acl_reload_revokes_subscriptions_it_denies_without_disconnecting() {
     expect::suback_of(sim.subscribe("sub", "chat/#", QoS::AtLeastOnce));
     connect_as(&mut sim, "pub", None, V5);
     sim.input(Input::SetAcl {
-        acl: acl("deny all subscribe \"news/#\"\nallow all subscribe \"#\"\nallow all publish \"#\"\n"),
+        acl: acl(
+            "deny all subscribe \"news/#\"\nallow all subscribe \"#\"\nallow all publish \"#\"\n",
+        ),
     });
     assert!(!sim.is_closed("sub"), "nobody is disconnected by a reload");
     assert_eq!(sim.engine.subscription_count(), 1);
     sim.publish("pub", "news/1", QoS::AtMostOnce, "news");
     sim.publish("pub", "chat/1", QoS::AtMostOnce, "chat");
     assert_eq!(expect::payloads(&sim.recv_all("sub")), ["chat"]);
-    assert!(refusals(&sim).iter().any(
-        |r| matches!(r, Refusal::SubscriptionRevoked { filter } if &**filter == "news/#")
-    ));
+    assert!(refusals(&sim)
+        .iter()
+        .any(|r| matches!(r, Refusal::SubscriptionRevoked { filter } if &**filter == "news/#")));
 }
 
 #[test]
@@ -373,19 +372,35 @@ fn throttling_holds_a_flood_back_and_loses_nothing() {
     // The burst of 5 passes at once; the sixth waits, and so does everything behind it.
     let acks = sim.recv_all("flood").len();
     assert_eq!(acks, 5);
-    let paused = sim
-        .events
-        .iter()
-        .find_map(|e| match e {
-            Event::ReadPaused { until, .. } => Some(*until),
-            _ => None,
-        })
-        .expect("the shell is told to stop reading");
-    assert_eq!(paused, sim.now() + Duration::from_millis(100));
+    let flow = |sim: &Sim| {
+        sim.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ReadPaused { .. } => Some("paused"),
+                Event::ReadResumed { .. } => Some("resumed"),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(flow(&sim), ["paused"], "the shell is told to stop reading");
+    assert_eq!(
+        sim.engine.poll_timeout(),
+        Some(sim.now() + Duration::from_millis(100))
+    );
     sim.advance(Duration::from_millis(100));
     assert_eq!(sim.recv_all("flood").len(), 1, "one more per 100 ms");
+    assert_eq!(
+        flow(&sim),
+        ["paused"],
+        "still paused while a backlog remains"
+    );
     sim.advance(Duration::from_millis(300));
     assert_eq!(sim.recv_all("flood").len(), 3);
+    assert_eq!(
+        flow(&sim),
+        ["paused", "resumed"],
+        "reading resumes once the backlog is handled"
+    );
     assert!(!sim.is_closed("flood"));
     let got = expect::payloads(&sim.recv_all("sub"));
     assert_eq!(got, ["0", "1", "2", "3", "4", "5", "6", "7", "8"]);
@@ -498,4 +513,26 @@ fn a_kick_disconnects_with_the_reason_given() {
     let d = expect::disconnect_of(sim.recv("c"));
     assert_eq!(d.reason, ReasonCode::NotAuthorized);
     assert!(sim.is_closed("c"));
+}
+
+#[test]
+fn throttling_holds_back_a_backlog_that_arrived_in_one_chunk() {
+    let mut sim = rate_limited(OverloadPolicy::Throttle);
+    connect_as(&mut sim, "sub", None, V5);
+    expect::suback_of(sim.subscribe("sub", "t", QoS::AtMostOnce));
+    connect_as(&mut sim, "flood", None, V5);
+    let mut bytes = bytes::BytesMut::new();
+    for i in 0..100 {
+        let p = cicada_engine::codec::Publish::new(
+            cicada_engine::codec::TopicName::new("t".to_string()).expect("topic"),
+            bytes::Bytes::from(i.to_string()),
+        );
+        Packet::Publish(p).encode(V5, &mut bytes).expect("encode");
+    }
+    sim.send_bytes("flood", &bytes);
+    assert_eq!(sim.recv_all("sub").len(), 5, "the burst");
+    sim.advance(Duration::from_secs(1));
+    assert_eq!(sim.recv_all("sub").len(), 10, "then the rate");
+    sim.advance(Duration::from_secs(1));
+    assert_eq!(sim.recv_all("sub").len(), 10);
 }

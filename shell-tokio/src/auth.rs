@@ -1,22 +1,28 @@
-//! The authenticator: answers the engine's [`Event::Authenticate`] steps.
+//! The authenticator: answers the engine's [`cicada_engine::Event::Authenticate`] steps.
 //!
-//! Today it offers MQTT 5 enhanced authentication with SCRAM-SHA-256 against a credentials file
-//! (`[auth] scram_credentials`). CONNECTs without an Authentication Method are let in, as they are
-//! without the file: password, JWT and certificate providers come with the security work, and until
-//! then the broker must only listen where every client may connect.
-//!
-//! SCRAM needs no slow work on the server side (the verifiers hold PBKDF2's result), so each step is
-//! answered inline on the engine task.
+//! - CONNECTs with an Authentication Method run MQTT 5 enhanced authentication: SCRAM-SHA-256
+//!   against a credentials file (`[auth] scram_credentials`). SCRAM needs no slow work on the
+//!   server side (the verifiers hold PBKDF2's result), so each step is answered inline on the
+//!   engine task.
+//! - Other CONNECTs go through the provider chain ([`crate::providers`]): inline when no provider
+//!   is configured (only the listener's anonymous switch decides), otherwise on the blocking pool,
+//!   at most [`CHECKS_AT_ONCE`] at a time so a storm of password guesses cannot take every core
+//!   or the memory argon2id needs per check.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use bytestring::ByteString;
 use cicada_engine::codec::ReasonCode;
 use cicada_engine::{AuthDecision, AuthStage, ConnId};
 use cicada_scram::{CredentialsFile, ServerAwaitingClientFinal};
 use ring::rand::{SecureRandom, SystemRandom};
 use tracing::{info, warn};
+
+use crate::config::AuthSettings;
+use crate::providers::{Credentials, Proof, Providers};
 
 /// Why the authenticator cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +39,20 @@ pub(crate) enum AuthError {
     },
     #[error("the system random number generator failed")]
     Random,
+    #[error("{0}")]
+    Providers(#[from] crate::providers::ProvidersError),
+}
+
+/// How many slow credential checks run at once.
+pub(crate) const CHECKS_AT_ONCE: usize = 4;
+
+/// A credential check to run on the blocking pool.
+pub(crate) type SlowCheck = Box<dyn FnOnce() -> (AuthDecision, Option<Proof>) + Send>;
+
+/// An answer now, or a check to run on the blocking pool.
+pub(crate) enum Answer {
+    Now(AuthDecision),
+    Later(SlowCheck),
 }
 
 /// One step to check, as the engine asked it.
@@ -40,6 +60,10 @@ pub(crate) struct Step<'a> {
     pub(crate) conn: ConnId,
     pub(crate) client_id: &'a str,
     pub(crate) peer: &'a str,
+    pub(crate) listener: &'a str,
+    pub(crate) username: Option<ByteString>,
+    pub(crate) password: Option<Bytes>,
+    pub(crate) identity: Option<cicada_engine::CertIdentity>,
     pub(crate) method: Option<&'a str>,
     pub(crate) data: Option<Bytes>,
     pub(crate) stage: AuthStage,
@@ -58,13 +82,17 @@ struct Scram {
 pub(crate) struct Authenticator {
     rng: SystemRandom,
     scram: Option<Scram>,
+    providers: Arc<Providers>,
+    /// How each connected client proved who it is, for reloads.
+    proofs: BTreeMap<ConnId, Proof>,
 }
 
 impl Authenticator {
     /// Loads the configured credentials.
-    pub(crate) fn new(scram_credentials: Option<&Path>) -> Result<Authenticator, AuthError> {
+    pub(crate) fn new(settings: &AuthSettings) -> Result<Authenticator, AuthError> {
         let rng = SystemRandom::new();
-        let scram = match scram_credentials {
+        let providers = Arc::new(Providers::load(settings)?);
+        let scram = match settings.scram_credentials.as_deref() {
             None => None,
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
@@ -87,13 +115,64 @@ impl Authenticator {
                 })
             }
         };
-        Ok(Authenticator { rng, scram })
+        Ok(Authenticator {
+            rng,
+            scram,
+            providers,
+            proofs: BTreeMap::new(),
+        })
     }
 
-    /// Answers one step.
-    pub(crate) fn decide(&mut self, step: Step<'_>) -> AuthDecision {
+    /// Answers one step, or hands back the check to run.
+    pub(crate) fn decide(&mut self, step: Step<'_>) -> Answer {
+        if step.method.is_some() {
+            return Answer::Now(self.enhanced(step));
+        }
+        let credentials = Credentials {
+            client_id: ByteString::from(step.client_id),
+            username: step.username,
+            password: step.password,
+            identity: step.identity,
+            peer: step.peer.to_string(),
+            listener: step.listener.to_string(),
+        };
+        let providers = self.providers.clone();
+        if providers.is_empty() {
+            let (decision, proof) = providers.check(&credentials);
+            self.settled(step.conn, proof);
+            return Answer::Now(decision);
+        }
+        Answer::Later(Box::new(move || providers.check(&credentials)))
+    }
+
+    /// Records how a connection proved itself (a check that ran elsewhere came back).
+    pub(crate) fn settled(&mut self, conn: ConnId, proof: Option<Proof>) {
+        if let Some(proof) = proof {
+            self.proofs.insert(conn, proof);
+        }
+    }
+
+    /// Swaps in reloaded providers; the connections whose proof no longer holds, and why.
+    pub(crate) fn reload(
+        &mut self,
+        settings: &AuthSettings,
+    ) -> Result<Vec<(ConnId, String)>, AuthError> {
+        let providers = Providers::load(settings)?;
+        let revoked = self
+            .proofs
+            .iter()
+            .filter_map(|(conn, proof)| providers.recheck(proof).err().map(|why| (*conn, why)))
+            .collect();
+        self.providers = Arc::new(providers);
+        Ok(revoked)
+    }
+
+    /// A step of MQTT 5 enhanced authentication.
+    fn enhanced(&mut self, step: Step<'_>) -> AuthDecision {
         let Some(method) = step.method else {
-            return AuthDecision::Allow;
+            return AuthDecision::Deny {
+                reason: ReasonCode::BadAuthenticationMethod,
+            };
         };
         let Some(scram) = self
             .scram
@@ -158,6 +237,7 @@ impl Authenticator {
 
     /// Drops the state of a closed connection.
     pub(crate) fn forget(&mut self, conn: ConnId) {
+        self.proofs.remove(&conn);
         if let Some(scram) = self.scram.as_mut() {
             scram.pending.remove(&conn);
             scram.users.remove(&conn);

@@ -4,6 +4,7 @@
 //! so a typo is reported instead of silently ignored.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -37,6 +38,9 @@ pub(crate) struct FileConfig {
     pub(crate) features: FeaturesSection,
     pub(crate) redirect: RedirectSection,
     pub(crate) auth: AuthSection,
+    pub(crate) acl: AclSection,
+    pub(crate) bans: BansSection,
+    pub(crate) quotas: QuotasSection,
     /// `[[listener]]` entries: TCP, TLS, WebSocket, WSS and QUIC listeners.
     pub(crate) listener: Vec<cicada_transports::ListenerConfig>,
 }
@@ -80,6 +84,170 @@ pub(crate) struct AuthSection {
     /// A SCRAM-SHA-256 credentials file (lines from `cicada scram-user NAME`); offers MQTT 5
     /// enhanced authentication with that method.
     pub(crate) scram_credentials: Option<PathBuf>,
+    /// The providers that check CONNECT credentials, in order. Unset: every configured one, in the
+    /// order password, jwt, x509.
+    pub(crate) providers: Option<Vec<Provider>>,
+    /// Whether clients without credentials are let in on `server.listen` addresses and on
+    /// `[[listener]]`s that do not say. Unset: only on loopback addresses.
+    pub(crate) allow_anonymous: Option<bool>,
+    /// `[auth.password]`.
+    pub(crate) password: Option<PasswordSection>,
+    /// `[auth.jwt]`.
+    pub(crate) jwt: Option<crate::jwt::JwtConfig>,
+}
+
+/// An authentication provider, as named in `auth.providers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Provider {
+    /// `[auth.password]`: user name and password against an argon2id file.
+    Password,
+    /// `[auth.jwt]`: a JWT in the password field.
+    Jwt,
+    /// The verified client certificate's name (mTLS listeners).
+    X509,
+}
+
+/// `[auth.password]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordSection {
+    /// The password file, managed with `cicada passwd`.
+    pub(crate) file: PathBuf,
+}
+
+/// `[acl]`: who may publish and subscribe to what.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AclSection {
+    /// The ACL file (see docs/acl.md); unset: every client may publish and subscribe anywhere.
+    pub(crate) file: Option<PathBuf>,
+}
+
+/// `[bans]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct BansSection {
+    /// The ban file (client ids, user names, addresses, with optional expiry).
+    pub(crate) file: Option<PathBuf>,
+}
+
+/// What to do with a client over a limit, as written in the file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Policy {
+    #[default]
+    Throttle,
+    Drop,
+    Disconnect,
+}
+
+impl From<Policy> for cicada_engine::OverloadPolicy {
+    fn from(p: Policy) -> Self {
+        match p {
+            Policy::Throttle => cicada_engine::OverloadPolicy::Throttle,
+            Policy::Drop => cicada_engine::OverloadPolicy::Drop,
+            Policy::Disconnect => cicada_engine::OverloadPolicy::Disconnect,
+        }
+    }
+}
+
+/// `[quotas]`: per-client rate limits and quotas; each off unless set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct QuotasSection {
+    /// PUBLISH packets per second per client.
+    pub(crate) publish_messages_per_sec: Option<u64>,
+    /// Burst allowed above that rate (default: one second's worth).
+    pub(crate) publish_messages_burst: Option<u64>,
+    pub(crate) publish_messages_policy: Policy,
+    /// Payload bytes per second per client.
+    pub(crate) publish_bytes_per_sec: Option<u64>,
+    pub(crate) publish_bytes_burst: Option<u64>,
+    pub(crate) publish_bytes_policy: Policy,
+    /// Subscriptions per session.
+    pub(crate) max_subscriptions: Option<usize>,
+    /// `drop` (SUBACK 0x97) or `disconnect`; default `drop`.
+    pub(crate) max_subscriptions_policy: Option<Policy>,
+    /// CONNECTs per second from one IP address.
+    pub(crate) connect_rate_per_address: Option<u64>,
+    pub(crate) connect_burst_per_address: Option<u64>,
+}
+
+impl QuotasSection {
+    fn quotas(&self) -> Result<cicada_engine::Quotas, ConfigError> {
+        fn rate(
+            key: &str,
+            per_sec: Option<u64>,
+            burst: Option<u64>,
+        ) -> Result<Option<cicada_engine::Rate>, ConfigError> {
+            let Some(per_sec) = per_sec else {
+                return Ok(None);
+            };
+            let per_sec = NonZeroU64::new(per_sec).ok_or_else(|| ConfigError::Invalid {
+                key: format!("quotas.{key}"),
+                fix: "use at least 1, or remove the key for no limit".into(),
+            })?;
+            let burst = match burst {
+                None => per_sec,
+                Some(b) => NonZeroU64::new(b).ok_or_else(|| ConfigError::Invalid {
+                    key: format!(
+                        "quotas.{}",
+                        key.replace("per_sec", "burst").replace("rate", "burst")
+                    ),
+                    fix: "use at least 1".into(),
+                })?,
+            };
+            Ok(Some(cicada_engine::Rate { per_sec, burst }))
+        }
+        let limit = |r: Option<cicada_engine::Rate>, p: Policy| {
+            r.map(|rate| cicada_engine::RateLimit {
+                rate,
+                policy: p.into(),
+            })
+        };
+        Ok(cicada_engine::Quotas {
+            publish_messages: limit(
+                rate(
+                    "publish_messages_per_sec",
+                    self.publish_messages_per_sec,
+                    self.publish_messages_burst,
+                )?,
+                self.publish_messages_policy,
+            ),
+            publish_bytes: limit(
+                rate(
+                    "publish_bytes_per_sec",
+                    self.publish_bytes_per_sec,
+                    self.publish_bytes_burst,
+                )?,
+                self.publish_bytes_policy,
+            ),
+            max_subscriptions: self.max_subscriptions.map(|max| {
+                (
+                    max,
+                    self.max_subscriptions_policy.unwrap_or(Policy::Drop).into(),
+                )
+            }),
+            connect_rate_per_address: rate(
+                "connect_rate_per_address",
+                self.connect_rate_per_address,
+                self.connect_burst_per_address,
+            )?,
+        })
+    }
+}
+
+/// How CONNECT credentials are checked, resolved from `[auth]` and the listeners.
+#[derive(Debug, Clone)]
+pub(crate) struct AuthSettings {
+    /// The providers in order, with their configuration.
+    pub(crate) providers: Vec<Provider>,
+    pub(crate) password_file: Option<PathBuf>,
+    pub(crate) jwt: Option<crate::jwt::JwtConfig>,
+    pub(crate) scram_credentials: Option<PathBuf>,
+    /// Listener name → whether clients without credentials are let in.
+    pub(crate) anonymous: std::collections::BTreeMap<String, bool>,
 }
 
 /// `[sys]`: the `$SYS/broker/...` topics.
@@ -240,7 +408,7 @@ pub(crate) struct LimitsSection {
 }
 
 /// Everything the shell needs, checked.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) listeners: Vec<cicada_transports::config::Listener>,
     pub(crate) data_dir: PathBuf,
@@ -251,7 +419,9 @@ pub(crate) struct Settings {
     pub(crate) fsync: cicada_storage::FsyncPolicy,
     pub(crate) fsync_interval: Duration,
     pub(crate) engine: cicada_engine::Config,
-    pub(crate) scram_credentials: Option<PathBuf>,
+    pub(crate) auth: AuthSettings,
+    pub(crate) acl_file: Option<PathBuf>,
+    pub(crate) bans_file: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -277,7 +447,23 @@ impl FileConfig {
             key: key.to_string(),
             fix,
         };
-        let listeners = listeners(self.server.listen.as_deref(), &self.listener)?;
+        let mut listeners = listeners(self.server.listen.as_deref(), &self.listener)?;
+        if let Some(allow) = self.auth.allow_anonymous {
+            // The global switch decides where a listener entry does not.
+            let explicit: Vec<bool> = self
+                .listener
+                .iter()
+                .map(|l| l.allow_anonymous.is_some())
+                .chain(std::iter::repeat(false))
+                .take(listeners.len())
+                .collect();
+            for (listener, explicit) in listeners.iter_mut().zip(explicit) {
+                if !explicit {
+                    listener.allow_anonymous = allow;
+                }
+            }
+        }
+        let auth = auth_settings(&self.auth, &listeners)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(
                 "log.level",
@@ -334,10 +520,13 @@ impl FileConfig {
                     server_reference,
                     permanent: self.redirect.permanent,
                 });
+        // Every CONNECT goes to the authenticator: even without providers it decides which
+        // listeners let anonymous clients in.
+        engine.authentication = cicada_engine::Authentication::External;
         if self.auth.scram_credentials.is_some() {
-            engine.authentication = cicada_engine::Authentication::External;
             engine.auth_methods = vec![cicada_scram::METHOD.to_string()];
         }
+        engine.quotas = self.quotas.quotas()?;
         engine.sys_interval =
             (self.sys.interval_secs > 0).then(|| Duration::from_secs(self.sys.interval_secs));
         engine.shared_strategy = match self.shared_subscriptions.strategy {
@@ -371,9 +560,61 @@ impl FileConfig {
             fsync,
             fsync_interval: Duration::from_millis(self.storage.fsync_interval_ms),
             engine,
-            scram_credentials: self.auth.scram_credentials,
+            auth,
+            acl_file: self.acl.file,
+            bans_file: self.bans.file,
         })
     }
+}
+
+/// The providers in order, each checked for its configuration.
+fn auth_settings(
+    auth: &AuthSection,
+    listeners: &[cicada_transports::config::Listener],
+) -> Result<AuthSettings, ConfigError> {
+    let configured = |p: Provider| match p {
+        Provider::Password => auth.password.is_some(),
+        Provider::Jwt => auth.jwt.is_some(),
+        Provider::X509 => false,
+    };
+    let providers = match &auth.providers {
+        Some(list) => {
+            for (i, p) in list.iter().enumerate() {
+                if list[..i].contains(p) {
+                    return Err(ConfigError::Invalid {
+                        key: "auth.providers".into(),
+                        fix: format!("{p:?} is listed twice; list each provider once"),
+                    });
+                }
+                let section = match p {
+                    Provider::Password => "[auth.password] with `file`",
+                    Provider::Jwt => "[auth.jwt]",
+                    Provider::X509 => "",
+                };
+                if *p != Provider::X509 && !configured(*p) {
+                    return Err(ConfigError::Invalid {
+                        key: "auth.providers".into(),
+                        fix: format!("{p:?} is listed but not configured; add {section}"),
+                    });
+                }
+            }
+            list.clone()
+        }
+        None => [Provider::Password, Provider::Jwt]
+            .into_iter()
+            .filter(|p| configured(*p))
+            .collect(),
+    };
+    Ok(AuthSettings {
+        providers,
+        password_file: auth.password.as_ref().map(|p| p.file.clone()),
+        jwt: auth.jwt.clone(),
+        scram_credentials: auth.scram_credentials.clone(),
+        anonymous: listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.allow_anonymous))
+            .collect(),
+    })
 }
 
 /// The listeners: every `[[listener]]`, then `server.listen` as plain TCP listeners.
@@ -431,6 +672,18 @@ fn listeners(
             });
         }
     }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, l) in listeners.iter().enumerate() {
+        if !names.insert(l.name.as_str()) {
+            return Err(ConfigError::Invalid {
+                key: format!("listener[{i}].name"),
+                fix: format!(
+                    "{:?} names another listener too; give each listener its own name",
+                    l.name
+                ),
+            });
+        }
+    }
     Ok(listeners)
 }
 
@@ -446,6 +699,7 @@ fn engine_key(field: &str) -> String {
         }
         "redirect.server_reference" => field.into(),
         "auth_methods" => "auth.scram_credentials".into(),
+        quota if quota.starts_with("quotas.") => quota.into(),
         other => format!("limits.{other}"),
     }
 }
@@ -558,11 +812,64 @@ mod tests {
         );
         assert_eq!(e.authentication, cicada_engine::Authentication::External);
         assert_eq!(e.auth_methods, ["SCRAM-SHA-256"]);
-        assert_eq!(s.scram_credentials, Some(PathBuf::from("users.scram")));
+        assert_eq!(s.auth.scram_credentials, Some(PathBuf::from("users.scram")));
         let err = settings("[redirect]\nserver_reference = \"\"\n").expect_err("empty");
         assert!(
             err.to_string().contains("redirect.server_reference"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn security_sections_map_and_errors_name_the_key() {
+        let s = settings(concat!(
+            "[auth]\nallow_anonymous = false\n[auth.password]\nfile = \"p\"\n",
+            "[quotas]\npublish_messages_per_sec = 10\npublish_messages_policy = \"drop\"\n",
+            "max_subscriptions = 3\nconnect_rate_per_address = 2\n",
+            "[acl]\nfile = \"acl\"\n[bans]\nfile = \"bans\"\n",
+        ))
+        .expect("valid");
+        assert_eq!(s.auth.providers, [Provider::Password]);
+        assert_eq!(
+            s.auth.anonymous.values().copied().collect::<Vec<_>>(),
+            [false]
+        );
+        let q = s.engine.quotas;
+        let messages = q.publish_messages.expect("messages");
+        assert_eq!(messages.rate.per_sec.get(), 10);
+        assert_eq!(
+            messages.rate.burst.get(),
+            10,
+            "one second's worth by default"
+        );
+        assert_eq!(messages.policy, cicada_engine::OverloadPolicy::Drop);
+        assert_eq!(
+            q.max_subscriptions,
+            Some((3, cicada_engine::OverloadPolicy::Drop))
+        );
+        assert!(q.connect_rate_per_address.is_some());
+        assert_eq!(s.acl_file, Some(PathBuf::from("acl")));
+        assert_eq!(s.bans_file, Some(PathBuf::from("bans")));
+        // Loopback listeners let anonymous clients in by default.
+        let s = settings("").expect("valid");
+        assert_eq!(
+            s.auth.anonymous.values().copied().collect::<Vec<_>>(),
+            [true]
+        );
+        for (text, key) in [
+            ("[auth]\nproviders = [\"jwt\"]\n", "auth.providers"),
+            ("[quotas]\npublish_bytes_per_sec = 0\n", "quotas.publish_bytes_per_sec"),
+            (
+                "[quotas]\nmax_subscriptions = 1\nmax_subscriptions_policy = \"throttle\"\n",
+                "quotas.max_subscriptions_policy",
+            ),
+            (
+                "[[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:1\"\nname = \"a\"\n[[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:2\"\nname = \"a\"\n",
+                "listener[1].name",
+            ),
+        ] {
+            let err = settings(text).expect_err(text).to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
     }
 }

@@ -4,7 +4,12 @@
 //! it holds no protocol rule.
 
 mod auth;
+mod banfile;
 mod config;
+mod jwt;
+mod passwd;
+mod policy;
+mod providers;
 mod server;
 mod storage;
 
@@ -40,6 +45,9 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Manages a password file (`auth.password.file`), like mosquitto_passwd:
+    /// `cicada passwd [-c] [-b] [-D] FILE USER [PASSWORD]`.
+    Passwd(passwd::PasswdArgs),
     /// Prints a SCRAM-SHA-256 credentials line for NAME (for `auth.scram_credentials`); the password
     /// is read from the first line of standard input, so it stays out of the shell history.
     ScramUser {
@@ -86,9 +94,11 @@ fn scram_user(name: &str, iterations: u32) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(Command::ScramUser { name, iterations }) = &cli.command {
-        return scram_user(name, *iterations);
+    let mut cli = Cli::parse();
+    match cli.command.take() {
+        Some(Command::ScramUser { name, iterations }) => return scram_user(&name, iterations),
+        Some(Command::Passwd(args)) => return passwd::command(args),
+        None => {}
     }
     let file = match &cli.config {
         Some(path) => FileConfig::load(path),

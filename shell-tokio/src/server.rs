@@ -8,6 +8,7 @@
 //! - Writer tasks report `Flushed`, which reopens the engine's per-connection send window.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,6 +32,7 @@ enum Happening {
         conn: ConnId,
         meta: TransportMeta,
         writer: mpsc::UnboundedSender<Outgoing>,
+        pause: tokio::sync::watch::Sender<bool>,
     },
     Received {
         conn: ConnId,
@@ -43,6 +45,14 @@ enum Happening {
     Closed {
         conn: ConnId,
     },
+    /// A credential check that ran on the blocking pool finished.
+    AuthChecked {
+        conn: ConnId,
+        decision: cicada_engine::AuthDecision,
+        proof: Option<crate::providers::Proof>,
+    },
+    /// SIGHUP: reload the password, JWT, ACL and ban files.
+    Reload,
 }
 
 /// What a writer task is told.
@@ -69,6 +79,8 @@ pub(crate) enum ServerError {
     Storage(#[from] cicada_storage::StoreError),
     #[error("{0}")]
     Auth(#[from] crate::auth::AuthError),
+    #[error("{0}")]
+    Policy(#[from] crate::policy::PolicyError),
     #[error("cannot start the storage thread: {0}")]
     StorageThread(std::io::Error),
 }
@@ -115,8 +127,22 @@ pub(crate) async fn run(settings: Settings) -> Result<(), ServerError> {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let auth = crate::auth::Authenticator::new(settings.scram_credentials.as_deref())?;
-    let mut engine = Engine::new(settings.engine.clone(), seed)?;
+    let auth = crate::auth::Authenticator::new(&settings.auth)?;
+    let mut engine_config = settings.engine.clone();
+    if let Some(path) = &settings.acl_file {
+        let acl = crate::policy::load_acl(path)?;
+        info!(path = %path.display(), rules = acl.len(), "ACL loaded");
+        engine_config.acl = Some(acl);
+    }
+    let bans = match &settings.bans_file {
+        Some(path) => {
+            let bans = crate::policy::load_bans(path)?;
+            info!(path = %path.display(), bans = bans.len(), "bans loaded");
+            bans
+        }
+        None => Vec::new(),
+    };
+    let mut engine = Engine::new(engine_config, seed)?;
     let (store, state) = open_store(&settings)?;
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let storage = match store {
@@ -134,14 +160,14 @@ pub(crate) async fn run(settings: Settings) -> Result<(), ServerError> {
         .unwrap_or_default();
     let start = tokio::time::Instant::now();
     engine.restore(Instant::from_duration(origin), state);
+    engine.handle(Instant::from_duration(origin), Input::SetBans { bans });
     let (tx, rx) = mpsc::channel::<Happening>(4096);
     let (accepted_tx, accepted_rx) = mpsc::channel::<Accepted>(1024);
     let listeners = Listeners::bind(settings.listeners.clone(), accepted_tx).await?;
     let accept_tasks = [
         tokio::spawn(forward_accepted(accepted_rx, tx.clone())),
-        tokio::spawn(reload_on_sighup(listeners)),
+        tokio::spawn(reload_on_sighup(listeners, tx.clone())),
     ];
-    drop(tx);
     let mut shell = EngineTask {
         engine,
         start,
@@ -152,6 +178,10 @@ pub(crate) async fn run(settings: Settings) -> Result<(), ServerError> {
         shutting_down: false,
         auth,
         closing: Vec::new(),
+        checks: Arc::new(tokio::sync::Semaphore::new(crate::auth::CHECKS_AT_ONCE)),
+        tx,
+        pauses: BTreeMap::new(),
+        settings: settings.clone(),
     };
     // Restoring may have emitted work (expired sessions deleted, wills published).
     let mut batch = BTreeMap::new();
@@ -203,28 +233,39 @@ async fn forward_accepted(mut accepted: mpsc::Receiver<Accepted>, tx: mpsc::Send
         let conn = ConnId(next_conn);
         next_conn += 1;
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
+        let (pause_tx, pause_rx) = tokio::sync::watch::channel(false);
         let happening = Happening::Accepted {
             conn,
             meta,
             writer: writer_tx,
+            pause: pause_tx,
         };
         if tx.send(happening).await.is_err() {
             return;
         }
-        tokio::spawn(connection(conn, stream, slot, tx.clone(), writer_rx));
+        tokio::spawn(connection(
+            conn,
+            stream,
+            slot,
+            tx.clone(),
+            writer_rx,
+            pause_rx,
+        ));
     }
 }
 
-/// Reloads TLS certificates on SIGHUP; owns the listeners, so aborting it stops them.
-async fn reload_on_sighup(listeners: Listeners) {
+/// Reloads TLS certificates on SIGHUP, and has the engine task reload the security files; owns
+/// the listeners, so aborting it stops them.
+async fn reload_on_sighup(listeners: Listeners, tx: mpsc::Sender<Happening>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         match signal(SignalKind::hangup()) {
             Ok(mut hup) => {
                 while hup.recv().await.is_some() {
-                    info!("SIGHUP: reloading certificates");
+                    info!("SIGHUP: reloading certificates, password, JWT, ACL and ban files");
                     listeners.reload_tls();
+                    let _ = tx.send(Happening::Reload).await;
                 }
             }
             Err(e) => {
@@ -244,6 +285,7 @@ async fn connection(
     slot: Slot,
     tx: mpsc::Sender<Happening>,
     mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
+    mut pause: tokio::sync::watch::Receiver<bool>,
 ) {
     // The listener's place is held until both halves are done.
     let _slot = slot;
@@ -252,6 +294,11 @@ async fn connection(
     let reader = tokio::spawn(async move {
         let mut buf = bytes::BytesMut::with_capacity(16 * 1024);
         loop {
+            // A rate limit holds this client back: read nothing until the engine has handled what
+            // it already has, so TCP pushes back on the client.
+            if pause.wait_for(|paused| !*paused).await.is_err() {
+                break;
+            }
             if buf.capacity() - buf.len() < 4096 {
                 buf.reserve(16 * 1024);
             }
@@ -329,6 +376,14 @@ struct EngineTask {
     auth: crate::auth::Authenticator,
     /// Writers told to close at shutdown, awaited so their last bytes go out.
     closing: Vec<mpsc::UnboundedSender<Outgoing>>,
+    /// Bounds the credential checks running on the blocking pool.
+    checks: Arc<tokio::sync::Semaphore>,
+    /// For results of those checks.
+    tx: mpsc::Sender<Happening>,
+    /// Each connection's reader pause switch.
+    pauses: BTreeMap<ConnId, tokio::sync::watch::Sender<bool>>,
+    /// The configuration, for reloads.
+    settings: Settings,
 }
 
 impl EngineTask {
@@ -401,8 +456,14 @@ impl EngineTask {
     fn happening(&mut self, msg: Happening, batch: &mut BTreeMap<ConnId, Vec<Bytes>>) {
         let now = self.now();
         let input = match msg {
-            Happening::Accepted { conn, meta, writer } => {
+            Happening::Accepted {
+                conn,
+                meta,
+                writer,
+                pause,
+            } => {
                 self.writers.insert(conn, writer);
+                self.pauses.insert(conn, pause);
                 let peer = meta.peer.to_string();
                 debug!(
                     %conn, %peer, listener = %meta.listener, transport = %meta.kind,
@@ -425,6 +486,24 @@ impl EngineTask {
             Happening::Closed { conn } => {
                 self.forget(conn, batch);
                 Input::Closed { conn }
+            }
+            Happening::AuthChecked {
+                conn,
+                decision,
+                proof,
+            } => {
+                if !self.writers.contains_key(&conn) {
+                    return;
+                }
+                self.auth.settled(conn, proof);
+                Input::AuthDecided { conn, decision }
+            }
+            Happening::Reload => {
+                for input in self.reload() {
+                    self.engine.handle(now, input);
+                }
+                self.drain(batch);
+                return;
             }
         };
         self.engine.handle(now, input);
@@ -483,21 +562,46 @@ impl EngineTask {
                 Event::Authenticate {
                     conn,
                     client_id,
+                    username,
+                    password,
                     peer,
+                    listener,
+                    identity,
                     method,
                     data,
                     stage,
-                    ..
                 } => {
-                    let decision = self.auth.decide(crate::auth::Step {
+                    let answer = self.auth.decide(crate::auth::Step {
                         conn,
                         client_id: &client_id,
                         peer: &peer,
+                        listener: &listener,
+                        username,
+                        password,
+                        identity,
                         method: method.as_deref(),
                         data,
                         stage,
                     });
-                    follow_ups.push(Input::AuthDecided { conn, decision });
+                    match answer {
+                        crate::auth::Answer::Now(decision) => {
+                            follow_ups.push(Input::AuthDecided { conn, decision });
+                        }
+                        crate::auth::Answer::Later(check) => self.check_later(conn, check),
+                    }
+                }
+                Event::ReadPaused { conn } => {
+                    if let Some(pause) = self.pauses.get(&conn) {
+                        let _ = pause.send(true);
+                    }
+                }
+                Event::ReadResumed { conn } => {
+                    if let Some(pause) = self.pauses.get(&conn) {
+                        let _ = pause.send(false);
+                    }
+                }
+                Event::Refused { client_id, what } => {
+                    warn!(client_id = %client_id, refused = ?what, "refused");
                 }
                 Event::ClientConnected {
                     conn,
@@ -550,8 +654,80 @@ impl EngineTask {
             .unwrap_or_else(|| ("-".into(), "-".into()))
     }
 
+    /// Runs a slow credential check on the blocking pool, a bounded number at a time; its answer
+    /// comes back as [`Happening::AuthChecked`].
+    fn check_later(&self, conn: ConnId, check: crate::auth::SlowCheck) {
+        let (checks, tx) = (self.checks.clone(), self.tx.clone());
+        tokio::spawn(async move {
+            let Ok(_permit) = checks.acquire_owned().await else {
+                return;
+            };
+            let Ok((decision, proof)) = tokio::task::spawn_blocking(check).await else {
+                error!(%conn, "credential check panicked; the client is refused");
+                let decision = cicada_engine::AuthDecision::Deny {
+                    reason: cicada_engine::codec::ReasonCode::UnspecifiedError,
+                };
+                let _ = tx
+                    .send(Happening::AuthChecked {
+                        conn,
+                        decision,
+                        proof: None,
+                    })
+                    .await;
+                return;
+            };
+            let _ = tx
+                .send(Happening::AuthChecked {
+                    conn,
+                    decision,
+                    proof,
+                })
+                .await;
+        });
+    }
+
+    /// SIGHUP: reloads the password/JWT, ACL and ban files. A file that fails to load keeps its
+    /// old version in force, and the error is logged; clients whose proof no longer holds are
+    /// disconnected, everyone else stays.
+    fn reload(&mut self) -> Vec<Input> {
+        let mut inputs = Vec::new();
+        match self.auth.reload(&self.settings.auth) {
+            Ok(revoked) => {
+                for (conn, why) in revoked {
+                    warn!(%conn, "disconnecting on reload: {why}");
+                    inputs.push(Input::Kick {
+                        conn,
+                        reason: cicada_engine::codec::ReasonCode::NotAuthorized,
+                        why,
+                    });
+                }
+            }
+            Err(e) => error!("reload: authentication files kept as they were: {e}"),
+        }
+        if let Some(path) = &self.settings.acl_file {
+            match crate::policy::load_acl(path) {
+                Ok(acl) => {
+                    info!(path = %path.display(), rules = acl.len(), "ACL reloaded");
+                    inputs.push(Input::SetAcl { acl: Some(acl) });
+                }
+                Err(e) => error!("reload: ACL kept as it was: {e}"),
+            }
+        }
+        if let Some(path) = &self.settings.bans_file {
+            match crate::policy::load_bans(path) {
+                Ok(bans) => {
+                    info!(path = %path.display(), bans = bans.len(), "bans reloaded");
+                    inputs.push(Input::SetBans { bans });
+                }
+                Err(e) => error!("reload: bans kept as they were: {e}"),
+            }
+        }
+        inputs
+    }
+
     fn forget(&mut self, conn: ConnId, batch: &mut BTreeMap<ConnId, Vec<Bytes>>) {
         batch.remove(&conn);
+        self.pauses.remove(&conn);
         self.auth.forget(conn);
         self.writers.remove(&conn);
     }

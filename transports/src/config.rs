@@ -85,6 +85,10 @@ pub struct ListenerConfig {
     /// TLS settings, for `tls`, `wss` and `quic`.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Whether clients that present no credentials are let in. Unset: only on a loopback address
+    /// without a PROXY header (where the clients are local).
+    #[serde(default)]
+    pub allow_anonymous: Option<bool>,
 }
 
 fn default_handshake_timeout() -> u64 {
@@ -138,6 +142,8 @@ pub struct Listener {
     pub path: String,
     /// TLS settings, present exactly when the kind uses TLS.
     pub tls: Option<TlsConfig>,
+    /// Whether clients without credentials are let in.
+    pub allow_anonymous: bool,
 }
 
 impl Listener {
@@ -152,6 +158,7 @@ impl Listener {
             handshake_timeout: Duration::from_secs(default_handshake_timeout()),
             path: String::new(),
             tls: None,
+            allow_anonymous: bind.ip().is_loopback(),
         }
     }
 }
@@ -269,6 +276,9 @@ impl ListenerConfig {
             handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
             path,
             tls: self.tls.clone(),
+            allow_anonymous: self
+                .allow_anonymous
+                .unwrap_or(bind.ip().is_loopback() && !self.proxy_protocol),
         })
     }
 }
@@ -293,6 +303,20 @@ mod tests {
         assert_eq!(l.name, "ws://127.0.0.1:8080");
         assert_eq!(l.path, "/mqtt");
         assert_eq!(l.handshake_timeout, Duration::from_secs(10));
+        assert!(
+            l.allow_anonymous,
+            "loopback listeners let anonymous clients in"
+        );
+        let l = check("[[listener]]\nkind = \"tcp\"\nbind = \"0.0.0.0:1883\"\n").expect("valid");
+        assert!(!l.allow_anonymous, "others do not, unless told to");
+        let l = check(
+            "[[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:1883\"\nproxy_protocol = true\n",
+        )
+        .expect("valid");
+        assert!(
+            !l.allow_anonymous,
+            "behind a proxy the clients are not local"
+        );
     }
 
     #[test]

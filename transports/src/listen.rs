@@ -466,6 +466,7 @@ mod tests {
                 handshake_timeout: Duration::from_secs(10),
                 path: String::new(),
                 tls: Some(tls),
+                allow_anonymous: true,
             },
             local: ([127, 0, 0, 1], 8883).into(),
             tls: None,

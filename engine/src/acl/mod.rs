@@ -27,6 +27,7 @@ pub mod reference;
 pub use parse::AclError;
 
 use crate::codec::QoS;
+use crate::limits::glob;
 
 /// Who is asking: what the subject terms and placeholders look at.
 #[derive(Clone, Copy, Debug)]
@@ -227,10 +228,13 @@ fn level_of(level: &str) -> L<'_> {
 /// Whether every subject term holds for `who`.
 fn holds(subject: &[Term], who: &Who<'_>) -> bool {
     subject.iter().all(|term| match term {
-        Term::User(g) => who.username.is_some_and(|u| glob(g, u)),
-        Term::Client(g) => glob(g, who.client_id),
-        Term::Tenant(g) => who.tenant.is_some_and(|t| glob(g, t)),
-        Term::Claim(name, g) => who.claims.iter().any(|(n, v)| n == name && glob(g, v)),
+        Term::User(g) => who.username.is_some_and(|u| glob::matches(g, u)),
+        Term::Client(g) => glob::matches(g, who.client_id),
+        Term::Tenant(g) => who.tenant.is_some_and(|t| glob::matches(g, t)),
+        Term::Claim(name, g) => who
+            .claims
+            .iter()
+            .any(|(n, v)| n == name && glob::matches(g, v)),
         Term::Anonymous => who.username.is_none(),
     })
 }
@@ -254,28 +258,6 @@ fn fill(pieces: &[Piece], who: &Who<'_>) -> Option<String> {
         out.push_str(value);
     }
     Some(out)
-}
-
-/// `*` globs: greedy with one backtrack point, linear in practice and never exponential.
-fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti, mut star) = (0, 0, None);
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// Whether a wildcard of the pattern at `depth` may stand for `level` (not a `$` level first).
@@ -312,14 +294,18 @@ fn covers(pattern: &[L<'_>], filter: &[L<'_>], depth: usize) -> bool {
         (Some(L::Plus), Some(L::Lit(l))) => {
             wildcard_ok(depth, l) && covers(&pattern[1..], &filter[1..], depth + 1)
         }
-        (Some(L::Lit(x)), Some(L::Lit(l))) => x == l && covers(&pattern[1..], &filter[1..], depth + 1),
+        (Some(L::Lit(x)), Some(L::Lit(l))) => {
+            x == l && covers(&pattern[1..], &filter[1..], depth + 1)
+        }
     }
 }
 
 /// Whether some topic is matched by both `pattern` and `filter` (both filters).
 fn intersects(pattern: &[L<'_>], filter: &[L<'_>], depth: usize) -> bool {
     match (pattern.first(), filter.first()) {
-        (Some(L::Hash), Some(L::Lit(l))) | (Some(L::Lit(l)), Some(L::Hash)) => wildcard_ok(depth, l),
+        (Some(L::Hash), Some(L::Lit(l))) | (Some(L::Lit(l)), Some(L::Hash)) => {
+            wildcard_ok(depth, l)
+        }
         (Some(L::Hash), _) | (_, Some(L::Hash)) => true,
         (None, None) => true,
         (None, Some(_)) | (Some(_), None) => false,

@@ -66,7 +66,12 @@ fn tokens(text: &str, line: usize) -> Result<Vec<(usize, Tok)>, AclError> {
             i += 1;
             loop {
                 match chars.get(i) {
-                    None => return Err(err(column, "unterminated string: add the closing \"".into())),
+                    None => {
+                        return Err(err(
+                            column,
+                            "unterminated string: add the closing \"".into(),
+                        ))
+                    }
                     Some('"') => break,
                     Some('\\') => match chars.get(i + 1) {
                         Some(e @ ('"' | '\\')) => {
@@ -90,7 +95,9 @@ fn tokens(text: &str, line: usize) -> Result<Vec<(usize, Tok)>, AclError> {
             out.push((column, Tok::Str(s)));
         } else if c.is_alphanumeric() || c == '_' || c == '-' {
             let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '-') {
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '-')
+            {
                 i += 1;
             }
             out.push((column, Tok::Word(chars[start..i].iter().collect())));
@@ -110,7 +117,15 @@ pub(super) fn parse(text: &str) -> Result<Vec<Rule>, AclError> {
             continue;
         }
         let end = line.chars().count() + 1;
-        rules.push(Line { toks, at: 0, line: n + 1, end }.rule()?);
+        rules.push(
+            Line {
+                toks,
+                at: 0,
+                line: n + 1,
+                end,
+            }
+            .rule()?,
+        );
     }
     Ok(rules)
 }
@@ -143,7 +158,10 @@ impl Line {
                 self.at += 1;
                 Ok((*column, tok))
             }
-            None => Err(self.err(self.end, format!("expected {expected}, found the end of the line"))),
+            None => Err(self.err(
+                self.end,
+                format!("expected {expected}, found the end of the line"),
+            )),
         }
     }
 
@@ -180,7 +198,10 @@ impl Line {
             let column = *column;
             if *tok != Tok::Word("qos".into()) {
                 let found = tok.describe();
-                return Err(self.err(column, format!("expected `qos <= N` or the end of the line, found {found}")));
+                return Err(self.err(
+                    column,
+                    format!("expected `qos <= N` or the end of the line, found {found}"),
+                ));
             }
             if !allow {
                 return Err(self.err(column, "a QoS cap only limits what an allow rule grants; remove it from this deny rule".into()));
@@ -203,7 +224,10 @@ impl Line {
             max_qos = Some(qos);
             if let Some((column, tok)) = self.peek() {
                 let found = tok.describe();
-                return Err(self.err(*column, format!("expected the end of the line, found {found}")));
+                return Err(self.err(
+                    *column,
+                    format!("expected the end of the line, found {found}"),
+                ));
             }
         }
         Ok(Rule {
@@ -261,7 +285,10 @@ impl Line {
                     Term::Anonymous
                 }
                 "all" => {
-                    return Err(self.err(column, "`all` stands alone; remove the other subject terms or `all`".into()))
+                    return Err(self.err(
+                        column,
+                        "`all` stands alone; remove the other subject terms or `all`".into(),
+                    ))
                 }
                 _ if terms.is_empty() => {
                     return Err(self.err(column, format!("expected {expected}, found {word:?}")))
@@ -299,7 +326,10 @@ impl Line {
 /// A topic filter with placeholders, split into levels; errors carry the character offset.
 pub(super) fn pattern(text: &str) -> Result<Vec<Level>, (usize, String)> {
     if text.is_empty() {
-        return Err((0, "an empty topic; write a topic filter such as \"a/#\"".into()));
+        return Err((
+            0,
+            "an empty topic; write a topic filter such as \"a/#\"".into(),
+        ));
     }
     let mut levels = Vec::new();
     let mut offset = 0;
@@ -343,12 +373,11 @@ fn pieces(level: &str) -> Result<Vec<Piece>, (usize, String)> {
             Some((_, 'c')) => Piece::ClientId,
             Some((_, 'u')) => Piece::Username,
             Some((_, 't')) => Piece::Tenant,
-            _ => {
-                return Err((
-                    i,
-                    "unknown placeholder; use %c (client id), %u (user name), %t (tenant) or %% (a %)".into(),
-                ))
-            }
+            _ => return Err((
+                i,
+                "unknown placeholder; use %c (client id), %u (user name), %t (tenant) or %% (a %)"
+                    .into(),
+            )),
         };
         if !lit.is_empty() {
             out.push(Piece::Literal(std::mem::take(&mut lit)));

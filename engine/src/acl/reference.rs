@@ -155,7 +155,11 @@ fn witnesses(a: &str, b: &str) -> Vec<String> {
         let mut next = Vec::new();
         for prefix in &layer {
             for l in &alphabet {
-                next.push(if d == 0 { l.clone() } else { format!("{prefix}/{l}") });
+                next.push(if d == 0 {
+                    l.clone()
+                } else {
+                    format!("{prefix}/{l}")
+                });
             }
         }
         out.extend(next.iter().cloned());

@@ -85,6 +85,8 @@ pub(crate) struct Conn {
     /// A PUBLISH over a throttling rate limit, handled when the limit allows; nothing after it is
     /// decoded meanwhile.
     pub(crate) stalled: Option<crate::codec::Publish>,
+    /// Whether the shell was told to stop reading ([`crate::Event::ReadPaused`]).
+    pub(crate) read_paused: bool,
 }
 
 impl Conn {
@@ -112,6 +114,7 @@ impl Conn {
             claims: Vec::new(),
             limits: Default::default(),
             stalled: None,
+            read_paused: false,
         }
     }
 

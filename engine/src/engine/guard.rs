@@ -78,8 +78,11 @@ impl Engine {
                 ready_at,
             } => {
                 // Handled when the bucket allows it; meanwhile nothing behind it is read.
-                self.report(sid, Refusal::Throttled { limit });
                 self.stats.publishes_throttled += 1;
+                if self.conns.get(&id).is_some_and(|c| !c.read_paused) {
+                    // Once per episode, not per packet held back: a flood must not flood the log.
+                    self.report(sid, Refusal::Throttled { limit });
+                }
                 if let Some(c) = self.conns.get_mut(&id) {
                     c.stalled = Some(p);
                     if let Some(ka) = c.keep_alive {
@@ -89,10 +92,11 @@ impl Engine {
                     }
                 }
                 self.timers.set(TimerKind::Throttle(id), ready_at);
-                self.events.push_back(Event::ReadPaused {
-                    conn: id,
-                    until: ready_at,
-                });
+                if let Some(c) = self.conns.get_mut(&id) {
+                    if !std::mem::replace(&mut c.read_paused, true) {
+                        self.events.push_back(Event::ReadPaused { conn: id });
+                    }
+                }
                 return;
             }
             Verdict::Over {
@@ -192,6 +196,12 @@ impl Engine {
         };
         self.on_packet(id, Packet::Publish(p));
         self.process_inbuf(id);
+        // Reading resumes only once the backlog is handled, so a flood cannot pile up in memory.
+        if let Some(c) = self.conns.get_mut(&id) {
+            if c.stalled.is_none() && std::mem::take(&mut c.read_paused) {
+                self.events.push_back(Event::ReadResumed { conn: id });
+            }
+        }
     }
 
     /// Answers a refused PUBLISH: v5 QoS 1/2 get `reason` in PUBACK/PUBREC (which ends a QoS 2

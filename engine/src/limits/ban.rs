@@ -24,7 +24,9 @@ pub enum BanError {
     #[error("unknown ban kind {0:?}; use client, user or address")]
     Kind(String),
     /// Not an address or network.
-    #[error("{0:?} is not an IP address or network (write 10.0.0.1, 10.0.0.0/8, ::1 or 2001:db8::/32)")]
+    #[error(
+        "{0:?} is not an IP address or network (write 10.0.0.1, 10.0.0.0/8, ::1 or 2001:db8::/32)"
+    )]
     Address(String),
     /// An empty pattern would match nothing useful (or, as `*`-less text, nothing at all).
     #[error("an empty {0} pattern; write the name, or use `*` as a wildcard")]
@@ -51,7 +53,12 @@ impl BanTarget {
         }
     }
 
-    fn matches(&self, client_id: &str, username: Option<&str>, peer: Option<std::net::IpAddr>) -> bool {
+    fn matches(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        peer: Option<std::net::IpAddr>,
+    ) -> bool {
         match self {
             BanTarget::ClientId(p) => glob::matches(p, client_id),
             BanTarget::Username(p) => username.is_some_and(|u| glob::matches(p, u)),
@@ -188,14 +195,28 @@ mod tests {
         ]);
         let t = Instant::ZERO;
         assert!(bans.find(t, "bad-1", None, "127.0.0.1:1").is_some());
-        assert!(bans.find(t, "good", Some("mallory"), "127.0.0.1:1").is_some());
-        assert!(bans.find(t, "good", None, "127.0.0.1:1").is_none(), "no user, no user ban");
+        assert!(bans
+            .find(t, "good", Some("mallory"), "127.0.0.1:1")
+            .is_some());
+        assert!(
+            bans.find(t, "good", None, "127.0.0.1:1").is_none(),
+            "no user, no user ban"
+        );
         assert!(bans.find(t, "good", None, "10.1.2.3:5").is_some());
         assert!(bans.find(t, "good", None, "[2001:db8::1]:5").is_some());
-        assert!(bans.find(t, "good", None, "[::ffff:10.0.0.1]:5").is_some(), "mapped v4");
-        assert!(bans.find(t, "good", None, "192.0.2.7").is_some(), "bare address");
+        assert!(
+            bans.find(t, "good", None, "[::ffff:10.0.0.1]:5").is_some(),
+            "mapped v4"
+        );
+        assert!(
+            bans.find(t, "good", None, "192.0.2.7").is_some(),
+            "bare address"
+        );
         assert!(bans.find(t, "good", None, "192.0.2.8:1").is_none());
-        assert!(bans.find(t, "good", None, "sim:x").is_none(), "unparseable peer");
+        assert!(
+            bans.find(t, "good", None, "sim:x").is_none(),
+            "unparseable peer"
+        );
     }
 
     #[test]
@@ -224,10 +245,22 @@ mod tests {
             ("address", "10.1.2.3/8", "address \"10.0.0.0/8\""),
             ("address", "::1", "address \"::1\""),
         ] {
-            assert_eq!(BanTarget::parse(kind, value).expect("target").to_string(), text);
+            assert_eq!(
+                BanTarget::parse(kind, value).expect("target").to_string(),
+                text
+            );
         }
-        assert!(matches!(BanTarget::parse("host", "x"), Err(BanError::Kind(_))));
-        assert!(matches!(BanTarget::parse("address", "10.0.0"), Err(BanError::Address(_))));
-        assert!(matches!(BanTarget::parse("client", ""), Err(BanError::Empty(_))));
+        assert!(matches!(
+            BanTarget::parse("host", "x"),
+            Err(BanError::Kind(_))
+        ));
+        assert!(matches!(
+            BanTarget::parse("address", "10.0.0"),
+            Err(BanError::Address(_))
+        ));
+        assert!(matches!(
+            BanTarget::parse("client", ""),
+            Err(BanError::Empty(_))
+        ));
     }
 }

@@ -3,7 +3,7 @@
 
 mod ban;
 mod bucket;
-mod glob;
+pub(crate) mod glob;
 mod rate_table;
 
 pub use ban::{Ban, BanError, BanTarget, Bans};

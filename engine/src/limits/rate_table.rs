@@ -89,7 +89,10 @@ mod tests {
         assert!(t.try_take(now, "10.0.0.1:1000"));
         assert!(t.try_take(now, "10.0.0.1:1001"));
         assert!(!t.try_take(now, "10.0.0.1:1002"));
-        assert!(!t.try_take(now, "[::ffff:10.0.0.1]:1"), "mapped v4 is the same address");
+        assert!(
+            !t.try_take(now, "[::ffff:10.0.0.1]:1"),
+            "mapped v4 is the same address"
+        );
         assert!(t.try_take(now, "10.0.0.2:1000"));
         assert!(t.try_take(now + Duration::from_secs(1), "10.0.0.1:9"));
     }
@@ -103,7 +106,10 @@ mod tests {
         // At 1.2 s, .1 has refilled (forgotten first), .2 has not.
         assert!(t.try_take(t0 + Duration::from_millis(1200), "10.0.0.3:1"));
         assert_eq!(t.len(), 2);
-        assert!(!t.try_take(t0 + Duration::from_millis(1200), "10.0.0.2:1"), ".2 kept");
+        assert!(
+            !t.try_take(t0 + Duration::from_millis(1200), "10.0.0.2:1"),
+            ".2 kept"
+        );
         // Nothing refilled: the one idle longest goes.
         assert!(t.try_take(t0 + Duration::from_millis(1300), "10.0.0.4:1"));
         assert_eq!(t.len(), 2);

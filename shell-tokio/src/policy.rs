@@ -1,0 +1,53 @@
+//! The ACL and ban files: loaded at start and on SIGHUP, handed to the engine, which enforces them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cicada_engine::acl::Acl;
+use cicada_engine::limits::Ban;
+use cicada_engine::Instant;
+
+/// Why a policy file cannot be used; names the file, the key and the place.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PolicyError {
+    #[error("cannot read `acl.file` {path}: {source}")]
+    ReadAcl {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`acl.file` {path}, {source} (see docs/acl.md)")]
+    Acl {
+        path: PathBuf,
+        source: cicada_engine::acl::AclError,
+    },
+    #[error("`bans.file`: {0}")]
+    Bans(#[from] crate::banfile::BanFileError),
+}
+
+/// Reads and compiles the ACL file.
+pub(crate) fn load_acl(path: &Path) -> Result<Arc<Acl>, PolicyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::ReadAcl {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let acl = Acl::parse(&text).map_err(|source| PolicyError::Acl {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(Arc::new(acl))
+}
+
+/// Reads the ban file; expiry times become engine instants (the engine's time is Unix time).
+pub(crate) fn load_bans(path: &Path) -> Result<Vec<Ban>, PolicyError> {
+    let entries = crate::banfile::load(path)?;
+    Ok(entries
+        .into_iter()
+        .map(|e| Ban {
+            target: e.target,
+            until: e.until.map(|t| {
+                Instant::from_duration(t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default())
+            }),
+            reason: e.reason,
+        })
+        .collect())
+}
