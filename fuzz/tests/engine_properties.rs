@@ -151,6 +151,12 @@ fn config_from(u: &mut Unstructured) -> arbitrary::Result<Config> {
         subscription_identifiers: u.ratio(7, 8)?,
         response_information_prefix: u.ratio(1, 2)?.then(|| "reply/".to_string()),
         redirect: None,
+        acl: u.ratio(1, 3)?.then(|| {
+            std::sync::Arc::new(
+                cicada_engine::acl::Acl::parse(FUZZ_ACL).expect("the fuzzing ACL is valid"),
+            )
+        }),
+        quotas: quotas_from(u)?,
         // Some runs put every CONNECT (and AUTH exchange) to an authenticator the actions answer.
         authentication: if u.ratio(1, 3)? {
             cicada_engine::Authentication::External
@@ -164,6 +170,62 @@ fn config_from(u: &mut Unstructured) -> arbitrary::Result<Config> {
             c.auth_methods = vec![AUTH_METHOD.to_string()];
         }
         c
+    })
+}
+
+/// The ACL some robustness runs enforce: denials of every kind, caps and placeholders.
+const FUZZ_ACL: &str = "deny all subscribe \"secret/#\"\n\
+allow all publish,retain \"%c/#\"\n\
+allow all publish \"+/+\" qos <= 1\n\
+allow user \"u*\" publish,subscribe,retain \"#\"\n\
+allow all subscribe \"#\" qos <= 1\n";
+
+/// Rate limits and quotas, off half the time, tight otherwise.
+fn quotas_from(u: &mut Unstructured) -> arbitrary::Result<cicada_engine::Quotas> {
+    if u.arbitrary()? {
+        return Ok(cicada_engine::Quotas::default());
+    }
+    let nz = |n: u64| std::num::NonZeroU64::new(n).unwrap_or(std::num::NonZeroU64::MIN);
+    let policy = |u: &mut Unstructured| -> arbitrary::Result<cicada_engine::OverloadPolicy> {
+        Ok(*u.choose(&[
+            cicada_engine::OverloadPolicy::Throttle,
+            cicada_engine::OverloadPolicy::Drop,
+            cicada_engine::OverloadPolicy::Disconnect,
+        ])?)
+    };
+    let rate = |u: &mut Unstructured| -> arbitrary::Result<cicada_engine::Rate> {
+        Ok(cicada_engine::Rate {
+            per_sec: nz(*u.choose(&[1, 10, 1000])?),
+            burst: nz(*u.choose(&[1, 3, 100])?),
+        })
+    };
+    Ok(cicada_engine::Quotas {
+        publish_messages: if u.arbitrary()? {
+            Some(cicada_engine::RateLimit {
+                rate: rate(u)?,
+                policy: policy(u)?,
+            })
+        } else {
+            None
+        },
+        publish_bytes: if u.arbitrary()? {
+            Some(cicada_engine::RateLimit {
+                rate: rate(u)?,
+                policy: policy(u)?,
+            })
+        } else {
+            None
+        },
+        max_subscriptions: if u.arbitrary()? {
+            let p = *u.choose(&[
+                cicada_engine::OverloadPolicy::Drop,
+                cicada_engine::OverloadPolicy::Disconnect,
+            ])?;
+            Some((*u.choose(&[0, 1, 3])?, p))
+        } else {
+            None
+        },
+        connect_rate_per_address: if u.arbitrary()? { Some(rate(u)?) } else { None },
     })
 }
 
@@ -437,6 +499,37 @@ fn client_action(
             });
             sim.input(Input::SetRedirect { redirect });
         }
+        23 => {
+            let bans = if u.arbitrary()? {
+                Vec::new()
+            } else {
+                vec![cicada_engine::limits::Ban {
+                    target: cicada_engine::limits::BanTarget::parse("client", name)
+                        .expect("client names are valid ban targets"),
+                    until: Some(sim.now() + Duration::from_secs(u.int_in_range(0..=100)?)),
+                    reason: None,
+                }]
+            };
+            sim.input(Input::SetBans { bans });
+        }
+        24 => {
+            let acl = u.arbitrary::<bool>()?.then(|| {
+                std::sync::Arc::new(
+                    cicada_engine::acl::Acl::parse(FUZZ_ACL).expect("the fuzzing ACL is valid"),
+                )
+            });
+            sim.input(Input::SetAcl { acl });
+        }
+        25 => {
+            if !sim.is_closed(name) {
+                let conn = sim.conn(name);
+                sim.input(Input::Kick {
+                    conn,
+                    reason: ReasonCode::AdministrativeAction,
+                    why: "fuzz".into(),
+                });
+            }
+        }
         _ => sim.advance(Duration::from_millis(u.int_in_range(0..=2_000)?)),
     }
     Ok(())
@@ -457,8 +550,19 @@ fn answer_authenticator(u: &mut Unstructured, sim: &mut Sim, name: &str) -> arbi
         return Ok(());
     }
     let data = Bytes::from_static(b"step");
-    let decision = match u.int_in_range(0u8..=4)? {
-        0 | 1 => cicada_engine::AuthDecision::Allow,
+    let decision = match u.int_in_range(0u8..=5)? {
+        0 => cicada_engine::AuthDecision::Allow,
+        1 => cicada_engine::AuthDecision::Authenticated {
+            principal: cicada_engine::Principal {
+                username: u.arbitrary::<bool>()?.then(|| "u1".into()),
+                claims: vec![("role".into(), "r".into())],
+            },
+            data: None,
+        },
+        5 => cicada_engine::AuthDecision::Authenticated {
+            principal: cicada_engine::Principal::default(),
+            data: Some(data.clone()),
+        },
         2 => cicada_engine::AuthDecision::AllowWithData { data },
         3 => cicada_engine::AuthDecision::Continue { data },
         _ => cicada_engine::AuthDecision::Deny {

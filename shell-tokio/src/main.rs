@@ -13,7 +13,7 @@ mod providers;
 mod server;
 mod storage;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -45,9 +45,27 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Manages a password file (`auth.password.file`), like mosquitto_passwd:
-    /// `cicada passwd [-c] [-b] [-D] FILE USER [PASSWORD]`.
-    Passwd(passwd::PasswdArgs),
+    /// Creates or changes a user's argon2id password in FILE (for `auth.password.file`), or
+    /// deletes the user; like mosquitto_passwd. Without -b the password is prompted for twice,
+    /// or read from the first line of standard input when that is not a terminal.
+    Passwd {
+        /// Create FILE, replacing it if it exists (without -c, FILE must exist).
+        #[arg(short = 'c')]
+        create: bool,
+        /// Batch mode: take PASSWORD from the command line (it lands in the shell history).
+        #[arg(short = 'b', requires = "password")]
+        batch: bool,
+        /// Delete USER from FILE.
+        #[arg(short = 'D', conflicts_with_all = ["create", "batch"])]
+        delete: bool,
+        /// The password file.
+        file: PathBuf,
+        /// The user name (no `:` or control characters, not starting with `#`).
+        user: String,
+        /// The password, with -b only.
+        #[arg(requires = "batch")]
+        password: Option<String>,
+    },
     /// Prints a SCRAM-SHA-256 credentials line for NAME (for `auth.scram_credentials`); the password
     /// is read from the first line of standard input, so it stays out of the shell history.
     ScramUser {
@@ -93,11 +111,84 @@ fn scram_user(name: &str, iterations: u32) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `cicada passwd`: sets USER's password in FILE, or deletes USER (-D), rewriting FILE atomically.
+///
+/// Exit status 2 means the request cannot be carried out as given (a bad user name, an empty or
+/// mistyped password, FILE missing without -c, -D for an absent user); 1 means reading or writing
+/// failed, FILE is malformed, or hashing failed.
+fn passwd(
+    create: bool,
+    batch: bool,
+    delete: bool,
+    path: &Path,
+    user: &str,
+    password: Option<&str>,
+) -> ExitCode {
+    let fail = |code: u8, message: &dyn std::fmt::Display| {
+        eprintln!("cicada: {message}");
+        ExitCode::from(code)
+    };
+    if let Err(problem) = passwd::check_user(user) {
+        return fail(2, &problem);
+    }
+    let mut file = if create {
+        passwd::PasswordFile::default()
+    } else {
+        match passwd::PasswordFile::load(path) {
+            Ok(file) => file,
+            Err(e) if e.is_not_found() => {
+                let message = format!("{} does not exist; add -c to create it", path.display());
+                return fail(2, &message);
+            }
+            Err(e) => return fail(1, &e),
+        }
+    };
+    if delete {
+        if !file.remove(user) {
+            let message = format!("user {user:?} is not in {}", path.display());
+            return fail(2, &message);
+        }
+    } else {
+        let password = match password.filter(|_| batch) {
+            Some(password) => {
+                eprintln!(
+                    "cicada: warning: a password given with -b lands in the shell history and \
+                     the process list; leave out -b to be prompted"
+                );
+                password.to_owned()
+            }
+            None => match passwd::read_new_password() {
+                Ok(password) => password,
+                Err(e @ passwd::PasswdError::PasswordsDiffer) => return fail(2, &e),
+                Err(e) => return fail(1, &e),
+            },
+        };
+        match file.set_password(user, password.as_bytes()) {
+            Ok(()) => {}
+            Err(e @ (passwd::PasswdError::EmptyPassword | passwd::PasswdError::User(_))) => {
+                return fail(2, &e)
+            }
+            Err(e) => return fail(1, &e),
+        }
+    }
+    match passwd::save(path, &file) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(1, &e),
+    }
+}
+
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     match cli.command.take() {
         Some(Command::ScramUser { name, iterations }) => return scram_user(&name, iterations),
-        Some(Command::Passwd(args)) => return passwd::command(args),
+        Some(Command::Passwd {
+            create,
+            batch,
+            delete,
+            file,
+            user,
+            password,
+        }) => return passwd(create, batch, delete, &file, &user, password.as_deref()),
         None => {}
     }
     let file = match &cli.config {

@@ -216,8 +216,8 @@ fn proxy_protocol_v1_and_v2_addresses_reach_the_logs() {
     let pki = TestPki::generate(dir.path());
     let (broker, [tcp, tls]) = Broker::with_listeners(dir.path(), |[tcp, tls]| {
         format!(
-            "[[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:{tcp}\"\nproxy_protocol = true\n\
-             [[listener]]\nkind = \"tls\"\nbind = \"127.0.0.1:{tls}\"\nproxy_protocol = true\n{}",
+            "[[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:{tcp}\"\nproxy_protocol = true\nallow_anonymous = true\n\
+             [[listener]]\nkind = \"tls\"\nbind = \"127.0.0.1:{tls}\"\nproxy_protocol = true\nallow_anonymous = true\n{}",
             tls_section(&pki, "")
         )
     });

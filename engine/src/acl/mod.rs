@@ -288,6 +288,9 @@ fn covers(pattern: &[L<'_>], filter: &[L<'_>], depth: usize) -> bool {
         (Some(L::Hash), _) => true,
         (None, None) => true,
         (None, Some(_)) | (Some(_), None) => false,
+        // A filter's `#` also matches the parent level, except at the first level, where there is
+        // none and `$` topics are out of its reach: there `+/#` covers it too.
+        (Some(L::Plus), Some(L::Hash)) => depth == 0 && pattern.get(1) == Some(&L::Hash),
         (Some(_), Some(L::Hash)) => false,
         (Some(L::Plus), Some(L::Plus)) => covers(&pattern[1..], &filter[1..], depth + 1),
         (Some(L::Lit(_)), Some(L::Plus)) => false,

@@ -167,6 +167,20 @@ fn allow_covers_and_deny_intersects() {
             "{filter}"
         );
     }
+    let plus_hash = acl("allow all subscribe \"+/#\"\nallow all subscribe \"a/+/#\"\n");
+    assert!(
+        plus_hash.may_subscribe(&w, "#", Q0).is_some(),
+        "+/# is # without $ topics"
+    );
+    assert!(
+        plus_hash.may_subscribe(&w, "a/#", Q0).is_some(),
+        "through the first rule"
+    );
+    let deeper = acl("allow all subscribe \"a/+/#\"\n");
+    assert!(
+        deeper.may_subscribe(&w, "a/#", Q0).is_none(),
+        "a/# matches a, a/+/# does not"
+    );
     let plus = acl("allow all subscribe \"a/+\"\n");
     assert!(plus.may_subscribe(&w, "a/b", Q0).is_some());
     assert!(plus.may_subscribe(&w, "a/+", Q0).is_some());
