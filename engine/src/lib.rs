@@ -31,9 +31,9 @@ mod timer;
 
 pub use config::{
     Authentication, Config, ConfigError, OverloadPolicy, Quotas, Rate, RateLimit, Redirect,
-    SharedStrategy,
+    SharedStrategy, Tenant,
 };
-pub use engine::{Engine, Stats, Transmit};
+pub use engine::{Engine, Stats, TenantStats, Transmit};
 pub use io::{
     AuthDecision, AuthStage, CertIdentity, CloseReason, ConnId, ConnMeta, DropReason, Event, Input,
     OutboundState, PeerMessage, PersistSeq, Principal, Refusal, StoreOp,

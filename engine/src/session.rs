@@ -115,6 +115,10 @@ pub(crate) struct Session {
     /// Who its client proved to be at its last CONNECT, for the ACL; `None` for a session restored
     /// from storage whose client has not connected since.
     pub(crate) principal: Option<crate::io::Principal>,
+    /// Its tenant (an index into the configured tenants), as of its client's last CONNECT.
+    pub(crate) tenant: Option<usize>,
+    /// Its tenant's mount point, put before every topic its client uses.
+    pub(crate) mount: Option<std::sync::Arc<str>>,
 }
 
 impl Session {
@@ -136,6 +140,8 @@ impl Session {
             send_quota: 1,
             client_max_packet: None,
             principal: None,
+            tenant: None,
+            mount: None,
         }
     }
 

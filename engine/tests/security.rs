@@ -536,3 +536,175 @@ fn throttling_holds_back_a_backlog_that_arrived_in_one_chunk() {
     sim.advance(Duration::from_secs(1));
     assert_eq!(sim.recv_all("sub").len(), 10);
 }
+
+fn tenants() -> Config {
+    let tenant = |name: &str, listener: &str| cicada_engine::Tenant {
+        name: name.into(),
+        mount_point: format!("{name}/"),
+        listeners: vec![listener.into()],
+        ..cicada_engine::Tenant::default()
+    };
+    let mut b = tenant("b", "lb");
+    b.max_connections = Some(2);
+    b.publish_messages = Some(RateLimit {
+        rate: Rate {
+            per_sec: per_sec(1),
+            burst: per_sec(2),
+        },
+        policy: OverloadPolicy::Drop,
+    });
+    let mut by_user = tenant("u", "none");
+    by_user.listeners.clear();
+    by_user.username_prefix = Some("u-".into());
+    Config {
+        tenants: vec![tenant("a", "la"), b, by_user],
+        ..Config::default()
+    }
+}
+
+fn connect_on(sim: &mut Sim, name: &str, listener: &str, username: Option<&str>) -> ReasonCode {
+    sim.open_with(
+        name,
+        ConnMeta {
+            peer: "127.0.0.1:1".into(),
+            listener: listener.into(),
+            ..ConnMeta::default()
+        },
+    );
+    sim.set_version(name, V5);
+    let mut connect = Sim::connect_packet(name, V5);
+    connect.username = username.map(Into::into);
+    sim.send(name, Packet::Connect(Box::new(connect)));
+    expect::connack(sim.recv(name)).reason
+}
+
+fn topics(packets: &[Packet]) -> Vec<String> {
+    packets
+        .iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some(p.topic.as_str().to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn tenants_are_isolated_under_their_mount_points() {
+    let mut sim = Sim::new(tenants());
+    assert_eq!(connect_on(&mut sim, "a1", "la", None), ReasonCode::Success);
+    assert_eq!(connect_on(&mut sim, "a2", "la", None), ReasonCode::Success);
+    assert_eq!(connect_on(&mut sim, "b1", "lb", None), ReasonCode::Success);
+    assert_eq!(
+        connect_on(&mut sim, "u1", "other", Some("u-1")),
+        ReasonCode::Success
+    );
+    assert_eq!(
+        connect_on(&mut sim, "admin", "other", None),
+        ReasonCode::Success
+    );
+    for name in ["a1", "b1", "u1"] {
+        expect::suback_of(sim.subscribe(name, "t/#", QoS::AtMostOnce));
+    }
+    expect::suback_of(sim.subscribe("admin", "#", QoS::AtMostOnce));
+    sim.publish("a2", "t/x", QoS::AtMostOnce, "from a");
+    sim.publish("u1", "t/y", QoS::AtMostOnce, "from u");
+    // Each tenant's clients see their own topics, as they wrote them; nobody else's.
+    assert_eq!(topics(&sim.recv_all("a1")), ["t/x"]);
+    assert!(topics(&sim.recv_all("b1")).is_empty());
+    assert_eq!(topics(&sim.recv_all("u1")), ["t/y"]);
+    // A client outside every tenant sees the mount points.
+    assert_eq!(topics(&sim.recv_all("admin")), ["a/t/x", "u/t/y"]);
+    let stats: Vec<(String, u64)> = sim
+        .engine
+        .tenant_stats()
+        .map(|(n, s)| (n.to_string(), s.publishes_received))
+        .collect();
+    assert_eq!(stats, [("a".into(), 1), ("b".into(), 0), ("u".into(), 1)]);
+}
+
+#[test]
+fn retained_messages_and_wills_stay_in_their_tenant() {
+    let mut sim = Sim::new(tenants());
+    assert_eq!(connect_on(&mut sim, "a1", "la", None), ReasonCode::Success);
+    let mut p = cicada_engine::codec::Publish::new(
+        cicada_engine::codec::TopicName::new("r".to_string()).expect("topic"),
+        bytes::Bytes::from_static(b"kept"),
+    );
+    p.retain = true;
+    sim.send("a1", Packet::Publish(p));
+    assert_eq!(connect_on(&mut sim, "a2", "la", None), ReasonCode::Success);
+    expect::suback_of(sim.subscribe("a2", "r", QoS::AtMostOnce));
+    assert_eq!(topics(&sim.recv_all("a2")), ["r"]);
+    assert_eq!(connect_on(&mut sim, "b1", "lb", None), ReasonCode::Success);
+    expect::suback_of(sim.subscribe("b1", "r", QoS::AtMostOnce));
+    assert!(topics(&sim.recv_all("b1")).is_empty());
+    // A will goes under the mount point too.
+    sim.open_with(
+        "w",
+        ConnMeta {
+            peer: "127.0.0.1:2".into(),
+            listener: "la".into(),
+            ..ConnMeta::default()
+        },
+    );
+    sim.set_version("w", V5);
+    let mut connect = Sim::connect_packet("w", V5);
+    connect.will = Some(Will {
+        topic: cicada_engine::codec::TopicName::new("gone".to_string()).expect("topic"),
+        payload: bytes::Bytes::from_static(b"bye"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    sim.send("w", Packet::Connect(Box::new(connect)));
+    expect::connack(sim.recv("w"));
+    expect::suback_of(sim.subscribe("a2", "gone", QoS::AtMostOnce));
+    sim.drop_connection("w");
+    assert_eq!(topics(&sim.recv_all("a2")), ["gone"]);
+}
+
+#[test]
+fn tenant_limits_are_shared_by_its_clients() {
+    let mut sim = Sim::new(tenants());
+    assert_eq!(connect_on(&mut sim, "b1", "lb", None), ReasonCode::Success);
+    assert_eq!(connect_on(&mut sim, "b2", "lb", None), ReasonCode::Success);
+    assert_eq!(
+        connect_on(&mut sim, "b3", "lb", None),
+        ReasonCode::QuotaExceeded,
+        "two connections at most"
+    );
+    // Taking over one's own session is not one more.
+    assert_eq!(connect_on(&mut sim, "b2", "lb", None), ReasonCode::Success);
+    sim.drop_connection("b1");
+    assert_eq!(connect_on(&mut sim, "b3", "lb", None), ReasonCode::Success);
+    // Two publishes a burst for the whole tenant, then one per second.
+    sim.publish("b2", "t", QoS::AtLeastOnce, "1");
+    sim.publish("b3", "t", QoS::AtLeastOnce, "2");
+    sim.publish("b2", "t", QoS::AtLeastOnce, "3");
+    assert_eq!(ack_reason(sim.recv("b2")), ReasonCode::Success);
+    assert_eq!(ack_reason(sim.recv("b3")), ReasonCode::Success);
+    assert_eq!(ack_reason(sim.recv("b2")), ReasonCode::QuotaExceeded);
+    let b = sim
+        .engine
+        .tenant_stats()
+        .find(|(n, _)| *n == "b")
+        .map(|(_, s)| s.clone())
+        .expect("tenant b");
+    assert_eq!(
+        (b.connections, b.connects_refused, b.publishes_over_rate),
+        (2, 1, 1)
+    );
+}
+
+#[test]
+fn acl_rules_can_name_tenants() {
+    let mut config = tenants();
+    config.acl = acl("allow tenant \"a\" publish \"%t-only\"\nallow all subscribe \"#\"\n");
+    let mut sim = Sim::new(config);
+    assert_eq!(connect_on(&mut sim, "a1", "la", None), ReasonCode::Success);
+    assert_eq!(connect_on(&mut sim, "b1", "lb", None), ReasonCode::Success);
+    sim.publish("a1", "a-only", QoS::AtLeastOnce, "x");
+    assert_eq!(ack_reason(sim.recv("a1")), ReasonCode::Success);
+    sim.publish("b1", "a-only", QoS::AtLeastOnce, "x");
+    assert_eq!(ack_reason(sim.recv("b1")), ReasonCode::NotAuthorized);
+}

@@ -157,6 +157,18 @@ fn config_from(u: &mut Unstructured) -> arbitrary::Result<Config> {
             )
         }),
         quotas: quotas_from(u)?,
+        // Some runs put every client in a tenant with a mount point and shared limits.
+        tenants: if u.ratio(1, 4)? {
+            vec![cicada_engine::Tenant {
+                name: "t".into(),
+                mount_point: "m/".into(),
+                listeners: vec!["sim".into()],
+                max_connections: *u.choose(&[None, Some(2)])?,
+                ..cicada_engine::Tenant::default()
+            }]
+        } else {
+            Vec::new()
+        },
         // Some runs put every CONNECT (and AUTH exchange) to an authenticator the actions answer.
         authentication: if u.ratio(1, 3)? {
             cicada_engine::Authentication::External

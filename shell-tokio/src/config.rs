@@ -41,6 +41,8 @@ pub(crate) struct FileConfig {
     pub(crate) acl: AclSection,
     pub(crate) bans: BansSection,
     pub(crate) quotas: QuotasSection,
+    /// `[[tenant]]` entries: namespaces with mount points and shared limits.
+    pub(crate) tenant: Vec<TenantSection>,
     /// `[[listener]]` entries: TCP, TLS, WebSocket, WSS and QUIC listeners.
     pub(crate) listener: Vec<cicada_transports::ListenerConfig>,
 }
@@ -236,6 +238,31 @@ impl QuotasSection {
             )?,
         })
     }
+}
+
+/// `[[tenant]]`: which clients belong to it (any of listeners, username_prefix, cert_name), its
+/// mount point, and limits its clients share.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TenantSection {
+    pub(crate) name: String,
+    /// Prefix of every topic its clients use; default `{name}/`. `""`: no isolation.
+    #[serde(default)]
+    pub(crate) mount_point: Option<String>,
+    #[serde(default)]
+    pub(crate) listeners: Vec<String>,
+    #[serde(default)]
+    pub(crate) username_prefix: Option<String>,
+    #[serde(default)]
+    pub(crate) cert_name: Option<String>,
+    #[serde(default)]
+    pub(crate) max_connections: Option<usize>,
+    #[serde(default)]
+    pub(crate) publish_messages_per_sec: Option<u64>,
+    #[serde(default)]
+    pub(crate) publish_messages_burst: Option<u64>,
+    #[serde(default)]
+    pub(crate) publish_messages_policy: Policy,
 }
 
 /// How CONNECT credentials are checked, resolved from `[auth]` and the listeners.
@@ -527,6 +554,52 @@ impl FileConfig {
             engine.auth_methods = vec![cicada_scram::METHOD.to_string()];
         }
         engine.quotas = self.quotas.quotas()?;
+        for (i, t) in self.tenant.iter().enumerate() {
+            for listener in &t.listeners {
+                if !listeners.iter().any(|l| &l.name == listener) {
+                    return Err(invalid(
+                        &format!("tenant[{i}].listeners"),
+                        format!(
+                            "no listener is named {listener:?}; give the [[listener]] that name"
+                        ),
+                    ));
+                }
+            }
+            let rate = match t.publish_messages_per_sec {
+                None => None,
+                Some(per_sec) => {
+                    let per_sec = NonZeroU64::new(per_sec).ok_or_else(|| {
+                        invalid(
+                            &format!("tenant[{i}].publish_messages_per_sec"),
+                            "use at least 1, or remove the key for no limit".into(),
+                        )
+                    })?;
+                    let burst = NonZeroU64::new(t.publish_messages_burst.unwrap_or(per_sec.get()))
+                        .ok_or_else(|| {
+                            invalid(
+                                &format!("tenant[{i}].publish_messages_burst"),
+                                "use at least 1".into(),
+                            )
+                        })?;
+                    Some(cicada_engine::RateLimit {
+                        rate: cicada_engine::Rate { per_sec, burst },
+                        policy: t.publish_messages_policy.into(),
+                    })
+                }
+            };
+            engine.tenants.push(cicada_engine::Tenant {
+                name: t.name.clone(),
+                mount_point: t
+                    .mount_point
+                    .clone()
+                    .unwrap_or_else(|| format!("{}/", t.name)),
+                listeners: t.listeners.clone(),
+                username_prefix: t.username_prefix.clone(),
+                cert_name: t.cert_name.clone(),
+                max_connections: t.max_connections,
+                publish_messages: rate,
+            });
+        }
         engine.sys_interval =
             (self.sys.interval_secs > 0).then(|| Duration::from_secs(self.sys.interval_secs));
         engine.shared_strategy = match self.shared_subscriptions.strategy {
@@ -700,6 +773,9 @@ fn engine_key(field: &str) -> String {
         "redirect.server_reference" => field.into(),
         "auth_methods" => "auth.scram_credentials".into(),
         quota if quota.starts_with("quotas.") => quota.into(),
+        tenant if tenant.starts_with("tenant.") => {
+            format!("[[tenant]] {}", &tenant["tenant.".len()..])
+        }
         other => format!("limits.{other}"),
     }
 }

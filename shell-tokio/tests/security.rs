@@ -474,3 +474,74 @@ fn sighup_reloads_passwords_acl_and_bans_disconnecting_only_who_lost_access() {
         "still connected, no news delivered"
     );
 }
+
+#[test]
+fn tenants_on_their_own_listeners_do_not_see_each_other() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (b, [acme, globex]) = Broker::with_listeners(dir.path(), |[acme, globex]| {
+        format!(
+            "[[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:{acme}\"\nname = \"acme\"\n\
+             [[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:{globex}\"\nname = \"globex\"\n\
+             [[tenant]]\nname = \"acme\"\nlisteners = [\"acme\"]\n\
+             [[tenant]]\nname = \"globex\"\nlisteners = [\"globex\"]\n"
+        )
+    });
+    let sub = |port: u16, topic: &str| {
+        Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                topic,
+                "-C",
+                "1",
+                "-W",
+                "5",
+                "-v",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mosquitto_sub (installed by the test command)")
+    };
+    let acme_sub = sub(acme, "t");
+    let operator = sub(b.port, "acme/#");
+    // Wait until both subscriptions are in place.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.log().matches("client connected").count() < 2 {
+        assert!(Instant::now() < deadline, "subscribers did not connect");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let publish = |port: u16, payload: &str| {
+        let (ok, out) = attempt(
+            Command::new("mosquitto_pub").args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                "t",
+                "-m",
+                payload,
+            ]),
+            Duration::from_secs(10),
+        );
+        assert!(ok, "{out}");
+    };
+    publish(globex, "from globex");
+    publish(acme, "from acme");
+    let acme_got = acme_sub.wait_with_output().expect("output");
+    assert_eq!(
+        String::from_utf8_lossy(&acme_got.stdout).trim(),
+        "t from acme"
+    );
+    let operator_got = operator.wait_with_output().expect("output");
+    assert_eq!(
+        String::from_utf8_lossy(&operator_got.stdout).trim(),
+        "acme/t from acme",
+        "outside every tenant, the mount point shows"
+    );
+}

@@ -87,6 +87,8 @@ pub(crate) struct Conn {
     pub(crate) stalled: Option<crate::codec::Publish>,
     /// Whether the shell was told to stop reading ([`crate::Event::ReadPaused`]).
     pub(crate) read_paused: bool,
+    /// The tenant it counts against while connected.
+    pub(crate) tenant: Option<usize>,
 }
 
 impl Conn {
@@ -115,6 +117,7 @@ impl Conn {
             limits: Default::default(),
             stalled: None,
             read_paused: false,
+            tenant: None,
         }
     }
 

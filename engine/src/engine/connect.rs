@@ -141,8 +141,12 @@ impl Engine {
     ) {
         self.timers.cancel(TimerKind::ConnectTimeout(id));
         // The authenticator may have named another user than the client claimed: bans apply to it.
-        let (username, peer) = match self.conns.get(&id) {
-            Some(c) => (c.username.clone(), c.meta.peer.clone()),
+        let (username, peer, tenant) = match self.conns.get(&id) {
+            Some(c) => {
+                let cert = c.meta.identity.as_ref().and_then(|i| i.name());
+                let tenant = self.tenant_of(&c.meta.listener, c.username.as_deref(), cert);
+                (c.username.clone(), c.meta.peer.clone(), tenant)
+            }
             None => return,
         };
         if self.config.authentication == Authentication::External {
@@ -150,7 +154,21 @@ impl Engine {
                 return self.refuse(id, connect.protocol, reason);
             }
         }
-        if let Some(topic) = self.will_denied(&connect, username.as_deref(), id) {
+        if let Some(t) = tenant {
+            let max = self.config.tenants.get(t).and_then(|t| t.max_connections);
+            let state = &mut self.tenants[t];
+            // A client taking over its own session does not add a connection.
+            let takeover = self
+                .by_client
+                .get(&connect.client_id)
+                .and_then(|sid| self.sessions.get(sid))
+                .is_some_and(|s| s.conn.is_some() && s.tenant == Some(t));
+            if max.is_some_and(|max| state.stats.connections >= max) && !takeover {
+                state.stats.connects_refused += 1;
+                return self.refuse(id, connect.protocol, ReasonCode::QuotaExceeded);
+            }
+        }
+        if let Some(topic) = self.will_denied(&connect, username.as_deref(), tenant, id) {
             self.stats.publishes_denied += 1;
             self.events.push_back(Event::Refused {
                 client_id: connect.client_id.clone(),
@@ -228,6 +246,11 @@ impl Engine {
             session.expiry_interval = expiry;
             session.send_quota = receive_max.min(self.config.max_inflight);
             session.client_max_packet = connect.properties.maximum_packet_size.map(NonZeroU32::get);
+            session.tenant = tenant;
+            session.mount = tenant
+                .and_then(|t| self.config.tenants.get(t))
+                .filter(|t| !t.mount_point.is_empty())
+                .map(|t| std::sync::Arc::from(t.mount_point.as_str()));
             session.principal = Some(crate::io::Principal {
                 username: username.clone(),
                 claims: self
@@ -236,9 +259,18 @@ impl Engine {
                     .map(|c| std::mem::take(&mut c.claims))
                     .unwrap_or_default(),
             });
-            session.will = connect.will.clone().map(|will| PendingWill {
-                delay: will.properties.will_delay_interval.unwrap_or(0),
-                will,
+            let mount = session.mount.clone();
+            session.will = connect.will.clone().map(|mut will| {
+                if let Some(mounted) = mount
+                    .as_deref()
+                    .and_then(|m| super::tenant::mount_topic(m, &will.topic))
+                {
+                    will.topic = mounted;
+                }
+                PendingWill {
+                    delay: will.properties.will_delay_interval.unwrap_or(0),
+                    will,
+                }
             });
         }
         self.record_session(sid, was_persistent);
@@ -248,6 +280,7 @@ impl Engine {
             c.client_id = Some(client_id.clone());
             c.keep_alive = keep_alive;
             c.limits = limits;
+            c.tenant = tenant;
             if v5 {
                 let theirs = connect.properties.topic_alias_maximum.unwrap_or(0);
                 let max = theirs.min(self.config.max_outbound_topic_aliases);
@@ -307,6 +340,10 @@ impl Engine {
         if let Some(c) = self.conns.get_mut(&id) {
             c.connack_held = !c.held.is_empty();
         }
+        if let Some(state) = tenant.and_then(|t| self.tenants.get_mut(t)) {
+            state.stats.connections += 1;
+            state.stats.connects += 1;
+        }
         self.events.push_back(Event::ClientConnected {
             conn: id,
             client_id,
@@ -326,6 +363,7 @@ impl Engine {
         &self,
         connect: &Connect,
         username: Option<&str>,
+        tenant: Option<usize>,
         id: ConnId,
     ) -> Option<crate::codec::TopicName> {
         let acl = self.config.acl.as_ref()?;
@@ -334,7 +372,7 @@ impl Engine {
         let who = crate::acl::Who {
             client_id: &connect.client_id,
             username,
-            tenant: None,
+            tenant: self.tenant_name(tenant),
             claims,
         };
         (!acl.may_publish(&who, will.topic.as_str(), will.qos, will.retain))

@@ -165,7 +165,7 @@ impl Engine {
                 continue;
             }
             let pid = (out.qos != QoS::AtMostOnce).then(|| session.take_packet_id());
-            let publish = outbound_publish(&out, pid, false, self.now);
+            let publish = outbound_publish(&out, pid, false, self.now, session.mount.as_deref());
             let Some(publish) = c
                 .out_aliases
                 .fit(publish, version, session.client_max_packet)
@@ -221,7 +221,13 @@ impl Engine {
             .into_iter()
             .map(|(pid, f)| match f.flow {
                 Flow::Published => {
-                    let publish = outbound_publish(&f.out, Some(pid), true, self.now);
+                    let publish = outbound_publish(
+                        &f.out,
+                        Some(pid),
+                        true,
+                        self.now,
+                        session.mount.as_deref(),
+                    );
                     let packet = c
                         .out_aliases
                         .fit(publish, version, session.client_max_packet);
@@ -335,6 +341,7 @@ fn outbound_publish(
     pid: Option<PacketId>,
     dup: bool,
     now: crate::time::Instant,
+    mount: Option<&str>,
 ) -> Publish {
     let message = &out.message;
     let mut properties = PublishProperties::clone(&message.properties);
@@ -344,7 +351,7 @@ fn outbound_publish(
         dup,
         delivery: Delivery::new(out.qos, pid).unwrap_or(Delivery::AtMostOnce),
         retain: out.retain,
-        topic: message.topic.clone(),
+        topic: super::tenant::unmount_topic(mount, &message.topic),
         properties,
         payload: message.payload.clone(),
     }

@@ -46,7 +46,7 @@ impl Engine {
         Some(Who {
             client_id: &s.client_id,
             username: principal.username.as_deref(),
-            tenant: None,
+            tenant: self.tenant_name(s.tenant),
             claims: &principal.claims,
         })
     }
@@ -156,6 +156,21 @@ impl Engine {
             return Verdict::Pass;
         };
         let size = p.payload.len() as u64;
+        if let Some((t, state)) = c.tenant.and_then(|t| Some((t, self.tenants.get_mut(t)?))) {
+            if let (Some(bucket), Some(limit)) = (
+                state.bucket.as_mut(),
+                self.config.tenants.get(t).and_then(|t| t.publish_messages),
+            ) {
+                if bucket.ready_at(now, 1) > now {
+                    state.stats.publishes_over_rate += 1;
+                    return Verdict::Over {
+                        limit: "tenant publish_messages_per_sec",
+                        policy: limit.policy,
+                        ready_at: bucket.ready_at(now, 1),
+                    };
+                }
+            }
+        }
         let limits = &mut c.limits;
         // Both buckets are checked before either is charged, so a publish refused by one limit does
         // not use up the other.
@@ -182,6 +197,13 @@ impl Engine {
         }
         if let Some((bucket, _)) = &mut limits.bytes {
             bucket.try_take(now, size);
+        }
+        if let Some(bucket) = c
+            .tenant
+            .and_then(|t| self.tenants.get_mut(t))
+            .and_then(|s| s.bucket.as_mut())
+        {
+            bucket.try_take(now, 1);
         }
         Verdict::Pass
     }
@@ -338,8 +360,10 @@ impl Engine {
             let mut revoked = Vec::new();
             let mut lowered = Vec::new();
             if let Some(s) = self.sessions.get(&sid) {
+                let mount = s.mount.as_deref().unwrap_or("");
                 for (filter, sub) in &s.subscriptions {
-                    let plain = TopicFilter::new(filter.clone())
+                    // The ACL speaks the client's topics: without the mount point.
+                    let plain = TopicFilter::new(super::tenant::unmount_filter(mount, filter))
                         .ok()
                         .map(|f| f.shared().map_or(f.as_str(), |(_, p)| p).to_string());
                     let Some(plain) = plain else { continue };

@@ -27,6 +27,9 @@ impl Engine {
         self.timers.cancel(TimerKind::KeepAlive(id));
         self.timers.cancel(TimerKind::Throttle(id));
         self.holding.remove(&id);
+        if let Some(t) = c.tenant.and_then(|t| self.tenants.get_mut(t)) {
+            t.stats.connections = t.stats.connections.saturating_sub(1);
+        }
         if !c.out.is_empty() && tell_shell {
             // Bytes already released (a CONNACK refusal, a DISCONNECT) go out before the close.
             let data = c.out.split().freeze();

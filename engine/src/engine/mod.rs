@@ -12,6 +12,9 @@ mod restore;
 mod shared;
 mod subscribe;
 mod sys;
+mod tenant;
+
+pub use tenant::TenantStats;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -122,6 +125,8 @@ pub struct Engine {
     bans: crate::limits::Bans,
     /// Recent CONNECTs per address, with [`crate::Quotas::connect_rate_per_address`].
     connect_rates: Option<crate::limits::RateTable>,
+    /// Each configured tenant's live state, in configuration order.
+    tenants: Vec<tenant::TenantState>,
 }
 
 impl Engine {
@@ -131,7 +136,18 @@ impl Engine {
         let connect_rates = config.quotas.connect_rate_per_address.map(|rate| {
             crate::limits::RateTable::new(rate.per_sec, rate.burst, guard::CONNECT_RATE_ADDRESSES)
         });
+        let tenants = config
+            .tenants
+            .iter()
+            .map(|t| tenant::TenantState {
+                stats: TenantStats::default(),
+                bucket: t.publish_messages.map(|l| {
+                    crate::limits::TokenBucket::new(l.rate.per_sec, l.rate.burst, Instant::ZERO)
+                }),
+            })
+            .collect();
         Ok(Engine {
+            tenants,
             bans: crate::limits::Bans::default(),
             connect_rates,
             persist: Persistence::new(config.durable),

@@ -20,6 +20,25 @@ impl Engine {
         if self.publish_denied(id, sid, &p, &topic, mark) {
             return;
         }
+        let topic = match self.mount_of(sid) {
+            None => topic,
+            Some(mount) => match super::tenant::mount_topic(&mount, &topic) {
+                Some(mounted) if self.topic_within_limits(mounted.as_str()) => mounted,
+                _ => {
+                    let rule = format!("topic under the mount point {mount:?} exceeds the limits");
+                    return self.violation(id, ReasonCode::TopicNameInvalid, rule);
+                }
+            },
+        };
+        if let Some(state) = self
+            .conns
+            .get(&id)
+            .and_then(|c| c.tenant)
+            .and_then(|t| self.tenants.get_mut(t))
+        {
+            state.stats.publishes_received += 1;
+            state.stats.bytes_received += p.payload.len() as u64;
+        }
         self.stats.publishes_received += 1;
         let origin = self.sessions.get(&sid).map(|s| s.client_id.clone());
         let mut properties = p.properties;

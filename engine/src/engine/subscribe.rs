@@ -49,7 +49,14 @@ impl Engine {
             } else if !self.topic_within_limits(filter.as_str()) {
                 ReasonCode::TopicFilterInvalid
             } else {
-                match self.subscribe_verdict(sid, &filter, subscription.options.qos) {
+                let verdict = self.subscribe_verdict(sid, &filter, subscription.options.qos);
+                let mounted = match self.mount_of(sid) {
+                    None => Some(filter.clone()),
+                    Some(mount) => super::tenant::mount_filter(&mount, &filter)
+                        .filter(|f| self.topic_within_limits(f.as_str())),
+                };
+                match verdict {
+                    Ok(_) if mounted.is_none() => ReasonCode::TopicFilterInvalid,
                     Ok(granted) => {
                         let sub = Sub {
                             options: crate::codec::SubscriptionOptions {
@@ -58,6 +65,7 @@ impl Engine {
                             },
                             id: s.properties.subscription_identifier,
                         };
+                        let filter = mounted.unwrap_or(filter);
                         self.add_subscription(sid, &filter, sub, &mut retained)
                     }
                     Err(_) if !self.conns.contains_key(&id) => {
@@ -88,7 +96,12 @@ impl Engine {
         };
         let mut reasons = Vec::with_capacity(u.filters.len());
         let v5 = session.protocol.is_v5();
+        let mount = session.mount.clone();
         for filter in u.filters {
+            let filter = match mount.as_deref() {
+                Some(m) => super::tenant::mount_filter(m, &filter).unwrap_or(filter),
+                None => filter,
+            };
             let removed = self.remove_subscription(sid, filter.as_bytestring());
             reasons.push(if removed {
                 ReasonCode::Success

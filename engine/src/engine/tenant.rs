@@ -1,0 +1,114 @@
+//! Tenants: which tenant a client belongs to, its mount point on topics going in and out, and the
+//! limits and counters its clients share.
+
+use std::sync::Arc;
+
+use bytestring::ByteString;
+
+use crate::codec::{TopicFilter, TopicName};
+use crate::limits::TokenBucket;
+use crate::session::SessionId;
+
+use super::Engine;
+
+/// What a tenant's clients did, for metrics and logs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TenantStats {
+    /// Its clients connected now.
+    pub connections: usize,
+    /// CONNECTs admitted since start.
+    pub connects: u64,
+    /// CONNECTs refused over its connection limit.
+    pub connects_refused: u64,
+    /// PUBLISH packets accepted from its clients.
+    pub publishes_received: u64,
+    /// Their payload bytes.
+    pub bytes_received: u64,
+    /// PUBLISH packets held back, dropped or refused over its rate limit.
+    pub publishes_over_rate: u64,
+}
+
+/// A tenant's live state, beside its configuration.
+#[derive(Debug, Default)]
+pub(crate) struct TenantState {
+    pub(crate) stats: TenantStats,
+    pub(crate) bucket: Option<TokenBucket>,
+}
+
+impl Engine {
+    /// The tenant a client belongs to: the first whose listener, user name prefix or certificate
+    /// name pattern claims it.
+    pub(super) fn tenant_of(
+        &self,
+        listener: &str,
+        username: Option<&str>,
+        cert_name: Option<&str>,
+    ) -> Option<usize> {
+        self.config.tenants.iter().position(|t| {
+            t.listeners.iter().any(|l| l == listener)
+                || t.username_prefix
+                    .as_deref()
+                    .is_some_and(|p| username.is_some_and(|u| u.starts_with(p)))
+                || t.cert_name
+                    .as_deref()
+                    .is_some_and(|g| cert_name.is_some_and(|n| crate::limits::glob::matches(g, n)))
+        })
+    }
+
+    /// The tenant's name, for the ACL.
+    pub(super) fn tenant_name(&self, tenant: Option<usize>) -> Option<&str> {
+        tenant
+            .and_then(|i| self.config.tenants.get(i))
+            .map(|t| t.name.as_str())
+    }
+
+    /// A session's mount point, if its tenant has one.
+    pub(super) fn mount_of(&self, sid: SessionId) -> Option<Arc<str>> {
+        self.sessions.get(&sid).and_then(|s| s.mount.clone())
+    }
+
+    /// Every tenant's counters, in configuration order.
+    pub fn tenant_stats(&self) -> impl Iterator<Item = (&str, &TenantStats)> {
+        self.config
+            .tenants
+            .iter()
+            .zip(&self.tenants)
+            .map(|(t, s)| (t.name.as_str(), &s.stats))
+    }
+}
+
+/// `topic` under `mount`; `None` if the result is not a valid topic name.
+pub(super) fn mount_topic(mount: &str, topic: &TopicName) -> Option<TopicName> {
+    TopicName::new(format!("{mount}{}", topic.as_str())).ok()
+}
+
+/// `filter` under `mount` (inside `$share/{group}/` for a shared subscription).
+pub(super) fn mount_filter(mount: &str, filter: &TopicFilter) -> Option<TopicFilter> {
+    let text = match filter.shared() {
+        Some((group, inner)) => format!("$share/{group}/{mount}{inner}"),
+        None => format!("{mount}{}", filter.as_str()),
+    };
+    TopicFilter::new(text).ok()
+}
+
+/// A stored (mounted) filter as its client wrote it.
+pub(super) fn unmount_filter(mount: &str, filter: &ByteString) -> String {
+    match filter
+        .strip_prefix("$share/")
+        .and_then(|r| r.split_once('/'))
+    {
+        Some((group, inner)) => format!(
+            "$share/{group}/{}",
+            inner.strip_prefix(mount).unwrap_or(inner)
+        ),
+        None => filter.strip_prefix(mount).unwrap_or(filter).to_string(),
+    }
+}
+
+/// A topic as the client sees it: without its mount point.
+pub(super) fn unmount_topic(mount: Option<&str>, topic: &TopicName) -> TopicName {
+    mount
+        .and_then(|m| topic.as_str().strip_prefix(m))
+        .and_then(|rest| TopicName::new(rest.to_string()).ok())
+        .unwrap_or_else(|| topic.clone())
+}
