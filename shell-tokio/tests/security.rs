@@ -11,31 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cicada_engine::codec::{Delivery, Packet, ProtocolVersion, Publish, ReasonCode, TopicName};
-use support::{connect_packet, Broker, Raw};
-
-/// Runs a command with a time limit; its exit status, stdout and stderr.
-fn attempt(cmd: &mut Command, limit: Duration) -> (bool, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (the test command installs it)"));
-    let deadline = Instant::now() + limit;
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
+use support::{attempt, connect_packet, Broker, Raw};
 
 /// `cicada passwd -b [-c] FILE USER PASSWORD`.
 fn passwd(file: &Path, user: &str, password: &str, create: bool) {
@@ -54,8 +30,9 @@ fn broker(dir: &Path, config: &str) -> Broker {
     Broker::with_listeners::<0>(dir, |[]| config.to_string()).0
 }
 
-/// `mosquitto_pub` to `port` with `args`; whether it succeeded, and what it printed.
-fn mosquitto_pub(port: u16, args: &[&str]) -> (bool, String) {
+/// `mosquitto_pub` of `message` on `t` to `port` with `args`; whether it succeeded, and what it
+/// printed.
+fn mosquitto_pub(port: u16, message: &str, args: &[&str]) -> (bool, String) {
     attempt(
         Command::new("mosquitto_pub")
             .args([
@@ -66,7 +43,7 @@ fn mosquitto_pub(port: u16, args: &[&str]) -> (bool, String) {
                 "-t",
                 "t",
                 "-m",
-                "x",
+                message,
             ])
             .args(args),
         Duration::from_secs(10),
@@ -87,16 +64,16 @@ fn passwords_are_checked_and_a_wrong_one_gets_0x86_or_0x04() {
         &format!("[auth.password]\nfile = {}\n", quoted(&file)),
     );
     for version in ["mqttv5", "mqttv311"] {
-        let (ok, out) = mosquitto_pub(b.port, &["-V", version, "-u", "alice", "-P", "s3cret"]);
+        let (ok, out) = mosquitto_pub(b.port, "x", &["-V", version, "-u", "alice", "-P", "s3cret"]);
         assert!(ok, "{version}: the right password is let in: {out}");
-        let (ok, out) = mosquitto_pub(b.port, &["-V", version, "-u", "alice", "-P", "wrong"]);
+        let (ok, out) = mosquitto_pub(b.port, "x", &["-V", version, "-u", "alice", "-P", "wrong"]);
         assert!(!ok, "{version}: a wrong password is refused");
         assert!(
             out.to_lowercase().contains("bad user name or password"),
             "{version}: {out}"
         );
         // A user nobody knows is refused the same way.
-        let (ok, out) = mosquitto_pub(b.port, &["-V", version, "-u", "mallory", "-P", "x"]);
+        let (ok, out) = mosquitto_pub(b.port, "x", &["-V", version, "-u", "mallory", "-P", "x"]);
         assert!(
             !ok && out.to_lowercase().contains("bad user name or password"),
             "{out}"
@@ -158,10 +135,11 @@ fn a_jwt_is_checked_and_an_expired_one_refused() {
     );
     let (ok, out) = mosquitto_pub(
         b.port,
+        "x",
         &["-V", "mqttv5", "-q", "1", "-u", "any", "-P", &valid],
     );
     assert!(ok, "a valid token is let in and may publish: {out}");
-    let (ok, out) = mosquitto_pub(b.port, &["-V", "mqttv5", "-u", "any", "-P", &expired]);
+    let (ok, out) = mosquitto_pub(b.port, "x", &["-V", "mqttv5", "-u", "any", "-P", &expired]);
     assert!(
         !ok && out.to_lowercase().contains("bad user name or password"),
         "an expired token is refused: {out}"
@@ -169,6 +147,7 @@ fn a_jwt_is_checked_and_an_expired_one_refused() {
     b.wait_log(&["JWT refused", "expired"]);
     let (_, out) = mosquitto_pub(
         b.port,
+        "x",
         &["-V", "mqttv5", "-q", "1", "-u", "any", "-P", &reader],
     );
     assert!(
@@ -260,7 +239,7 @@ fn the_acl_denies_publish_and_subscribe_as_mosquitto_clients_see_it() {
     );
     assert!(out.to_lowercase().contains("denied"), "{out}");
     // It may not publish anywhere: v5 QoS 1 hears 0x87.
-    let (_, out) = mosquitto_pub(b.port, &["-V", "mqttv5", "-q", "1", "-t", "public/x"]);
+    let (_, out) = mosquitto_pub(b.port, "x", &["-V", "mqttv5", "-q", "1", "-t", "public/x"]);
     assert!(out.to_lowercase().contains("not authorized"), "{out}");
     b.wait_log(&["refused", "PublishDenied"]);
     b.wait_log(&["refused", "SubscribeDenied"]);
@@ -516,19 +495,7 @@ fn tenants_on_their_own_listeners_do_not_see_each_other() {
     }
     std::thread::sleep(Duration::from_millis(200));
     let publish = |port: u16, payload: &str| {
-        let (ok, out) = attempt(
-            Command::new("mosquitto_pub").args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-t",
-                "t",
-                "-m",
-                payload,
-            ]),
-            Duration::from_secs(10),
-        );
+        let (ok, out) = mosquitto_pub(port, payload, &[]);
         assert!(ok, "{out}");
     };
     publish(globex, "from globex");

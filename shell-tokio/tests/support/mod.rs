@@ -256,18 +256,29 @@ pub fn connect_packet(client_id: &str, version: ProtocolVersion, keep_alive: u16
     }
 }
 
+/// Runs a command with a time limit (killed after it); whether it succeeded, and its stdout
+/// followed by its stderr.
+pub fn attempt(cmd: &mut Command, limit: Duration) -> (bool, String) {
+    let (ok, stdout, stderr) = finish(cmd, limit);
+    (ok, format!("{stdout}{stderr}"))
+}
+
 /// Runs a command to completion with a time limit; returns its stdout.
 pub fn run(cmd: &mut Command, limit: Duration) -> String {
+    let (ok, stdout, stderr) = finish(cmd, limit);
+    assert!(ok, "{cmd:?} failed: {stdout}{stderr}");
+    stdout
+}
+
+/// Runs `cmd`, killing it after `limit`: success, stdout, stderr.
+fn finish(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (the test command installs it)"));
     let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            break;
-        }
+    while child.try_wait().expect("wait").is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
             break;
@@ -275,8 +286,9 @@ pub fn run(cmd: &mut Command, limit: Duration) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = child.wait_with_output().expect("output");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{cmd:?} failed: {stdout}{stderr}");
-    stdout
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
