@@ -151,7 +151,7 @@ pub struct RateLimit {
 }
 
 /// Per-client quotas and rate limits; all off by default.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quotas {
     /// PUBLISH packets per second from one client.
     pub publish_messages: Option<RateLimit>,
@@ -163,7 +163,23 @@ pub struct Quotas {
     /// CONNECTs per second from one IP address; more are refused with 0x9F Connection rate exceeded
     /// (3.x: 0x03 server unavailable).
     pub connect_rate_per_address: Option<Rate>,
+    /// What happens when a connected client's session queue is full ([`Config::max_queued_messages`]
+    /// / [`Config::max_queued_bytes`]): `Drop` (the default) drops and counts messages, `Disconnect`
+    /// also disconnects the slow consumer with 0x97 (its session stays, with what it holds).
+    pub queue_full: OverloadPolicy,
 }
+impl Default for Quotas {
+    fn default() -> Quotas {
+        Quotas {
+            publish_messages: None,
+            publish_bytes: None,
+            max_subscriptions: None,
+            connect_rate_per_address: None,
+            queue_full: OverloadPolicy::Drop,
+        }
+    }
+}
+
 /// Where clients should connect instead (MQTT 5.0 §4.11, server redirection).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Redirect {
@@ -323,6 +339,12 @@ impl Config {
                     "say which clients belong to the tenant: listeners, username_prefix or cert_name",
                 );
             }
+        }
+        if self.quotas.queue_full == OverloadPolicy::Throttle {
+            return fail(
+                "quotas.queue_full_policy",
+                "use \"drop\" or \"disconnect\" (a subscriber cannot be throttled)",
+            );
         }
         if self.max_client_id_length < 23 {
             return fail("max_client_id_length", "use at least 23 (MQTT requires it)");

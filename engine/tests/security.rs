@@ -708,3 +708,34 @@ fn acl_rules_can_name_tenants() {
     sim.publish("b1", "a-only", QoS::AtLeastOnce, "x");
     assert_eq!(ack_reason(sim.recv("b1")), ReasonCode::NotAuthorized);
 }
+
+#[test]
+fn a_slow_consumer_can_be_disconnected_when_its_queue_is_full() {
+    for (policy, closed) in [
+        (OverloadPolicy::Drop, false),
+        (OverloadPolicy::Disconnect, true),
+    ] {
+        let mut sim = Sim::new(Config {
+            max_queued_messages: 2,
+            send_window: 1,
+            quotas: Quotas {
+                queue_full: policy,
+                ..Quotas::default()
+            },
+            ..Config::default()
+        });
+        connect_as(&mut sim, "slow", None, V5);
+        expect::suback_of(sim.subscribe("slow", "t", QoS::AtLeastOnce));
+        sim.set_flushing("slow", false);
+        connect_as(&mut sim, "pub", None, V5);
+        for i in 0..5 {
+            sim.publish("pub", "t", QoS::AtLeastOnce, &i.to_string());
+        }
+        assert_eq!(sim.is_closed("slow"), closed, "{policy:?}");
+        assert!(!sim.is_closed("pub"), "the publisher is not affected");
+        assert_eq!(
+            sim.engine.stats().slow_consumers_disconnected,
+            u64::from(closed)
+        );
+    }
+}

@@ -238,6 +238,10 @@ fn quotas_from(u: &mut Unstructured) -> arbitrary::Result<cicada_engine::Quotas>
             None
         },
         connect_rate_per_address: if u.arbitrary()? { Some(rate(u)?) } else { None },
+        queue_full: *u.choose(&[
+            cicada_engine::OverloadPolicy::Drop,
+            cicada_engine::OverloadPolicy::Disconnect,
+        ])?,
     })
 }
 

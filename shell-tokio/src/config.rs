@@ -174,6 +174,8 @@ pub(crate) struct QuotasSection {
     /// CONNECTs per second from one IP address.
     pub(crate) connect_rate_per_address: Option<u64>,
     pub(crate) connect_burst_per_address: Option<u64>,
+    /// When a connected client's session queue is full: `drop` (default) or `disconnect`.
+    pub(crate) queue_full_policy: Option<Policy>,
 }
 
 impl QuotasSection {
@@ -236,6 +238,7 @@ impl QuotasSection {
                 self.connect_rate_per_address,
                 self.connect_burst_per_address,
             )?,
+            queue_full: self.queue_full_policy.unwrap_or(Policy::Drop).into(),
         })
     }
 }

@@ -86,7 +86,16 @@ impl Engine {
             shared,
         };
         let dropped = session.push(out, limits);
+        let online = session.conn.is_some();
         for (out, reason) in dropped {
+            if reason == DropReason::QueueFull
+                && online
+                && self.config.quotas.queue_full == crate::config::OverloadPolicy::Disconnect
+                && !self.slow_consumers.contains(&sid)
+            {
+                // Disconnected once routing is over (see `Engine::finish`), not in its middle.
+                self.slow_consumers.push(sid);
+            }
             self.dropped(sid, out, reason);
         }
         self.pump(sid);

@@ -77,6 +77,8 @@ pub struct Stats {
     pub connects_banned: u64,
     /// CONNECTs refused over the connect rate of their address.
     pub connects_rate_limited: u64,
+    /// Clients disconnected because their session queue was full (`queue_full = Disconnect`).
+    pub slow_consumers_disconnected: u64,
 }
 
 /// The Cicada broker engine: every protocol rule, no I/O.
@@ -127,6 +129,8 @@ pub struct Engine {
     connect_rates: Option<crate::limits::RateTable>,
     /// Each configured tenant's live state, in configuration order.
     tenants: Vec<tenant::TenantState>,
+    /// Online sessions whose queue overflowed under [`crate::Quotas::queue_full`] `Disconnect`.
+    slow_consumers: Vec<SessionId>,
 }
 
 impl Engine {
@@ -147,6 +151,7 @@ impl Engine {
             })
             .collect();
         Ok(Engine {
+            slow_consumers: Vec::new(),
             tenants,
             bans: crate::limits::Bans::default(),
             connect_rates,
@@ -284,6 +289,14 @@ impl Engine {
 
     /// Seals the storage batch and moves written bytes to the transmit queue.
     fn finish(&mut self) {
+        // Disconnecting may publish wills, which may overflow more queues.
+        while let Some(sid) = self.slow_consumers.pop() {
+            if let Some(conn) = self.sessions.get(&sid).and_then(|s| s.conn) {
+                self.stats.slow_consumers_disconnected += 1;
+                let why = "session queue full: the client reads too slowly".to_string();
+                self.kick(conn, ReasonCode::QuotaExceeded, why);
+            }
+        }
         if let Some((seq, ops)) = self.persist.seal() {
             self.events.push_back(Event::Persist { seq, ops });
         }
