@@ -9,7 +9,8 @@ use crate::codec::QoS;
 /// How CONNECT credentials are checked.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Authentication {
-    /// Every client is accepted (the shell restricts this to loopback listeners unless configured).
+    /// Every client is accepted as the user it claims (tests and embedders; the `cicada` shell
+    /// always asks its authenticator, which decides anonymous access per listener).
     #[default]
     AllowAll,
     /// Each CONNECT is put to the shell as [`crate::Event::Authenticate`]; the engine waits for
@@ -116,6 +117,10 @@ pub struct Tenant {
     pub max_connections: Option<usize>,
     /// PUBLISH packets per second from all its clients together.
     pub publish_messages: Option<RateLimit>,
+    /// PUBLISH payload bytes per second from all its clients together.
+    pub publish_bytes: Option<RateLimit>,
+    /// Most subscriptions all its sessions hold together; more get SUBACK 0x97 (3.x: 0x80).
+    pub max_subscriptions: Option<usize>,
 }
 
 /// A rate: `per_sec` on average, with bursts of up to `burst` at once (a token bucket).

@@ -739,3 +739,59 @@ fn a_slow_consumer_can_be_disconnected_when_its_queue_is_full() {
         );
     }
 }
+
+#[test]
+fn a_tenant_subscription_limit_and_byte_rate_cover_all_its_sessions() {
+    let mut config = tenants();
+    config.tenants[0].max_subscriptions = Some(2);
+    config.tenants[0].publish_bytes = Some(RateLimit {
+        rate: Rate {
+            per_sec: per_sec(10),
+            burst: per_sec(10),
+        },
+        policy: OverloadPolicy::Drop,
+    });
+    let mut sim = Sim::new(config);
+    assert_eq!(connect_on(&mut sim, "a1", "la", None), ReasonCode::Success);
+    assert_eq!(connect_on(&mut sim, "a2", "la", None), ReasonCode::Success);
+    let reason = |p: Option<Packet>| expect::suback_of(p).reasons[0];
+    assert_eq!(
+        reason(sim.subscribe("a1", "x", QoS::AtMostOnce)),
+        ReasonCode::Success
+    );
+    assert_eq!(
+        reason(sim.subscribe("a2", "y", QoS::AtMostOnce)),
+        ReasonCode::Success
+    );
+    assert_eq!(
+        reason(sim.subscribe("a2", "z", QoS::AtMostOnce)),
+        ReasonCode::QuotaExceeded,
+        "the tenant's two are used"
+    );
+    assert_eq!(
+        reason(sim.subscribe("a2", "y", QoS::AtLeastOnce)),
+        ReasonCode::GrantedQoS1
+    );
+    // A session that ends gives its subscriptions back.
+    sim.drop_connection("a1");
+    assert_eq!(
+        reason(sim.subscribe("a2", "z", QoS::AtMostOnce)),
+        ReasonCode::Success
+    );
+    let a = |sim: &Sim| {
+        sim.engine
+            .tenant_stats()
+            .find(|(n, _)| *n == "a")
+            .map(|(_, s)| s.clone())
+            .expect("tenant a")
+    };
+    assert_eq!(
+        (a(&sim).subscriptions, a(&sim).subscriptions_refused),
+        (2, 1)
+    );
+    // Ten payload bytes a second for the whole tenant.
+    sim.publish("a2", "t", QoS::AtLeastOnce, "12345678");
+    sim.publish("a2", "t", QoS::AtLeastOnce, "123");
+    assert_eq!(ack_reason(sim.recv("a2")), ReasonCode::Success);
+    assert_eq!(ack_reason(sim.recv("a2")), ReasonCode::QuotaExceeded);
+}

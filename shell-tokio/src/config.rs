@@ -178,32 +178,31 @@ pub(crate) struct QuotasSection {
     pub(crate) queue_full_policy: Option<Policy>,
 }
 
+/// The rate set at `key` and its burst (default: one second's worth); `None` when unset.
+fn rate(
+    key: &str,
+    per_sec: Option<u64>,
+    burst: Option<u64>,
+) -> Result<Option<cicada_engine::Rate>, ConfigError> {
+    let Some(per_sec) = per_sec else {
+        return Ok(None);
+    };
+    let per_sec = NonZeroU64::new(per_sec).ok_or_else(|| ConfigError::Invalid {
+        key: key.to_string(),
+        fix: "use at least 1, or remove the key for no limit".into(),
+    })?;
+    let burst = match burst {
+        None => per_sec,
+        Some(b) => NonZeroU64::new(b).ok_or_else(|| ConfigError::Invalid {
+            key: key.replace("per_sec", "burst").replace("rate", "burst"),
+            fix: "use at least 1".into(),
+        })?,
+    };
+    Ok(Some(cicada_engine::Rate { per_sec, burst }))
+}
+
 impl QuotasSection {
     fn quotas(&self) -> Result<cicada_engine::Quotas, ConfigError> {
-        fn rate(
-            key: &str,
-            per_sec: Option<u64>,
-            burst: Option<u64>,
-        ) -> Result<Option<cicada_engine::Rate>, ConfigError> {
-            let Some(per_sec) = per_sec else {
-                return Ok(None);
-            };
-            let per_sec = NonZeroU64::new(per_sec).ok_or_else(|| ConfigError::Invalid {
-                key: format!("quotas.{key}"),
-                fix: "use at least 1, or remove the key for no limit".into(),
-            })?;
-            let burst = match burst {
-                None => per_sec,
-                Some(b) => NonZeroU64::new(b).ok_or_else(|| ConfigError::Invalid {
-                    key: format!(
-                        "quotas.{}",
-                        key.replace("per_sec", "burst").replace("rate", "burst")
-                    ),
-                    fix: "use at least 1".into(),
-                })?,
-            };
-            Ok(Some(cicada_engine::Rate { per_sec, burst }))
-        }
         let limit = |r: Option<cicada_engine::Rate>, p: Policy| {
             r.map(|rate| cicada_engine::RateLimit {
                 rate,
@@ -213,7 +212,7 @@ impl QuotasSection {
         Ok(cicada_engine::Quotas {
             publish_messages: limit(
                 rate(
-                    "publish_messages_per_sec",
+                    "quotas.publish_messages_per_sec",
                     self.publish_messages_per_sec,
                     self.publish_messages_burst,
                 )?,
@@ -221,7 +220,7 @@ impl QuotasSection {
             ),
             publish_bytes: limit(
                 rate(
-                    "publish_bytes_per_sec",
+                    "quotas.publish_bytes_per_sec",
                     self.publish_bytes_per_sec,
                     self.publish_bytes_burst,
                 )?,
@@ -234,7 +233,7 @@ impl QuotasSection {
                 )
             }),
             connect_rate_per_address: rate(
-                "connect_rate_per_address",
+                "quotas.connect_rate_per_address",
                 self.connect_rate_per_address,
                 self.connect_burst_per_address,
             )?,
@@ -266,6 +265,14 @@ pub(crate) struct TenantSection {
     pub(crate) publish_messages_burst: Option<u64>,
     #[serde(default)]
     pub(crate) publish_messages_policy: Policy,
+    #[serde(default)]
+    pub(crate) publish_bytes_per_sec: Option<u64>,
+    #[serde(default)]
+    pub(crate) publish_bytes_burst: Option<u64>,
+    #[serde(default)]
+    pub(crate) publish_bytes_policy: Policy,
+    #[serde(default)]
+    pub(crate) max_subscriptions: Option<usize>,
 }
 
 /// How CONNECT credentials are checked, resolved from `[auth]` and the listeners.
@@ -568,28 +575,25 @@ impl FileConfig {
                     ));
                 }
             }
-            let rate = match t.publish_messages_per_sec {
-                None => None,
-                Some(per_sec) => {
-                    let per_sec = NonZeroU64::new(per_sec).ok_or_else(|| {
-                        invalid(
-                            &format!("tenant[{i}].publish_messages_per_sec"),
-                            "use at least 1, or remove the key for no limit".into(),
-                        )
-                    })?;
-                    let burst = NonZeroU64::new(t.publish_messages_burst.unwrap_or(per_sec.get()))
-                        .ok_or_else(|| {
-                            invalid(
-                                &format!("tenant[{i}].publish_messages_burst"),
-                                "use at least 1".into(),
-                            )
-                        })?;
-                    Some(cicada_engine::RateLimit {
-                        rate: cicada_engine::Rate { per_sec, burst },
-                        policy: t.publish_messages_policy.into(),
-                    })
-                }
-            };
+            let key = |name: &str| format!("tenant[{i}].{name}");
+            let messages = rate(
+                &key("publish_messages_per_sec"),
+                t.publish_messages_per_sec,
+                t.publish_messages_burst,
+            )?
+            .map(|rate| cicada_engine::RateLimit {
+                rate,
+                policy: t.publish_messages_policy.into(),
+            });
+            let bytes = rate(
+                &key("publish_bytes_per_sec"),
+                t.publish_bytes_per_sec,
+                t.publish_bytes_burst,
+            )?
+            .map(|rate| cicada_engine::RateLimit {
+                rate,
+                policy: t.publish_bytes_policy.into(),
+            });
             engine.tenants.push(cicada_engine::Tenant {
                 name: t.name.clone(),
                 mount_point: t
@@ -600,7 +604,9 @@ impl FileConfig {
                 username_prefix: t.username_prefix.clone(),
                 cert_name: t.cert_name.clone(),
                 max_connections: t.max_connections,
-                publish_messages: rate,
+                publish_messages: messages,
+                publish_bytes: bytes,
+                max_subscriptions: t.max_subscriptions,
             });
         }
         engine.sys_interval =

@@ -238,6 +238,7 @@ impl Engine {
         let limits = self.publish_limits();
 
         let mut was_persistent = false;
+        let mut moved = None;
         if let Some(session) = self.sessions.get_mut(&sid) {
             was_persistent = session.is_persistent();
             session.conn = Some(id);
@@ -246,6 +247,11 @@ impl Engine {
             session.expiry_interval = expiry;
             session.send_quota = receive_max.min(self.config.max_inflight);
             session.client_max_packet = connect.properties.maximum_packet_size.map(NonZeroU32::get);
+            if session.tenant != tenant {
+                // A resumed session's subscriptions move to the tenant it belongs to now.
+                let (old, held) = (session.tenant, session.subscriptions.len());
+                moved = Some((old, isize::try_from(held).unwrap_or(isize::MAX)));
+            }
             session.tenant = tenant;
             session.mount = tenant
                 .and_then(|t| self.config.tenants.get(t))
@@ -272,6 +278,10 @@ impl Engine {
                     will,
                 }
             });
+        }
+        if let Some((old, held)) = moved {
+            self.count_subscriptions(old, -held);
+            self.count_subscriptions(tenant, held);
         }
         self.record_session(sid, was_persistent);
 

@@ -27,6 +27,60 @@ pub(crate) struct PublishLimits {
     bytes: Option<(TokenBucket, OverloadPolicy)>,
 }
 
+impl PublishLimits {
+    /// Buckets for these limits, full at `now`.
+    pub(crate) fn new(
+        messages: Option<RateLimit>,
+        bytes: Option<RateLimit>,
+        now: crate::time::Instant,
+    ) -> PublishLimits {
+        let bucket = |limit: Option<RateLimit>| {
+            limit.map(|l| {
+                (
+                    TokenBucket::new(l.rate.per_sec, l.rate.burst, now),
+                    l.policy,
+                )
+            })
+        };
+        PublishLimits {
+            messages: bucket(messages),
+            bytes: bucket(bytes),
+        }
+    }
+
+    /// The limit a PUBLISH of `size` payload bytes is over at `now`, if any.
+    fn over(&self, now: crate::time::Instant, size: u64, whose: &'static str) -> Option<Verdict> {
+        let check = |bucket: &Option<(TokenBucket, OverloadPolicy)>, n: u64, name: &'static str| {
+            let (bucket, policy) = bucket.as_ref()?;
+            let ready_at = bucket.ready_at(now, n);
+            (ready_at > now).then_some(Verdict::Over {
+                limit: name,
+                policy: *policy,
+                ready_at,
+            })
+        };
+        let (messages, bytes) = if whose.is_empty() {
+            ("publish_messages_per_sec", "publish_bytes_per_sec")
+        } else {
+            (
+                "tenant publish_messages_per_sec",
+                "tenant publish_bytes_per_sec",
+            )
+        };
+        check(&self.messages, 1, messages).or_else(|| check(&self.bytes, size, bytes))
+    }
+
+    /// Takes a PUBLISH's cost.
+    fn charge(&mut self, now: crate::time::Instant, size: u64) {
+        if let Some((bucket, _)) = &mut self.messages {
+            bucket.try_take(now, 1);
+        }
+        if let Some((bucket, _)) = &mut self.bytes {
+            bucket.try_take(now, size);
+        }
+    }
+}
+
 /// What a rate limit says about one PUBLISH.
 enum Verdict {
     Pass,
@@ -53,18 +107,8 @@ impl Engine {
 
     /// Fresh publish rate limits for a connection admitted now.
     pub(super) fn publish_limits(&self) -> PublishLimits {
-        let bucket = |limit: Option<RateLimit>| {
-            limit.map(|l| {
-                (
-                    TokenBucket::new(l.rate.per_sec, l.rate.burst, self.now),
-                    l.policy,
-                )
-            })
-        };
-        PublishLimits {
-            messages: bucket(self.config.quotas.publish_messages),
-            bytes: bucket(self.config.quotas.publish_bytes),
-        }
+        let q = &self.config.quotas;
+        PublishLimits::new(q.publish_messages, q.publish_bytes, self.now)
     }
 
     /// A PUBLISH from a connected client, through its rate limits (the ACL comes once its topic alias
@@ -149,61 +193,28 @@ impl Engine {
         true
     }
 
-    /// Takes `p`'s cost from the connection's buckets, or says which limit it is over.
+    /// Takes `p`'s cost from the connection's and its tenant's buckets, or says which limit it is
+    /// over. Every bucket is checked before any is charged, so a publish refused by one limit does
+    /// not use up another.
     fn rate_verdict(&mut self, id: ConnId, p: &Publish) -> Verdict {
         let now = self.now;
+        let size = p.payload.len() as u64;
         let Some(c) = self.conns.get_mut(&id) else {
             return Verdict::Pass;
         };
-        let size = p.payload.len() as u64;
-        if let Some((t, state)) = c.tenant.and_then(|t| Some((t, self.tenants.get_mut(t)?))) {
-            if let (Some(bucket), Some(limit)) = (
-                state.bucket.as_mut(),
-                self.config.tenants.get(t).and_then(|t| t.publish_messages),
-            ) {
-                if bucket.ready_at(now, 1) > now {
-                    state.stats.publishes_over_rate += 1;
-                    return Verdict::Over {
-                        limit: "tenant publish_messages_per_sec",
-                        policy: limit.policy,
-                        ready_at: bucket.ready_at(now, 1),
-                    };
-                }
+        let tenant = c.tenant.and_then(|t| self.tenants.get_mut(t));
+        if let Some(state) = tenant {
+            if let Some(over) = state.limits.over(now, size, "tenant ") {
+                state.stats.publishes_over_rate += 1;
+                return over;
             }
         }
-        let limits = &mut c.limits;
-        // Both buckets are checked before either is charged, so a publish refused by one limit does
-        // not use up the other.
-        if let Some((bucket, policy)) = &limits.messages {
-            if bucket.ready_at(now, 1) > now {
-                return Verdict::Over {
-                    limit: "publish_messages_per_sec",
-                    policy: *policy,
-                    ready_at: bucket.ready_at(now, 1),
-                };
-            }
+        if let Some(over) = c.limits.over(now, size, "") {
+            return over;
         }
-        if let Some((bucket, policy)) = &limits.bytes {
-            if bucket.ready_at(now, size) > now {
-                return Verdict::Over {
-                    limit: "publish_bytes_per_sec",
-                    policy: *policy,
-                    ready_at: bucket.ready_at(now, size),
-                };
-            }
-        }
-        if let Some((bucket, _)) = &mut limits.messages {
-            bucket.try_take(now, 1);
-        }
-        if let Some((bucket, _)) = &mut limits.bytes {
-            bucket.try_take(now, size);
-        }
-        if let Some(bucket) = c
-            .tenant
-            .and_then(|t| self.tenants.get_mut(t))
-            .and_then(|s| s.bucket.as_mut())
-        {
-            bucket.try_take(now, 1);
+        c.limits.charge(now, size);
+        if let Some(state) = c.tenant.and_then(|t| self.tenants.get_mut(t)) {
+            state.limits.charge(now, size);
         }
         Verdict::Pass
     }
@@ -244,33 +255,22 @@ impl Engine {
         self.send(id, &packet, mark);
     }
 
-    /// The granted QoS of a subscription under the ACL, or the SUBACK code that refuses it.
+    /// The granted QoS of a subscription under the ACL and the subscription quotas (the
+    /// session's, then its tenant's), or the SUBACK code that refuses it.
     pub(super) fn subscribe_verdict(
         &mut self,
         sid: SessionId,
         filter: &TopicFilter,
         qos: QoS,
     ) -> Result<QoS, ReasonCode> {
-        let (existing, count) = self.sessions.get(&sid).map_or((false, 0), |s| {
-            (
-                s.subscriptions.contains_key(filter.as_str()),
-                s.subscriptions.len(),
-            )
-        });
+        let mut granted = qos;
         if let Some(acl) = self.config.acl.clone() {
             let plain = filter.shared().map_or(filter.as_str(), |(_, f)| f);
-            let granted = self
+            match self
                 .who(sid)
-                .and_then(|who| acl.may_subscribe(&who, plain, qos));
-            match granted {
-                Some(granted) => {
-                    if let Some((max, policy)) = self.config.quotas.max_subscriptions {
-                        if !existing && count >= max {
-                            return self.too_many_subscriptions(sid, max, policy);
-                        }
-                    }
-                    return Ok(granted);
-                }
+                .and_then(|who| acl.may_subscribe(&who, plain, qos))
+            {
+                Some(q) => granted = q,
                 None => {
                     self.stats.subscriptions_denied += 1;
                     let filter = filter.as_bytestring().clone();
@@ -279,12 +279,33 @@ impl Engine {
                 }
             }
         }
+        let (existing, count, tenant) = self.sessions.get(&sid).map_or((false, 0, None), |s| {
+            // The session holds its subscriptions under its mount point.
+            let key = match s.mount.as_deref() {
+                Some(m) => super::tenant::mount_filter(m, filter)
+                    .map(|f| s.subscriptions.contains_key(f.as_str())),
+                None => Some(s.subscriptions.contains_key(filter.as_str())),
+            };
+            (key.unwrap_or(false), s.subscriptions.len(), s.tenant)
+        });
+        if existing {
+            // Replacing a subscription is not one more.
+            return Ok(granted);
+        }
         if let Some((max, policy)) = self.config.quotas.max_subscriptions {
-            if !existing && count >= max {
+            if count >= max {
                 return self.too_many_subscriptions(sid, max, policy);
             }
         }
-        Ok(qos)
+        if self.tenant_subscriptions_full(sid) {
+            let max = tenant
+                .and_then(|t| self.config.tenants.get(t))
+                .and_then(|t| t.max_subscriptions)
+                .unwrap_or(0);
+            self.report(sid, Refusal::TooManySubscriptions { max });
+            return Err(ReasonCode::QuotaExceeded);
+        }
+        Ok(granted)
     }
 
     fn too_many_subscriptions(

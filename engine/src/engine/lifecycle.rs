@@ -194,6 +194,8 @@ impl Engine {
         for filter in session.subscriptions.keys() {
             self.router.remove(filter, sid);
         }
+        let held = isize::try_from(session.subscriptions.len()).unwrap_or(isize::MAX);
+        self.count_subscriptions(session.tenant, -held);
         if session.is_persistent() {
             self.persist.push(StoreOp::DeleteSession {
                 client_id: session.client_id.clone(),

@@ -145,9 +145,11 @@ impl Engine {
             .iter()
             .map(|t| tenant::TenantState {
                 stats: TenantStats::default(),
-                bucket: t.publish_messages.map(|l| {
-                    crate::limits::TokenBucket::new(l.rate.per_sec, l.rate.burst, Instant::ZERO)
-                }),
+                limits: guard::PublishLimits::new(
+                    t.publish_messages,
+                    t.publish_bytes,
+                    Instant::ZERO,
+                ),
             })
             .collect();
         Ok(Engine {

@@ -139,6 +139,7 @@ impl Engine {
             .subscriptions
             .insert(key.clone(), sub.clone())
             .is_some();
+        let tenant = session.tenant;
         self.router.insert(filter.as_bytestring(), sid, sub.clone());
         if session.is_persistent() {
             self.persist.push(StoreOp::PutSubscription {
@@ -147,6 +148,9 @@ impl Engine {
                 options: sub.options,
                 id: sub.id,
             });
+        }
+        if !existed {
+            self.count_subscriptions(tenant, 1);
         }
         // A shared subscription gets no retained messages (MQTT 5.0 §4.8.2).
         let send_retained = !shared
@@ -178,6 +182,7 @@ impl Engine {
         if session.subscriptions.remove(filter).is_none() {
             return false;
         }
+        let tenant = session.tenant;
         self.router.remove(filter, sid);
         if session.is_persistent() {
             self.persist.push(StoreOp::DeleteSubscription {
@@ -185,6 +190,7 @@ impl Engine {
                 filter: filter.clone(),
             });
         }
+        self.count_subscriptions(tenant, -1);
         true
     }
 

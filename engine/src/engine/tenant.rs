@@ -6,7 +6,6 @@ use std::sync::Arc;
 use bytestring::ByteString;
 
 use crate::codec::{TopicFilter, TopicName};
-use crate::limits::TokenBucket;
 use crate::session::SessionId;
 
 use super::Engine;
@@ -24,15 +23,21 @@ pub struct TenantStats {
     pub publishes_received: u64,
     /// Their payload bytes.
     pub bytes_received: u64,
-    /// PUBLISH packets held back, dropped or refused over its rate limit.
+    /// PUBLISH packets held back, dropped or refused over its rate limits.
     pub publishes_over_rate: u64,
+    /// Subscriptions its sessions hold now (sessions restored after a restart count once their
+    /// client connects again).
+    pub subscriptions: usize,
+    /// Subscriptions refused over its subscription limit.
+    pub subscriptions_refused: u64,
 }
 
 /// A tenant's live state, beside its configuration.
 #[derive(Debug, Default)]
 pub(crate) struct TenantState {
     pub(crate) stats: TenantStats,
-    pub(crate) bucket: Option<TokenBucket>,
+    /// The publish rates its clients share.
+    pub(crate) limits: super::guard::PublishLimits,
 }
 
 impl Engine {
@@ -65,6 +70,29 @@ impl Engine {
     /// A session's mount point, if its tenant has one.
     pub(super) fn mount_of(&self, sid: SessionId) -> Option<Arc<str>> {
         self.sessions.get(&sid).and_then(|s| s.mount.clone())
+    }
+
+    /// Adds `delta` to the subscription count of `tenant`.
+    pub(super) fn count_subscriptions(&mut self, tenant: Option<usize>, delta: isize) {
+        if let Some(state) = tenant.and_then(|t| self.tenants.get_mut(t)) {
+            state.stats.subscriptions = state.stats.subscriptions.saturating_add_signed(delta);
+        }
+    }
+
+    /// Whether `sid`'s tenant is at its subscription limit (counted and reported if so).
+    pub(super) fn tenant_subscriptions_full(&mut self, sid: SessionId) -> bool {
+        let Some(t) = self.sessions.get(&sid).and_then(|s| s.tenant) else {
+            return false;
+        };
+        let max = self.config.tenants.get(t).and_then(|t| t.max_subscriptions);
+        let Some(state) = self.tenants.get_mut(t) else {
+            return false;
+        };
+        let full = max.is_some_and(|max| state.stats.subscriptions >= max);
+        if full {
+            state.stats.subscriptions_refused += 1;
+        }
+        full
     }
 
     /// Every tenant's counters, in configuration order.
