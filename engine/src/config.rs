@@ -121,6 +121,11 @@ pub struct Tenant {
     pub publish_bytes: Option<RateLimit>,
     /// Most subscriptions all its sessions hold together; more get SUBACK 0x97 (3.x: 0x80).
     pub max_subscriptions: Option<usize>,
+    /// Most messages queued in all its sessions together; beyond, messages are dropped as when a
+    /// session's own queue is full (QoS 0 first), counted.
+    pub max_queued_messages: Option<usize>,
+    /// Most payload bytes queued in all its sessions together.
+    pub max_queued_bytes: Option<usize>,
 }
 
 /// A rate: `per_sec` on average, with bursts of up to `burst` at once (a token bucket).

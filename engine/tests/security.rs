@@ -795,3 +795,41 @@ fn a_tenant_subscription_limit_and_byte_rate_cover_all_its_sessions() {
     assert_eq!(ack_reason(sim.recv("a2")), ReasonCode::Success);
     assert_eq!(ack_reason(sim.recv("a2")), ReasonCode::QuotaExceeded);
 }
+
+#[test]
+fn a_tenant_queue_limit_covers_all_its_sessions() {
+    let mut config = tenants();
+    config.tenants[0].max_queued_messages = Some(3);
+    config.send_window = 1;
+    let mut sim = Sim::new(config);
+    for name in ["s1", "s2"] {
+        assert_eq!(connect_on(&mut sim, name, "la", None), ReasonCode::Success);
+        expect::suback_of(sim.subscribe(name, "t", QoS::AtLeastOnce));
+        sim.set_flushing(name, false);
+    }
+    assert_eq!(connect_on(&mut sim, "p", "la", None), ReasonCode::Success);
+    for i in 0..6 {
+        sim.publish("p", "t", QoS::AtLeastOnce, &i.to_string());
+    }
+    let a = sim
+        .engine
+        .tenant_stats()
+        .find(|(n, _)| *n == "a")
+        .map(|(_, s)| s.clone())
+        .expect("tenant a");
+    assert_eq!(a.queued_messages, 3, "never more than the tenant's three");
+    assert!(sim.engine.stats().messages_dropped > 0);
+    // Ending the sessions gives their room back.
+    sim.drop_connection("s1");
+    sim.drop_connection("s2");
+    let a = sim
+        .engine
+        .tenant_stats()
+        .find(|(n, _)| *n == "a")
+        .map(|(_, s)| s.clone())
+        .expect("tenant a");
+    assert_eq!(
+        (a.queued_messages, a.queued_bytes, a.subscriptions),
+        (0, 0, 0)
+    );
+}

@@ -164,6 +164,9 @@ fn config_from(u: &mut Unstructured) -> arbitrary::Result<Config> {
                 mount_point: "m/".into(),
                 listeners: vec!["sim".into()],
                 max_connections: *u.choose(&[None, Some(2)])?,
+                max_subscriptions: *u.choose(&[None, Some(2)])?,
+                max_queued_messages: *u.choose(&[None, Some(0), Some(3)])?,
+                max_queued_bytes: *u.choose(&[None, Some(10)])?,
                 ..cicada_engine::Tenant::default()
             }]
         } else {

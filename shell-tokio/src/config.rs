@@ -273,6 +273,10 @@ pub(crate) struct TenantSection {
     pub(crate) publish_bytes_policy: Policy,
     #[serde(default)]
     pub(crate) max_subscriptions: Option<usize>,
+    #[serde(default)]
+    pub(crate) max_queued_messages: Option<usize>,
+    #[serde(default)]
+    pub(crate) max_queued_bytes: Option<usize>,
 }
 
 /// How CONNECT credentials are checked, resolved from `[auth]` and the listeners.
@@ -607,6 +611,8 @@ impl FileConfig {
                 publish_messages: messages,
                 publish_bytes: bytes,
                 max_subscriptions: t.max_subscriptions,
+                max_queued_messages: t.max_queued_messages,
+                max_queued_bytes: t.max_queued_bytes,
             });
         }
         engine.sys_interval =

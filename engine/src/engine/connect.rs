@@ -248,9 +248,8 @@ impl Engine {
             session.send_quota = receive_max.min(self.config.max_inflight);
             session.client_max_packet = connect.properties.maximum_packet_size.map(NonZeroU32::get);
             if session.tenant != tenant {
-                // A resumed session's subscriptions move to the tenant it belongs to now.
-                let (old, held) = (session.tenant, session.subscriptions.len());
-                moved = Some((old, isize::try_from(held).unwrap_or(isize::MAX)));
+                // A resumed session's queue and subscriptions move to the tenant it belongs to now.
+                moved = Some(session.tenant);
             }
             session.tenant = tenant;
             session.mount = tenant
@@ -279,9 +278,8 @@ impl Engine {
                 }
             });
         }
-        if let Some((old, held)) = moved {
-            self.count_subscriptions(old, -held);
-            self.count_subscriptions(tenant, held);
+        if let Some(old) = moved {
+            self.move_tenant(sid, old, tenant);
         }
         self.record_session(sid, was_persistent);
 

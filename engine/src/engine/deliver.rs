@@ -11,7 +11,7 @@ use crate::codec::{
 };
 use crate::io::{ConnId, DropReason, Event, OutboundState, StoreOp};
 use crate::message::Message;
-use crate::session::{Flow, Inflight, Outbound, QueueLimits, SessionId};
+use crate::session::{Flow, Inflight, Outbound, SessionId};
 
 use super::Engine;
 
@@ -63,10 +63,8 @@ impl Engine {
         mut sub_ids: Vec<SubscriptionId>,
         shared: Option<ByteString>,
     ) {
-        let limits = QueueLimits {
-            messages: self.config.max_queued_messages,
-            bytes: self.config.max_queued_bytes,
-        };
+        let before = self.queue_size(sid);
+        let limits = self.queue_limits(sid, before);
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
@@ -87,6 +85,7 @@ impl Engine {
         };
         let dropped = session.push(out, limits);
         let online = session.conn.is_some();
+        self.settle_queue(sid, before);
         for (out, reason) in dropped {
             if reason == DropReason::QueueFull
                 && online
@@ -147,6 +146,13 @@ impl Engine {
     /// Sends queued messages while the session is online, its inflight window has room and its
     /// connection's send window is open.
     pub(super) fn pump(&mut self, sid: SessionId) {
+        let before = self.queue_size(sid);
+        self.pump_queue(sid);
+        self.settle_queue(sid, before);
+    }
+
+    /// [`Engine::pump`] without the tenant's queue accounting.
+    fn pump_queue(&mut self, sid: SessionId) {
         loop {
             let Some(session) = self.sessions.get_mut(&sid) else {
                 return;

@@ -185,6 +185,8 @@ impl Engine {
         self.publish_will(sid);
         self.hand_over_shared(sid, true);
         self.timers.cancel(TimerKind::SessionExpiry(sid));
+        let tenant = self.sessions.get(&sid).and_then(|s| s.tenant);
+        self.move_tenant(sid, tenant, None);
         let Some(session) = self.sessions.remove(&sid) else {
             return;
         };
@@ -194,8 +196,6 @@ impl Engine {
         for filter in session.subscriptions.keys() {
             self.router.remove(filter, sid);
         }
-        let held = isize::try_from(session.subscriptions.len()).unwrap_or(isize::MAX);
-        self.count_subscriptions(session.tenant, -held);
         if session.is_persistent() {
             self.persist.push(StoreOp::DeleteSession {
                 client_id: session.client_id.clone(),

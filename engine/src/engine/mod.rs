@@ -617,6 +617,23 @@ impl Engine {
             }
             subscriptions += s.subscriptions.len();
         }
+        for (t, state) in self.tenants.iter().enumerate() {
+            let mine = self.sessions.values().filter(|s| s.tenant == Some(t));
+            let (mut messages, mut bytes, mut subs) = (0, 0, 0);
+            for s in mine {
+                messages += s.queue.len();
+                bytes += s.queued_bytes;
+                subs += s.subscriptions.len();
+            }
+            let st = &state.stats;
+            if (st.queued_messages, st.queued_bytes, st.subscriptions) != (messages, bytes, subs) {
+                return Err(format!(
+                    "tenant {t}: counted {:?}, sessions hold {:?}",
+                    (st.queued_messages, st.queued_bytes, st.subscriptions),
+                    (messages, bytes, subs)
+                ));
+            }
+        }
         if subscriptions != self.router.len() {
             return Err(format!(
                 "router holds {} subscriptions, sessions {subscriptions}",

@@ -145,6 +145,19 @@ impl Engine {
         moves: &dyn Fn(&Outbound) -> bool,
         inflight: bool,
     ) -> Vec<Outbound> {
+        let before = self.queue_size(sid);
+        let taken = self.take_shared_queue(sid, moves, inflight);
+        self.settle_queue(sid, before);
+        taken
+    }
+
+    /// [`Engine::take_shared`] without the tenant's queue accounting.
+    fn take_shared_queue(
+        &mut self,
+        sid: SessionId,
+        moves: &dyn Fn(&Outbound) -> bool,
+        inflight: bool,
+    ) -> Vec<Outbound> {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return Vec::new();
         };

@@ -30,6 +30,10 @@ pub struct TenantStats {
     pub subscriptions: usize,
     /// Subscriptions refused over its subscription limit.
     pub subscriptions_refused: u64,
+    /// Messages queued in its sessions now.
+    pub queued_messages: usize,
+    /// Their payload bytes.
+    pub queued_bytes: usize,
 }
 
 /// A tenant's live state, beside its configuration.
@@ -93,6 +97,76 @@ impl Engine {
             state.stats.subscriptions_refused += 1;
         }
         full
+    }
+
+    /// A session's queue: messages and bytes.
+    pub(super) fn queue_size(&self, sid: SessionId) -> (usize, usize) {
+        self.sessions
+            .get(&sid)
+            .map_or((0, 0), |s| (s.queue.len(), s.queued_bytes))
+    }
+
+    /// Adds how `sid`'s queue changed since `before` to its tenant's totals.
+    pub(super) fn settle_queue(&mut self, sid: SessionId, before: (usize, usize)) {
+        let (after, tenant) = match self.sessions.get(&sid) {
+            Some(s) => ((s.queue.len(), s.queued_bytes), s.tenant),
+            None => ((0, 0), None),
+        };
+        if let Some(state) = tenant.and_then(|t| self.tenants.get_mut(t)) {
+            let st = &mut state.stats;
+            st.queued_messages = (st.queued_messages + after.0).saturating_sub(before.0);
+            st.queued_bytes = (st.queued_bytes + after.1).saturating_sub(before.1);
+        }
+    }
+
+    /// Moves a session's queue and subscriptions between tenant totals (its client came back
+    /// through another tenant, or the session ends with `to` = `None`).
+    pub(super) fn move_tenant(&mut self, sid: SessionId, from: Option<usize>, to: Option<usize>) {
+        let Some(s) = self.sessions.get(&sid) else {
+            return;
+        };
+        let (messages, bytes, subs) = (s.queue.len(), s.queued_bytes, s.subscriptions.len());
+        if let Some(state) = from.and_then(|t| self.tenants.get_mut(t)) {
+            let st = &mut state.stats;
+            st.queued_messages = st.queued_messages.saturating_sub(messages);
+            st.queued_bytes = st.queued_bytes.saturating_sub(bytes);
+            st.subscriptions = st.subscriptions.saturating_sub(subs);
+        }
+        if let Some(state) = to.and_then(|t| self.tenants.get_mut(t)) {
+            let st = &mut state.stats;
+            st.queued_messages += messages;
+            st.queued_bytes += bytes;
+            st.subscriptions += subs;
+        }
+    }
+
+    /// The queue limits for one more message to `sid`: the engine's, lowered so that its tenant's
+    /// total stays within the tenant's (what the session holds counts as its own room).
+    pub(super) fn queue_limits(
+        &self,
+        sid: SessionId,
+        (messages, bytes): (usize, usize),
+    ) -> crate::session::QueueLimits {
+        let mut limits = crate::session::QueueLimits {
+            messages: self.config.max_queued_messages,
+            bytes: self.config.max_queued_bytes,
+        };
+        let tenant = self.sessions.get(&sid).and_then(|s| s.tenant);
+        if let (Some(t), Some(state)) = (
+            tenant.and_then(|t| self.config.tenants.get(t)),
+            tenant.and_then(|t| self.tenants.get(t)),
+        ) {
+            let others = |total: usize, own: usize| total.saturating_sub(own);
+            if let Some(max) = t.max_queued_messages {
+                let room = max.saturating_sub(others(state.stats.queued_messages, messages));
+                limits.messages = limits.messages.min(room);
+            }
+            if let Some(max) = t.max_queued_bytes {
+                let room = max.saturating_sub(others(state.stats.queued_bytes, bytes));
+                limits.bytes = limits.bytes.min(room);
+            }
+        }
+        limits
     }
 
     /// Every tenant's counters, in configuration order.
