@@ -119,28 +119,30 @@ fn client_id_placeholder_confines_each_device_to_its_tree() {
     assert_eq!(ack_reason(sim.recv("dev-1")), ReasonCode::NotAuthorized);
 }
 
+/// Publishes a retained message from `name`.
+fn publish_retained(sim: &mut Sim, name: &str, topic: &str, qos: QoS) {
+    let mut p = cicada_engine::codec::Publish::new(
+        cicada_engine::codec::TopicName::new(topic.to_string()).expect("topic"),
+        bytes::Bytes::from_static(b"keep"),
+    );
+    p.retain = true;
+    p.delivery = match qos {
+        QoS::AtMostOnce => cicada_engine::codec::Delivery::AtMostOnce,
+        _ => cicada_engine::codec::Delivery::AtLeastOnce(sim.next_packet_id(name)),
+    };
+    sim.send(name, Packet::Publish(p));
+}
+
 #[test]
 fn retained_publish_needs_the_retain_permission_too() {
     let mut sim = with_acl(RULES);
     connect_as(&mut sim, "bob", Some("bob"), V5);
-    let mut p = cicada_engine::codec::Publish::new(
-        cicada_engine::codec::TopicName::new("open/r".to_string()).expect("topic"),
-        bytes::Bytes::from_static(b"keep"),
-    );
-    p.retain = true;
-    p.delivery = cicada_engine::codec::Delivery::AtLeastOnce(sim.next_packet_id("bob"));
-    sim.send("bob", Packet::Publish(p));
+    publish_retained(&mut sim, "bob", "open/r", QoS::AtLeastOnce);
     assert_eq!(ack_reason(sim.recv("bob")), ReasonCode::NotAuthorized);
     assert_eq!(sim.engine.retained_count(), 0);
 
     connect_as(&mut sim, "alice", Some("alice"), V5);
-    let mut p = cicada_engine::codec::Publish::new(
-        cicada_engine::codec::TopicName::new("alice/r".to_string()).expect("topic"),
-        bytes::Bytes::from_static(b"keep"),
-    );
-    p.retain = true;
-    p.delivery = cicada_engine::codec::Delivery::AtLeastOnce(sim.next_packet_id("alice"));
-    sim.send("alice", Packet::Publish(p));
+    publish_retained(&mut sim, "alice", "alice/r", QoS::AtLeastOnce);
     assert_eq!(ack_reason(sim.recv("alice")), ReasonCode::Success);
     assert_eq!(sim.engine.retained_count(), 1);
 }
@@ -626,12 +628,7 @@ fn tenants_are_isolated_under_their_mount_points() {
 fn retained_messages_and_wills_stay_in_their_tenant() {
     let mut sim = Sim::new(tenants());
     assert_eq!(connect_on(&mut sim, "a1", "la", None), ReasonCode::Success);
-    let mut p = cicada_engine::codec::Publish::new(
-        cicada_engine::codec::TopicName::new("r".to_string()).expect("topic"),
-        bytes::Bytes::from_static(b"kept"),
-    );
-    p.retain = true;
-    sim.send("a1", Packet::Publish(p));
+    publish_retained(&mut sim, "a1", "r", QoS::AtMostOnce);
     assert_eq!(connect_on(&mut sim, "a2", "la", None), ReasonCode::Success);
     expect::suback_of(sim.subscribe("a2", "r", QoS::AtMostOnce));
     assert_eq!(topics(&sim.recv_all("a2")), ["r"]);

@@ -46,7 +46,7 @@ impl BanTarget {
             "user" => Ok(BanTarget::Username(value.to_string())),
             "address" => value
                 .parse::<ipnet::IpNet>()
-                .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .or_else(|_| value.parse::<core::net::IpAddr>().map(ipnet::IpNet::from))
                 .map(|net| BanTarget::Address(net.trunc()))
                 .map_err(|_| BanError::Address(value.to_string())),
             other => Err(BanError::Kind(other.to_string())),
@@ -57,7 +57,7 @@ impl BanTarget {
         &self,
         client_id: &str,
         username: Option<&str>,
-        peer: Option<std::net::IpAddr>,
+        peer: Option<core::net::IpAddr>,
     ) -> bool {
         match self {
             BanTarget::ClientId(p) => glob::matches(p, client_id),

@@ -10,18 +10,18 @@ pub use ban::{Ban, BanError, BanTarget, Bans};
 pub use bucket::TokenBucket;
 pub use rate_table::RateTable;
 
-/// The IP address in a shell's peer text (`1.2.3.4:5678`, `[::1]:5678`, or a bare address), with
+/// The IP address in a shell's peer text (parsed with `core::net`'s address types: text, no I/O) (`1.2.3.4:5678`, `[::1]:5678`, or a bare address), with
 /// IPv4-mapped IPv6 addresses turned back into IPv4 so one ban or bucket covers both spellings.
-pub(crate) fn peer_ip(peer: &str) -> Option<std::net::IpAddr> {
+pub(crate) fn peer_ip(peer: &str) -> Option<core::net::IpAddr> {
     let ip = peer
-        .parse::<std::net::SocketAddr>()
+        .parse::<core::net::SocketAddr>()
         .map(|a| a.ip())
-        .or_else(|_| peer.parse::<std::net::IpAddr>())
+        .or_else(|_| peer.parse::<core::net::IpAddr>())
         .ok()?;
     Some(match ip {
-        std::net::IpAddr::V6(v6) => v6
+        core::net::IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
-            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+            .map_or(core::net::IpAddr::V6(v6), core::net::IpAddr::V4),
         v4 => v4,
     })
 }
