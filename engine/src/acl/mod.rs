@@ -1,25 +1,41 @@
-//! Access control lists: a small rule language (see `docs/acl.md`), compiled for the engine to
-//! check PUBLISH, SUBSCRIBE and wills.
+//! Access control lists: a small rule language (see `docs/acl.md`), compiled once when the file
+//! is loaded so the engine can check every PUBLISH, SUBSCRIBE and will cheaply.
 //!
 //! ```text
+//! # One rule per line: (allow|deny) SUBJECT ACTIONS "TOPIC" [qos <= 0|1|2]
 //! allow user "mobile-*" publish "telemetry/%c/data" qos <= 1
 //! deny all subscribe "$SYS/#"
+//! allow client "sensor-*" publish,retain "sensors/%c/#"
 //! ```
 //!
 //! Semantics:
-//! - Rules are tried in file order; the first that applies decides. None applying means deny.
-//! - A rule applies if its subject holds (every term: `user`, `client`, `tenant` globs, `claim`,
-//!   `anonymous`; or `all`), it lists the action checked, and its placeholders (`%c`, `%u`, `%t`)
-//!   can be filled: a missing, empty value or one holding `/`, `+`, `#` or NUL makes the rule not
-//!   apply, so a client id can never widen a pattern.
-//! - Publish: the pattern must match the topic (MQTT matching: a first-level `+` or `#` never
-//!   matches a `$` topic). An allow rule capped with `qos <= N` applies only to publishes at QoS
-//!   N or below. A retained publish must be allowed for `retain` too, by a separate first-match.
-//! - Subscribe: an allow rule applies if its pattern covers the filter (every topic the filter
-//!   can match, the pattern matches); a deny rule if it intersects the filter (some topic matches
-//!   both). The QoS granted is the request, capped by the allow rule's `qos <= N`.
+//! - Rules are tried in file order; the first that applies decides. None applying means deny
+//!   (an engine without an ACL checks nothing at all).
+//! - A rule applies only if its subject holds (`all`, or every one of its `user`, `client`,
+//!   `tenant`, `claim` and `anonymous` terms; `*` in a glob matches any run of characters), it
+//!   lists the action checked, and its placeholders (`%c`, `%u`, `%t`) can be filled. A missing or
+//!   empty value, or one holding `/`, `+`, `#` or NUL, makes the rule not apply, so a client id
+//!   like `a/#` can never widen `devices/%c` (or narrow a deny rule's reach to nothing useful).
+//! - Publish: the filled pattern must match the topic by MQTT matching (`a/#` matches `a`; a `+` or
+//!   `#` at the first level never matches a topic starting with `$`, MQTT 3.1.1 §4.7.2). An allow
+//!   rule capped with `qos <= N` applies only to publishes at QoS N or below: a publish above the
+//!   cap goes on to the following rules. A retained publish must also be allowed for `retain`, by
+//!   a separate first-match pass over the rules listing `retain` (caps apply the same way).
+//! - Subscribe (the filter without its `$share/group/` prefix): an allow rule applies if its
+//!   pattern covers the filter (matches every topic the filter can match), a deny rule if it
+//!   intersects the filter (some topic matches both): a deny on `secret/#` refuses `#` and `+/x`
+//!   even when a later rule allows `#`. The QoS granted is the one asked, lowered to the allow
+//!   rule's cap.
+//!
+//! Checks allocate nothing: topics and filters are walked level by level, placeholders compared
+//! in place (`matching.rs`). Globs are matched in linear time (`limits::glob`), since the text they
+//! are matched against comes from clients. `reference` holds a deliberately naive second
+//! implementation that the property tests compare against.
 
+mod lex;
+mod matching;
 mod parse;
+mod pattern;
 #[cfg(any(test, feature = "sim"))]
 #[doc(hidden)]
 pub mod reference;
@@ -27,7 +43,8 @@ pub mod reference;
 pub use parse::AclError;
 
 use crate::codec::QoS;
-use crate::limits::glob;
+
+use matching::Values;
 
 /// Who is asking: what the subject terms and placeholders look at.
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +60,9 @@ pub struct Who<'a> {
 }
 
 /// An action a rule grants or denies (bit flags in [`Rule::actions`]).
+///
+/// This and the other rule types below are the parsed form of a file: public (and hidden) only so
+/// that the reference implementation and tools outside the engine can read them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[doc(hidden)]
 pub enum Action {
@@ -110,31 +130,32 @@ pub struct Rule {
     pub pattern: Vec<Level>,
     /// `qos <= N` (allow rules only).
     pub max_qos: Option<QoS>,
+    /// The placeholders `pattern` uses (a mask from `matching::placeholder_bits`), so a check
+    /// skips a rule it cannot fill without looking at its levels.
+    placeholders: u8,
 }
 
-/// A compiled ACL.
+/// A compiled ACL: the rules of one file, in order.
+///
+/// Each rule's topic pattern is already split into levels with its placeholders parsed, so a
+/// check walks the rules and compares level by level without allocating.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Acl {
     rules: Vec<Rule>,
 }
 
-/// A level of a pattern after placeholders are filled, or of a topic/filter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum L<'a> {
-    Plus,
-    Hash,
-    Lit(&'a str),
-}
-
 impl Acl {
     /// Parses and compiles an ACL file.
+    ///
+    /// # Errors
+    /// The first mistake in the text, with its line and column (see [`AclError`]).
     pub fn parse(text: &str) -> Result<Acl, AclError> {
         Ok(Acl {
             rules: parse::parse(text)?,
         })
     }
 
-    /// The parsed rules (for the reference implementation and tools).
+    /// The parsed rules, in file order: for the reference implementation and tools.
     #[doc(hidden)]
     pub fn rules(&self) -> &[Rule] {
         &self.rules
@@ -145,180 +166,59 @@ impl Acl {
         self.rules.len()
     }
 
-    /// Whether there are none (everything is denied).
+    /// Whether there are none (so everything is denied).
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
 
-    /// Whether `who` may publish to `topic` at `qos`, retained or not.
+    /// Whether `who` may publish to `topic` (a topic name, no wildcards) at `qos`, retained or
+    /// not. A retained publish needs both a `publish` and a `retain` permission.
     pub fn may_publish(&self, who: &Who<'_>, topic: &str, qos: QoS, retain: bool) -> bool {
-        let topic: Vec<&str> = topic.split('/').collect();
+        let values = Values::of(who);
         let decide = |action: Action| {
-            self.first(who, action, |rule, pattern| {
-                if rule.allow && rule.max_qos.is_some_and(|max| qos > max) {
-                    return false;
-                }
-                matches_topic(pattern, &topic)
+            self.first(who, &values, action, |rule| {
+                // A capped allow rule says nothing about publishes above its cap: later rules do.
+                !(rule.allow && rule.max_qos.is_some_and(|max| qos > max))
+                    && matching::matches_topic(&rule.pattern, &values, topic)
             })
             .is_some_and(|rule| rule.allow)
         };
         decide(Action::Publish) && (!retain || decide(Action::Retain))
     }
 
-    /// The QoS granted for a subscription to `filter` asked at `qos`, or `None` if denied.
+    /// The QoS `who` is granted for a subscription to `filter` (a plain filter, `$share/...`
+    /// already stripped) asked at `qos`, or `None` if denied.
+    ///
+    /// An allow rule must cover the filter (match every topic it can match); a deny rule refuses
+    /// it as soon as they overlap, so a wide filter cannot reach a denied topic.
     pub fn may_subscribe(&self, who: &Who<'_>, filter: &str, qos: QoS) -> Option<QoS> {
-        let filter: Vec<L<'_>> = filter.split('/').map(level_of).collect();
-        let rule = self.first(who, Action::Subscribe, |rule, pattern| {
+        let values = Values::of(who);
+        let rule = self.first(who, &values, Action::Subscribe, |rule| {
             if rule.allow {
-                covers(pattern, &filter, 0)
+                matching::covers(&rule.pattern, &values, filter)
             } else {
-                intersects(pattern, &filter, 0)
+                matching::intersects(&rule.pattern, &values, filter)
             }
         })?;
         rule.allow
             .then(|| rule.max_qos.map_or(qos, |max| qos.min(max)))
     }
 
-    /// The first rule for `action` whose subject holds, whose placeholders fill, and which `test`
-    /// accepts with its filled pattern.
+    /// The first rule listing `action` whose placeholders can be filled, whose subject holds, and
+    /// which `test` accepts.
     fn first(
         &self,
         who: &Who<'_>,
+        values: &Values<'_>,
         action: Action,
-        test: impl Fn(&Rule, &[L<'_>]) -> bool,
+        test: impl Fn(&Rule) -> bool,
     ) -> Option<&Rule> {
-        let mut filled: Vec<String> = Vec::new();
         self.rules.iter().find(|rule| {
-            if rule.actions & action as u8 == 0 || !holds(&rule.subject, who) {
-                return false;
-            }
-            filled.clear();
-            for level in &rule.pattern {
-                if let Level::Text(pieces) = level {
-                    match fill(pieces, who) {
-                        Some(text) => filled.push(text),
-                        None => return false,
-                    }
-                }
-            }
-            let mut texts = filled.iter();
-            let pattern: Vec<L<'_>> = rule
-                .pattern
-                .iter()
-                .map(|level| match level {
-                    Level::Plus => L::Plus,
-                    Level::Hash => L::Hash,
-                    Level::Text(_) => L::Lit(texts.next().map_or("", String::as_str)),
-                })
-                .collect();
-            test(rule, &pattern)
+            rule.actions & action as u8 != 0
+                && values.fill(rule.placeholders)
+                && matching::holds(&rule.subject, who)
+                && test(rule)
         })
-    }
-}
-
-/// A topic or filter level.
-fn level_of(level: &str) -> L<'_> {
-    match level {
-        "+" => L::Plus,
-        "#" => L::Hash,
-        text => L::Lit(text),
-    }
-}
-
-/// Whether every subject term holds for `who`.
-fn holds(subject: &[Term], who: &Who<'_>) -> bool {
-    subject.iter().all(|term| match term {
-        Term::User(g) => who.username.is_some_and(|u| glob::matches(g, u)),
-        Term::Client(g) => glob::matches(g, who.client_id),
-        Term::Tenant(g) => who.tenant.is_some_and(|t| glob::matches(g, t)),
-        Term::Claim(name, g) => who
-            .claims
-            .iter()
-            .any(|(n, v)| n == name && glob::matches(g, v)),
-        Term::Anonymous => who.username.is_none(),
-    })
-}
-
-/// A level with its placeholders filled, or `None` if one cannot be filled safely.
-fn fill(pieces: &[Piece], who: &Who<'_>) -> Option<String> {
-    let mut out = String::new();
-    for piece in pieces {
-        let value = match piece {
-            Piece::Literal(text) => {
-                out.push_str(text);
-                continue;
-            }
-            Piece::ClientId => Some(who.client_id),
-            Piece::Username => who.username,
-            Piece::Tenant => who.tenant,
-        }?;
-        if value.is_empty() || value.contains(['/', '+', '#', '\0']) {
-            return None;
-        }
-        out.push_str(value);
-    }
-    Some(out)
-}
-
-/// Whether a wildcard of the pattern at `depth` may stand for `level` (not a `$` level first).
-fn wildcard_ok(depth: usize, level: &str) -> bool {
-    depth > 0 || !level.starts_with('$')
-}
-
-/// MQTT topic matching of a filled pattern against a topic name.
-fn matches_topic(pattern: &[L<'_>], topic: &[&str]) -> bool {
-    fn go(p: &[L<'_>], t: &[&str], depth: usize) -> bool {
-        match (p.first(), t.first()) {
-            (Some(L::Hash), first) => first.is_none_or(|l| wildcard_ok(depth, l)),
-            (None, None) => true,
-            (None, Some(_)) | (Some(_), None) => false,
-            (Some(L::Plus), Some(l)) => wildcard_ok(depth, l) && go(&p[1..], &t[1..], depth + 1),
-            (Some(L::Lit(x)), Some(l)) => x == l && go(&p[1..], &t[1..], depth + 1),
-        }
-    }
-    go(pattern, topic, 0)
-}
-
-/// Whether every topic `filter` matches is matched by `pattern`.
-fn covers(pattern: &[L<'_>], filter: &[L<'_>], depth: usize) -> bool {
-    match (pattern.first(), filter.first()) {
-        // `#` matches everything from here (the parent level included), unless the filter names
-        // a `$` topic at the first level.
-        (Some(L::Hash), Some(L::Lit(l))) => wildcard_ok(depth, l),
-        (Some(L::Hash), _) => true,
-        (None, None) => true,
-        (None, Some(_)) | (Some(_), None) => false,
-        // A filter's `#` also matches the parent level, except at the first level, where there is
-        // none and `$` topics are out of its reach: there `+/#` covers it too.
-        (Some(L::Plus), Some(L::Hash)) => depth == 0 && pattern.get(1) == Some(&L::Hash),
-        (Some(_), Some(L::Hash)) => false,
-        (Some(L::Plus), Some(L::Plus)) => covers(&pattern[1..], &filter[1..], depth + 1),
-        (Some(L::Lit(_)), Some(L::Plus)) => false,
-        (Some(L::Plus), Some(L::Lit(l))) => {
-            wildcard_ok(depth, l) && covers(&pattern[1..], &filter[1..], depth + 1)
-        }
-        (Some(L::Lit(x)), Some(L::Lit(l))) => {
-            x == l && covers(&pattern[1..], &filter[1..], depth + 1)
-        }
-    }
-}
-
-/// Whether some topic is matched by both `pattern` and `filter` (both filters).
-fn intersects(pattern: &[L<'_>], filter: &[L<'_>], depth: usize) -> bool {
-    match (pattern.first(), filter.first()) {
-        (Some(L::Hash), Some(L::Lit(l))) | (Some(L::Lit(l)), Some(L::Hash)) => {
-            wildcard_ok(depth, l)
-        }
-        (Some(L::Hash), _) | (_, Some(L::Hash)) => true,
-        (None, None) => true,
-        (None, Some(_)) | (Some(_), None) => false,
-        (Some(L::Plus), Some(L::Plus)) => intersects(&pattern[1..], &filter[1..], depth + 1),
-        (Some(L::Plus), Some(L::Lit(l))) | (Some(L::Lit(l)), Some(L::Plus)) => {
-            wildcard_ok(depth, l) && intersects(&pattern[1..], &filter[1..], depth + 1)
-        }
-        (Some(L::Lit(x)), Some(L::Lit(l))) => {
-            x == l && intersects(&pattern[1..], &filter[1..], depth + 1)
-        }
     }
 }
 

@@ -1,127 +1,54 @@
-//! The ACL file's syntax: one rule per line, errors with line and column.
+//! The ACL file's grammar: one rule per line, and errors that say where the first mistake is,
+//! what was expected there and what was found, so an operator can fix a file without the source.
+//!
+//! ```text
+//! (allow|deny) SUBJECT ACTIONS "TOPIC" [qos <= 0|1|2]
+//! ```
+
+use std::iter::Peekable;
+use std::vec::IntoIter;
 
 use crate::codec::QoS;
 
-use super::{Action, Level, Piece, Rule, Term};
+use super::lex::{self, Tok, Token};
+use super::{matching, pattern, Action, Rule, Term};
 
-/// A mistake in an ACL file, with where it is (1-based line and column, in characters).
+/// A mistake in an ACL file: where it is (1-based line and column, the column counting
+/// characters) and what is wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}, column {column}: {message}")]
 pub struct AclError {
-    /// The line.
+    /// The line, from 1.
     pub line: usize,
-    /// The column.
+    /// The column, from 1, in characters; one past the last character when the line ended too
+    /// soon.
     pub column: usize,
-    /// What is wrong and what was expected.
+    /// What was expected and what was found.
     pub message: String,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Tok {
-    Word(String),
-    Str(String),
-    Comma,
-    AtMost,
-}
+const SUBJECT: &str = "a subject (all, user, client, tenant, claim, anonymous)";
+const TERM_OR_ACTION: &str = "another subject term (user, client, tenant, claim, anonymous) \
+                              or an action (publish, subscribe, retain)";
+const TERMS: [&str; 5] = ["user", "client", "tenant", "claim", "anonymous"];
+const ACTION: &str = "an action (publish, subscribe, retain)";
 
-impl Tok {
-    fn describe(&self) -> String {
-        match self {
-            Tok::Word(w) => format!("{w:?}"),
-            Tok::Str(s) => format!("the string {s:?}"),
-            Tok::Comma => "\",\"".into(),
-            Tok::AtMost => "\"<=\"".into(),
-        }
-    }
-}
-
-/// A line's tokens with their columns; a `#` where a token starts begins a comment.
-fn tokens(text: &str, line: usize) -> Result<Vec<(usize, Tok)>, AclError> {
-    let chars: Vec<char> = text.chars().collect();
-    let err = |column: usize, message: String| AclError {
-        line,
-        column,
-        message,
-    };
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let column = i + 1;
-        if c.is_whitespace() {
-            i += 1;
-        } else if c == '#' {
-            break;
-        } else if c == ',' {
-            out.push((column, Tok::Comma));
-            i += 1;
-        } else if c == '<' {
-            if chars.get(i + 1) != Some(&'=') {
-                return Err(err(column, "expected \"<=\"".into()));
-            }
-            out.push((column, Tok::AtMost));
-            i += 2;
-        } else if c == '"' {
-            let mut s = String::new();
-            i += 1;
-            loop {
-                match chars.get(i) {
-                    None => {
-                        return Err(err(
-                            column,
-                            "unterminated string: add the closing \"".into(),
-                        ))
-                    }
-                    Some('"') => break,
-                    Some('\\') => match chars.get(i + 1) {
-                        Some(e @ ('"' | '\\')) => {
-                            s.push(*e);
-                            i += 2;
-                        }
-                        _ => {
-                            return Err(err(
-                                i + 1,
-                                "unknown escape; only \\\" and \\\\ are allowed".into(),
-                            ))
-                        }
-                    },
-                    Some(ch) => {
-                        s.push(*ch);
-                        i += 1;
-                    }
-                }
-            }
-            i += 1;
-            out.push((column, Tok::Str(s)));
-        } else if c.is_alphanumeric() || c == '_' || c == '-' {
-            let start = i;
-            while i < chars.len()
-                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '-')
-            {
-                i += 1;
-            }
-            out.push((column, Tok::Word(chars[start..i].iter().collect())));
-        } else {
-            return Err(err(column, format!("unexpected character {c:?}")));
-        }
-    }
-    Ok(out)
-}
-
-/// Reads a whole file.
+/// The rules of a whole file, in order.
 pub(super) fn parse(text: &str) -> Result<Vec<Rule>, AclError> {
+    // Some editors start files with a byte order mark; it is not part of the first rule.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut rules = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let toks = tokens(line, n + 1)?;
-        if toks.is_empty() {
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        let tokens = lex::tokens(line, number)?;
+        if tokens.is_empty() {
             continue;
         }
         let end = line.chars().count() + 1;
         rules.push(
             Line {
-                toks,
-                at: 0,
-                line: n + 1,
+                tokens: tokens.into_iter().peekable(),
+                number,
                 end,
             }
             .rule()?,
@@ -130,262 +57,209 @@ pub(super) fn parse(text: &str) -> Result<Vec<Rule>, AclError> {
     Ok(rules)
 }
 
+/// The tokens of one line being parsed.
 struct Line {
-    toks: Vec<(usize, Tok)>,
-    at: usize,
-    line: usize,
-    /// The column just past the line, for "expected ... at the end of the line".
+    tokens: Peekable<IntoIter<Token>>,
+    number: usize,
+    /// The column just past the line, where "found the end of the line" points.
     end: usize,
 }
 
 impl Line {
-    fn err(&self, column: usize, message: String) -> AclError {
+    fn error(&self, column: usize, message: String) -> AclError {
         AclError {
-            line: self.line,
+            line: self.number,
             column,
             message,
         }
     }
 
-    fn peek(&self) -> Option<&(usize, Tok)> {
-        self.toks.get(self.at)
-    }
-
-    /// The next token, or an error saying what was expected instead of the end of the line.
-    fn next(&mut self, expected: &str) -> Result<(usize, &Tok), AclError> {
-        match self.toks.get(self.at) {
-            Some((column, tok)) => {
-                self.at += 1;
-                Ok((*column, tok))
-            }
-            None => Err(self.err(
+    /// "expected `expected`, found" the token, or the end of the line.
+    fn unexpected(&self, expected: &str, found: Option<&Token>) -> AclError {
+        match found {
+            Some(token) => self.error(
+                token.column,
+                format!("expected {expected}, found {}", token.tok.describe()),
+            ),
+            None => self.error(
                 self.end,
                 format!("expected {expected}, found the end of the line"),
-            )),
+            ),
         }
     }
 
-    fn string(&mut self, expected: &str) -> Result<(usize, String), AclError> {
-        let (column, tok) = self.next(expected)?;
-        match tok {
-            Tok::Str(s) => Ok((column, s.clone())),
-            other => {
-                let found = other.describe();
-                Err(self.err(column, format!("expected {expected}, found {found}")))
-            }
+    /// "expected `expected`, found" the next token, or the end of the line.
+    fn unexpected_next(&mut self, expected: &str) -> AclError {
+        let found = self.tokens.next();
+        self.unexpected(expected, found.as_ref())
+    }
+
+    /// The next token if it is the keyword `word`.
+    fn keyword(&mut self, word: &str) -> Option<Token> {
+        self.tokens
+            .next_if(|t| matches!(&t.tok, Tok::Word(w) if w == word))
+    }
+
+    /// The next token's keyword, if it is a word.
+    fn peek_word(&mut self) -> Option<&str> {
+        match self.tokens.peek() {
+            Some(Token {
+                tok: Tok::Word(w), ..
+            }) => Some(w),
+            _ => None,
         }
     }
 
+    /// A quoted string's text, or an error naming `expected`.
+    fn string(&mut self, expected: &str) -> Result<String, AclError> {
+        match self.tokens.next() {
+            Some(Token {
+                tok: Tok::Str(quoted),
+                ..
+            }) => Ok(quoted.text),
+            other => Err(self.unexpected(expected, other.as_ref())),
+        }
+    }
+
+    /// The whole line as one rule.
     fn rule(mut self) -> Result<Rule, AclError> {
-        let (column, tok) = self.next("allow or deny")?;
-        let allow = match tok {
-            Tok::Word(w) if w == "allow" => true,
-            Tok::Word(w) if w == "deny" => false,
-            other => {
-                let found = other.describe();
-                return Err(self.err(column, format!("expected allow or deny, found {found}")));
-            }
+        let allow = if self.keyword("allow").is_some() {
+            true
+        } else if self.keyword("deny").is_some() {
+            false
+        } else {
+            return Err(self.unexpected_next("allow or deny"));
         };
         let subject = self.subject()?;
         let actions = self.actions()?;
-        let (column, topic) = self.string("a quoted topic filter")?;
-        let pattern = pattern(&topic).map_err(|(offset, message)| {
-            // Point into the string: past the opening quote.
-            self.err(column + 1 + offset, message)
-        })?;
-        let mut max_qos = None;
-        if let Some((column, tok)) = self.peek() {
-            let column = *column;
-            if *tok != Tok::Word("qos".into()) {
-                let found = tok.describe();
-                return Err(self.err(
-                    column,
-                    format!("expected `qos <= N` or the end of the line, found {found}"),
-                ));
-            }
-            if !allow {
-                return Err(self.err(column, "a QoS cap only limits what an allow rule grants; remove it from this deny rule".into()));
-            }
-            self.at += 1;
-            let (column, tok) = self.next("\"<=\"")?;
-            if *tok != Tok::AtMost {
-                let found = tok.describe();
-                return Err(self.err(column, format!("expected \"<=\", found {found}")));
-            }
-            let (column, tok) = self.next("a QoS (0, 1 or 2)")?;
-            let qos = match tok {
-                Tok::Word(w) => w.parse::<u8>().ok().and_then(QoS::from_u8),
-                _ => None,
+        let pattern = self.topic()?;
+        let max_qos = self.cap(allow)?;
+        if self.tokens.peek().is_some() {
+            let expected = if max_qos.is_some() {
+                "the end of the line"
+            } else {
+                "\"qos <= N\" or the end of the line"
             };
-            let Some(qos) = qos else {
-                let found = tok.describe();
-                return Err(self.err(column, format!("expected a QoS (0, 1 or 2), found {found}")));
-            };
-            max_qos = Some(qos);
-            if let Some((column, tok)) = self.peek() {
-                let found = tok.describe();
-                return Err(self.err(
-                    *column,
-                    format!("expected the end of the line, found {found}"),
-                ));
-            }
+            return Err(self.unexpected_next(expected));
         }
         Ok(Rule {
             allow,
             subject,
             actions,
+            placeholders: matching::placeholder_bits(&pattern),
             pattern,
             max_qos,
         })
     }
 
+    /// `all`, or the terms that must all hold (at least one).
     fn subject(&mut self) -> Result<Vec<Term>, AclError> {
-        let expected = "a subject (all, user, client, tenant, claim, anonymous)";
-        if matches!(self.peek(), Some((_, Tok::Word(w))) if w == "all") {
-            self.at += 1;
+        if self.keyword("all").is_some() {
+            if let Some(token) = self
+                .tokens
+                .next_if(|t| matches!(&t.tok, Tok::Word(w) if TERMS.contains(&w.as_str())))
+            {
+                let message = format!(
+                    "expected {ACTION} after `all`, which stands alone, found {}",
+                    token.tok.describe()
+                );
+                return Err(self.error(token.column, message));
+            }
             return Ok(Vec::new());
         }
         let mut terms = Vec::new();
         loop {
-            let (column, word) = match self.peek() {
-                Some((column, Tok::Word(w))) => (*column, w.clone()),
-                Some((column, tok)) if terms.is_empty() => {
-                    let found = tok.describe();
-                    return Err(self.err(*column, format!("expected {expected}, found {found}")));
+            let term = match self.peek_word() {
+                Some("user") => Term::User(self.argument("a quoted user name glob")?),
+                Some("client") => Term::Client(self.argument("a quoted client id glob")?),
+                Some("tenant") => Term::Tenant(self.argument("a quoted tenant glob")?),
+                Some("claim") => {
+                    let name = self.argument("a quoted claim name")?;
+                    Term::Claim(name, self.string("a quoted claim value glob")?)
                 }
-                None if terms.is_empty() => {
-                    return Err(self.err(
-                        self.end,
-                        format!("expected {expected}, found the end of the line"),
-                    ))
-                }
-                _ => return Ok(terms),
-            };
-            let term = match word.as_str() {
-                "user" => {
-                    self.at += 1;
-                    Term::User(self.string("a quoted user name pattern")?.1)
-                }
-                "client" => {
-                    self.at += 1;
-                    Term::Client(self.string("a quoted client id pattern")?.1)
-                }
-                "tenant" => {
-                    self.at += 1;
-                    Term::Tenant(self.string("a quoted tenant pattern")?.1)
-                }
-                "claim" => {
-                    self.at += 1;
-                    let name = self.string("a quoted claim name")?.1;
-                    let value = self.string("a quoted claim value pattern")?.1;
-                    Term::Claim(name, value)
-                }
-                "anonymous" => {
-                    self.at += 1;
+                Some("anonymous") => {
+                    self.tokens.next();
                     Term::Anonymous
                 }
-                "all" => {
-                    return Err(self.err(
-                        column,
-                        "`all` stands alone; remove the other subject terms or `all`".into(),
-                    ))
+                Some("publish" | "subscribe" | "retain") if !terms.is_empty() => return Ok(terms),
+                _ => {
+                    let expected = if terms.is_empty() {
+                        SUBJECT
+                    } else {
+                        TERM_OR_ACTION
+                    };
+                    return Err(self.unexpected_next(expected));
                 }
-                _ if terms.is_empty() => {
-                    return Err(self.err(column, format!("expected {expected}, found {word:?}")))
-                }
-                _ => return Ok(terms),
             };
             terms.push(term);
         }
     }
 
+    /// Skips the keyword just peeked and reads the quoted string after it.
+    fn argument(&mut self, expected: &str) -> Result<String, AclError> {
+        self.tokens.next();
+        self.string(expected)
+    }
+
+    /// Comma-separated actions, as [`Action`] bits.
     fn actions(&mut self) -> Result<u8, AclError> {
-        let expected = "an action (publish, subscribe, retain)";
         let mut actions = 0;
         loop {
-            let (column, tok) = self.next(expected)?;
-            let action = match tok {
-                Tok::Word(w) if w == "publish" => Action::Publish,
-                Tok::Word(w) if w == "subscribe" => Action::Subscribe,
-                Tok::Word(w) if w == "retain" => Action::Retain,
-                other => {
-                    let found = other.describe();
-                    return Err(self.err(column, format!("expected {expected}, found {found}")));
-                }
+            let action = match self.peek_word() {
+                Some("publish") => Action::Publish,
+                Some("subscribe") => Action::Subscribe,
+                Some("retain") => Action::Retain,
+                _ => return Err(self.unexpected_next(ACTION)),
             };
+            self.tokens.next();
             actions |= action as u8;
-            if matches!(self.peek(), Some((_, Tok::Comma))) {
-                self.at += 1;
-            } else {
+            if self.tokens.next_if(|t| t.tok == Tok::Comma).is_none() {
                 return Ok(actions);
             }
         }
     }
-}
 
-/// A topic filter with placeholders, split into levels; errors carry the character offset.
-pub(super) fn pattern(text: &str) -> Result<Vec<Level>, (usize, String)> {
-    if text.is_empty() {
-        return Err((
-            0,
-            "an empty topic; write a topic filter such as \"a/#\"".into(),
-        ));
-    }
-    let mut levels = Vec::new();
-    let mut offset = 0;
-    let count = text.split('/').count();
-    for (i, level) in text.split('/').enumerate() {
-        let len = level.chars().count();
-        let parsed = match level {
-            "+" => Level::Plus,
-            "#" if i + 1 == count => Level::Hash,
-            "#" => return Err((offset, "`#` must be the last level".into())),
-            _ => {
-                if let Some(p) = level.chars().position(|c| c == '+' || c == '#') {
-                    return Err((offset + p, "`+` and `#` must fill a whole level".into()));
-                }
-                if let Some(p) = level.chars().position(|c| c == '\0') {
-                    return Err((offset + p, "NUL is not allowed in topics".into()));
-                }
-                Level::Text(pieces(level).map_err(|(p, m)| (offset + p, m))?)
-            }
-        };
-        levels.push(parsed);
-        offset += len + 1;
-    }
-    Ok(levels)
-}
-
-fn pieces(level: &str) -> Result<Vec<Piece>, (usize, String)> {
-    let mut out = Vec::new();
-    let mut lit = String::new();
-    let mut chars = level.chars().enumerate().peekable();
-    while let Some((i, c)) = chars.next() {
-        if c != '%' {
-            lit.push(c);
-            continue;
+    /// The quoted topic filter, compiled; errors inside it point at the offending character.
+    fn topic(&mut self) -> Result<Vec<super::Level>, AclError> {
+        match self.tokens.next() {
+            Some(Token {
+                tok: Tok::Str(quoted),
+                ..
+            }) => pattern::parse(&quoted.text).map_err(|(at, message)| {
+                let last = quoted.columns.len().saturating_sub(1);
+                let column = quoted
+                    .columns
+                    .get(at.min(last))
+                    .copied()
+                    .unwrap_or(self.end);
+                self.error(column, message)
+            }),
+            other => Err(self.unexpected("\",\" or a quoted topic filter", other.as_ref())),
         }
-        let placeholder = match chars.next() {
-            Some((_, '%')) => {
-                lit.push('%');
-                continue;
-            }
-            Some((_, 'c')) => Piece::ClientId,
-            Some((_, 'u')) => Piece::Username,
-            Some((_, 't')) => Piece::Tenant,
-            _ => return Err((
-                i,
-                "unknown placeholder; use %c (client id), %u (user name), %t (tenant) or %% (a %)"
+    }
+
+    /// The optional `qos <= N`.
+    fn cap(&mut self, allow: bool) -> Result<Option<QoS>, AclError> {
+        let Some(qos) = self.keyword("qos") else {
+            return Ok(None);
+        };
+        if !allow {
+            return Err(self.error(
+                qos.column,
+                "a QoS cap only limits what an allow rule grants; remove it from this deny rule"
                     .into(),
-            )),
-        };
-        if !lit.is_empty() {
-            out.push(Piece::Literal(std::mem::take(&mut lit)));
+            ));
         }
-        out.push(placeholder);
+        if self.tokens.next_if(|t| t.tok == Tok::AtMost).is_none() {
+            return Err(self.unexpected_next("\"<=\""));
+        }
+        let max = match self.peek_word() {
+            Some("0") => QoS::AtMostOnce,
+            Some("1") => QoS::AtLeastOnce,
+            Some("2") => QoS::ExactlyOnce,
+            _ => return Err(self.unexpected_next("a QoS (0, 1 or 2)")),
+        };
+        self.tokens.next();
+        Ok(Some(max))
     }
-    if !lit.is_empty() || out.is_empty() {
-        out.push(Piece::Literal(lit));
-    }
-    Ok(out)
 }

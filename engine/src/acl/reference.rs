@@ -1,8 +1,9 @@
 //! A deliberately naive second implementation of the ACL semantics, for property tests: the
-//! pattern is expanded into text, topics are matched by a plain recursive matcher, and "covers" and
-//! "intersects" are decided by brute force over every witness topic that can tell patterns apart
-//! (the literal levels of both sides, a fresh level, a fresh `$` level, at every depth up to one
-//! past the longer side).
+//! pattern is expanded into text, topics are matched by a plain matcher written from the MQTT
+//! specification, and "covers" and "intersects" are decided by brute force over every witness
+//! topic that can tell the two filters apart (built from the literal levels of both sides, a fresh
+//! level and a fresh `$` level, at every depth up to one past the longer side). Slow, and shares
+//! no code with the compiled matcher, which is the point.
 
 use crate::codec::QoS;
 
@@ -144,8 +145,11 @@ fn witnesses(a: &str, b: &str) -> Vec<String> {
         .filter(|l| *l != "+" && *l != "#")
         .map(str::to_string)
         .collect();
-    alphabet.push("\u{1}fresh".into());
-    alphabet.push("$fresh".into());
+    // Longer than every level named, so different from all of them, and not a `$` level; then
+    // its `$` twin.
+    let fresh = format!("x{}", alphabet.concat());
+    alphabet.push(format!("${fresh}"));
+    alphabet.push(fresh);
     alphabet.sort();
     alphabet.dedup();
     let depth = a.split('/').count().max(b.split('/').count()) + 1;

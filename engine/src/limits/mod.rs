@@ -10,8 +10,9 @@ pub use ban::{Ban, BanError, BanTarget, Bans};
 pub use bucket::TokenBucket;
 pub use rate_table::RateTable;
 
-/// The IP address in a shell's peer text (parsed with `core::net`'s address types: text, no I/O) (`1.2.3.4:5678`, `[::1]:5678`, or a bare address), with
-/// IPv4-mapped IPv6 addresses turned back into IPv4 so one ban or bucket covers both spellings.
+/// The IP address in a shell's peer text (`1.2.3.4:5678`, `[::1]:5678`, or a bare address), with
+/// IPv4-mapped IPv6 addresses turned back into IPv4 so one ban or bucket covers both spellings;
+/// `None` for anything else. Parsing text with `core::net`'s types does no I/O.
 pub(crate) fn peer_ip(peer: &str) -> Option<core::net::IpAddr> {
     let ip = peer
         .parse::<core::net::SocketAddr>()
