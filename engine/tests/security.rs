@@ -580,6 +580,15 @@ fn connect_on(sim: &mut Sim, name: &str, listener: &str, username: Option<&str>)
     expect::connack(sim.recv(name)).reason
 }
 
+/// The counters of tenant `name`.
+fn tenant(sim: &Sim, name: &str) -> cicada_engine::TenantStats {
+    sim.engine
+        .tenant_stats()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| s.clone())
+        .unwrap_or_else(|| panic!("no tenant {name}"))
+}
+
 fn topics(packets: &[Packet]) -> Vec<String> {
     packets
         .iter()
@@ -681,12 +690,7 @@ fn tenant_limits_are_shared_by_its_clients() {
     assert_eq!(ack_reason(sim.recv("b2")), ReasonCode::Success);
     assert_eq!(ack_reason(sim.recv("b3")), ReasonCode::Success);
     assert_eq!(ack_reason(sim.recv("b2")), ReasonCode::QuotaExceeded);
-    let b = sim
-        .engine
-        .tenant_stats()
-        .find(|(n, _)| *n == "b")
-        .map(|(_, s)| s.clone())
-        .expect("tenant b");
+    let b = tenant(&sim, "b");
     assert_eq!(
         (b.connections, b.connects_refused, b.publishes_over_rate),
         (2, 1, 1)
@@ -775,17 +779,8 @@ fn a_tenant_subscription_limit_and_byte_rate_cover_all_its_sessions() {
         reason(sim.subscribe("a2", "z", QoS::AtMostOnce)),
         ReasonCode::Success
     );
-    let a = |sim: &Sim| {
-        sim.engine
-            .tenant_stats()
-            .find(|(n, _)| *n == "a")
-            .map(|(_, s)| s.clone())
-            .expect("tenant a")
-    };
-    assert_eq!(
-        (a(&sim).subscriptions, a(&sim).subscriptions_refused),
-        (2, 1)
-    );
+    let a = tenant(&sim, "a");
+    assert_eq!((a.subscriptions, a.subscriptions_refused), (2, 1));
     // Ten payload bytes a second for the whole tenant.
     sim.publish("a2", "t", QoS::AtLeastOnce, "12345678");
     sim.publish("a2", "t", QoS::AtLeastOnce, "123");
@@ -808,23 +803,13 @@ fn a_tenant_queue_limit_covers_all_its_sessions() {
     for i in 0..6 {
         sim.publish("p", "t", QoS::AtLeastOnce, &i.to_string());
     }
-    let a = sim
-        .engine
-        .tenant_stats()
-        .find(|(n, _)| *n == "a")
-        .map(|(_, s)| s.clone())
-        .expect("tenant a");
+    let a = tenant(&sim, "a");
     assert_eq!(a.queued_messages, 3, "never more than the tenant's three");
     assert!(sim.engine.stats().messages_dropped > 0);
     // Ending the sessions gives their room back.
     sim.drop_connection("s1");
     sim.drop_connection("s2");
-    let a = sim
-        .engine
-        .tenant_stats()
-        .find(|(n, _)| *n == "a")
-        .map(|(_, s)| s.clone())
-        .expect("tenant a");
+    let a = tenant(&sim, "a");
     assert_eq!(
         (a.queued_messages, a.queued_bytes, a.subscriptions),
         (0, 0, 0)

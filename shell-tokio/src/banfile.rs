@@ -107,7 +107,11 @@ impl fmt::Display for BanEntry {
         }
         if let Some(reason) = &self.reason {
             f.write_str(" reason ")?;
-            write_quoted(f, &reason.replace(['\n', '\r'], " "))?;
+            write!(
+                f,
+                "{}",
+                cicada_engine::limits::Quoted(&reason.replace(['\n', '\r'], " "))
+            )?;
         }
         Ok(())
     }
@@ -123,18 +127,6 @@ fn clamp_time(time: SystemTime) -> SystemTime {
         Ok(since) => UNIX_EPOCH + since.min(LAST_WRITABLE),
         Err(_) => UNIX_EPOCH,
     }
-}
-
-/// `text` in double quotes, with `"` and `\` escaped.
-fn write_quoted(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
-    f.write_str("\"")?;
-    for c in text.chars() {
-        if matches!(c, '"' | '\\') {
-            f.write_str("\\")?;
-        }
-        write!(f, "{c}")?;
-    }
-    f.write_str("\"")
 }
 
 /// A word or a quoted string, and the column where it starts (a quoted string's opening quote).

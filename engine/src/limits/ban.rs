@@ -106,17 +106,23 @@ fn parse_address(value: &str) -> Result<BanTarget, BanError> {
     Ok(BanTarget::Address(net))
 }
 
-/// Writes `text` as a ban-file string: in double quotes, with `"` and `\` escaped (the only
-/// escapes the file knows; control characters are refused by [`BanTarget::parse`]).
-fn write_quoted(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
-    f.write_str("\"")?;
-    for c in text.chars() {
-        if matches!(c, '"' | '\\') {
-            f.write_str("\\")?;
+/// Text as a ban-file string: in double quotes, with `"` and `\` escaped (the only escapes the
+/// file knows; control characters are refused by [`BanTarget::parse`]). The shell's ban file
+/// writes its reasons with it too.
+#[derive(Clone, Copy, Debug)]
+pub struct Quoted<'a>(pub &'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for c in self.0.chars() {
+            if matches!(c, '"' | '\\') {
+                f.write_str("\\")?;
+            }
+            write!(f, "{c}")?;
         }
-        write!(f, "{c}")?;
+        f.write_str("\"")
     }
-    f.write_str("\"")
 }
 
 impl fmt::Display for BanTarget {
@@ -126,11 +132,11 @@ impl fmt::Display for BanTarget {
         match self {
             BanTarget::ClientId(p) => {
                 f.write_str("client ")?;
-                write_quoted(f, p)
+                write!(f, "{}", Quoted(p))
             }
             BanTarget::Username(p) => {
                 f.write_str("user ")?;
-                write_quoted(f, p)
+                write!(f, "{}", Quoted(p))
             }
             BanTarget::Address(net) if net.prefix_len() == net.max_prefix_len() => {
                 write!(f, "address \"{}\"", net.addr())

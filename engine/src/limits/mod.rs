@@ -6,7 +6,7 @@ mod bucket;
 pub(crate) mod glob;
 mod rate_table;
 
-pub use ban::{Ban, BanError, BanTarget, Bans};
+pub use ban::{Ban, BanError, BanTarget, Bans, Quoted};
 pub use bucket::TokenBucket;
 pub use rate_table::RateTable;
 
