@@ -201,6 +201,24 @@ pub enum Input {
         /// Why, for the log and the v5 Reason String.
         why: String,
     },
+    /// Removes a session (an administrator's request): its client, if connected, is disconnected
+    /// (v5: 0x98 Administrative action) and everything stored for it is deleted. A pending will is
+    /// published, as for any session that ends.
+    DeleteSession {
+        /// The client identifier.
+        client_id: ByteString,
+    },
+    /// Clears the retained message of a topic, in memory and in storage (an administrator's request).
+    DeleteRetained {
+        /// The topic.
+        topic: TopicName,
+    },
+    /// A new configuration (a reload): its settings that can change live take effect, the others are
+    /// kept until a restart; [`Event::Reconfigured`] reports which are which.
+    Reconfigure {
+        /// The new configuration.
+        config: Box<crate::Config>,
+    },
     /// From now on send new clients elsewhere (`Some`), or serve them again (`None`); replaces
     /// [`crate::Config::redirect`]. Connected clients stay (a drain follows with [`Input::Shutdown`]).
     SetRedirect {
@@ -508,6 +526,8 @@ pub enum Event {
         /// The connection.
         conn: ConnId,
     },
+    /// What [`Input::Reconfigure`] changed, and what waits for a restart.
+    Reconfigured(crate::Reconfigured),
     /// A session expired and was removed.
     SessionExpired {
         /// The client identifier.

@@ -33,7 +33,10 @@ pub use config::{
     Authentication, Config, ConfigError, OverloadPolicy, Quotas, Rate, RateLimit, Redirect,
     SharedStrategy, Tenant,
 };
-pub use engine::{Engine, Stats, TenantStats, Transmit};
+pub use engine::{
+    DropCounts, Engine, Reconfigured, SessionInfo, Stats, SubscriptionInfo, TenantStats, TopicStats,
+    Totals, Transmit,
+};
 pub use io::{
     AuthDecision, AuthStage, CertIdentity, CloseReason, ConnId, ConnMeta, DropReason, Event, Input,
     OutboundState, PeerMessage, PersistSeq, Principal, Refusal, StoreOp,

@@ -258,6 +258,7 @@ fn external_authentication_waits_for_the_decision() {
     let ack = connack(sim.recv("mallory"));
     assert_eq!(ack.reason, ReasonCode::BadUserNameOrPassword);
     assert!(sim.is_closed("mallory"));
+    assert_eq!(sim.engine.stats().auth_failures, 1);
     insta::assert_snapshot!(sim.transcript());
 }
 

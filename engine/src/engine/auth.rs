@@ -76,6 +76,7 @@ impl Engine {
                 return self.process_inbuf(id);
             }
             AuthDecision::Deny { reason } => {
+                self.stats.auth_failures += 1;
                 // Only a Connect Reason Code may go into CONNACK [MQTT-3.2.2-8].
                 let reason = if reason.allowed_in(PacketType::ConnAck) && reason.is_error() {
                     reason
@@ -226,6 +227,7 @@ impl Engine {
                 self.write(id, &Packet::Auth(auth), None);
             }
             AuthDecision::Deny { reason } => {
+                self.stats.auth_failures += 1;
                 c.reauth = None;
                 let reason = if reason.allowed_in(PacketType::Disconnect) {
                     reason

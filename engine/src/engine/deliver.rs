@@ -71,6 +71,7 @@ impl Engine {
         if session.conn.is_none() && qos == QoS::AtMostOnce && !self.config.queue_qos0_offline {
             self.stats.messages_dropped += 1;
             self.stats.qos0_dropped += 1;
+            self.stats.dropped.count(DropReason::Offline);
             return;
         }
         sub_ids.sort_unstable();
@@ -104,6 +105,7 @@ impl Engine {
     /// Accounts for a message a session will not get.
     fn dropped(&mut self, sid: SessionId, out: Outbound, reason: DropReason) {
         self.stats.messages_dropped += 1;
+        self.stats.dropped.count(reason);
         if out.qos == QoS::AtMostOnce {
             self.stats.qos0_dropped += 1;
         }
@@ -210,6 +212,7 @@ impl Engine {
                 );
             }
             self.stats.publishes_sent += 1;
+            self.stats.publishes_sent_by_qos[qos_index(publish_qos(&publish))] += 1;
             self.write(conn, &publish, gate);
         }
     }
@@ -256,6 +259,7 @@ impl Engine {
                 Some(packet) => {
                     if matches!(packet, Packet::Publish(_)) {
                         self.stats.publishes_sent += 1;
+                        self.stats.publishes_sent_by_qos[qos_index(publish_qos(&packet))] += 1;
                     }
                     self.write(conn, &packet, None);
                 }
@@ -369,5 +373,18 @@ fn outbound_publish(
         topic: super::tenant::unmount_topic(mount, &message.topic),
         properties,
         payload: message.payload.clone(),
+    }
+}
+
+/// A QoS's slot in the per-QoS counters of [`super::Stats`].
+pub(super) fn qos_index(qos: QoS) -> usize {
+    qos as usize
+}
+
+/// The QoS of an outgoing PUBLISH (0 for any other packet).
+fn publish_qos(packet: &Packet) -> QoS {
+    match packet {
+        Packet::Publish(p) => p.delivery.qos(),
+        _ => QoS::AtMostOnce,
     }
 }

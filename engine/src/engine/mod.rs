@@ -6,6 +6,7 @@ mod conn;
 mod connect;
 mod deliver;
 mod guard;
+mod inspect;
 mod lifecycle;
 mod publish;
 mod restore;
@@ -14,6 +15,7 @@ mod subscribe;
 mod sys;
 mod tenant;
 
+pub use inspect::{Reconfigured, SessionInfo, SubscriptionInfo, TopicStats, Totals};
 pub use tenant::TenantStats;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -79,6 +81,43 @@ pub struct Stats {
     pub connects_rate_limited: u64,
     /// Clients disconnected because their session queue was full (`queue_full = Disconnect`).
     pub slow_consumers_disconnected: u64,
+    /// `publishes_received` by the QoS they were published with (index 0, 1, 2).
+    pub publishes_received_by_qos: [u64; 3],
+    /// `publishes_sent` by the QoS they were delivered at (index 0, 1, 2).
+    pub publishes_sent_by_qos: [u64; 3],
+    /// `messages_dropped` by reason.
+    pub dropped: DropCounts,
+    /// CONNECTs and re-authentications the authenticator refused.
+    pub auth_failures: u64,
+}
+
+/// Messages not delivered, by [`crate::DropReason`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DropCounts {
+    /// [`crate::DropReason::QueueFull`].
+    pub queue_full: u64,
+    /// [`crate::DropReason::QoS0Evicted`].
+    pub qos0_evicted: u64,
+    /// [`crate::DropReason::Expired`].
+    pub expired: u64,
+    /// [`crate::DropReason::TooLargeForClient`].
+    pub too_large_for_client: u64,
+    /// [`crate::DropReason::Offline`].
+    pub offline: u64,
+}
+
+impl DropCounts {
+    fn count(&mut self, reason: crate::io::DropReason) {
+        use crate::io::DropReason;
+        let counter = match reason {
+            DropReason::QueueFull => &mut self.queue_full,
+            DropReason::QoS0Evicted => &mut self.qos0_evicted,
+            DropReason::Expired => &mut self.expired,
+            DropReason::TooLargeForClient => &mut self.too_large_for_client,
+            DropReason::Offline => &mut self.offline,
+        };
+        *counter += 1;
+    }
 }
 
 /// The Cicada broker engine: every protocol rule, no I/O.
@@ -251,6 +290,9 @@ impl Engine {
                     self.kick(conn, reason, why);
                 }
             }
+            Input::DeleteSession { client_id } => self.delete_session(&client_id),
+            Input::DeleteRetained { topic } => self.clear_retained(&topic),
+            Input::Reconfigure { config } => self.reconfigure(*config),
             Input::Shutdown => {
                 let reason = self
                     .config

@@ -40,6 +40,7 @@ impl Engine {
             state.stats.bytes_received += p.payload.len() as u64;
         }
         self.stats.publishes_received += 1;
+        self.stats.publishes_received_by_qos[super::deliver::qos_index(p.delivery.qos())] += 1;
         let origin = self.sessions.get(&sid).map(|s| s.client_id.clone());
         let mut properties = p.properties;
         properties.topic_alias = None;
@@ -172,13 +173,7 @@ impl Engine {
     pub(super) fn accept_message(&mut self, message: Arc<Message>) {
         if message.retain && self.config.retain_available {
             if message.payload.is_empty() {
-                self.retained.remove(message.topic.as_str());
-                // Written even when nothing was retained in memory: an earlier delete that emptied the
-                // topic may still be in a batch not yet durable, and this delete's acknowledgement must
-                // not overtake it (after a crash the old message would come back).
-                self.persist.push(StoreOp::DeleteRetained {
-                    topic: message.topic.clone(),
-                });
+                self.clear_retained(&message.topic);
             } else {
                 self.retained.insert(message.clone());
                 self.persist.push(StoreOp::PutRetained {
