@@ -34,8 +34,8 @@ pub use config::{
     SharedStrategy, Tenant,
 };
 pub use engine::{
-    DropCounts, Engine, Reconfigured, SessionInfo, Stats, SubscriptionInfo, TenantStats, TopicStats,
-    Totals, Transmit,
+    DropCounts, Engine, Reconfigured, SessionInfo, Stats, SubscriptionInfo, TenantStats,
+    TopicStats, Totals, Transmit,
 };
 pub use io::{
     AuthDecision, AuthStage, CertIdentity, CloseReason, ConnId, ConnMeta, DropReason, Event, Input,

@@ -47,7 +47,10 @@ fn sessions_and_subscriptions_are_listed_with_their_state() {
     expect::connack(sim.connect_with("keeper", persistent("keeper", 600)));
     expect::suback_of(sim.subscribe("keeper", "a/+", QoS::AtLeastOnce));
     expect::suback_of(sim.subscribe("keeper", "$share/g/jobs", QoS::ExactlyOnce));
-    sim.send("keeper", Packet::Disconnect(Disconnect::new(ReasonCode::Success)));
+    sim.send(
+        "keeper",
+        Packet::Disconnect(Disconnect::new(ReasonCode::Success)),
+    );
     sim.connect("live", V3);
     expect::suback_of(sim.subscribe("live", "a/#", QoS::AtMostOnce));
     sim.publish("live", "a/b", QoS::AtLeastOnce, "queued for keeper");
@@ -91,7 +94,10 @@ fn counters_split_by_qos_and_drop_reason() {
     });
     expect::connack(sim.connect_with("away", persistent("away", 600)));
     expect::suback_of(sim.subscribe("away", "t", QoS::ExactlyOnce));
-    sim.send("away", Packet::Disconnect(Disconnect::new(ReasonCode::Success)));
+    sim.send(
+        "away",
+        Packet::Disconnect(Disconnect::new(ReasonCode::Success)),
+    );
     sim.connect("sub", V5);
     expect::suback_of(sim.subscribe("sub", "t", QoS::ExactlyOnce));
     sim.connect("pub", V5);
@@ -103,7 +109,11 @@ fn counters_split_by_qos_and_drop_reason() {
 
     let stats = sim.engine.stats();
     assert_eq!(stats.publishes_received_by_qos, [1, 1, 1]);
-    assert_eq!(stats.publishes_sent_by_qos, [1, 1, 1], "to the online subscriber");
+    assert_eq!(
+        stats.publishes_sent_by_qos,
+        [1, 1, 1],
+        "to the online subscriber"
+    );
     assert_eq!(
         stats.dropped.offline, 1,
         "QoS 0 to the offline session is dropped"
@@ -140,7 +150,10 @@ fn deleting_a_session_disconnects_its_client_and_removes_it_from_storage() {
 fn deleting_an_offline_session_and_an_unknown_one() {
     let mut sim = Sim::new(Config::default());
     expect::connack(sim.connect_with("off", persistent("off", 600)));
-    sim.send("off", Packet::Disconnect(Disconnect::new(ReasonCode::Success)));
+    sim.send(
+        "off",
+        Packet::Disconnect(Disconnect::new(ReasonCode::Success)),
+    );
     sim.input(Input::DeleteSession {
         client_id: "off".into(),
     });
@@ -230,4 +243,41 @@ fn an_invalid_configuration_is_refused_whole() {
         sim.engine.config().max_queued_messages,
         Config::default().max_queued_messages
     );
+}
+
+#[test]
+fn a_drain_keeps_persistent_sessions_and_their_wills_for_the_next_start() {
+    let mut sim = Sim::new(Config::default());
+    let mut connect = persistent("leaver", 600);
+    connect.will = Some(cicada_engine::codec::Will {
+        topic: topic("wills/leaver"),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: cicada_engine::codec::WillProperties {
+            will_delay_interval: Some(30),
+            ..Default::default()
+        },
+    });
+    expect::connack(sim.connect_with("leaver", connect));
+    expect::connack(sim.connect_with("watcher", persistent("watcher", 600)));
+    expect::suback_of(sim.subscribe("watcher", "wills/#", QoS::AtLeastOnce));
+
+    sim.input(Input::Shutdown);
+    let d = expect::disconnect_of(sim.recv("leaver"));
+    assert_eq!(d.reason, ReasonCode::ServerShuttingDown);
+    assert!(
+        expect::payloads(&sim.recv_all("watcher")).is_empty(),
+        "no will at shutdown"
+    );
+    let stored = &sim.store.state.sessions["leaver"];
+    assert!(stored.will.is_some(), "the will is stored: {stored:?}");
+    sim.persist_all();
+
+    // The broker comes back; the leaver does not: its will goes out once its delay is over.
+    sim.crash(std::time::Duration::from_secs(1));
+    sim.advance(std::time::Duration::from_secs(31));
+    let ack = expect::connack(sim.connect_with("watcher", persistent("watcher", 600)));
+    assert!(ack.session_present);
+    assert_eq!(expect::payloads(&sim.recv_all("watcher")), ["gone"]);
 }

@@ -46,6 +46,11 @@ pub(crate) enum BanFileError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
     Syntax {
         path: PathBuf,
@@ -86,9 +91,6 @@ pub(crate) fn parse(text: &str) -> Result<Vec<BanEntry>, BanSyntaxError> {
 /// Two things `parse` never produces are adjusted so the output always parses: expiry times
 /// outside what RFC 3339 can write here (before 1970, after 9999) are clamped to those bounds,
 /// and line breaks in a reason become spaces.
-// No caller in the broker yet: it is for whatever comes to edit the ban file (an admin command
-// adding a ban), and the round-trip test pins the format down meanwhile.
-#[allow(dead_code)]
 pub(crate) fn render(entries: &[BanEntry]) -> String {
     let mut out = String::new();
     for entry in entries {
@@ -96,6 +98,18 @@ pub(crate) fn render(entries: &[BanEntry]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Rewrites the file at `path` with `entries` (the admin API's bans), atomically.
+pub(crate) fn save(path: &Path, entries: &[BanEntry]) -> Result<(), BanFileError> {
+    let text = format!(
+        "# Written by cicada (admin API); edit freely, reload with SIGHUP.\n{}",
+        render(entries)
+    );
+    crate::passwd::replace_file(path, text.as_bytes()).map_err(|source| BanFileError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 impl fmt::Display for BanEntry {

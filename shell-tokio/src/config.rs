@@ -41,10 +41,49 @@ pub(crate) struct FileConfig {
     pub(crate) acl: AclSection,
     pub(crate) bans: BansSection,
     pub(crate) quotas: QuotasSection,
+    pub(crate) http: HttpSection,
+    pub(crate) tracing: TracingSection,
     /// `[[tenant]]` entries: namespaces with mount points and shared limits.
     pub(crate) tenant: Vec<TenantSection>,
     /// `[[listener]]` entries: TCP, TLS, WebSocket, WSS and QUIC listeners.
     pub(crate) listener: Vec<cicada_transports::ListenerConfig>,
+}
+
+/// `[http]`: the HTTP listener for `/metrics`, `/health`, `/ready`, the admin API and the
+/// dashboard. Off unless `listen` is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct HttpSection {
+    /// IP:PORT to serve HTTP on.
+    pub(crate) listen: Option<String>,
+    /// A file holding the admin API's bearer token (at least 16 characters); without it the
+    /// admin API answers 403 and only metrics, health and the dashboard's files are served.
+    pub(crate) admin_token_file: Option<PathBuf>,
+}
+
+/// `[tracing]`: OpenTelemetry trace export.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct TracingSection {
+    /// Export spans over OTLP/HTTP to this collector URL (e.g. `http://127.0.0.1:4318`); unset: off.
+    pub(crate) otlp_endpoint: Option<String>,
+    /// The `service.name` resource attribute.
+    pub(crate) service_name: Option<String>,
+}
+
+/// Checked `[http]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HttpSettings {
+    pub(crate) listen: SocketAddr,
+    /// The admin token, read from `admin_token_file`.
+    pub(crate) admin_token: Option<String>,
+}
+
+/// Checked `[tracing]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OtlpSettings {
+    pub(crate) endpoint: String,
+    pub(crate) service_name: String,
 }
 
 /// `[features]`: optional MQTT 5 capabilities, advertised in CONNACK and enforced.
@@ -463,6 +502,42 @@ pub(crate) struct Settings {
     pub(crate) auth: AuthSettings,
     pub(crate) acl_file: Option<PathBuf>,
     pub(crate) bans_file: Option<PathBuf>,
+    pub(crate) http: Option<HttpSettings>,
+    pub(crate) otlp: Option<OtlpSettings>,
+}
+
+/// Where the settings come from: the file and the command line's overrides, kept so a reload
+/// reads them again the same way.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Source {
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) listen: Vec<String>,
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) log_format: Option<LogFormat>,
+    pub(crate) log_level: Option<String>,
+}
+
+impl Source {
+    /// Reads the file (if any), applies the overrides and checks everything.
+    pub(crate) fn settings(&self) -> Result<Settings, ConfigError> {
+        let mut file = match &self.path {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        if !self.listen.is_empty() {
+            file.server.listen = Some(self.listen.clone());
+        }
+        if let Some(dir) = &self.data_dir {
+            file.server.data_dir = dir.clone();
+        }
+        if let Some(format) = self.log_format {
+            file.log.format = format;
+        }
+        if let Some(level) = &self.log_level {
+            file.log.level = level.clone();
+        }
+        file.settings()
+    }
 }
 
 impl FileConfig {
@@ -651,8 +726,55 @@ impl FileConfig {
             auth,
             acl_file: self.acl.file,
             bans_file: self.bans.file,
+            http: http_settings(&self.http)?,
+            otlp: self.tracing.otlp_endpoint.map(|endpoint| OtlpSettings {
+                endpoint,
+                service_name: self.tracing.service_name.unwrap_or_else(|| "cicada".into()),
+            }),
         })
     }
+}
+
+/// Checks `[http]`; the token file is read now, so a missing file stops the start, not the first
+/// request.
+fn http_settings(http: &HttpSection) -> Result<Option<HttpSettings>, ConfigError> {
+    let Some(listen) = &http.listen else {
+        if http.admin_token_file.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "http.admin_token_file".into(),
+                fix: "the admin API needs the HTTP listener: set http.listen too, e.g. \"127.0.0.1:8080\"".into(),
+            });
+        }
+        return Ok(None);
+    };
+    let listen = listen.parse().map_err(|_| ConfigError::Invalid {
+        key: "http.listen".into(),
+        fix: format!("expected IP:PORT, e.g. \"127.0.0.1:8080\", got {listen:?}"),
+    })?;
+    let admin_token = match &http.admin_token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+                key: "http.admin_token_file".into(),
+                fix: format!("cannot read {}: {e}", path.display()),
+            })?;
+            let token = text.trim().to_string();
+            if token.chars().count() < 16 || token.contains(char::is_whitespace) {
+                return Err(ConfigError::Invalid {
+                    key: "http.admin_token_file".into(),
+                    fix: format!(
+                        "{} must hold one token of at least 16 characters without spaces, e.g. from `openssl rand -hex 24`",
+                        path.display()
+                    ),
+                });
+            }
+            Some(token)
+        }
+        None => None,
+    };
+    Ok(Some(HttpSettings {
+        listen,
+        admin_token,
+    }))
 }
 
 /// The providers in order, each checked for its configuration.
@@ -776,7 +898,7 @@ fn listeners(
 }
 
 /// The file key of an engine configuration field.
-fn engine_key(field: &str) -> String {
+pub(crate) fn engine_key(field: &str) -> String {
     match field {
         "max_keep_alive" => "limits.max_keep_alive_secs".into(),
         "max_session_expiry" => "limits.max_session_expiry_secs".into(),

@@ -6,6 +6,7 @@
 mod auth;
 mod banfile;
 mod config;
+mod http;
 mod jwt;
 mod passwd;
 mod policy;
@@ -18,7 +19,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use config::{FileConfig, LogFormat};
+use config::LogFormat;
 
 /// The Cicada MQTT broker.
 #[derive(Debug, Parser)]
@@ -191,25 +192,14 @@ fn main() -> ExitCode {
         }) => return passwd(create, batch, delete, &file, &user, password.as_deref()),
         None => {}
     }
-    let file = match &cli.config {
-        Some(path) => FileConfig::load(path),
-        None => Ok(FileConfig::default()),
+    let source = config::Source {
+        path: cli.config.clone(),
+        listen: cli.listen.clone(),
+        data_dir: cli.data_dir.clone(),
+        log_format: cli.log_format,
+        log_level: cli.log_level.clone(),
     };
-    let settings = file.and_then(|mut file| {
-        if !cli.listen.is_empty() {
-            file.server.listen = Some(cli.listen.clone());
-        }
-        if let Some(dir) = &cli.data_dir {
-            file.server.data_dir = dir.clone();
-        }
-        if let Some(format) = cli.log_format {
-            file.log.format = format;
-        }
-        if let Some(level) = &cli.log_level {
-            file.log.level = level.clone();
-        }
-        file.settings()
-    });
+    let settings = source.settings();
     let settings = match settings {
         Ok(s) => s,
         Err(e) => {
@@ -217,7 +207,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(settings.log_format, &settings.log_level);
+    let log = init_logging(settings.log_format, &settings.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -228,7 +218,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(settings)) {
+    match runtime.block_on(server::run(settings, source, log)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -238,16 +228,34 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::new(level);
+/// Changes the log filter of the running broker (a reload); says why a filter is refused.
+pub(crate) type LogControl = std::sync::Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+fn init_logging(format: LogFormat, level: &str) -> LogControl {
     use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (filter, handle) =
+        tracing_subscriber::reload::Layer::new(tracing_subscriber::EnvFilter::new(level));
     // Colours only on a terminal: a log file or journal gets plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let ansi = std::io::stderr().is_terminal();
+    let text = (format == LogFormat::Text).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr)
+    });
+    let json = (format == LogFormat::Json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json)
+        .init();
+    std::sync::Arc::new(move |level: &str| {
+        let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    })
 }

@@ -367,33 +367,36 @@ fn hash_with(password: &[u8], params: Params) -> Result<String, PasswdError> {
 /// hashes are worth guarding), fsynced, then renamed over `path`, so the broker never reads half a
 /// file and a crash leaves the old one.
 pub(crate) fn save(path: &Path, file: &PasswordFile) -> Result<(), PasswdError> {
-    let error = |source| PasswdError::Write {
+    replace_file(path, file.render().as_bytes()).map_err(|source| PasswdError::Write {
         path: path.to_owned(),
         source,
-    };
-    let name = path.file_name().ok_or_else(|| {
-        error(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a file name",
-        ))
-    })?;
+    })
+}
+
+/// Replaces the file at `path` with `bytes` atomically: a reader sees the old file or the new one,
+/// never half of one, and a crash leaves one of them (written to a temporary file in the same
+/// directory, fsynced, renamed over, then the directory fsynced).
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    // The process id keeps two `cicada passwd` runs from sharing a temporary file.
+    // The process id keeps two writers (a `cicada passwd` run and the broker) apart.
     let mut temp_name = OsString::from(".");
     temp_name.push(name);
     temp_name.push(format!(".{}.tmp", std::process::id()));
     let temp = dir.join(temp_name);
-    let result = write_synced(&temp, file.render().as_bytes())
+    let result = write_synced(&temp, bytes)
         .and_then(|()| fs::rename(&temp, path))
         .and_then(|()| sync_dir(dir));
     if result.is_err() {
         // Best effort: after a successful rename there is nothing left to remove.
         let _ = fs::remove_file(&temp);
     }
-    result.map_err(error)
+    result
 }
 
 /// Creates `path` afresh (never through an existing file or link), writes `bytes` and fsyncs.

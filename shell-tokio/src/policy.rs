@@ -37,17 +37,17 @@ pub(crate) fn load_acl(path: &Path) -> Result<Arc<Acl>, PolicyError> {
     Ok(Arc::new(acl))
 }
 
-/// Reads the ban file; expiry times become engine instants (the engine's time is Unix time).
-pub(crate) fn load_bans(path: &Path) -> Result<Vec<Ban>, PolicyError> {
-    let entries = crate::banfile::load(path)?;
-    Ok(entries
-        .into_iter()
+/// The ban file's entries as the engine takes them: expiry times become engine instants (the
+/// engine's time is Unix time).
+pub(crate) fn engine_bans(entries: &[crate::banfile::BanEntry]) -> Vec<Ban> {
+    entries
+        .iter()
         .map(|e| Ban {
-            target: e.target,
+            target: e.target.clone(),
             until: e.until.map(|t| {
                 Instant::from_duration(t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default())
             }),
-            reason: e.reason,
+            reason: e.reason.clone(),
         })
-        .collect())
+        .collect()
 }

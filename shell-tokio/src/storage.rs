@@ -14,6 +14,8 @@ use cicada_storage::{FsyncPolicy, Store};
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
+use crate::http::metrics::Telemetry;
+
 /// The most batches merged into one write.
 const MAX_GROUP: usize = 1024;
 
@@ -26,9 +28,12 @@ pub(crate) enum Done {
     Failed(Vec<PersistSeq>),
 }
 
+/// A batch, and when it was handed over (for the persist latency histogram).
+type Queued = (PersistSeq, Vec<StoreOp>, Instant);
+
 /// The engine task's handle on the storage thread.
 pub(crate) struct StorageHandle {
-    batches: Option<std_mpsc::Sender<(PersistSeq, Vec<StoreOp>)>>,
+    batches: Option<std_mpsc::Sender<Queued>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -39,11 +44,12 @@ impl StorageHandle {
         fsync: FsyncPolicy,
         interval: Duration,
         done: mpsc::UnboundedSender<Done>,
+        telemetry: Telemetry,
     ) -> std::io::Result<StorageHandle> {
         let (tx, rx) = std_mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("cicada-storage".into())
-            .spawn(move || run(store, fsync, interval, rx, done))?;
+            .spawn(move || run(store, fsync, interval, rx, done, telemetry))?;
         Ok(StorageHandle {
             batches: Some(tx),
             thread: Some(thread),
@@ -54,7 +60,7 @@ impl StorageHandle {
     pub(crate) fn write(&self, seq: PersistSeq, ops: Vec<StoreOp>) -> bool {
         self.batches
             .as_ref()
-            .is_some_and(|tx| tx.send((seq, ops)).is_ok())
+            .is_some_and(|tx| tx.send((seq, ops, Instant::now())).is_ok())
     }
 
     /// Writes what is queued, syncs, and stops the thread.
@@ -73,8 +79,9 @@ fn run(
     mut store: Box<dyn Store>,
     fsync: FsyncPolicy,
     interval: Duration,
-    rx: std_mpsc::Receiver<(PersistSeq, Vec<StoreOp>)>,
+    rx: std_mpsc::Receiver<Queued>,
     done: mpsc::UnboundedSender<Done>,
+    telemetry: Telemetry,
 ) {
     let mut last_sync = Instant::now();
     let mut unsynced = false;
@@ -94,11 +101,13 @@ fn run(
         if let Some(first) = first {
             let mut seqs = vec![first.0];
             let mut group = vec![first.1];
+            let mut queued = vec![first.2];
             while group.len() < MAX_GROUP {
                 match rx.try_recv() {
-                    Ok((seq, ops)) => {
+                    Ok((seq, ops, at)) => {
                         seqs.push(seq);
                         group.push(ops);
+                        queued.push(at);
                     }
                     Err(_) => break,
                 }
@@ -106,6 +115,10 @@ fn run(
             match store.write(&group) {
                 Ok(()) => {
                     unsynced = true;
+                    // Durable as the policy makes it (`interval` syncs later, by design).
+                    for at in queued {
+                        telemetry.persisted(at.elapsed());
+                    }
                     let upto = seqs.last().copied().unwrap_or(PersistSeq(0));
                     if done.send(Done::Persisted(upto)).is_err() {
                         break;

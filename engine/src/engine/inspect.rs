@@ -314,13 +314,15 @@ impl Engine {
 }
 
 fn subscriptions(s: &Session) -> impl Iterator<Item = SubscriptionInfo> + '_ {
-    s.subscriptions.iter().map(|(filter, sub)| SubscriptionInfo {
-        client_id: s.client_id.clone(),
-        filter: filter.clone(),
-        qos: sub.options.qos,
-        no_local: sub.options.no_local,
-        retain_as_published: sub.options.retain_as_published,
-        retain_handling: sub.options.retain_handling as u8,
-        id: sub.id.map(|id| id.get()),
-    })
+    s.subscriptions
+        .iter()
+        .map(|(filter, sub)| SubscriptionInfo {
+            client_id: s.client_id.clone(),
+            filter: filter.clone(),
+            qos: sub.options.qos,
+            no_local: sub.options.no_local,
+            retain_as_published: sub.options.retain_as_published,
+            retain_handling: sub.options.retain_handling as u8,
+            id: sub.id.map(|id| id.get()),
+        })
 }

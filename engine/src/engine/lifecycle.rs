@@ -121,6 +121,35 @@ impl Engine {
         self.record_session(sid, false);
     }
 
+    /// [`crate::Input::Shutdown`]: every connection is closed (v5: 0x8B, or the redirect's reason
+    /// and Server Reference). Persistent sessions are stored as they are, their wills included: the
+    /// clients did nothing wrong, so no will is published now, and one whose client does not come
+    /// back is published after the restart once its delay is over, as if the connection had just
+    /// dropped.
+    pub(super) fn shutdown(&mut self) {
+        let reason = self
+            .config
+            .redirect
+            .as_ref()
+            .map_or(ReasonCode::ServerShuttingDown, |r| r.reason());
+        let wills: Vec<(SessionId, super::super::session::PendingWill)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.conn.is_some() && s.is_persistent())
+            .filter_map(|(sid, s)| Some((*sid, s.will.clone()?)))
+            .collect();
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in conns {
+            self.disconnect_with(id, reason, None, CloseReason::ServerShutdown, false);
+        }
+        for (sid, will) in wills {
+            if let Some(session) = self.sessions.get_mut(&sid) {
+                session.will = Some(will);
+                self.record_session(sid, false);
+            }
+        }
+    }
+
     /// Publishes the session's pending will, if it has one.
     fn publish_will(&mut self, sid: SessionId) {
         self.timers.cancel(TimerKind::WillDelay(sid));

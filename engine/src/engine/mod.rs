@@ -293,17 +293,7 @@ impl Engine {
             Input::DeleteSession { client_id } => self.delete_session(&client_id),
             Input::DeleteRetained { topic } => self.clear_retained(&topic),
             Input::Reconfigure { config } => self.reconfigure(*config),
-            Input::Shutdown => {
-                let reason = self
-                    .config
-                    .redirect
-                    .as_ref()
-                    .map_or(ReasonCode::ServerShuttingDown, |r| r.reason());
-                let conns: Vec<ConnId> = self.conns.keys().copied().collect();
-                for id in conns {
-                    self.disconnect_with(id, reason, None, CloseReason::ServerShutdown, false);
-                }
-            }
+            Input::Shutdown => self.shutdown(),
         }
         self.finish();
     }

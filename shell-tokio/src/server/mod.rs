@@ -19,7 +19,11 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Backend, Settings};
+use crate::http::{metrics::Telemetry, Call, Phase, PhaseFlag};
 use crate::storage::{Done, StorageHandle};
+
+mod admin;
+mod reload;
 
 /// How long one write (or the closing handshake) may make no progress before the connection is
 /// dropped.
@@ -83,6 +87,11 @@ pub(crate) enum ServerError {
     Policy(#[from] crate::policy::PolicyError),
     #[error("cannot start the storage thread: {0}")]
     StorageThread(std::io::Error),
+    #[error("cannot listen for HTTP on {addr}: {source} (change `http.listen`)")]
+    Http {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Opens the configured store and loads what it holds.
@@ -119,7 +128,33 @@ fn open_store(
 }
 
 /// Runs the broker until SIGINT or SIGTERM.
-pub(crate) async fn run(settings: Settings) -> Result<(), ServerError> {
+pub(crate) async fn run(
+    settings: Settings,
+    source: crate::config::Source,
+    log: crate::LogControl,
+) -> Result<(), ServerError> {
+    let phase = PhaseFlag::default();
+    let telemetry = Telemetry::default();
+    let (calls_tx, calls) = mpsc::channel::<Call>(256);
+    // HTTP first, so `/health` and `/ready` answer (503) while storage loads.
+    let http_task = match &settings.http {
+        Some(http) => {
+            let listener = tokio::net::TcpListener::bind(http.listen)
+                .await
+                .map_err(|source| ServerError::Http {
+                    addr: http.listen,
+                    source,
+                })?;
+            let state = crate::http::HttpState::new(
+                calls_tx.clone(),
+                phase.clone(),
+                http.admin_token.as_deref(),
+                telemetry.clone(),
+            );
+            Some(tokio::spawn(crate::http::serve(listener, state)))
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&settings.data_dir).map_err(|source| ServerError::DataDir {
         path: settings.data_dir.clone(),
         source,
@@ -136,7 +171,7 @@ pub(crate) async fn run(settings: Settings) -> Result<(), ServerError> {
     }
     let bans = match &settings.bans_file {
         Some(path) => {
-            let bans = crate::policy::load_bans(path)?;
+            let bans = crate::banfile::load(path).map_err(crate::policy::PolicyError::from)?;
             info!(path = %path.display(), bans = bans.len(), "bans loaded");
             bans
         }
@@ -147,8 +182,14 @@ pub(crate) async fn run(settings: Settings) -> Result<(), ServerError> {
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let storage = match store {
         Some(store) => Some(
-            StorageHandle::start(store, settings.fsync, settings.fsync_interval, done_tx)
-                .map_err(ServerError::StorageThread)?,
+            StorageHandle::start(
+                store,
+                settings.fsync,
+                settings.fsync_interval,
+                done_tx,
+                telemetry.clone(),
+            )
+            .map_err(ServerError::StorageThread)?,
         ),
         None => None,
     };
@@ -160,14 +201,20 @@ pub(crate) async fn run(settings: Settings) -> Result<(), ServerError> {
         .unwrap_or_default();
     let start = tokio::time::Instant::now();
     engine.restore(Instant::from_duration(origin), state);
-    engine.handle(Instant::from_duration(origin), Input::SetBans { bans });
+    engine.handle(
+        Instant::from_duration(origin),
+        Input::SetBans {
+            bans: crate::policy::engine_bans(&bans),
+        },
+    );
     let (tx, rx) = mpsc::channel::<Happening>(4096);
     let (accepted_tx, accepted_rx) = mpsc::channel::<Accepted>(1024);
     let listeners = Listeners::bind(settings.listeners.clone(), accepted_tx).await?;
     let accept_tasks = [
         tokio::spawn(forward_accepted(accepted_rx, tx.clone())),
-        tokio::spawn(reload_on_sighup(listeners, tx.clone())),
+        tokio::spawn(reload_on_sighup(tx.clone())),
     ];
+    let bound = listeners.addresses();
     let mut shell = EngineTask {
         engine,
         start,
@@ -182,19 +229,30 @@ pub(crate) async fn run(settings: Settings) -> Result<(), ServerError> {
         tx,
         pauses: BTreeMap::new(),
         settings: settings.clone(),
+        source,
+        log,
+        listeners: Some(listeners),
+        bound,
+        bans,
+        reconfigured: None,
+        telemetry,
+        phase: phase.clone(),
     };
     // Restoring may have emitted work (expired sessions deleted, wills published).
     let mut batch = BTreeMap::new();
     shell.drain(&mut batch);
-    shell.run(rx, done_rx, shutdown_signal()).await;
+    shell.send_batch(&mut batch);
+    phase.set(Phase::Ready);
+    info!("ready");
+    shell.run(rx, done_rx, calls, shutdown_signal()).await;
     if let Some(storage) = shell.storage.take() {
         storage.close().await;
     }
-    for task in accept_tasks {
+    for task in accept_tasks.into_iter().chain(http_task) {
         task.abort();
     }
     // Give writers a moment to deliver the last DISCONNECTs.
-    let grace = tokio::time::sleep(settings.shutdown_grace);
+    let grace = tokio::time::sleep(shell.settings.shutdown_grace);
     tokio::pin!(grace);
     tokio::select! {
         () = shell.writers_done() => {}
@@ -254,27 +312,21 @@ async fn forward_accepted(mut accepted: mpsc::Receiver<Accepted>, tx: mpsc::Send
     }
 }
 
-/// Reloads TLS certificates on SIGHUP, and has the engine task reload the security files; owns
-/// the listeners, so aborting it stops them.
-async fn reload_on_sighup(listeners: Listeners, tx: mpsc::Sender<Happening>) {
+/// Has the engine task reload the configuration and the files it names on SIGHUP.
+async fn reload_on_sighup(tx: mpsc::Sender<Happening>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         match signal(SignalKind::hangup()) {
             Ok(mut hup) => {
                 while hup.recv().await.is_some() {
-                    info!("SIGHUP: reloading certificates, password, JWT, ACL and ban files");
-                    listeners.reload_tls();
+                    info!("SIGHUP: reloading the configuration, certificates and security files");
                     let _ = tx.send(Happening::Reload).await;
                 }
             }
-            Err(e) => {
-                warn!("cannot watch SIGHUP, certificates reload only when their files change: {e}")
-            }
+            Err(e) => warn!("cannot watch SIGHUP; reload through the admin API: {e}"),
         }
     }
-    // Keep the listeners open until the broker stops.
-    let _listeners = listeners;
     std::future::pending::<()>().await;
 }
 
@@ -382,8 +434,28 @@ struct EngineTask {
     tx: mpsc::Sender<Happening>,
     /// Each connection's reader pause switch.
     pauses: BTreeMap<ConnId, tokio::sync::watch::Sender<bool>>,
-    /// The configuration, for reloads.
+    /// The configuration in force, for reloads.
     settings: Settings,
+    /// Where it came from, read again on reload.
+    source: crate::config::Source,
+    /// Changes the log filter.
+    log: crate::LogControl,
+    /// The listeners, until a drain drops them (which stops accepting).
+    listeners: Option<Listeners>,
+    /// Each listener's name, transport and bound address.
+    bound: Vec<(
+        String,
+        cicada_transports::config::Kind,
+        std::net::SocketAddr,
+    )>,
+    /// The bans in force as the ban file writes them (wall-clock expiry), for the admin API.
+    bans: Vec<crate::banfile::BanEntry>,
+    /// The engine's answer to the last `Input::Reconfigure`.
+    reconfigured: Option<cicada_engine::Reconfigured>,
+    /// Loop turn latency.
+    telemetry: Telemetry,
+    /// `/ready`'s view of the broker.
+    phase: PhaseFlag,
 }
 
 impl EngineTask {
@@ -395,8 +467,17 @@ impl EngineTask {
         &mut self,
         mut rx: mpsc::Receiver<Happening>,
         mut done: mpsc::UnboundedReceiver<Done>,
+        mut calls: mpsc::Receiver<Call>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
+        /// What woke the loop.
+        enum Wake {
+            Happening(Happening),
+            Stored(Done),
+            Timer,
+            Call(Call),
+            Shutdown,
+        }
         tokio::pin!(shutdown);
         let mut batch: BTreeMap<ConnId, Vec<Bytes>> = BTreeMap::new();
         loop {
@@ -410,9 +491,19 @@ impl EngineTask {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                msg = rx.recv() => {
-                    let Some(msg) = msg else { break };
+            let wake = tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => Wake::Happening(msg),
+                    None => break,
+                },
+                Some(result) = done.recv() => Wake::Stored(result),
+                Some(call) = calls.recv() => Wake::Call(call),
+                () = sleep => Wake::Timer,
+                () = &mut shutdown => Wake::Shutdown,
+            };
+            let turn = std::time::Instant::now();
+            match wake {
+                Wake::Happening(msg) => {
                     self.happening(msg, &mut batch);
                     // Take whatever else is ready, so one loop turn writes each connection once.
                     for _ in 0..256 {
@@ -422,7 +513,7 @@ impl EngineTask {
                         }
                     }
                 }
-                Some(result) = done.recv() => {
+                Wake::Stored(result) => {
                     let now = self.now();
                     match result {
                         Done::Persisted(upto) => self.engine.handle(now, Input::Persisted { upto }),
@@ -434,23 +525,39 @@ impl EngineTask {
                     }
                     self.drain(&mut batch);
                 }
-                () = sleep => {
+                Wake::Timer => {
                     let now = self.now();
                     self.engine.handle(now, Input::Timeout);
                     self.drain(&mut batch);
                 }
-                () = &mut shutdown => {
-                    info!("shutting down: closing every connection");
-                    self.shutting_down = true;
-                    let now = self.now();
-                    self.engine.handle(now, Input::Shutdown);
-                    self.drain(&mut batch);
-                    self.send_batch(&mut batch);
+                Wake::Call(call) => {
+                    let reply = self.answer(call.request, &mut batch);
+                    let _ = call.reply.send(reply);
+                }
+                Wake::Shutdown => {
+                    self.drain_clients(&mut batch);
                     return;
                 }
             }
             self.send_batch(&mut batch);
+            self.telemetry.turn(turn.elapsed());
         }
+    }
+
+    /// SIGTERM/SIGINT: stop accepting, send every client away (v5: 0x8B, or the redirect's
+    /// reason and Server Reference), keep every session as it is for the next start.
+    fn drain_clients(&mut self, batch: &mut BTreeMap<ConnId, Vec<Bytes>>) {
+        info!(
+            connections = self.engine.connection_count(),
+            "draining: no new connections; sending every client away"
+        );
+        self.phase.set(Phase::Draining);
+        self.listeners = None;
+        self.shutting_down = true;
+        let now = self.now();
+        self.engine.handle(now, Input::Shutdown);
+        self.drain(batch);
+        self.send_batch(batch);
     }
 
     fn happening(&mut self, msg: Happening, batch: &mut BTreeMap<ConnId, Vec<Bytes>>) {
@@ -499,10 +606,8 @@ impl EngineTask {
                 Input::AuthDecided { conn, decision }
             }
             Happening::Reload => {
-                for input in self.reload() {
-                    self.engine.handle(now, input);
-                }
-                self.drain(batch);
+                let report = self.reload(batch);
+                report.log();
                 return;
             }
         };
@@ -640,6 +745,7 @@ impl EngineTask {
                 Event::SessionExpired { client_id } => {
                     info!(client_id = %client_id, "session expired")
                 }
+                Event::Reconfigured(report) => self.reconfigured = Some(report),
                 _ => {}
             }
         }
@@ -684,45 +790,6 @@ impl EngineTask {
                 })
                 .await;
         });
-    }
-
-    /// SIGHUP: reloads the password/JWT, ACL and ban files. A file that fails to load keeps its
-    /// old version in force, and the error is logged; clients whose proof no longer holds are
-    /// disconnected, everyone else stays.
-    fn reload(&mut self) -> Vec<Input> {
-        let mut inputs = Vec::new();
-        match self.auth.reload(&self.settings.auth) {
-            Ok(revoked) => {
-                for (conn, why) in revoked {
-                    warn!(%conn, "disconnecting on reload: {why}");
-                    inputs.push(Input::Kick {
-                        conn,
-                        reason: cicada_engine::codec::ReasonCode::NotAuthorized,
-                        why,
-                    });
-                }
-            }
-            Err(e) => error!("reload: authentication files kept as they were: {e}"),
-        }
-        if let Some(path) = &self.settings.acl_file {
-            match crate::policy::load_acl(path) {
-                Ok(acl) => {
-                    info!(path = %path.display(), rules = acl.len(), "ACL reloaded");
-                    inputs.push(Input::SetAcl { acl: Some(acl) });
-                }
-                Err(e) => error!("reload: ACL kept as it was: {e}"),
-            }
-        }
-        if let Some(path) = &self.settings.bans_file {
-            match crate::policy::load_bans(path) {
-                Ok(bans) => {
-                    info!(path = %path.display(), bans = bans.len(), "bans reloaded");
-                    inputs.push(Input::SetBans { bans });
-                }
-                Err(e) => error!("reload: bans kept as they were: {e}"),
-            }
-        }
-        inputs
     }
 
     fn forget(&mut self, conn: ConnId, batch: &mut BTreeMap<ConnId, Vec<Bytes>>) {

@@ -1,0 +1,347 @@
+//! Prometheus metrics: the engine's counters and gauges, read in one snapshot per scrape, plus the
+//! shell's own latency histograms.
+//!
+//! The engine counts (it is the only one that sees every packet); a scrape asks the engine task
+//! for a [`Snapshot`] and renders it here, off the engine task, in the OpenMetrics text format.
+//! Names follow Prometheus conventions: a `cicada_` prefix, base units (seconds, bytes), counters
+//! ending in `_total`.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use cicada_engine::{Stats, TenantStats, Totals};
+
+/// Latencies the shell measures, shared by the threads that measure them (atomics inside).
+#[derive(Debug, Clone)]
+pub(crate) struct Telemetry {
+    /// From a storage batch's hand-off to the storage thread until it is durable.
+    pub(crate) persist_latency: Histogram,
+    /// One engine loop turn: handling what arrived and sending what it produced.
+    pub(crate) loop_turn: Histogram,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry {
+            // 10 µs .. ~5 s.
+            persist_latency: Histogram::new(exponential_buckets(0.000_01, 2.5, 15)),
+            // 1 µs .. ~0.5 s.
+            loop_turn: Histogram::new(exponential_buckets(0.000_001, 2.5, 15)),
+        }
+    }
+}
+
+impl Telemetry {
+    pub(crate) fn persisted(&self, took: Duration) {
+        self.persist_latency.observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn turn(&self, took: Duration) {
+        self.loop_turn.observe(took.as_secs_f64());
+    }
+}
+
+/// What the engine task reports for one scrape.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Snapshot {
+    pub(crate) stats: Stats,
+    pub(crate) totals: Totals,
+    pub(crate) connections: usize,
+    pub(crate) sessions: usize,
+    pub(crate) subscriptions: usize,
+    pub(crate) retained: usize,
+    pub(crate) tenants: Vec<(String, TenantStats)>,
+    pub(crate) uptime: Duration,
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: usize) {
+    let value = i64::try_from(value).unwrap_or(i64::MAX);
+    registry.register(name, help, ConstGauge::new(value));
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    registry.register(name, help, ConstCounter::new(value));
+}
+
+/// A counter family with one label, e.g. messages by QoS.
+fn labelled(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: &[(&str, u64)],
+) {
+    let family = Family::<Labels, prometheus_client::metrics::counter::Counter>::default();
+    for (value, count) in values {
+        family
+            .get_or_create(&vec![(label, (*value).to_string())])
+            .inc_by(*count);
+    }
+    registry.register(name, help, family);
+}
+
+/// The text a scrape gets.
+pub(crate) fn render(snapshot: &Snapshot, telemetry: &Telemetry) -> String {
+    let mut r = Registry::default();
+    let s = &snapshot.stats;
+    let t = &snapshot.totals;
+    gauge(
+        &mut r,
+        "cicada_connections",
+        "Open network connections, connected or not yet",
+        snapshot.connections,
+    );
+    gauge(
+        &mut r,
+        "cicada_clients_connected",
+        "Clients that completed CONNECT",
+        t.connected,
+    );
+    gauge(
+        &mut r,
+        "cicada_sessions",
+        "Sessions, online or offline",
+        snapshot.sessions,
+    );
+    gauge(
+        &mut r,
+        "cicada_subscriptions",
+        "Subscriptions across all sessions",
+        snapshot.subscriptions,
+    );
+    gauge(
+        &mut r,
+        "cicada_retained_messages",
+        "Topics holding a retained message",
+        snapshot.retained,
+    );
+    gauge(
+        &mut r,
+        "cicada_inflight_messages",
+        "QoS 1/2 messages sent and not yet acknowledged",
+        t.inflight,
+    );
+    gauge(
+        &mut r,
+        "cicada_queued_messages",
+        "Messages queued in sessions, not yet sent",
+        t.queued,
+    );
+    gauge(
+        &mut r,
+        "cicada_queued_bytes",
+        "Payload bytes of the queued messages",
+        t.queued_bytes,
+    );
+    let uptime = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    uptime.set(snapshot.uptime.as_secs_f64());
+    r.register(
+        "cicada_uptime_seconds",
+        "Seconds since the broker started",
+        uptime,
+    );
+    counter(
+        &mut r,
+        "cicada_connections_accepted",
+        "Connections accepted",
+        s.connections_accepted,
+    );
+    let qos = |counts: &[u64; 3]| [("0", counts[0]), ("1", counts[1]), ("2", counts[2])];
+    labelled(
+        &mut r,
+        "cicada_messages_received",
+        "PUBLISH packets accepted from clients, by QoS",
+        "qos",
+        &qos(&s.publishes_received_by_qos),
+    );
+    labelled(
+        &mut r,
+        "cicada_messages_sent",
+        "PUBLISH packets written to clients (retransmissions included), by delivery QoS",
+        "qos",
+        &qos(&s.publishes_sent_by_qos),
+    );
+    counter(
+        &mut r,
+        "cicada_received_bytes",
+        "Bytes received from clients",
+        s.bytes_received,
+    );
+    counter(
+        &mut r,
+        "cicada_sent_bytes",
+        "Bytes sent to clients",
+        s.bytes_sent,
+    );
+    let d = &s.dropped;
+    labelled(
+        &mut r,
+        "cicada_messages_dropped",
+        "Messages not delivered to a session, by reason",
+        "reason",
+        &[
+            ("queue_full", d.queue_full),
+            ("qos0_evicted", d.qos0_evicted),
+            ("expired", d.expired),
+            ("too_large_for_client", d.too_large_for_client),
+            ("offline", d.offline),
+        ],
+    );
+    counter(
+        &mut r,
+        "cicada_auth_failures",
+        "CONNECTs and re-authentications the authenticator refused",
+        s.auth_failures,
+    );
+    counter(
+        &mut r,
+        "cicada_protocol_violations",
+        "Connections closed for breaking a protocol rule",
+        s.protocol_violations,
+    );
+    labelled(
+        &mut r,
+        "cicada_refused",
+        "Requests refused by the ACL, a ban or a quota, by rule",
+        "rule",
+        &[
+            ("publish_denied", s.publishes_denied),
+            ("publish_over_rate", s.publishes_dropped_by_quota),
+            ("publish_throttled", s.publishes_throttled),
+            ("subscribe_denied", s.subscriptions_denied),
+            ("subscriptions_over_quota", s.subscriptions_over_quota),
+            ("connect_banned", s.connects_banned),
+            ("connect_rate", s.connects_rate_limited),
+            ("slow_consumer", s.slow_consumers_disconnected),
+        ],
+    );
+    tenant_metrics(&mut r, &snapshot.tenants);
+    r.register(
+        "cicada_persist_latency_seconds",
+        "From a storage batch's hand-off until it is durable",
+        telemetry.persist_latency.clone(),
+    );
+    r.register(
+        "cicada_loop_turn_seconds",
+        "One engine loop turn: handling inputs and sending their output",
+        telemetry.loop_turn.clone(),
+    );
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut text, &r);
+    text
+}
+
+fn tenant_metrics(r: &mut Registry, tenants: &[(String, TenantStats)]) {
+    if tenants.is_empty() {
+        return;
+    }
+    let gauges = |pick: fn(&TenantStats) -> usize| {
+        let family = Family::<Labels, Gauge>::default();
+        for (name, t) in tenants {
+            family
+                .get_or_create(&vec![("tenant", name.clone())])
+                .set(i64::try_from(pick(t)).unwrap_or(i64::MAX));
+        }
+        family
+    };
+    let counters = |pick: fn(&TenantStats) -> u64| {
+        let family = Family::<Labels, prometheus_client::metrics::counter::Counter>::default();
+        for (name, t) in tenants {
+            family
+                .get_or_create(&vec![("tenant", name.clone())])
+                .inc_by(pick(t));
+        }
+        family
+    };
+    r.register(
+        "cicada_tenant_connections",
+        "A tenant's open connections",
+        gauges(|t| t.connections),
+    );
+    r.register(
+        "cicada_tenant_subscriptions",
+        "A tenant's subscriptions",
+        gauges(|t| t.subscriptions),
+    );
+    r.register(
+        "cicada_tenant_queued_messages",
+        "Messages queued in a tenant's sessions",
+        gauges(|t| t.queued_messages),
+    );
+    r.register(
+        "cicada_tenant_queued_bytes",
+        "Payload bytes queued in a tenant's sessions",
+        gauges(|t| t.queued_bytes),
+    );
+    r.register(
+        "cicada_tenant_connects",
+        "CONNECTs admitted into a tenant",
+        counters(|t| t.connects),
+    );
+    r.register(
+        "cicada_tenant_connects_refused",
+        "CONNECTs refused over a tenant's connection limit",
+        counters(|t| t.connects_refused),
+    );
+    r.register(
+        "cicada_tenant_messages_received",
+        "PUBLISH packets from a tenant's clients",
+        counters(|t| t.publishes_received),
+    );
+    r.register(
+        "cicada_tenant_received_bytes",
+        "Payload bytes from a tenant's clients",
+        counters(|t| t.bytes_received),
+    );
+    r.register(
+        "cicada_tenant_publishes_over_rate",
+        "PUBLISH packets over a tenant's shared rate",
+        counters(|t| t.publishes_over_rate),
+    );
+    r.register(
+        "cicada_tenant_subscriptions_refused",
+        "Subscriptions refused over a tenant's limit",
+        counters(|t| t.subscriptions_refused),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let mut snapshot = Snapshot::default();
+        snapshot.stats.publishes_received_by_qos = [3, 2, 1];
+        snapshot.stats.bytes_received = 42;
+        snapshot.connections = 2;
+        snapshot.tenants = vec![("acme".into(), TenantStats::default())];
+        let telemetry = Telemetry::default();
+        telemetry.persisted(Duration::from_millis(2));
+        let text = render(&snapshot, &telemetry);
+        for line in [
+            "cicada_connections 2",
+            "cicada_messages_received_total{qos=\"0\"} 3",
+            "cicada_messages_received_total{qos=\"2\"} 1",
+            "cicada_received_bytes_total 42",
+            "cicada_tenant_connections{tenant=\"acme\"} 0",
+            "cicada_persist_latency_seconds_count 1",
+            "# TYPE cicada_loop_turn_seconds histogram",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing in\n{text}"
+            );
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,336 @@
+//! The engine task's side of the admin API: answers from the engine's state, and changes made
+//! through the engine's inputs, between two inputs like any other happening.
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use base64::Engine as _;
+use bytes::Bytes;
+use cicada_engine::codec::ReasonCode;
+use cicada_engine::{ConnId, Input, Message, SessionInfo, SubscriptionInfo};
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use super::EngineTask;
+use crate::banfile::BanEntry;
+use crate::http::metrics::Snapshot;
+use crate::http::{ApiError, Reply, Request};
+
+fn ok(body: Value) -> Reply {
+    Reply::Json(StatusCode::OK, body)
+}
+
+fn unix_secs(at: cicada_engine::Instant) -> u64 {
+    at.since_origin().as_secs()
+}
+
+fn session_json(s: &SessionInfo) -> Value {
+    json!({
+        "client_id": &*s.client_id,
+        "connected": s.conn.is_some(),
+        "protocol": s.protocol.to_string(),
+        "peer": s.peer,
+        "listener": s.listener,
+        "username": s.username.as_deref(),
+        "tenant": s.tenant,
+        "expiry_interval": s.expiry_interval,
+        "offline_since": s.offline_since.map(unix_secs),
+        "subscriptions": s.subscriptions,
+        "queued": s.queued,
+        "queued_bytes": s.queued_bytes,
+        "inflight": s.inflight,
+    })
+}
+
+fn subscription_json(s: &SubscriptionInfo) -> Value {
+    json!({
+        "client_id": &*s.client_id,
+        "filter": &*s.filter,
+        "qos": s.qos as u8,
+        "no_local": s.no_local,
+        "retain_as_published": s.retain_as_published,
+        "retain_handling": s.retain_handling,
+        "subscription_id": s.id,
+    })
+}
+
+fn message_json(m: &Message) -> Value {
+    json!({
+        "topic": m.topic.as_str(),
+        "qos": m.qos as u8,
+        "size": m.payload.len(),
+        "payload": std::str::from_utf8(&m.payload).ok(),
+        "payload_base64": base64::engine::general_purpose::STANDARD.encode(&m.payload),
+    })
+}
+
+fn ban_json(b: &BanEntry) -> Value {
+    let (kind, value) = match &b.target {
+        cicada_engine::limits::BanTarget::ClientId(g) => ("client", g.clone()),
+        cicada_engine::limits::BanTarget::Username(g) => ("user", g.clone()),
+        cicada_engine::limits::BanTarget::Address(net) => ("address", net.to_string()),
+    };
+    json!({
+        "kind": kind,
+        "value": value,
+        "line": b.to_string(),
+        "until": b.until.map(|t| humantime::format_rfc3339(t).to_string()),
+        "reason": b.reason,
+    })
+}
+
+fn page<T>(
+    items: impl Iterator<Item = T>,
+    offset: usize,
+    limit: usize,
+    json: impl Fn(&T) -> Value,
+) -> Value {
+    let mut total = 0;
+    let mut page = Vec::new();
+    for item in items {
+        if total >= offset && page.len() < limit {
+            page.push(json(&item));
+        }
+        total += 1;
+    }
+    json!({ "total": total, "items": page })
+}
+
+impl EngineTask {
+    /// Answers one admin request.
+    pub(super) fn answer(
+        &mut self,
+        request: Request,
+        batch: &mut BTreeMap<ConnId, Vec<Bytes>>,
+    ) -> Reply {
+        match request {
+            Request::Ping => ok(json!({})),
+            Request::Metrics => Reply::Metrics(Box::new(self.snapshot())),
+            Request::Overview => {
+                let s = self.engine.stats();
+                ok(json!({
+                    "uptime_secs": self.start.elapsed().as_secs(),
+                    "connections": self.engine.connection_count(),
+                    "sessions": self.engine.session_count(),
+                    "subscriptions": self.engine.subscription_count(),
+                    "retained": self.engine.retained_count(),
+                    "messages_received": s.publishes_received,
+                    "messages_sent": s.publishes_sent,
+                    "messages_dropped": s.messages_dropped,
+                    "bytes_received": s.bytes_received,
+                    "bytes_sent": s.bytes_sent,
+                }))
+            }
+            Request::Clients(q) => {
+                let matches = |s: &SessionInfo| {
+                    (q.search.is_empty()
+                        || s.client_id.contains(q.search.as_str())
+                        || s.username
+                            .as_deref()
+                            .is_some_and(|u| u.contains(q.search.as_str())))
+                        && q.connected.is_none_or(|c| c == s.conn.is_some())
+                };
+                ok(page(
+                    self.engine.sessions().filter(matches),
+                    q.offset,
+                    q.limit,
+                    session_json,
+                ))
+            }
+            Request::Client(id) => {
+                match (self.engine.session(&id), self.engine.subscriptions_of(&id)) {
+                    (Some(session), Some(subs)) => {
+                        let mut body = session_json(&session);
+                        body["subscription_list"] = subs.iter().map(subscription_json).collect();
+                        ok(body)
+                    }
+                    _ => no_session(&id),
+                }
+            }
+            Request::Kick(id) => match self.engine.session(&id).map(|s| s.conn) {
+                Some(Some(conn)) => {
+                    info!(client_id = %id, "admin: kicking the client");
+                    self.input(
+                        Input::Kick {
+                            conn,
+                            reason: ReasonCode::AdministrativeAction,
+                            why: "disconnected by an administrator".into(),
+                        },
+                        batch,
+                    );
+                    ok(json!({ "kicked": id }))
+                }
+                Some(None) => Reply::Error(ApiError::new(
+                    StatusCode::CONFLICT,
+                    Some("client_id"),
+                    format!("client {id:?} is not connected (its session is offline)"),
+                )),
+                None => no_session(&id),
+            },
+            Request::DeleteSession(id) => {
+                if self.engine.session(&id).is_none() {
+                    return no_session(&id);
+                }
+                info!(client_id = %id, "admin: deleting the session");
+                self.input(
+                    Input::DeleteSession {
+                        client_id: id.as_str().into(),
+                    },
+                    batch,
+                );
+                ok(json!({ "deleted": id }))
+            }
+            Request::Subscriptions(q) => {
+                let matches = |s: &SubscriptionInfo| {
+                    q.client_id.as_deref().is_none_or(|c| *s.client_id == *c)
+                        && s.filter.contains(q.search.as_str())
+                };
+                ok(page(
+                    self.engine.subscriptions().filter(matches),
+                    q.offset,
+                    q.limit,
+                    subscription_json,
+                ))
+            }
+            Request::Retained { filter, limit } => {
+                let items: Vec<Value> = self
+                    .engine
+                    .retained_matching(&filter, limit)
+                    .iter()
+                    .map(|m| message_json(m))
+                    .collect();
+                ok(json!({ "items": items }))
+            }
+            Request::RetainedTopic(topic) => match self.engine.retained(&topic) {
+                Some(m) => ok(message_json(&m)),
+                None => Reply::Error(ApiError::not_found(
+                    "topic",
+                    format!("no retained message on {:?}", topic.as_str()),
+                )),
+            },
+            Request::DeleteRetained(topic) => {
+                if self.engine.retained(&topic).is_none() {
+                    return Reply::Error(ApiError::not_found(
+                        "topic",
+                        format!("no retained message on {:?}", topic.as_str()),
+                    ));
+                }
+                info!(topic = %topic.as_str(), "admin: deleting the retained message");
+                self.input(
+                    Input::DeleteRetained {
+                        topic: topic.clone(),
+                    },
+                    batch,
+                );
+                ok(json!({ "deleted": topic.as_str() }))
+            }
+            Request::TopicStats(topic) => {
+                let t = self.engine.topic_stats(&topic);
+                ok(json!({
+                    "topic": t.topic.as_str(),
+                    "subscribers": t.subscribers,
+                    "shared_groups": t.shared_groups,
+                    "retained": t.retained.as_deref().map(message_json),
+                }))
+            }
+            Request::Reload => {
+                let report = self.reload(batch);
+                report.log();
+                ok(serde_json::to_value(&report).unwrap_or_default())
+            }
+            Request::Bans => {
+                ok(json!({ "items": self.bans.iter().map(ban_json).collect::<Vec<_>>() }))
+            }
+            Request::AddBan(entry) => {
+                let body = ban_json(&entry);
+                match self.bans.iter_mut().find(|b| b.target == entry.target) {
+                    Some(existing) => *existing = entry,
+                    None => self.bans.push(entry),
+                }
+                self.bans_changed(batch);
+                Reply::Json(StatusCode::CREATED, body)
+            }
+            Request::RemoveBan(target) => {
+                let before = self.bans.len();
+                self.bans.retain(|b| b.target != target);
+                if self.bans.len() == before {
+                    return Reply::Error(ApiError::not_found(
+                        "value",
+                        format!("no ban on {target}"),
+                    ));
+                }
+                self.bans_changed(batch);
+                ok(json!({ "lifted": target.to_string() }))
+            }
+            Request::Listeners => {
+                let mut open: BTreeMap<&str, usize> = BTreeMap::new();
+                for (_, listener) in self.peers.values() {
+                    *open.entry(listener).or_default() += 1;
+                }
+                let items: Vec<Value> = self
+                    .bound
+                    .iter()
+                    .map(|(name, kind, addr)| {
+                        let config = self.settings.listeners.iter().find(|l| &l.name == name);
+                        json!({
+                            "name": name,
+                            "kind": kind.as_str(),
+                            "address": addr.to_string(),
+                            "accepting": self.listeners.is_some(),
+                            "connections": open.get(name.as_str()).copied().unwrap_or(0),
+                            "max_connections": config.and_then(|l| l.max_connections),
+                            "allow_anonymous": config.map(|l| l.allow_anonymous),
+                        })
+                    })
+                    .collect();
+                ok(json!({ "items": items }))
+            }
+        }
+    }
+
+    fn input(&mut self, input: Input, batch: &mut BTreeMap<ConnId, Vec<Bytes>>) {
+        let now = self.now();
+        self.engine.handle(now, input);
+        self.drain(batch);
+    }
+
+    /// Bans changed through the API: the engine takes them (newly banned clients go, 0x98), and
+    /// the ban file, if there is one, is rewritten so they survive a reload and a restart.
+    fn bans_changed(&mut self, batch: &mut BTreeMap<ConnId, Vec<Bytes>>) {
+        self.input(
+            Input::SetBans {
+                bans: crate::policy::engine_bans(&self.bans),
+            },
+            batch,
+        );
+        if let Some(path) = &self.settings.bans_file {
+            if let Err(e) = crate::banfile::save(path, &self.bans) {
+                warn!("admin: the bans are in force but not saved: {e}");
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            stats: self.engine.stats().clone(),
+            totals: self.engine.totals(),
+            connections: self.engine.connection_count(),
+            sessions: self.engine.session_count(),
+            subscriptions: self.engine.subscription_count(),
+            retained: self.engine.retained_count(),
+            tenants: self
+                .engine
+                .tenant_stats()
+                .map(|(name, t)| (name.to_string(), t.clone()))
+                .collect(),
+            uptime: self.start.elapsed(),
+        }
+    }
+}
+
+fn no_session(id: &str) -> Reply {
+    Reply::Error(ApiError::not_found(
+        "client_id",
+        format!("no session for client {id:?}"),
+    ))
+}
