@@ -240,3 +240,72 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, state: HttpState) {
         warn!("http listener stopped: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    /// Every path and method in `docs/openapi.json` is served: without a token a real admin route
+    /// answers 401 (the open ones 200/503), only unknown routes reach the 404 fallback.
+    #[tokio::test]
+    async fn every_documented_route_exists() {
+        let spec: serde_json::Value =
+            serde_json::from_str(include_str!("../../../docs/openapi.json")).expect("valid JSON");
+        let (calls, mut rx) = mpsc::channel(16);
+        // Answer the engine calls the open routes make.
+        tokio::spawn(async move {
+            while let Some(call) = rx.recv().await {
+                let Call { request, reply } = call;
+                let answer = match request {
+                    Request::Metrics => Reply::Metrics(Box::default()),
+                    _ => Reply::Json(StatusCode::OK, serde_json::json!({})),
+                };
+                let _ = reply.send(answer);
+            }
+        });
+        let state = HttpState::new(
+            calls,
+            PhaseFlag::default(),
+            Some("a-token-of-16-chars"),
+            metrics::Telemetry::default(),
+        );
+        let app = router(state);
+        let paths = spec["paths"].as_object().expect("paths");
+        assert!(paths.len() >= 14, "{} paths", paths.len());
+        for (path, methods) in paths {
+            for method in methods.as_object().expect("methods").keys() {
+                let uri = path.replace("{client_id}", "someone");
+                let request = axum::http::Request::builder()
+                    .method(method.to_uppercase().as_str())
+                    .uri(&uri)
+                    .body(Body::empty())
+                    .expect("request");
+                let status = app
+                    .clone()
+                    .oneshot(request)
+                    .await
+                    .expect("response")
+                    .status();
+                let expected: &[u16] = if path.starts_with("/api/") {
+                    &[401]
+                } else {
+                    &[200, 503]
+                };
+                assert!(
+                    expected.contains(&status.as_u16()),
+                    "{method} {path}: {status}, expected {expected:?}"
+                );
+            }
+        }
+        let missing = axum::http::Request::builder()
+            .uri("/api/v1/nothing")
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(
+            app.oneshot(missing).await.expect("response").status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+}
