@@ -8,6 +8,7 @@ mod banfile;
 mod config;
 mod http;
 mod jwt;
+mod otlp;
 mod passwd;
 mod policy;
 mod providers;
@@ -207,7 +208,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let log = init_logging(settings.log_format, &settings.log_level);
+    let (exporter, tracer) = match settings.otlp.as_ref().map(otlp::Exporter::start) {
+        Some(Ok((exporter, tracer))) => (Some(exporter), Some(tracer)),
+        Some(Err(e)) => {
+            eprintln!("cicada: {e}");
+            return ExitCode::from(2);
+        }
+        None => (None, None),
+    };
+    let log = init_logging(settings.log_format, &settings.log_level, tracer);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -218,20 +227,28 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(settings, source, log)) {
+    let code = match runtime.block_on(server::run(settings, source, log)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("cicada: {e}");
             ExitCode::FAILURE
         }
+    };
+    if let Some(exporter) = exporter {
+        exporter.shutdown();
     }
+    code
 }
 
 /// Changes the log filter of the running broker (a reload); says why a filter is refused.
 pub(crate) type LogControl = std::sync::Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
-fn init_logging(format: LogFormat, level: &str) -> LogControl {
+fn init_logging(
+    format: LogFormat,
+    level: &str,
+    tracer: Option<opentelemetry_sdk::trace::Tracer>,
+) -> LogControl {
     use std::io::IsTerminal;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -249,10 +266,13 @@ fn init_logging(format: LogFormat, level: &str) -> LogControl {
             .json()
             .with_writer(std::io::stderr)
     });
+    // Spans go to the OTLP exporter only when it is configured; otherwise there is no such layer.
+    let otel = tracer.map(|tracer| tracing_opentelemetry::layer().with_tracer(tracer));
     tracing_subscriber::registry()
         .with(filter)
         .with(text)
         .with(json)
+        .with(otel)
         .init();
     std::sync::Arc::new(move |level: &str| {
         let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;

@@ -569,3 +569,76 @@ fn the_dashboard_works_in_headless_chromium() {
         "a screenshot was taken"
     );
 }
+
+/// A fake OTLP/HTTP collector: records each request's first line and body, answers 200.
+/// What the fake collector received: each request's first line and body.
+type Requests = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+fn fake_collector() -> (u16, Requests) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream);
+            let mut first = String::new();
+            if reader.read_line(&mut first).is_err() {
+                continue;
+            }
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            record
+                .lock()
+                .expect("lock")
+                .push((first.trim().to_string(), body));
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn traces_are_exported_over_otlp_when_switched_on() {
+    let (collector, seen) = fake_collector();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (b, _) = Broker::with_listeners::<0>(dir.path(), |[]| {
+        format!("[tracing]\notlp_endpoint = \"http://127.0.0.1:{collector}/v1/traces\"\nservice_name = \"cicada-test\"\n")
+    });
+    mosquitto_pub(b.port, "traced/t", "hello", &["-i", "traced-client"]);
+    b.wait_log(&["client disconnected", "traced-client"]);
+    // Stopping flushes the batch exporter.
+    assert!(b.terminate().success());
+    let requests = seen.lock().expect("lock").clone();
+    let found = requests.iter().any(|(line, body)| {
+        let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+        line.starts_with("POST /v1/traces")
+            && has(b"mqtt.connection")
+            && has(b"traced-client")
+            && has(b"cicada-test")
+    });
+    assert!(
+        found,
+        "no OTLP export with the connection span; requests: {:?}",
+        requests
+            .iter()
+            .map(|(l, b)| (l, b.len()))
+            .collect::<Vec<_>>()
+    );
+}

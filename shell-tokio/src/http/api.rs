@@ -62,6 +62,31 @@ pub(crate) enum Request {
     Listeners,
 }
 
+impl Request {
+    /// Its name, for spans.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Request::Ping => "ping",
+            Request::Metrics => "metrics",
+            Request::Overview => "overview",
+            Request::Clients(_) => "clients",
+            Request::Client(_) => "client",
+            Request::Kick(_) => "kick",
+            Request::DeleteSession(_) => "delete_session",
+            Request::Subscriptions(_) => "subscriptions",
+            Request::Retained { .. } => "retained",
+            Request::RetainedTopic(_) => "retained_topic",
+            Request::DeleteRetained(_) => "delete_retained",
+            Request::TopicStats(_) => "topic_stats",
+            Request::Reload => "reload",
+            Request::Bans => "bans",
+            Request::AddBan(_) => "add_ban",
+            Request::RemoveBan(_) => "remove_ban",
+            Request::Listeners => "listeners",
+        }
+    }
+}
+
 /// `GET /clients` parameters.
 #[derive(Debug, Default)]
 pub(crate) struct ClientQuery {

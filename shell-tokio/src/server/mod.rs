@@ -237,6 +237,7 @@ pub(crate) async fn run(
         reconfigured: None,
         telemetry,
         phase: phase.clone(),
+        spans: BTreeMap::new(),
     };
     // Restoring may have emitted work (expired sessions deleted, wills published).
     let mut batch = BTreeMap::new();
@@ -456,6 +457,8 @@ struct EngineTask {
     telemetry: Telemetry,
     /// `/ready`'s view of the broker.
     phase: PhaseFlag,
+    /// Each connected client's `mqtt.connection` span, while traces are exported.
+    spans: BTreeMap<ConnId, tracing::Span>,
 }
 
 impl EngineTask {
@@ -531,6 +534,10 @@ impl EngineTask {
                     self.drain(&mut batch);
                 }
                 Wake::Call(call) => {
+                    let _span = crate::otlp::enabled().then(|| {
+                        tracing::info_span!("admin.request", request = call.request.name())
+                            .entered()
+                    });
                     let reply = self.answer(call.request, &mut batch);
                     let _ = call.reply.send(reply);
                 }
@@ -606,6 +613,8 @@ impl EngineTask {
                 Input::AuthDecided { conn, decision }
             }
             Happening::Reload => {
+                let _span = crate::otlp::enabled()
+                    .then(|| tracing::info_span!("reload", trigger = "SIGHUP").entered());
                 let report = self.reload(batch);
                 report.log();
                 return;
@@ -716,6 +725,19 @@ impl EngineTask {
                 } => {
                     let (peer, listener) = self.peer(conn);
                     info!(%conn, client_id = %client_id, %peer, %listener, %protocol, session_present, "client connected");
+                    if crate::otlp::enabled() {
+                        let span = tracing::info_span!(
+                            parent: None,
+                            "mqtt.connection",
+                            client_id = %client_id,
+                            peer = %peer,
+                            listener = %listener,
+                            protocol = %protocol,
+                            session_present,
+                            close_reason = tracing::field::Empty,
+                        );
+                        self.spans.insert(conn, span);
+                    }
                 }
                 Event::ClientDisconnected {
                     conn,
@@ -734,6 +756,9 @@ impl EngineTask {
                         }
                     }
                     self.peers.remove(&conn);
+                    if let Some(span) = self.spans.remove(&conn) {
+                        span.record("close_reason", tracing::field::debug(&reason));
+                    }
                 }
                 Event::MessageDropped {
                     client_id,
