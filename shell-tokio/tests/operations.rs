@@ -56,21 +56,7 @@ fn scrape(port: u16) -> String {
 }
 
 fn mosquitto_pub(port: u16, topic: &str, message: &str, args: &[&str]) {
-    let (ok, out) = attempt(
-        Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-t",
-                topic,
-                "-m",
-                message,
-            ])
-            .args(args),
-        Duration::from_secs(10),
-    );
+    let (ok, out) = support::mosquitto_pub(port, topic, message, args);
     assert!(ok, "mosquitto_pub failed: {out}");
 }
 

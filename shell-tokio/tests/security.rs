@@ -33,21 +33,7 @@ fn broker(dir: &Path, config: &str) -> Broker {
 /// `mosquitto_pub` of `message` on `t` to `port` with `args`; whether it succeeded, and what it
 /// printed.
 fn mosquitto_pub(port: u16, message: &str, args: &[&str]) -> (bool, String) {
-    attempt(
-        Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-t",
-                "t",
-                "-m",
-                message,
-            ])
-            .args(args),
-        Duration::from_secs(10),
-    )
+    support::mosquitto_pub(port, "t", message, args)
 }
 
 fn quoted(path: &Path) -> String {

@@ -93,66 +93,57 @@ pub(crate) fn render(snapshot: &Snapshot, telemetry: &Telemetry) -> String {
     let mut r = Registry::default();
     let s = &snapshot.stats;
     let t = &snapshot.totals;
-    gauge(
-        &mut r,
-        "cicada_connections",
-        "Open network connections, connected or not yet",
-        snapshot.connections,
-    );
-    gauge(
-        &mut r,
-        "cicada_clients_connected",
-        "Clients that completed CONNECT",
-        t.connected,
-    );
-    gauge(
-        &mut r,
-        "cicada_sessions",
-        "Sessions, online or offline",
-        snapshot.sessions,
-    );
-    gauge(
-        &mut r,
-        "cicada_subscriptions",
-        "Subscriptions across all sessions",
-        snapshot.subscriptions,
-    );
-    gauge(
-        &mut r,
-        "cicada_retained_messages",
-        "Topics holding a retained message",
-        snapshot.retained,
-    );
-    gauge(
-        &mut r,
-        "cicada_inflight_messages",
-        "QoS 1/2 messages sent and not yet acknowledged",
-        t.inflight,
-    );
-    gauge(
-        &mut r,
-        "cicada_queued_messages",
-        "Messages queued in sessions, not yet sent",
-        t.queued,
-    );
-    gauge(
-        &mut r,
-        "cicada_queued_bytes",
-        "Payload bytes of the queued messages",
-        t.queued_bytes,
-    );
+    let gauges = [
+        (
+            "cicada_connections",
+            "Open network connections, connected or not yet",
+            snapshot.connections,
+        ),
+        (
+            "cicada_clients_connected",
+            "Clients that completed CONNECT",
+            t.connected,
+        ),
+        (
+            "cicada_sessions",
+            "Sessions, online or offline",
+            snapshot.sessions,
+        ),
+        (
+            "cicada_subscriptions",
+            "Subscriptions across all sessions",
+            snapshot.subscriptions,
+        ),
+        (
+            "cicada_retained_messages",
+            "Topics holding a retained message",
+            snapshot.retained,
+        ),
+        (
+            "cicada_inflight_messages",
+            "QoS 1/2 messages sent and not yet acknowledged",
+            t.inflight,
+        ),
+        (
+            "cicada_queued_messages",
+            "Messages queued in sessions, not yet sent",
+            t.queued,
+        ),
+        (
+            "cicada_queued_bytes",
+            "Payload bytes of the queued messages",
+            t.queued_bytes,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        gauge(&mut r, name, help, value);
+    }
     let uptime = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
     uptime.set(snapshot.uptime.as_secs_f64());
     r.register(
         "cicada_uptime_seconds",
         "Seconds since the broker started",
         uptime,
-    );
-    counter(
-        &mut r,
-        "cicada_connections_accepted",
-        "Connections accepted",
-        s.connections_accepted,
     );
     let qos = |counts: &[u64; 3]| [("0", counts[0]), ("1", counts[1]), ("2", counts[2])];
     labelled(
@@ -169,18 +160,32 @@ pub(crate) fn render(snapshot: &Snapshot, telemetry: &Telemetry) -> String {
         "qos",
         &qos(&s.publishes_sent_by_qos),
     );
-    counter(
-        &mut r,
-        "cicada_received_bytes",
-        "Bytes received from clients",
-        s.bytes_received,
-    );
-    counter(
-        &mut r,
-        "cicada_sent_bytes",
-        "Bytes sent to clients",
-        s.bytes_sent,
-    );
+    let counters = [
+        (
+            "cicada_connections_accepted",
+            "Connections accepted",
+            s.connections_accepted,
+        ),
+        (
+            "cicada_received_bytes",
+            "Bytes received from clients",
+            s.bytes_received,
+        ),
+        ("cicada_sent_bytes", "Bytes sent to clients", s.bytes_sent),
+        (
+            "cicada_auth_failures",
+            "CONNECTs and re-authentications the authenticator refused",
+            s.auth_failures,
+        ),
+        (
+            "cicada_protocol_violations",
+            "Connections closed for breaking a protocol rule",
+            s.protocol_violations,
+        ),
+    ];
+    for (name, help, value) in counters {
+        counter(&mut r, name, help, value);
+    }
     let d = &s.dropped;
     labelled(
         &mut r,
@@ -194,18 +199,6 @@ pub(crate) fn render(snapshot: &Snapshot, telemetry: &Telemetry) -> String {
             ("too_large_for_client", d.too_large_for_client),
             ("offline", d.offline),
         ],
-    );
-    counter(
-        &mut r,
-        "cicada_auth_failures",
-        "CONNECTs and re-authentications the authenticator refused",
-        s.auth_failures,
-    );
-    counter(
-        &mut r,
-        "cicada_protocol_violations",
-        "Connections closed for breaking a protocol rule",
-        s.protocol_violations,
     );
     labelled(
         &mut r,
@@ -240,78 +233,88 @@ pub(crate) fn render(snapshot: &Snapshot, telemetry: &Telemetry) -> String {
     text
 }
 
+/// A per-tenant gauge: name, help, and what it reads.
+type TenantGauge = (&'static str, &'static str, fn(&TenantStats) -> usize);
+/// A per-tenant counter.
+type TenantCounter = (&'static str, &'static str, fn(&TenantStats) -> u64);
+
+const TENANT_GAUGES: [TenantGauge; 4] = [
+    (
+        "cicada_tenant_connections",
+        "A tenant's open connections",
+        |t| t.connections,
+    ),
+    (
+        "cicada_tenant_subscriptions",
+        "A tenant's subscriptions",
+        |t| t.subscriptions,
+    ),
+    (
+        "cicada_tenant_queued_messages",
+        "Messages queued in a tenant's sessions",
+        |t| t.queued_messages,
+    ),
+    (
+        "cicada_tenant_queued_bytes",
+        "Payload bytes queued in a tenant's sessions",
+        |t| t.queued_bytes,
+    ),
+];
+
+const TENANT_COUNTERS: [TenantCounter; 6] = [
+    (
+        "cicada_tenant_connects",
+        "CONNECTs admitted into a tenant",
+        |t| t.connects,
+    ),
+    (
+        "cicada_tenant_connects_refused",
+        "CONNECTs refused over a tenant's connection limit",
+        |t| t.connects_refused,
+    ),
+    (
+        "cicada_tenant_messages_received",
+        "PUBLISH packets from a tenant's clients",
+        |t| t.publishes_received,
+    ),
+    (
+        "cicada_tenant_received_bytes",
+        "Payload bytes from a tenant's clients",
+        |t| t.bytes_received,
+    ),
+    (
+        "cicada_tenant_publishes_over_rate",
+        "PUBLISH packets over a tenant's shared rate",
+        |t| t.publishes_over_rate,
+    ),
+    (
+        "cicada_tenant_subscriptions_refused",
+        "Subscriptions refused over a tenant's limit",
+        |t| t.subscriptions_refused,
+    ),
+];
+
 fn tenant_metrics(r: &mut Registry, tenants: &[(String, TenantStats)]) {
     if tenants.is_empty() {
         return;
     }
-    let gauges = |pick: fn(&TenantStats) -> usize| {
+    let label = |name: &str| vec![("tenant", name.to_string())];
+    for (name, help, read) in TENANT_GAUGES {
         let family = Family::<Labels, Gauge>::default();
-        for (name, t) in tenants {
+        for (tenant, t) in tenants {
             family
-                .get_or_create(&vec![("tenant", name.clone())])
-                .set(i64::try_from(pick(t)).unwrap_or(i64::MAX));
+                .get_or_create(&label(tenant))
+                .set(i64::try_from(read(t)).unwrap_or(i64::MAX));
         }
-        family
-    };
-    let counters = |pick: fn(&TenantStats) -> u64| {
+        r.register(name, help, family);
+    }
+    for (name, help, read) in TENANT_COUNTERS {
         let family = Family::<Labels, prometheus_client::metrics::counter::Counter>::default();
-        for (name, t) in tenants {
-            family
-                .get_or_create(&vec![("tenant", name.clone())])
-                .inc_by(pick(t));
+        for (tenant, t) in tenants {
+            family.get_or_create(&label(tenant)).inc_by(read(t));
         }
-        family
-    };
-    r.register(
-        "cicada_tenant_connections",
-        "A tenant's open connections",
-        gauges(|t| t.connections),
-    );
-    r.register(
-        "cicada_tenant_subscriptions",
-        "A tenant's subscriptions",
-        gauges(|t| t.subscriptions),
-    );
-    r.register(
-        "cicada_tenant_queued_messages",
-        "Messages queued in a tenant's sessions",
-        gauges(|t| t.queued_messages),
-    );
-    r.register(
-        "cicada_tenant_queued_bytes",
-        "Payload bytes queued in a tenant's sessions",
-        gauges(|t| t.queued_bytes),
-    );
-    r.register(
-        "cicada_tenant_connects",
-        "CONNECTs admitted into a tenant",
-        counters(|t| t.connects),
-    );
-    r.register(
-        "cicada_tenant_connects_refused",
-        "CONNECTs refused over a tenant's connection limit",
-        counters(|t| t.connects_refused),
-    );
-    r.register(
-        "cicada_tenant_messages_received",
-        "PUBLISH packets from a tenant's clients",
-        counters(|t| t.publishes_received),
-    );
-    r.register(
-        "cicada_tenant_received_bytes",
-        "Payload bytes from a tenant's clients",
-        counters(|t| t.bytes_received),
-    );
-    r.register(
-        "cicada_tenant_publishes_over_rate",
-        "PUBLISH packets over a tenant's shared rate",
-        counters(|t| t.publishes_over_rate),
-    );
-    r.register(
-        "cicada_tenant_subscriptions_refused",
-        "Subscriptions refused over a tenant's limit",
-        counters(|t| t.subscriptions_refused),
-    );
+        r.register(name, help, family);
+    }
 }
 
 #[cfg(test)]

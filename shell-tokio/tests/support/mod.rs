@@ -62,13 +62,22 @@ impl Broker {
             .spawn()
             .expect("start cicada");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        // Ready means this broker logged it, not just that something answers on the port: a
+        // parallel test may hold a port this one was given and failed to bind.
+        let ready = |log: &str| log.contains("cicada::server: ready");
+        loop {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             if child.try_wait().expect("wait").is_some() {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 let _ = std::fs::remove_file(&log_path);
                 return Err(log);
             }
-            assert!(Instant::now() < deadline, "cicada did not start listening");
+            if ready(&log) && TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cicada did not start listening:\n{log}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(Broker {
@@ -364,4 +373,24 @@ fn dechunk(mut rest: &str) -> String {
         rest = tail[size..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// `mosquitto_pub` of `message` on `topic` to `port` with `args` (10 s at most): whether it
+/// succeeded, and what it printed.
+pub fn mosquitto_pub(port: u16, topic: &str, message: &str, args: &[&str]) -> (bool, String) {
+    attempt(
+        Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                topic,
+                "-m",
+                message,
+            ])
+            .args(args),
+        Duration::from_secs(10),
+    )
 }
