@@ -319,7 +319,7 @@ pub(crate) struct TenantSection {
 }
 
 /// How CONNECT credentials are checked, resolved from `[auth]` and the listeners.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AuthSettings {
     /// The providers in order, with their configuration.
     pub(crate) providers: Vec<Provider>,

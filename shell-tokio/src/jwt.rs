@@ -29,7 +29,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// `[auth.jwt]`: which tokens are accepted and who they make the client.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct JwtConfig {
     /// Accepted `alg` values: HS256, RS256, ES256. A token whose `alg` is not listed is refused,

@@ -521,16 +521,10 @@ fn the_dashboard_works_in_headless_chromium() {
     mosquitto_pub(b.port, "dash/temp", "21.5", &["-r"]);
 
     let script_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard");
-    let installed = script_dir.join("node_modules/playwright-core");
-    if !installed.exists() {
-        let (ok, out) = attempt(
-            Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&script_dir),
-            Duration::from_secs(300),
-        );
-        assert!(ok, "npm ci in tests/dashboard failed: {out}");
-    }
+    assert!(
+        script_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run scripts/setup (the test command does)"
+    );
     let screenshot = dir.path().join("dashboard.png");
     let (ok, out) = attempt(
         Command::new("node")

@@ -96,7 +96,7 @@ fn default_handshake_timeout() -> u64 {
 }
 
 /// `[listener.tls]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM file with the server certificate chain, leaf first.
@@ -124,7 +124,7 @@ fn default_watch_interval() -> u64 {
 }
 
 /// A listener's configuration, checked.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listener {
     /// The listener's name.
     pub name: String,

@@ -50,10 +50,7 @@ fn shell_restart_keys(old: &Settings, new: &Settings) -> Vec<String> {
             keys.push(key.to_string());
         }
     };
-    differs(
-        "listener",
-        format!("{:?}", old.listeners) != format!("{:?}", new.listeners),
-    );
+    differs("listener", old.listeners != new.listeners);
     differs("server.data_dir", old.data_dir != new.data_dir);
     differs("storage.backend", old.backend != new.backend);
     differs("storage.fsync", old.fsync != new.fsync);
@@ -62,10 +59,7 @@ fn shell_restart_keys(old: &Settings, new: &Settings) -> Vec<String> {
         old.fsync_interval != new.fsync_interval,
     );
     differs("log.format", old.log_format != new.log_format);
-    differs(
-        "auth",
-        format!("{:?}", old.auth) != format!("{:?}", new.auth),
-    );
+    differs("auth", old.auth != new.auth);
     differs("acl.file", old.acl_file != new.acl_file);
     differs("bans.file", old.bans_file != new.bans_file);
     differs("http", old.http != new.http);
