@@ -67,6 +67,9 @@ pub struct Config {
     pub assigned_client_id_prefix: String,
     /// Whether `$share/{group}/{filter}` subscriptions are offered (advertised to v5 clients).
     pub shared_subscriptions: bool,
+    /// This engine's place among the engines of one process (one per core): with more than one, it
+    /// exchanges subscription interest and publishes with the others as [`crate::PeerMessage`]s.
+    pub shard: crate::Shard,
     /// How a shared subscription group picks the member that gets a message.
     pub shared_strategy: SharedStrategy,
     /// How often the `$SYS/broker/...` topics are updated; `None` publishes none. Off by default here
@@ -251,6 +254,7 @@ impl Default for Config {
             max_client_id_length: 256,
             assigned_client_id_prefix: "cicada-".to_string(),
             shared_subscriptions: true,
+            shard: crate::Shard::default(),
             shared_strategy: SharedStrategy::RoundRobin,
             sys_interval: None,
             wildcard_subscriptions: true,
@@ -279,6 +283,12 @@ impl Config {
     /// Checks that every limit is usable.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |key, fix| Err(ConfigError { key, fix });
+        if self.shard.count == 0 || self.shard.index >= self.shard.count {
+            return fail(
+                "shard",
+                "use an index below the count of engines, and at least one engine",
+            );
+        }
         if self.max_packet_size < 64 {
             return fail("max_packet_size", "use at least 64 bytes");
         }

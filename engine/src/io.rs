@@ -114,11 +114,31 @@ pub enum AuthStage {
     Reauthenticate,
 }
 
-/// A message from another engine of the same node or cluster.
+/// A message between the engines of one node (see [`crate::Shard`]), carried by the shell from an
+/// [`Event::Peer`] of one engine to an [`Input::Peer`] of another, in order and without loss.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerMessage {
-    /// A message published on another engine, to deliver to this engine's subscribers (not forwarded).
-    Publish(Arc<Message>),
+    /// A message published on another engine. It is never forwarded again.
+    Publish {
+        /// The message. When it is retained, the receiving engine updates its retained store (in
+        /// memory: the publishing engine stored it).
+        message: Arc<Message>,
+        /// Deliver it to this engine's ordinary subscribers.
+        plain: bool,
+        /// Deliver it to one member of each of these shared groups (whole `$share/...` filters): the
+        /// publishing engine chose this engine for them.
+        groups: Vec<ByteString>,
+    },
+    /// The sending engine's clients now subscribe to `filter` (a whole filter, `$share/...`
+    /// included), or (`present: false`) no longer do.
+    Interest {
+        /// The engine whose subscriptions changed.
+        from: u16,
+        /// The filter.
+        filter: ByteString,
+        /// Whether it is now subscribed.
+        present: bool,
+    },
 }
 
 /// Everything that can happen to the engine: the single entry point [`crate::Engine::handle`] takes one.
@@ -441,6 +461,13 @@ pub enum Refusal {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
+    /// Give this message to engine `to` of this node as [`Input::Peer`].
+    Peer {
+        /// The receiving engine's [`crate::Shard::index`].
+        to: u16,
+        /// The message.
+        message: PeerMessage,
+    },
     /// Close the connection after writing everything already taken from `poll_transmit` for it.
     Close {
         /// The connection.

@@ -23,6 +23,7 @@ mod retained;
 mod rng;
 pub mod router;
 mod session;
+mod shard;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod stored;
@@ -43,5 +44,6 @@ pub use io::{
 };
 pub use message::{Message, MessageProperties};
 pub use rng::Rng;
+pub use shard::Shard;
 pub use stored::{StoredMessage, StoredSession, StoredState, StoredSubscription};
 pub use time::Instant;

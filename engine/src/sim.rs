@@ -24,7 +24,7 @@ use crate::codec::{
     Connect, Decoded, Decoder, Delivery, Packet, PacketId, ProtocolVersion, Publish, QoS,
     Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName, MAX_PACKET_SIZE,
 };
-use crate::io::{ConnId, ConnMeta, Event, Input, OutboundState, PersistSeq, StoreOp};
+use crate::io::{ConnId, ConnMeta, Event, Input, OutboundState, PeerMessage, PersistSeq, StoreOp};
 use crate::{Config, Engine, Instant, StoredState};
 
 /// One simulated client connection.
@@ -563,6 +563,22 @@ impl Sim {
                 }
                 Event::ReadResumed { conn } => {
                     let text = format!("read resumed {conn}");
+                    self.line(&text);
+                }
+                Event::Peer { to, message } => {
+                    let text = match message {
+                        PeerMessage::Publish {
+                            message,
+                            plain,
+                            groups,
+                        } => format!(
+                            "peer {to}: publish {:?} plain={plain} groups={groups:?}",
+                            message.topic.as_str()
+                        ),
+                        PeerMessage::Interest {
+                            filter, present, ..
+                        } => format!("peer {to}: interest {filter:?} present={present}"),
+                    };
                     self.line(&text);
                 }
                 Event::ClientConnected { .. } | Event::ClientDisconnected { .. } => {}

@@ -1085,7 +1085,11 @@ fn messages_from_peer_engines_reach_local_subscribers() {
         expires_at: None,
     };
     sim.input(Input::Peer {
-        message: PeerMessage::Publish(std::sync::Arc::new(message)),
+        message: PeerMessage::Publish {
+            message: std::sync::Arc::new(message),
+            plain: true,
+            groups: Vec::new(),
+        },
     });
     assert_eq!(payloads(&sim.recv_all("s")), ["from afar"]);
 }

@@ -2,6 +2,7 @@
 //! packet, or several.
 
 use bytes::{Buf, Bytes, BytesMut};
+use bytestring::ByteString;
 
 use super::decode::decode_packet;
 use super::error::DecodeError;
@@ -217,5 +218,38 @@ mod tests {
             decode_shared(Bytes::new(), ProtocolVersion::V5),
             Err(DecodeError::Truncated { needed: 2 })
         ));
+    }
+}
+
+/// What the first bytes of a new connection say about its client, read without consuming them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Peek {
+    /// The first packet is not all there yet.
+    Incomplete,
+    /// The first packet is a well-formed CONNECT with this client identifier (possibly empty).
+    ClientId(ByteString),
+    /// The first packet is larger than `max_packet_size`, not a CONNECT, or malformed: whoever
+    /// handles the connection refuses it.
+    Refused,
+}
+
+/// Reads the client identifier of the CONNECT at the start of `buf`, for a shell that hands each
+/// connection to the engine owning its client identifier ([`crate::Shard::owner`]) before any engine
+/// sees it. `buf` is left as it is: the owner decodes the packet again.
+pub fn peek_client_id(buf: &[u8], max_packet_size: usize) -> Peek {
+    let header = match FrameHeader::parse(buf) {
+        Ok(Some(header)) => header,
+        Ok(None) => return Peek::Incomplete,
+        Err(_) => return Peek::Refused,
+    };
+    if header.packet_len() > max_packet_size {
+        return Peek::Refused;
+    }
+    if buf.len() < header.packet_len() {
+        return Peek::Incomplete;
+    }
+    match decode_one(&buf[..header.packet_len()], ProtocolVersion::V3_1_1) {
+        Ok(Packet::Connect(connect)) => Peek::ClientId(connect.client_id),
+        _ => Peek::Refused,
     }
 }

@@ -22,7 +22,9 @@ mod wire;
 
 pub use bytestring::ByteString;
 pub use error::{DecodeError, EncodeError};
-pub use framer::{decode_one, decode_shared, Decoded, Decoder, FrameHeader, MAX_PACKET_SIZE};
+pub use framer::{
+    decode_one, decode_shared, peek_client_id, Decoded, Decoder, FrameHeader, Peek, MAX_PACKET_SIZE,
+};
 pub use packet::{
     Ack, Auth, ConnAck, Connect, Delivery, Disconnect, Packet, Publish, RetainHandling, SubAck,
     Subscribe, Subscription, SubscriptionOptions, UnsubAck, Unsubscribe, Will,

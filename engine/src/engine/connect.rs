@@ -398,14 +398,15 @@ impl Engine {
         (secs, (granted != asked).then_some(granted))
     }
 
-    /// A fresh client identifier: the configured prefix and 16 hex digits from the seeded generator.
+    /// A fresh client identifier: the configured prefix (plus `s{shard}-` when there are several
+    /// engines, so the identifier leads back to this one) and 16 hex digits from the seeded generator.
     fn assign_client_id(&mut self) -> ByteString {
+        let prefix = self
+            .config
+            .shard
+            .assigned_prefix(&self.config.assigned_client_id_prefix);
         loop {
-            let id = format!(
-                "{}{:016x}",
-                self.config.assigned_client_id_prefix,
-                self.rng.next_u64()
-            );
+            let id = format!("{prefix}{:016x}", self.rng.next_u64());
             let id = ByteString::from(id);
             if !self.by_client.contains_key(&id) {
                 return id;

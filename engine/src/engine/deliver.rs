@@ -23,9 +23,15 @@ struct Target {
 }
 
 impl Engine {
-    /// Delivers `message` to every session with a matching subscription: once per session, at the
-    /// highest QoS of its matching subscriptions, with all their identifiers.
+    /// Delivers `message` to this engine's subscribers: ordinary and shared.
     pub(super) fn route(&mut self, message: Arc<Message>) {
+        self.route_plain(&message);
+        self.route_shared(&message, None);
+    }
+
+    /// Delivers `message` to every session with a matching ordinary subscription: once per session,
+    /// at the highest QoS of its matching subscriptions, with all their identifiers.
+    pub(super) fn route_plain(&mut self, message: &Arc<Message>) {
         let mut targets: BTreeMap<SessionId, Target> = BTreeMap::new();
         let sessions = &self.sessions;
         self.router
@@ -50,7 +56,6 @@ impl Engine {
             let retain = message.retain && t.retain_as_published;
             self.enqueue(sid, message.clone(), t.qos, retain, t.sub_ids, None);
         }
-        self.route_shared(&message, None);
     }
 
     /// Queues a message for a session and sends what its windows allow.

@@ -291,6 +291,7 @@ impl Engine {
             subscription_identifiers,
             auth_methods,
             tenants,
+            shard,
         );
         if old.quotas != new.quotas {
             if old.quotas.connect_rate_per_address != new.quotas.connect_rate_per_address {

@@ -8,6 +8,7 @@ mod deliver;
 mod guard;
 mod inspect;
 mod lifecycle;
+mod peers;
 mod publish;
 mod restore;
 mod shared;
@@ -25,7 +26,7 @@ use bytestring::ByteString;
 
 use crate::codec::{Decoded, Disconnect, Packet, ProtocolVersion, ReasonCode};
 use crate::config::{Config, ConfigError};
-use crate::io::{CloseReason, ConnId, Event, Input, PeerMessage};
+use crate::io::{CloseReason, ConnId, Event, Input};
 use crate::map::FixedMap;
 use crate::persist::Persistence;
 use crate::retained::RetainedStore;
@@ -146,6 +147,8 @@ pub struct Engine {
     sessions: BTreeMap<SessionId, Session>,
     by_client: FixedMap<ByteString, SessionId>,
     router: Router,
+    /// The other engines' subscriptions, when there are others ([`Config::shard`]).
+    peers: peers::Peers,
     retained: RetainedStore,
     timers: Timers,
     persist: Persistence,
@@ -176,6 +179,10 @@ impl Engine {
     /// An engine with `config`, its randomness (assigned client ids) drawn from `seed`.
     pub fn new(config: Config, seed: u64) -> Result<Engine, ConfigError> {
         config.validate()?;
+        let mut router = Router::default();
+        if config.shard.is_sharded() {
+            router.track_interest();
+        }
         let connect_rates = config.quotas.connect_rate_per_address.map(|rate| {
             crate::limits::RateTable::new(rate.per_sec, rate.burst, guard::CONNECT_RATE_ADDRESSES)
         });
@@ -203,7 +210,8 @@ impl Engine {
             conns: BTreeMap::new(),
             sessions: BTreeMap::new(),
             by_client: FixedMap::default(),
-            router: Router::default(),
+            router,
+            peers: peers::Peers::default(),
             retained: RetainedStore::default(),
             timers: Timers::default(),
             holding: BTreeSet::new(),
@@ -278,9 +286,7 @@ impl Engine {
             }
             Input::PersistFailed { seq } => self.persist_failed(seq.0),
             Input::AuthDecided { conn, decision } => self.auth_decided(conn, decision),
-            Input::Peer { message } => match message {
-                PeerMessage::Publish(message) => self.route(message),
-            },
+            Input::Peer { message } => self.peer_message(message),
             Input::Timeout => self.fire_timers(),
             Input::SetRedirect { redirect } => self.config.redirect = redirect,
             Input::SetAcl { acl } => self.set_acl(acl),
@@ -331,6 +337,7 @@ impl Engine {
                 self.kick(conn, ReasonCode::QuotaExceeded, why);
             }
         }
+        self.announce_interest();
         if let Some((seq, ops)) = self.persist.seal() {
             self.events.push_back(Event::Persist { seq, ops });
         }

@@ -181,7 +181,11 @@ impl Engine {
                 });
             }
         }
-        self.route(message);
+        if self.config.shard.is_sharded() {
+            self.route_everywhere(message);
+        } else {
+            self.route(message);
+        }
     }
 
     /// PUBREL from the client: the QoS 2 exchange it started is complete.

@@ -30,7 +30,7 @@ impl Engine {
     }
 
     /// Queues `message` for the member of `group` the strategy picks; false if there is none.
-    fn deliver_to_group(
+    pub(super) fn deliver_to_group(
         &mut self,
         group: &ByteString,
         message: &Arc<Message>,

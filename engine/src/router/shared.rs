@@ -47,15 +47,28 @@ impl SharedGroups {
     }
 
     /// Adds `sid` to the group of `full` (a `$share/{group}/{filter}` filter) with `sub`, or updates
-    /// its options; `filter` is the part matched against topics.
-    pub(crate) fn insert(&mut self, full: &ByteString, filter: &str, sid: SessionId, sub: Sub) {
+    /// its options; `filter` is the part matched against topics. Returns whether `sid` joined.
+    pub(crate) fn insert(
+        &mut self,
+        full: &ByteString,
+        filter: &str,
+        sid: SessionId,
+        sub: Sub,
+    ) -> bool {
         let group = self.groups.entry(full.clone()).or_insert_with(|| {
             self.trie.insert(filter, full.clone(), ());
             Group::default()
         });
-        if group.members.insert(sid, sub).is_none() {
+        let joined = group.members.insert(sid, sub).is_none();
+        if joined {
             self.members += 1;
         }
+        joined
+    }
+
+    /// Whether `group` has a member.
+    pub(crate) fn has_members(&self, group: &str) -> bool {
+        self.groups.contains_key(group)
     }
 
     /// Removes `sid` from the group of `full`; returns whether it was a member.
