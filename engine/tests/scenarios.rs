@@ -1340,3 +1340,52 @@ fn retained_messages_survive_a_restart_unless_they_expired_while_down() {
         .collect();
     assert_eq!(topics, ["r/keep"]);
 }
+
+#[test]
+fn one_message_to_mixed_subscribers_is_encoded_right_for_each() {
+    // The PUBLISH is encoded once per variant and copied; each copy must carry its own packet id,
+    // QoS, retain flag and version layout.
+    let mut sim = sim();
+    for (name, version, qos) in [
+        ("a3", V3_1_1, QoS::AtLeastOnce),
+        ("b5", V5, QoS::AtLeastOnce),
+        ("c5", V5, QoS::AtMostOnce),
+        ("d3", V3_1_1, QoS::ExactlyOnce),
+        ("e5", V5, QoS::AtLeastOnce),
+    ] {
+        sim.connect(name, version);
+        sim.subscribe(name, "m/#", qos);
+    }
+    sim.connect("p", V5);
+    for round in 0..2 {
+        sim.publish("p", "m/x", QoS::ExactlyOnce, &format!("r{round}"));
+        for (name, qos) in [
+            ("a3", QoS::AtLeastOnce),
+            ("b5", QoS::AtLeastOnce),
+            ("c5", QoS::AtMostOnce),
+            ("d3", QoS::ExactlyOnce),
+            ("e5", QoS::AtLeastOnce),
+        ] {
+            let got = publish_of(sim.recv(name));
+            assert_eq!(got.delivery.qos(), qos, "{name}");
+            assert_eq!(got.topic.as_str(), "m/x");
+            assert_eq!(&got.payload[..], format!("r{round}").as_bytes());
+            if let Some(pid) = got.delivery.packet_id() {
+                // The shared encoding carries id 1: the second round shows the id written in.
+                assert_eq!(pid.get(), round + 1, "{name}");
+                let ack = Ack::new(pid);
+                sim.send(
+                    name,
+                    match qos {
+                        QoS::ExactlyOnce => Packet::PubRec(ack),
+                        _ => Packet::PubAck(ack),
+                    },
+                );
+                sim.recv_all(name);
+                if qos == QoS::ExactlyOnce {
+                    sim.send(name, Packet::PubComp(Ack::new(pid)));
+                }
+            }
+        }
+    }
+}

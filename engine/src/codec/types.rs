@@ -86,6 +86,9 @@ impl QoS {
 pub struct PacketId(NonZeroU16);
 
 impl PacketId {
+    /// Identifier 1, the smallest.
+    pub const MIN: PacketId = PacketId(NonZeroU16::MIN);
+
     /// Wraps a raw identifier; `None` for zero.
     pub fn new(raw: u16) -> Option<PacketId> {
         NonZeroU16::new(raw).map(PacketId)

@@ -29,6 +29,11 @@ impl OutboundAliases {
         }
     }
 
+    /// Whether no alias is ever used on this connection.
+    pub(crate) fn is_off(&self) -> bool {
+        self.max == 0
+    }
+
     /// How many aliases are assigned.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

@@ -187,15 +187,25 @@ impl Engine {
                 continue;
             }
             let pid = (out.qos != QoS::AtMostOnce).then(|| session.take_packet_id());
-            let publish = outbound_publish(&out, pid, false, self.now, session.mount.as_deref());
-            let Some(publish) = c
-                .out_aliases
-                .fit(publish, version, session.client_max_packet)
-            else {
+            let same_for_all =
+                out.sub_ids.is_empty() && session.mount.is_none() && c.out_aliases.is_off();
+            let prepared = if same_for_all {
+                let encoded = self.encoded.get(&out, pid, version, self.now);
+                let limit = session.client_max_packet.map_or(usize::MAX, |m| m as usize);
+                (encoded.len() <= limit).then_some(Prepared::Encoded(encoded))
+            } else {
+                let publish =
+                    outbound_publish(&out, pid, false, self.now, session.mount.as_deref());
+                c.out_aliases
+                    .fit(publish, version, session.client_max_packet)
+                    .map(Prepared::Packet)
+            };
+            let Some(prepared) = prepared else {
                 // [MQTT-3.1.2-25]: discard it as if it had been delivered.
                 self.dropped(sid, out, DropReason::TooLargeForClient);
                 continue;
             };
+            let qos = out.qos;
             let mut gate = None;
             if let Some(pid) = pid {
                 if session.is_persistent() && self.persist.enabled() {
@@ -217,8 +227,15 @@ impl Engine {
                 );
             }
             self.stats.publishes_sent += 1;
-            self.stats.publishes_sent_by_qos[qos_index(publish_qos(&publish))] += 1;
-            self.write(conn, &publish, gate);
+            self.stats.publishes_sent_by_qos[qos_index(qos)] += 1;
+            match prepared {
+                Prepared::Encoded(encoded) => {
+                    if let Some(target) = self.out_buffer(conn, gate) {
+                        encoded.write_to(target);
+                    }
+                }
+                Prepared::Packet(packet) => self.write(conn, &packet, gate),
+            }
         }
     }
 
@@ -359,8 +376,16 @@ impl Engine {
     }
 }
 
+/// A PUBLISH about to be written.
+enum Prepared {
+    /// Bytes shared with other subscribers of the message.
+    Encoded(super::encoded::Encoded),
+    /// A packet of its own (subscription identifiers, topic alias or mount).
+    Packet(Packet),
+}
+
 /// The PUBLISH carrying `out` to its client at `now`.
-fn outbound_publish(
+pub(super) fn outbound_publish(
     out: &Outbound,
     pid: Option<PacketId>,
     dup: bool,

@@ -5,6 +5,7 @@ mod auth;
 mod conn;
 mod connect;
 mod deliver;
+mod encoded;
 mod guard;
 mod inspect;
 mod lifecycle;
@@ -158,6 +159,8 @@ pub struct Engine {
     dirty: Vec<ConnId>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// The message being routed, encoded once per variant.
+    encoded: encoded::EncodedCache,
     next_session: SessionId,
     /// The batch whose write failed, until a later batch is reported durable: meanwhile new
     /// persistent sessions are refused (CONNACK 0x88).
@@ -218,6 +221,7 @@ impl Engine {
             dirty: Vec::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            encoded: encoded::EncodedCache::default(),
             next_session: 1,
             storage_failed: None,
             sys: sys::SysState::default(),
@@ -338,6 +342,7 @@ impl Engine {
             }
         }
         self.announce_interest();
+        self.encoded.clear();
         if let Some((seq, ops)) = self.persist.seal() {
             self.events.push_back(Event::Persist { seq, ops });
         }
@@ -474,6 +479,19 @@ impl Engine {
             }
             _ => packet,
         };
+        let Some(target) = self.out_buffer(id, gate) else {
+            return;
+        };
+        if let Err(e) = packet.encode(version, target) {
+            // Only an oversized packet can fail to encode; PUBLISH is size-checked before it gets here.
+            debug_assert!(false, "encoding {packet} failed: {e}");
+        }
+    }
+
+    /// Where bytes for connection `id` go: behind storage batch `gate` while it is not durable,
+    /// otherwise straight to the transmit side.
+    fn out_buffer(&mut self, id: ConnId, gate: Option<u64>) -> Option<&mut BytesMut> {
+        let c = self.conns.get_mut(&id)?;
         let gate = gate.filter(|seq| !self.persist.is_durable(*seq));
         if let Some(seq) = gate {
             if c.held.back().map(|h| h.seq) != Some(seq) {
@@ -485,7 +503,7 @@ impl Engine {
                 self.holding.insert(id);
             }
         }
-        let target = match c.held.back_mut() {
+        Some(match c.held.back_mut() {
             Some(held) => &mut held.bytes,
             None => {
                 if !c.dirty {
@@ -494,11 +512,7 @@ impl Engine {
                 }
                 &mut c.out
             }
-        };
-        if let Err(e) = packet.encode(version, target) {
-            // Only an oversized packet can fail to encode; PUBLISH is size-checked before it gets here.
-            debug_assert!(false, "encoding {packet} failed: {e}");
-        }
+        })
     }
 
     /// Moves held bytes whose batch is now durable to the transmit side.
