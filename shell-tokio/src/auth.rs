@@ -26,7 +26,7 @@ use crate::providers::{Credentials, Proof, Providers};
 
 /// Why the authenticator cannot start.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum AuthError {
+pub enum AuthError {
     #[error("cannot read `auth.scram_credentials` file {path}: {source}")]
     Read {
         path: PathBuf,
@@ -44,29 +44,29 @@ pub(crate) enum AuthError {
 }
 
 /// How many slow credential checks run at once.
-pub(crate) const CHECKS_AT_ONCE: usize = 4;
+pub const CHECKS_AT_ONCE: usize = 4;
 
 /// A credential check to run on the blocking pool.
-pub(crate) type SlowCheck = Box<dyn FnOnce() -> (AuthDecision, Option<Proof>) + Send>;
+pub type SlowCheck = Box<dyn FnOnce() -> (AuthDecision, Option<Proof>) + Send>;
 
 /// An answer now, or a check to run on the blocking pool.
-pub(crate) enum Answer {
+pub enum Answer {
     Now(AuthDecision),
     Later(SlowCheck),
 }
 
 /// One step to check, as the engine asked it.
-pub(crate) struct Step<'a> {
-    pub(crate) conn: ConnId,
-    pub(crate) client_id: &'a str,
-    pub(crate) peer: &'a str,
-    pub(crate) listener: &'a str,
-    pub(crate) username: Option<ByteString>,
-    pub(crate) password: Option<Bytes>,
-    pub(crate) identity: Option<cicada_engine::CertIdentity>,
-    pub(crate) method: Option<&'a str>,
-    pub(crate) data: Option<Bytes>,
-    pub(crate) stage: AuthStage,
+pub struct Step<'a> {
+    pub conn: ConnId,
+    pub client_id: &'a str,
+    pub peer: &'a str,
+    pub listener: &'a str,
+    pub username: Option<ByteString>,
+    pub password: Option<Bytes>,
+    pub identity: Option<cicada_engine::CertIdentity>,
+    pub method: Option<&'a str>,
+    pub data: Option<Bytes>,
+    pub stage: AuthStage,
 }
 
 /// SCRAM state: the verifiers, a decoy secret, and the exchanges in progress.
@@ -79,7 +79,7 @@ struct Scram {
 }
 
 /// The broker's authenticator.
-pub(crate) struct Authenticator {
+pub struct Authenticator {
     rng: SystemRandom,
     scram: Option<Scram>,
     providers: Arc<Providers>,
@@ -89,7 +89,7 @@ pub(crate) struct Authenticator {
 
 impl Authenticator {
     /// Loads the configured credentials.
-    pub(crate) fn new(settings: &AuthSettings) -> Result<Authenticator, AuthError> {
+    pub fn new(settings: &AuthSettings) -> Result<Authenticator, AuthError> {
         let rng = SystemRandom::new();
         let providers = Arc::new(Providers::load(settings)?);
         let scram = match settings.scram_credentials.as_deref() {
@@ -124,7 +124,7 @@ impl Authenticator {
     }
 
     /// Answers one step, or hands back the check to run.
-    pub(crate) fn decide(&mut self, step: Step<'_>) -> Answer {
+    pub fn decide(&mut self, step: Step<'_>) -> Answer {
         if step.method.is_some() {
             return Answer::Now(self.enhanced(step));
         }
@@ -146,17 +146,14 @@ impl Authenticator {
     }
 
     /// Records how a connection proved itself (a check that ran elsewhere came back).
-    pub(crate) fn settled(&mut self, conn: ConnId, proof: Option<Proof>) {
+    pub fn settled(&mut self, conn: ConnId, proof: Option<Proof>) {
         if let Some(proof) = proof {
             self.proofs.insert(conn, proof);
         }
     }
 
     /// Swaps in reloaded providers; the connections whose proof no longer holds, and why.
-    pub(crate) fn reload(
-        &mut self,
-        settings: &AuthSettings,
-    ) -> Result<Vec<(ConnId, String)>, AuthError> {
+    pub fn reload(&mut self, settings: &AuthSettings) -> Result<Vec<(ConnId, String)>, AuthError> {
         let providers = Providers::load(settings)?;
         let revoked = self
             .proofs
@@ -236,7 +233,7 @@ impl Authenticator {
     }
 
     /// Drops the state of a closed connection.
-    pub(crate) fn forget(&mut self, conn: ConnId) {
+    pub fn forget(&mut self, conn: ConnId) {
         self.proofs.remove(&conn);
         if let Some(scram) = self.scram.as_mut() {
             scram.pending.remove(&conn);
@@ -254,7 +251,7 @@ fn nonce(rng: &SystemRandom) -> Option<String> {
 }
 
 /// A random salt for new credentials.
-pub(crate) fn salt() -> Result<[u8; 16], AuthError> {
+pub fn salt() -> Result<[u8; 16], AuthError> {
     let mut salt = [0u8; 16];
     SystemRandom::new()
         .fill(&mut salt)

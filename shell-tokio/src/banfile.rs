@@ -20,27 +20,27 @@ use cicada_engine::limits::BanTarget;
 
 /// One line of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct BanEntry {
-    pub(crate) target: BanTarget,
+pub struct BanEntry {
+    pub target: BanTarget,
     /// Wall-clock end of the ban; the shell turns it into an engine instant.
-    pub(crate) until: Option<SystemTime>,
-    pub(crate) reason: Option<String>,
+    pub until: Option<SystemTime>,
+    pub reason: Option<String>,
 }
 
 /// A mistake in the file's text: where (1-based; columns count characters, not bytes) and what
 /// was expected instead, so an operator can fix it without reading this code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}, column {column}: {message}")]
-pub(crate) struct BanSyntaxError {
-    pub(crate) line: usize,
-    pub(crate) column: usize,
-    pub(crate) message: String,
+pub struct BanSyntaxError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
 }
 
 /// Why the ban file cannot be used; names the file, since the message ends up in a log far from
 /// the configuration that named it.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum BanFileError {
+pub enum BanFileError {
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -59,7 +59,7 @@ pub(crate) enum BanFileError {
 }
 
 /// Reads the file at `path`.
-pub(crate) fn load(path: &Path) -> Result<Vec<BanEntry>, BanFileError> {
+pub fn load(path: &Path) -> Result<Vec<BanEntry>, BanFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| BanFileError::Read {
         path: path.to_path_buf(),
         source,
@@ -71,7 +71,7 @@ pub(crate) fn load(path: &Path) -> Result<Vec<BanEntry>, BanFileError> {
 }
 
 /// Parses the file's text, stopping at the first mistake.
-pub(crate) fn parse(text: &str) -> Result<Vec<BanEntry>, BanSyntaxError> {
+pub fn parse(text: &str) -> Result<Vec<BanEntry>, BanSyntaxError> {
     // Editors on some systems start a UTF-8 file with a byte-order mark; it is not a token.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut entries = Vec::new();
@@ -91,7 +91,7 @@ pub(crate) fn parse(text: &str) -> Result<Vec<BanEntry>, BanSyntaxError> {
 /// Two things `parse` never produces are adjusted so the output always parses: expiry times
 /// outside what RFC 3339 can write here (before 1970, after 9999) are clamped to those bounds,
 /// and line breaks in a reason become spaces.
-pub(crate) fn render(entries: &[BanEntry]) -> String {
+pub fn render(entries: &[BanEntry]) -> String {
     let mut out = String::new();
     for entry in entries {
         out.push_str(&entry.to_string());
@@ -101,7 +101,7 @@ pub(crate) fn render(entries: &[BanEntry]) -> String {
 }
 
 /// Rewrites the file at `path` with `entries` (the admin API's bans), atomically.
-pub(crate) fn save(path: &Path, entries: &[BanEntry]) -> Result<(), BanFileError> {
+pub fn save(path: &Path, entries: &[BanEntry]) -> Result<(), BanFileError> {
     let text = format!(
         "# Written by cicada (admin API); edit freely, reload with SIGHUP.\n{}",
         render(entries)

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 /// Why the configuration cannot be used. Each message names the key and the fix.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ConfigError {
+pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
     Read {
         path: PathBuf,
@@ -28,74 +28,74 @@ pub(crate) enum ConfigError {
 /// The file's shape.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct FileConfig {
-    pub(crate) server: ServerSection,
-    pub(crate) log: LogSection,
-    pub(crate) limits: LimitsSection,
-    pub(crate) storage: StorageSection,
-    pub(crate) shared_subscriptions: SharedSection,
-    pub(crate) sys: SysSection,
-    pub(crate) features: FeaturesSection,
-    pub(crate) redirect: RedirectSection,
-    pub(crate) auth: AuthSection,
-    pub(crate) acl: AclSection,
-    pub(crate) bans: BansSection,
-    pub(crate) quotas: QuotasSection,
-    pub(crate) http: HttpSection,
-    pub(crate) tracing: TracingSection,
+pub struct FileConfig {
+    pub server: ServerSection,
+    pub log: LogSection,
+    pub limits: LimitsSection,
+    pub storage: StorageSection,
+    pub shared_subscriptions: SharedSection,
+    pub sys: SysSection,
+    pub features: FeaturesSection,
+    pub redirect: RedirectSection,
+    pub auth: AuthSection,
+    pub acl: AclSection,
+    pub bans: BansSection,
+    pub quotas: QuotasSection,
+    pub http: HttpSection,
+    pub tracing: TracingSection,
     /// `[[tenant]]` entries: namespaces with mount points and shared limits.
-    pub(crate) tenant: Vec<TenantSection>,
+    pub tenant: Vec<TenantSection>,
     /// `[[listener]]` entries: TCP, TLS, WebSocket, WSS and QUIC listeners.
-    pub(crate) listener: Vec<cicada_transports::ListenerConfig>,
+    pub listener: Vec<cicada_transports::ListenerConfig>,
 }
 
 /// `[http]`: the HTTP listener for `/metrics`, `/health`, `/ready`, the admin API and the
 /// dashboard. Off unless `listen` is set.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct HttpSection {
+pub struct HttpSection {
     /// IP:PORT to serve HTTP on.
-    pub(crate) listen: Option<String>,
+    pub listen: Option<String>,
     /// A file holding the admin API's bearer token (at least 16 characters); without it the
     /// admin API answers 403 and only metrics, health and the dashboard's files are served.
-    pub(crate) admin_token_file: Option<PathBuf>,
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// `[tracing]`: OpenTelemetry trace export.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct TracingSection {
+pub struct TracingSection {
     /// Export spans over OTLP/HTTP to this collector URL (e.g. `http://127.0.0.1:4318`); unset: off.
-    pub(crate) otlp_endpoint: Option<String>,
+    pub otlp_endpoint: Option<String>,
     /// The `service.name` resource attribute.
-    pub(crate) service_name: Option<String>,
+    pub service_name: Option<String>,
 }
 
 /// Checked `[http]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct HttpSettings {
-    pub(crate) listen: SocketAddr,
+pub struct HttpSettings {
+    pub listen: SocketAddr,
     /// The admin token, read from `admin_token_file`.
-    pub(crate) admin_token: Option<String>,
+    pub admin_token: Option<String>,
 }
 
 /// Checked `[tracing]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct OtlpSettings {
-    pub(crate) endpoint: String,
-    pub(crate) service_name: String,
+pub struct OtlpSettings {
+    pub endpoint: String,
+    pub service_name: String,
 }
 
 /// `[features]`: optional MQTT 5 capabilities, advertised in CONNACK and enforced.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct FeaturesSection {
+pub struct FeaturesSection {
     /// Whether filters may use `+` and `#` (off: SUBACK 0xA2).
-    pub(crate) wildcard_subscriptions: bool,
+    pub wildcard_subscriptions: bool,
     /// Whether SUBSCRIBE may carry a Subscription Identifier (off: DISCONNECT 0xA1).
-    pub(crate) subscription_identifiers: bool,
+    pub subscription_identifiers: bool,
     /// Response Information for clients that ask: this prefix followed by the client identifier.
-    pub(crate) response_information_prefix: Option<String>,
+    pub response_information_prefix: Option<String>,
 }
 
 impl Default for FeaturesSection {
@@ -111,36 +111,36 @@ impl Default for FeaturesSection {
 /// `[redirect]`: send every client to another server (MQTT 5 server redirection).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct RedirectSection {
+pub struct RedirectSection {
     /// `host[:port]` (several separated by spaces); unset serves clients here.
-    pub(crate) server_reference: Option<String>,
+    pub server_reference: Option<String>,
     /// 0x9D "Server moved" (for good) instead of 0x9C "Use another server" (for now).
-    pub(crate) permanent: bool,
+    pub permanent: bool,
 }
 
 /// `[auth]`: how clients prove who they are.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct AuthSection {
+pub struct AuthSection {
     /// A SCRAM-SHA-256 credentials file (lines from `cicada scram-user NAME`); offers MQTT 5
     /// enhanced authentication with that method.
-    pub(crate) scram_credentials: Option<PathBuf>,
+    pub scram_credentials: Option<PathBuf>,
     /// The providers that check CONNECT credentials, in order. Unset: every configured one, in the
     /// order password, jwt, x509.
-    pub(crate) providers: Option<Vec<Provider>>,
+    pub providers: Option<Vec<Provider>>,
     /// Whether clients without credentials are let in on `server.listen` addresses and on
     /// `[[listener]]`s that do not say. Unset: only on loopback addresses.
-    pub(crate) allow_anonymous: Option<bool>,
+    pub allow_anonymous: Option<bool>,
     /// `[auth.password]`.
-    pub(crate) password: Option<PasswordSection>,
+    pub password: Option<PasswordSection>,
     /// `[auth.jwt]`.
-    pub(crate) jwt: Option<crate::jwt::JwtConfig>,
+    pub jwt: Option<crate::jwt::JwtConfig>,
 }
 
 /// An authentication provider, as named in `auth.providers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum Provider {
+pub enum Provider {
     /// `[auth.password]`: user name and password against an argon2id file.
     Password,
     /// `[auth.jwt]`: a JWT in the password field.
@@ -152,31 +152,31 @@ pub(crate) enum Provider {
 /// `[auth.password]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct PasswordSection {
+pub struct PasswordSection {
     /// The password file, managed with `cicada passwd`.
-    pub(crate) file: PathBuf,
+    pub file: PathBuf,
 }
 
 /// `[acl]`: who may publish and subscribe to what.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct AclSection {
+pub struct AclSection {
     /// The ACL file (see docs/acl.md); unset: every client may publish and subscribe anywhere.
-    pub(crate) file: Option<PathBuf>,
+    pub file: Option<PathBuf>,
 }
 
 /// `[bans]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct BansSection {
+pub struct BansSection {
     /// The ban file (client ids, user names, addresses, with optional expiry).
-    pub(crate) file: Option<PathBuf>,
+    pub file: Option<PathBuf>,
 }
 
 /// What to do with a client over a limit, as written in the file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum Policy {
+pub enum Policy {
     #[default]
     Throttle,
     Drop,
@@ -196,25 +196,25 @@ impl From<Policy> for cicada_engine::OverloadPolicy {
 /// `[quotas]`: per-client rate limits and quotas; each off unless set.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct QuotasSection {
+pub struct QuotasSection {
     /// PUBLISH packets per second per client.
-    pub(crate) publish_messages_per_sec: Option<u64>,
+    pub publish_messages_per_sec: Option<u64>,
     /// Burst allowed above that rate (default: one second's worth).
-    pub(crate) publish_messages_burst: Option<u64>,
-    pub(crate) publish_messages_policy: Policy,
+    pub publish_messages_burst: Option<u64>,
+    pub publish_messages_policy: Policy,
     /// Payload bytes per second per client.
-    pub(crate) publish_bytes_per_sec: Option<u64>,
-    pub(crate) publish_bytes_burst: Option<u64>,
-    pub(crate) publish_bytes_policy: Policy,
+    pub publish_bytes_per_sec: Option<u64>,
+    pub publish_bytes_burst: Option<u64>,
+    pub publish_bytes_policy: Policy,
     /// Subscriptions per session.
-    pub(crate) max_subscriptions: Option<usize>,
+    pub max_subscriptions: Option<usize>,
     /// `drop` (SUBACK 0x97) or `disconnect`; default `drop`.
-    pub(crate) max_subscriptions_policy: Option<Policy>,
+    pub max_subscriptions_policy: Option<Policy>,
     /// CONNECTs per second from one IP address.
-    pub(crate) connect_rate_per_address: Option<u64>,
-    pub(crate) connect_burst_per_address: Option<u64>,
+    pub connect_rate_per_address: Option<u64>,
+    pub connect_burst_per_address: Option<u64>,
     /// When a connected client's session queue is full: `drop` (default) or `disconnect`.
-    pub(crate) queue_full_policy: Option<Policy>,
+    pub queue_full_policy: Option<Policy>,
 }
 
 /// The rate set at `key` and its burst (default: one second's worth); `None` when unset.
@@ -285,57 +285,57 @@ impl QuotasSection {
 /// mount point, and limits its clients share.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct TenantSection {
-    pub(crate) name: String,
+pub struct TenantSection {
+    pub name: String,
     /// Prefix of every topic its clients use; default `{name}/`. `""`: no isolation.
     #[serde(default)]
-    pub(crate) mount_point: Option<String>,
+    pub mount_point: Option<String>,
     #[serde(default)]
-    pub(crate) listeners: Vec<String>,
+    pub listeners: Vec<String>,
     #[serde(default)]
-    pub(crate) username_prefix: Option<String>,
+    pub username_prefix: Option<String>,
     #[serde(default)]
-    pub(crate) cert_name: Option<String>,
+    pub cert_name: Option<String>,
     #[serde(default)]
-    pub(crate) max_connections: Option<usize>,
+    pub max_connections: Option<usize>,
     #[serde(default)]
-    pub(crate) publish_messages_per_sec: Option<u64>,
+    pub publish_messages_per_sec: Option<u64>,
     #[serde(default)]
-    pub(crate) publish_messages_burst: Option<u64>,
+    pub publish_messages_burst: Option<u64>,
     #[serde(default)]
-    pub(crate) publish_messages_policy: Policy,
+    pub publish_messages_policy: Policy,
     #[serde(default)]
-    pub(crate) publish_bytes_per_sec: Option<u64>,
+    pub publish_bytes_per_sec: Option<u64>,
     #[serde(default)]
-    pub(crate) publish_bytes_burst: Option<u64>,
+    pub publish_bytes_burst: Option<u64>,
     #[serde(default)]
-    pub(crate) publish_bytes_policy: Policy,
+    pub publish_bytes_policy: Policy,
     #[serde(default)]
-    pub(crate) max_subscriptions: Option<usize>,
+    pub max_subscriptions: Option<usize>,
     #[serde(default)]
-    pub(crate) max_queued_messages: Option<usize>,
+    pub max_queued_messages: Option<usize>,
     #[serde(default)]
-    pub(crate) max_queued_bytes: Option<usize>,
+    pub max_queued_bytes: Option<usize>,
 }
 
 /// How CONNECT credentials are checked, resolved from `[auth]` and the listeners.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct AuthSettings {
+pub struct AuthSettings {
     /// The providers in order, with their configuration.
-    pub(crate) providers: Vec<Provider>,
-    pub(crate) password_file: Option<PathBuf>,
-    pub(crate) jwt: Option<crate::jwt::JwtConfig>,
-    pub(crate) scram_credentials: Option<PathBuf>,
+    pub providers: Vec<Provider>,
+    pub password_file: Option<PathBuf>,
+    pub jwt: Option<crate::jwt::JwtConfig>,
+    pub scram_credentials: Option<PathBuf>,
     /// Listener name → whether clients without credentials are let in.
-    pub(crate) anonymous: std::collections::BTreeMap<String, bool>,
+    pub anonymous: std::collections::BTreeMap<String, bool>,
 }
 
 /// `[sys]`: the `$SYS/broker/...` topics.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct SysSection {
+pub struct SysSection {
     /// Seconds between updates; 0 publishes none.
-    pub(crate) interval_secs: u64,
+    pub interval_secs: u64,
 }
 
 impl Default for SysSection {
@@ -347,11 +347,11 @@ impl Default for SysSection {
 /// `[shared_subscriptions]`: `$share/{group}/{filter}` subscriptions.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct SharedSection {
+pub struct SharedSection {
     /// Whether they are offered (off: SUBACK 0x9E, and v5 CONNACK says so).
-    pub(crate) enabled: bool,
+    pub enabled: bool,
     /// How a group picks the member that gets a message.
-    pub(crate) strategy: SharedStrategy,
+    pub strategy: SharedStrategy,
 }
 
 impl Default for SharedSection {
@@ -366,7 +366,7 @@ impl Default for SharedSection {
 /// The engine's strategies, as written in the file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum SharedStrategy {
+pub enum SharedStrategy {
     #[default]
     RoundRobin,
     Random,
@@ -378,7 +378,7 @@ pub(crate) enum SharedStrategy {
 /// Which store keeps durable state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum Backend {
+pub enum Backend {
     /// RocksDB in `server.data_dir`.
     #[default]
     Rocksdb,
@@ -389,7 +389,7 @@ pub(crate) enum Backend {
 /// When acknowledged data reaches the disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum Fsync {
+pub enum Fsync {
     #[default]
     Always,
     Interval,
@@ -398,11 +398,11 @@ pub(crate) enum Fsync {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct StorageSection {
-    pub(crate) backend: Backend,
-    pub(crate) fsync: Fsync,
+pub struct StorageSection {
+    pub backend: Backend,
+    pub fsync: Fsync,
     /// With `fsync = "interval"`: milliseconds between syncs.
-    pub(crate) fsync_interval_ms: u64,
+    pub fsync_interval_ms: u64,
 }
 
 impl Default for StorageSection {
@@ -417,16 +417,16 @@ impl Default for StorageSection {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct ServerSection {
+pub struct ServerSection {
     /// Plain TCP listeners, IP:PORT, on top of any `[[listener]]`. Unset, with no `[[listener]]`:
     /// 127.0.0.1:1883.
-    pub(crate) listen: Option<Vec<String>>,
+    pub listen: Option<Vec<String>>,
     /// Where durable state goes (created if missing).
-    pub(crate) data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// Seconds a connection may take to send CONNECT.
-    pub(crate) connect_timeout_secs: u64,
+    pub connect_timeout_secs: u64,
     /// Seconds to wait for clients to receive their last bytes at shutdown.
-    pub(crate) shutdown_grace_secs: u64,
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for ServerSection {
@@ -442,7 +442,7 @@ impl Default for ServerSection {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum LogFormat {
+pub enum LogFormat {
     #[default]
     Text,
     Json,
@@ -450,10 +450,10 @@ pub(crate) enum LogFormat {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct LogSection {
-    pub(crate) format: LogFormat,
+pub struct LogSection {
+    pub format: LogFormat,
     /// A `tracing` filter: `info`, `debug`, `cicada=debug,info`, ...
-    pub(crate) level: String,
+    pub level: String,
 }
 
 impl Default for LogSection {
@@ -468,58 +468,58 @@ impl Default for LogSection {
 /// Protocol limits; defaults come from the engine's `Config::default()`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct LimitsSection {
-    pub(crate) max_packet_size: Option<u32>,
-    pub(crate) receive_maximum: Option<u16>,
-    pub(crate) max_inflight: Option<u16>,
-    pub(crate) max_queued_messages: Option<usize>,
-    pub(crate) max_queued_bytes: Option<usize>,
-    pub(crate) queue_qos0_offline: Option<bool>,
-    pub(crate) max_topic_length: Option<usize>,
-    pub(crate) max_topic_levels: Option<usize>,
-    pub(crate) max_qos: Option<u8>,
-    pub(crate) retain_available: Option<bool>,
-    pub(crate) topic_alias_maximum: Option<u16>,
-    pub(crate) max_session_expiry_secs: Option<u32>,
-    pub(crate) max_keep_alive_secs: Option<u16>,
-    pub(crate) send_window: Option<usize>,
-    pub(crate) max_client_id_length: Option<usize>,
-    pub(crate) max_outbound_topic_aliases: Option<u16>,
+pub struct LimitsSection {
+    pub max_packet_size: Option<u32>,
+    pub receive_maximum: Option<u16>,
+    pub max_inflight: Option<u16>,
+    pub max_queued_messages: Option<usize>,
+    pub max_queued_bytes: Option<usize>,
+    pub queue_qos0_offline: Option<bool>,
+    pub max_topic_length: Option<usize>,
+    pub max_topic_levels: Option<usize>,
+    pub max_qos: Option<u8>,
+    pub retain_available: Option<bool>,
+    pub topic_alias_maximum: Option<u16>,
+    pub max_session_expiry_secs: Option<u32>,
+    pub max_keep_alive_secs: Option<u16>,
+    pub send_window: Option<usize>,
+    pub max_client_id_length: Option<usize>,
+    pub max_outbound_topic_aliases: Option<u16>,
 }
 
 /// Everything the shell needs, checked.
 #[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) listeners: Vec<cicada_transports::config::Listener>,
-    pub(crate) data_dir: PathBuf,
-    pub(crate) log_format: LogFormat,
-    pub(crate) log_level: String,
-    pub(crate) shutdown_grace: Duration,
-    pub(crate) backend: Backend,
-    pub(crate) fsync: cicada_storage::FsyncPolicy,
-    pub(crate) fsync_interval: Duration,
-    pub(crate) engine: cicada_engine::Config,
-    pub(crate) auth: AuthSettings,
-    pub(crate) acl_file: Option<PathBuf>,
-    pub(crate) bans_file: Option<PathBuf>,
-    pub(crate) http: Option<HttpSettings>,
-    pub(crate) otlp: Option<OtlpSettings>,
+pub struct Settings {
+    pub listeners: Vec<cicada_transports::config::Listener>,
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub shutdown_grace: Duration,
+    pub backend: Backend,
+    pub fsync: cicada_storage::FsyncPolicy,
+    pub fsync_interval: Duration,
+    pub engine: cicada_engine::Config,
+    pub auth: AuthSettings,
+    pub acl_file: Option<PathBuf>,
+    pub bans_file: Option<PathBuf>,
+    pub http: Option<HttpSettings>,
+    pub otlp: Option<OtlpSettings>,
 }
 
 /// Where the settings come from: the file and the command line's overrides, kept so a reload
 /// reads them again the same way.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Source {
-    pub(crate) path: Option<PathBuf>,
-    pub(crate) listen: Vec<String>,
-    pub(crate) data_dir: Option<PathBuf>,
-    pub(crate) log_format: Option<LogFormat>,
-    pub(crate) log_level: Option<String>,
+pub struct Source {
+    pub path: Option<PathBuf>,
+    pub listen: Vec<String>,
+    pub data_dir: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+    pub log_level: Option<String>,
 }
 
 impl Source {
     /// Reads the file (if any), applies the overrides and checks everything.
-    pub(crate) fn settings(&self) -> Result<Settings, ConfigError> {
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
         let mut file = match &self.path {
             Some(path) => FileConfig::load(path)?,
             None => FileConfig::default(),
@@ -542,7 +542,7 @@ impl Source {
 
 impl FileConfig {
     /// Reads and parses `path`.
-    pub(crate) fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
@@ -550,7 +550,7 @@ impl FileConfig {
         FileConfig::parse(&text, path)
     }
 
-    pub(crate) fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+    pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -558,7 +558,7 @@ impl FileConfig {
     }
 
     /// Checks every value and builds the settings.
-    pub(crate) fn settings(self) -> Result<Settings, ConfigError> {
+    pub fn settings(self) -> Result<Settings, ConfigError> {
         let invalid = |key: &str, fix: String| ConfigError::Invalid {
             key: key.to_string(),
             fix,
@@ -898,7 +898,7 @@ fn listeners(
 }
 
 /// The file key of an engine configuration field.
-pub(crate) fn engine_key(field: &str) -> String {
+pub fn engine_key(field: &str) -> String {
     match field {
         "max_keep_alive" => "limits.max_keep_alive_secs".into(),
         "max_session_expiry" => "limits.max_session_expiry_secs".into(),

@@ -31,36 +31,36 @@ use serde_json::{Map, Value};
 /// `[auth.jwt]`: which tokens are accepted and who they make the client.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct JwtConfig {
+pub struct JwtConfig {
     /// Accepted `alg` values: HS256, RS256, ES256. A token whose `alg` is not listed is refused,
     /// which is what keeps an attacker from choosing the algorithm.
-    pub(crate) algorithms: Vec<String>,
+    pub algorithms: Vec<String>,
     /// HS256: the shared secret (the file's bytes, trailing newline trimmed; at least 32 bytes).
     #[serde(default)]
-    pub(crate) secret_file: Option<PathBuf>,
+    pub secret_file: Option<PathBuf>,
     /// RS256/ES256: a PEM public key or certificate (RSA, or EC on P-256); the certificate is not
     /// checked (no chain, no dates), only its key is used, as issuers often publish one.
     #[serde(default)]
-    pub(crate) public_key_file: Option<PathBuf>,
+    pub public_key_file: Option<PathBuf>,
     /// RS256/ES256: a JWKS document; the token's `kid` picks the key.
     #[serde(default)]
-    pub(crate) jwks_file: Option<PathBuf>,
+    pub jwks_file: Option<PathBuf>,
     /// When set, the token's `aud` (a string or an array) must contain it.
     #[serde(default)]
-    pub(crate) audience: Option<String>,
+    pub audience: Option<String>,
     /// When set, the token's `iss` must be it.
     #[serde(default)]
-    pub(crate) issuer: Option<String>,
+    pub issuer: Option<String>,
     /// The claim that becomes the MQTT user name (default `sub`).
     #[serde(default = "default_username_claim")]
-    pub(crate) username_claim: String,
+    pub username_claim: String,
     /// Clock skew allowed on `exp` and `nbf`, in seconds (default 30, at most [`MAX_LEEWAY_SECS`]).
     #[serde(default = "default_leeway")]
-    pub(crate) leeway_secs: u64,
+    pub leeway_secs: u64,
     /// Whether tokens without `exp` are refused (default true: a token that never expires cannot
     /// be withdrawn short of rotating the key).
     #[serde(default = "default_true")]
-    pub(crate) require_exp: bool,
+    pub require_exp: bool,
 }
 
 fn default_username_claim() -> String {
@@ -75,14 +75,14 @@ fn default_true() -> bool {
 
 /// The largest `leeway_secs`: it is meant for clock skew, and a larger one would let expired
 /// tokens in for hours.
-pub(crate) const MAX_LEEWAY_SECS: u64 = 3600;
+pub const MAX_LEEWAY_SECS: u64 = 3600;
 
 /// The shortest HS256 secret: RFC 7518 §3.2 asks for a key as long as the hash (256 bits).
 const MIN_SECRET_LEN: usize = 32;
 
 /// Why `[auth.jwt]` cannot be used; each names the config key and the fix.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum JwtError {
+pub enum JwtError {
     /// A setting is missing or contradicts another.
     #[error("config key `auth.jwt.{key}`: {problem}; {fix}")]
     Config {
@@ -109,7 +109,7 @@ pub(crate) enum JwtError {
 
 /// Why a token is refused: logged with the client (which hears only "bad user name or password").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum JwtRejection {
+pub enum JwtRejection {
     #[error("the token has expired (exp is past, beyond the leeway)")]
     Expired,
     #[error("the token is not valid yet (nbf is in the future, beyond the leeway)")]
@@ -136,14 +136,14 @@ pub(crate) enum JwtRejection {
 
 /// Who a verified token says the client is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct JwtIdentity {
+pub struct JwtIdentity {
     /// The `username_claim`'s value: the MQTT user name for ACLs and `%u`.
-    pub(crate) username: String,
+    pub username: String,
     /// Top-level claims that are strings, numbers or booleans (arrays of them: one entry per
     /// element), as text, sorted by name: what ACL `claim` rules match.
-    pub(crate) claims: Vec<(String, String)>,
+    pub claims: Vec<(String, String)>,
     /// `exp` in Unix seconds, if the token has one.
-    pub(crate) expires_at: Option<u64>,
+    pub expires_at: Option<u64>,
 }
 
 /// Where a key came from: decides how a token's `kid` picks it (see the module doc).
@@ -164,7 +164,7 @@ struct Key {
 }
 
 /// The loaded keys and rules; cheap to share (`Send + Sync`), verification takes `&self`.
-pub(crate) struct JwtVerifier {
+pub struct JwtVerifier {
     /// One validation per listed algorithm: what jsonwebtoken checks besides the signature.
     validations: Vec<(Algorithm, Validation)>,
     keys: Vec<Key>,
@@ -213,7 +213,7 @@ impl JwtVerifier {
     ///
     /// Errors name the config key (and the file) with the fix, so a broken `[auth.jwt]` stops the
     /// broker at start (or keeps the old keys on SIGHUP) instead of refusing every client later.
-    pub(crate) fn load(config: &JwtConfig) -> Result<JwtVerifier, JwtError> {
+    pub fn load(config: &JwtConfig) -> Result<JwtVerifier, JwtError> {
         let algorithms = parse_algorithms(&config.algorithms)?;
         if config.leeway_secs > MAX_LEEWAY_SECS {
             return Err(config_error(
@@ -257,7 +257,7 @@ impl JwtVerifier {
     }
 
     /// Verifies `token` (signature, `alg`, `exp`/`nbf`, `aud`/`iss`); the identity it carries.
-    pub(crate) fn verify(&self, token: &str) -> Result<JwtIdentity, JwtRejection> {
+    pub fn verify(&self, token: &str) -> Result<JwtIdentity, JwtRejection> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| self.header_rejection(token, &e))?;
         let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == header.alg) else {
@@ -646,7 +646,7 @@ fn text(v: &Value) -> Option<String> {
 
 /// Whether a password looks like a JWT: three base64url segments, the first a JSON object with
 /// `alg`. Ordinary passwords then skip the JWT provider (and its signature check) entirely.
-pub(crate) fn looks_like_jwt(password: &[u8]) -> bool {
+pub fn looks_like_jwt(password: &[u8]) -> bool {
     let base64url = |s: &[u8]| {
         s.iter()
             .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')

@@ -3,24 +3,13 @@
 //! The shell owns sockets, timers and storage, and drives the sans-IO [`cicada_engine::Engine`];
 //! it holds no protocol rule.
 
-mod auth;
-mod banfile;
-mod config;
-mod http;
-mod jwt;
-mod otlp;
-mod passwd;
-mod policy;
-mod providers;
-mod server;
-mod storage;
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use config::LogFormat;
+use cicada_shell_tokio::config::{self, LogFormat};
+use cicada_shell_tokio::{auth, init_logging, otlp, passwd, server};
 
 /// The Cicada MQTT broker.
 #[derive(Debug, Parser)]
@@ -239,43 +228,4 @@ fn main() -> ExitCode {
         exporter.shutdown();
     }
     code
-}
-
-/// Changes the log filter of the running broker (a reload); says why a filter is refused.
-pub(crate) type LogControl = std::sync::Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
-
-fn init_logging(
-    format: LogFormat,
-    level: &str,
-    tracer: Option<opentelemetry_sdk::trace::Tracer>,
-) -> LogControl {
-    use std::io::IsTerminal;
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let (filter, handle) =
-        tracing_subscriber::reload::Layer::new(tracing_subscriber::EnvFilter::new(level));
-    // Colours only on a terminal: a log file or journal gets plain text.
-    let ansi = std::io::stderr().is_terminal();
-    let text = (format == LogFormat::Text).then(|| {
-        tracing_subscriber::fmt::layer()
-            .with_ansi(ansi)
-            .with_writer(std::io::stderr)
-    });
-    let json = (format == LogFormat::Json).then(|| {
-        tracing_subscriber::fmt::layer()
-            .json()
-            .with_writer(std::io::stderr)
-    });
-    // Spans go to the OTLP exporter only when it is configured; otherwise there is no such layer.
-    let otel = tracer.map(|tracer| tracing_opentelemetry::layer().with_tracer(tracer));
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(text)
-        .with(json)
-        .with(otel)
-        .init();
-    std::sync::Arc::new(move |level: &str| {
-        let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
-        handle.reload(filter).map_err(|e| e.to_string())
-    })
 }

@@ -18,26 +18,26 @@ use crate::config::OtlpSettings;
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// Whether spans are exported (and so worth creating).
-pub(crate) fn enabled() -> bool {
+pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
 /// Why the exporter cannot start.
 #[derive(Debug, thiserror::Error)]
 #[error("tracing.otlp_endpoint {endpoint:?}: {source} (give the collector's OTLP/HTTP traces URL, e.g. \"http://127.0.0.1:4318/v1/traces\")")]
-pub(crate) struct OtlpError {
+pub struct OtlpError {
     endpoint: String,
     source: opentelemetry_otlp::ExporterBuildError,
 }
 
 /// The running exporter; [`Exporter::shutdown`] sends what is still buffered.
-pub(crate) struct Exporter {
+pub struct Exporter {
     provider: SdkTracerProvider,
 }
 
 impl Exporter {
     /// Starts the batch exporter towards `settings.endpoint` and returns it with its tracer.
-    pub(crate) fn start(settings: &OtlpSettings) -> Result<(Exporter, Tracer), OtlpError> {
+    pub fn start(settings: &OtlpSettings) -> Result<(Exporter, Tracer), OtlpError> {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_endpoint(settings.endpoint.clone())
@@ -60,7 +60,7 @@ impl Exporter {
     }
 
     /// Flushes and stops, bounded so a dead collector cannot hold up the exit.
-    pub(crate) fn shutdown(self) {
+    pub fn shutdown(self) {
         ENABLED.store(false, Ordering::Relaxed);
         if let Err(e) = self.provider.shutdown_with_timeout(Duration::from_secs(3)) {
             eprintln!("cicada: the trace exporter did not flush: {e}");

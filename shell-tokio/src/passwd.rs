@@ -57,7 +57,7 @@ const HEADER: &str = concat!(
 
 /// Why a password file cannot be read, parsed, changed or written.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum PasswdError {
+pub enum PasswdError {
     /// A line of text given to [`PasswordFile::parse`] is wrong.
     #[error("line {line}: {problem}")]
     Line { line: usize, problem: LineProblem },
@@ -88,14 +88,14 @@ pub(crate) enum PasswdError {
 
 impl PasswdError {
     /// Whether the file to read does not exist (`cicada passwd` then suggests `-c`).
-    pub(crate) fn is_not_found(&self) -> bool {
+    pub fn is_not_found(&self) -> bool {
         matches!(self, PasswdError::Read { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
 }
 
 /// What is wrong with one line of a password file; each message ends with the fix.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum LineProblem {
+pub enum LineProblem {
     #[error("expected `user:hash` but found no `:`; write entries with `cicada passwd FILE USER`")]
     MissingColon,
     #[error("{0}; fix the name or remove the line")]
@@ -124,7 +124,7 @@ pub(crate) enum LineProblem {
 
 /// Why a user name cannot go into a password file.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum UserNameProblem {
+pub enum UserNameProblem {
     #[error("the user name is empty")]
     Empty,
     #[error("the user name {0:?} contains `:`, which separates the name from the hash")]
@@ -136,7 +136,7 @@ pub(crate) enum UserNameProblem {
 }
 
 /// Checks that `user` can be written as a line of the file and read back as the same name.
-pub(crate) fn check_user(user: &str) -> Result<(), UserNameProblem> {
+pub fn check_user(user: &str) -> Result<(), UserNameProblem> {
     if user.is_empty() {
         Err(UserNameProblem::Empty)
     } else if user.contains(':') {
@@ -152,7 +152,7 @@ pub(crate) fn check_user(user: &str) -> Result<(), UserNameProblem> {
 
 /// The outcome of [`PasswordFile::verify`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PasswordCheck {
+pub enum PasswordCheck {
     Match,
     Mismatch,
     /// The user has no entry; the check still cost one argon2 run (see [`PasswordFile::verify`]).
@@ -163,7 +163,7 @@ pub(crate) enum PasswordCheck {
 ///
 /// Every hash in it has been checked to be a well-formed argon2id PHC string.
 #[derive(Clone, Default)]
-pub(crate) struct PasswordFile {
+pub struct PasswordFile {
     entries: BTreeMap<String, String>,
 }
 
@@ -178,7 +178,7 @@ impl fmt::Debug for PasswordFile {
 
 impl PasswordFile {
     /// Parses the text of a password file; errors name the line and the fix.
-    pub(crate) fn parse(text: &str) -> Result<PasswordFile, PasswdError> {
+    pub fn parse(text: &str) -> Result<PasswordFile, PasswdError> {
         let mut entries = BTreeMap::new();
         let mut first_lines: BTreeMap<&str, usize> = BTreeMap::new();
         for (index, text) in text.lines().enumerate() {
@@ -205,7 +205,7 @@ impl PasswordFile {
     }
 
     /// Reads and parses the file at `path`; errors name the path and `auth.password.file`.
-    pub(crate) fn load(path: &Path) -> Result<PasswordFile, PasswdError> {
+    pub fn load(path: &Path) -> Result<PasswordFile, PasswdError> {
         let text = fs::read_to_string(path).map_err(|source| PasswdError::Read {
             path: path.to_owned(),
             source,
@@ -221,19 +221,24 @@ impl PasswordFile {
     }
 
     /// How many users the file lists.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Whether the file lists nobody.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     /// The user names, sorted.
     #[cfg(test)]
-    pub(crate) fn users(&self) -> impl Iterator<Item = &str> + '_ {
+    pub fn users(&self) -> impl Iterator<Item = &str> + '_ {
         self.entries.keys().map(String::as_str)
     }
 
     /// The stored hash of `user`; on reload, comparing it with the old file's tells whether a
     /// connected user's password changed (a new salt means a new hash even for the same password).
-    pub(crate) fn get_hash(&self, user: &str) -> Option<&str> {
+    pub fn get_hash(&self, user: &str) -> Option<&str> {
         self.entries.get(user).map(String::as_str)
     }
 
@@ -242,7 +247,7 @@ impl PasswordFile {
     /// An unknown user costs one argon2 verification too, against a decoy hash with the cost of
     /// new hashes, so response time does not tell which users exist. (The decoy is computed on
     /// the first unknown user of the process, which therefore costs two runs once.)
-    pub(crate) fn verify(&self, user: &str, password: &[u8]) -> PasswordCheck {
+    pub fn verify(&self, user: &str, password: &[u8]) -> PasswordCheck {
         match self.entries.get(user) {
             Some(hash) if password_matches(hash, password) => PasswordCheck::Match,
             Some(_) => PasswordCheck::Mismatch,
@@ -257,7 +262,7 @@ impl PasswordFile {
     }
 
     /// Sets `user`'s password (a new salt and hash), adding the user if absent.
-    pub(crate) fn set_password(&mut self, user: &str, password: &[u8]) -> Result<(), PasswdError> {
+    pub fn set_password(&mut self, user: &str, password: &[u8]) -> Result<(), PasswdError> {
         check_user(user)?;
         if password.is_empty() {
             return Err(PasswdError::EmptyPassword);
@@ -268,7 +273,7 @@ impl PasswordFile {
     }
 
     /// Removes `user`; returns whether it was there.
-    pub(crate) fn remove(&mut self, user: &str) -> bool {
+    pub fn remove(&mut self, user: &str) -> bool {
         self.entries.remove(user).is_some()
     }
 
@@ -346,7 +351,7 @@ fn decoy_hash() -> Option<&'static str> {
 }
 
 /// Hashes `password` as an argon2id PHC string with OWASP's parameters and a random 16-byte salt.
-pub(crate) fn hash_password(password: &[u8]) -> Result<String, PasswdError> {
+pub fn hash_password(password: &[u8]) -> Result<String, PasswdError> {
     hash_with(password, COST)
 }
 
@@ -366,7 +371,7 @@ fn hash_with(password: &[u8], params: Params) -> Result<String, PasswdError> {
 /// Writes `file` to `path` atomically: a temporary file beside it (mode 0600 on unix, since the
 /// hashes are worth guarding), fsynced, then renamed over `path`, so the broker never reads half a
 /// file and a crash leaves the old one.
-pub(crate) fn save(path: &Path, file: &PasswordFile) -> Result<(), PasswdError> {
+pub fn save(path: &Path, file: &PasswordFile) -> Result<(), PasswdError> {
     replace_file(path, file.render().as_bytes()).map_err(|source| PasswdError::Write {
         path: path.to_owned(),
         source,
@@ -376,7 +381,7 @@ pub(crate) fn save(path: &Path, file: &PasswordFile) -> Result<(), PasswdError> 
 /// Replaces the file at `path` with `bytes` atomically: a reader sees the old file or the new one,
 /// never half of one, and a crash leaves one of them (written to a temporary file in the same
 /// directory, fsynced, renamed over, then the directory fsynced).
-pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
@@ -429,7 +434,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Reads the new password for `cicada passwd`: prompted twice on a terminal, or else the first
 /// line of standard input, so scripts and tests can pipe it in without it reaching the command
 /// line.
-pub(crate) fn read_new_password() -> Result<String, PasswdError> {
+pub fn read_new_password() -> Result<String, PasswdError> {
     let stdin = io::stdin();
     if !stdin.is_terminal() {
         let mut line = String::new();

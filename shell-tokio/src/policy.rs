@@ -9,7 +9,7 @@ use cicada_engine::Instant;
 
 /// Why a policy file cannot be used; names the file, the key and the place.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum PolicyError {
+pub enum PolicyError {
     #[error("cannot read `acl.file` {path}: {source}")]
     ReadAcl {
         path: PathBuf,
@@ -25,7 +25,7 @@ pub(crate) enum PolicyError {
 }
 
 /// Reads and compiles the ACL file.
-pub(crate) fn load_acl(path: &Path) -> Result<Arc<Acl>, PolicyError> {
+pub fn load_acl(path: &Path) -> Result<Arc<Acl>, PolicyError> {
     let text = std::fs::read_to_string(path).map_err(|source| PolicyError::ReadAcl {
         path: path.to_path_buf(),
         source,
@@ -39,7 +39,7 @@ pub(crate) fn load_acl(path: &Path) -> Result<Arc<Acl>, PolicyError> {
 
 /// The ban file's entries as the engine takes them: expiry times become engine instants (the
 /// engine's time is Unix time).
-pub(crate) fn engine_bans(entries: &[crate::banfile::BanEntry]) -> Vec<Ban> {
+pub fn engine_bans(entries: &[crate::banfile::BanEntry]) -> Vec<Ban> {
     entries
         .iter()
         .map(|e| Ban {

@@ -31,7 +31,7 @@ use crate::passwd::{PasswordCheck, PasswordFile};
 
 /// Why the providers cannot be loaded.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ProvidersError {
+pub enum ProvidersError {
     #[error("{0}")]
     Password(#[from] crate::passwd::PasswdError),
     #[error("{0}")]
@@ -39,7 +39,7 @@ pub(crate) enum ProvidersError {
 }
 
 /// The loaded providers. Replaced as a whole on reload.
-pub(crate) struct Providers {
+pub struct Providers {
     order: Vec<Provider>,
     password: Option<(PathBuf, PasswordFile)>,
     jwt: Option<JwtVerifier>,
@@ -48,19 +48,19 @@ pub(crate) struct Providers {
 }
 
 /// What a client presented, copied out of the engine's event so the check can run elsewhere.
-pub(crate) struct Credentials {
-    pub(crate) client_id: ByteString,
-    pub(crate) username: Option<ByteString>,
-    pub(crate) password: Option<Bytes>,
-    pub(crate) identity: Option<CertIdentity>,
-    pub(crate) peer: String,
-    pub(crate) listener: String,
+pub struct Credentials {
+    pub client_id: ByteString,
+    pub username: Option<ByteString>,
+    pub password: Option<Bytes>,
+    pub identity: Option<CertIdentity>,
+    pub peer: String,
+    pub listener: String,
 }
 
 /// How a client proved who it is, kept while it is connected so a reload can tell whether the
 /// proof still holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Proof {
+pub enum Proof {
     /// A password that matched this hash of the file.
     Password { user: String, hash: String },
     /// This token.
@@ -79,7 +79,7 @@ enum Step {
 
 impl Providers {
     /// Loads every configured provider's files.
-    pub(crate) fn load(settings: &AuthSettings) -> Result<Providers, ProvidersError> {
+    pub fn load(settings: &AuthSettings) -> Result<Providers, ProvidersError> {
         let password = match &settings.password_file {
             Some(path) => {
                 let file = PasswordFile::load(path)?;
@@ -101,12 +101,12 @@ impl Providers {
     }
 
     /// Whether no provider is configured (the check is then instant).
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.order.is_empty()
     }
 
     /// Runs the chain. May take tens of milliseconds (argon2id): call it off the engine task.
-    pub(crate) fn check(&self, c: &Credentials) -> (AuthDecision, Option<Proof>) {
+    pub fn check(&self, c: &Credentials) -> (AuthDecision, Option<Proof>) {
         for provider in &self.order {
             let step = match provider {
                 Provider::Password => self.password_step(c),
@@ -199,7 +199,7 @@ impl Providers {
     }
 
     /// Whether a connected client's proof still holds under these (reloaded) providers, and why not.
-    pub(crate) fn recheck(&self, proof: &Proof) -> Result<(), String> {
+    pub fn recheck(&self, proof: &Proof) -> Result<(), String> {
         match proof {
             Proof::Password { user, hash } => {
                 if !self.order.contains(&Provider::Password) {

@@ -6,6 +6,7 @@
 //! number durable: while one fsync runs, the next group gathers, so the cost of a sync is shared by
 //! every acknowledgement of a loop turn or more.
 
+use std::collections::BTreeMap;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
@@ -21,29 +22,44 @@ const MAX_GROUP: usize = 1024;
 
 /// What the storage thread reports to the engine task.
 #[derive(Debug)]
-pub(crate) enum Done {
+pub enum Done {
     /// Every batch up to this one is durable.
     Persisted(PersistSeq),
     /// These batches could not be written.
     Failed(Vec<PersistSeq>),
 }
 
-/// A batch, and when it was handed over (for the persist latency histogram).
-type Queued = (PersistSeq, Vec<StoreOp>, Instant);
+/// A batch: the engine it comes from (its [`cicada_engine::Shard::index`]; 0 with a single engine),
+/// its number, its writes, and when it was handed over (for the persist latency histogram).
+type Queued = (u16, PersistSeq, Vec<StoreOp>, Instant);
+
+/// Hands one engine's batches to the storage thread; one per engine, movable to its thread.
+#[derive(Clone, Debug)]
+pub struct StorageWriter {
+    shard: u16,
+    tx: std_mpsc::Sender<Queued>,
+}
+
+impl StorageWriter {
+    /// Queues a batch for writing; false if the storage thread is gone.
+    pub fn write(&self, seq: PersistSeq, ops: Vec<StoreOp>) -> bool {
+        self.tx.send((self.shard, seq, ops, Instant::now())).is_ok()
+    }
+}
 
 /// The engine task's handle on the storage thread.
-pub(crate) struct StorageHandle {
+pub struct StorageHandle {
     batches: Option<std_mpsc::Sender<Queued>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl StorageHandle {
-    /// Starts the thread around `store`; results arrive on `done`.
-    pub(crate) fn start(
+    /// Starts the thread around `store`; results for engine `i`'s batches arrive on `done[i]`.
+    pub fn start(
         store: Box<dyn Store>,
         fsync: FsyncPolicy,
         interval: Duration,
-        done: mpsc::UnboundedSender<Done>,
+        done: Vec<mpsc::UnboundedSender<Done>>,
         telemetry: Telemetry,
     ) -> std::io::Result<StorageHandle> {
         let (tx, rx) = std_mpsc::channel();
@@ -56,15 +72,32 @@ impl StorageHandle {
         })
     }
 
-    /// Queues a batch for writing.
-    pub(crate) fn write(&self, seq: PersistSeq, ops: Vec<StoreOp>) -> bool {
-        self.batches
-            .as_ref()
-            .is_some_and(|tx| tx.send((seq, ops, Instant::now())).is_ok())
+    /// Queues a batch of engine 0 for writing.
+    pub fn write(&self, seq: PersistSeq, ops: Vec<StoreOp>) -> bool {
+        self.writer(0).is_some_and(|w| w.write(seq, ops))
+    }
+
+    /// A writer for engine `shard`'s batches.
+    pub fn writer(&self, shard: u16) -> Option<StorageWriter> {
+        self.batches.as_ref().map(|tx| StorageWriter {
+            shard,
+            tx: tx.clone(),
+        })
+    }
+
+    /// Writes what is queued, syncs, and stops the thread, blocking. Every [`StorageWriter`] must
+    /// be dropped first.
+    pub fn close_blocking(mut self) {
+        self.batches = None;
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                error!("the storage thread ended abnormally");
+            }
+        }
     }
 
     /// Writes what is queued, syncs, and stops the thread.
-    pub(crate) async fn close(mut self) {
+    pub async fn close(mut self) {
         self.batches = None;
         if let Some(thread) = self.thread.take() {
             let joined = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -80,7 +113,7 @@ fn run(
     fsync: FsyncPolicy,
     interval: Duration,
     rx: std_mpsc::Receiver<Queued>,
-    done: mpsc::UnboundedSender<Done>,
+    done: Vec<mpsc::UnboundedSender<Done>>,
     telemetry: Telemetry,
 ) {
     let mut last_sync = Instant::now();
@@ -99,37 +132,45 @@ fn run(
             }
         };
         if let Some(first) = first {
-            let mut seqs = vec![first.0];
-            let mut group = vec![first.1];
-            let mut queued = vec![first.2];
-            while group.len() < MAX_GROUP {
+            let mut batches = vec![first];
+            while batches.len() < MAX_GROUP {
                 match rx.try_recv() {
-                    Ok((seq, ops, at)) => {
-                        seqs.push(seq);
-                        group.push(ops);
-                        queued.push(at);
-                    }
+                    Ok(batch) => batches.push(batch),
                     Err(_) => break,
                 }
             }
-            match store.write(&group) {
-                Ok(()) => {
-                    unsynced = true;
-                    // Durable as the policy makes it (`interval` syncs later, by design).
-                    for at in queued {
-                        telemetry.persisted(at.elapsed());
-                    }
-                    let upto = seqs.last().copied().unwrap_or(PersistSeq(0));
-                    if done.send(Done::Persisted(upto)).is_err() {
-                        break;
-                    }
+            let group: Vec<Vec<StoreOp>> = batches
+                .iter_mut()
+                .map(|(_, _, ops, _)| std::mem::take(ops))
+                .collect();
+            // Each engine numbers its batches on its own: report per engine.
+            let mut seqs: BTreeMap<u16, Vec<PersistSeq>> = BTreeMap::new();
+            for (shard, seq, _, _) in &batches {
+                seqs.entry(*shard).or_default().push(*seq);
+            }
+            let written = store.write(&group);
+            if let Err(e) = &written {
+                error!(batches = batches.len(), "storage write failed: {e}");
+            } else {
+                unsynced = true;
+                // Durable as the policy makes it (`interval` syncs later, by design).
+                for (_, _, _, at) in &batches {
+                    telemetry.persisted(at.elapsed());
                 }
-                Err(e) => {
-                    error!(batches = seqs.len(), "storage write failed: {e}");
-                    if done.send(Done::Failed(seqs)).is_err() {
-                        break;
-                    }
-                }
+            }
+            let mut engines_gone = false;
+            for (shard, seqs) in seqs {
+                let report = match (&written, seqs.last()) {
+                    (Ok(()), Some(upto)) => Done::Persisted(*upto),
+                    _ => Done::Failed(seqs),
+                };
+                let sent = done
+                    .get(usize::from(shard))
+                    .is_some_and(|tx| tx.send(report).is_ok());
+                engines_gone |= !sent;
+            }
+            if engines_gone {
+                break;
             }
         }
         if fsync == FsyncPolicy::Interval && unsynced && last_sync.elapsed() >= interval {

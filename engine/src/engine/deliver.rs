@@ -376,7 +376,9 @@ impl Engine {
     }
 }
 
-/// A PUBLISH about to be written.
+/// A PUBLISH about to be written. It lives on the stack for one delivery, so the size difference of
+/// its variants costs nothing; boxing the packet would cost an allocation per delivery.
+#[allow(clippy::large_enum_variant)]
 enum Prepared {
     /// Bytes shared with other subscribers of the message.
     Encoded(super::encoded::Encoded),

@@ -25,7 +25,7 @@ const MAX_LIMIT: usize = 1000;
 
 /// What a handler asks the engine task.
 #[derive(Debug)]
-pub(crate) enum Request {
+pub enum Request {
     /// Is the engine task alive?
     Ping,
     /// Counters and gauges for `/metrics`.
@@ -64,7 +64,7 @@ pub(crate) enum Request {
 
 impl Request {
     /// Its name, for spans.
-    pub(crate) fn name(&self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Request::Ping => "ping",
             Request::Metrics => "metrics",
@@ -89,27 +89,27 @@ impl Request {
 
 /// `GET /clients` parameters.
 #[derive(Debug, Default)]
-pub(crate) struct ClientQuery {
+pub struct ClientQuery {
     /// A substring of the client id or user name.
-    pub(crate) search: String,
-    pub(crate) connected: Option<bool>,
-    pub(crate) limit: usize,
-    pub(crate) offset: usize,
+    pub search: String,
+    pub connected: Option<bool>,
+    pub limit: usize,
+    pub offset: usize,
 }
 
 /// `GET /subscriptions` parameters.
 #[derive(Debug, Default)]
-pub(crate) struct SubscriptionQuery {
-    pub(crate) client_id: Option<String>,
+pub struct SubscriptionQuery {
+    pub client_id: Option<String>,
     /// A substring of the filter.
-    pub(crate) search: String,
-    pub(crate) limit: usize,
-    pub(crate) offset: usize,
+    pub search: String,
+    pub limit: usize,
+    pub offset: usize,
 }
 
 /// The engine task's answer.
 #[derive(Debug)]
-pub(crate) enum Reply {
+pub enum Reply {
     Json(StatusCode, Value),
     Metrics(Box<Snapshot>),
     Error(ApiError),

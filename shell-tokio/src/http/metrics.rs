@@ -19,11 +19,11 @@ use cicada_engine::{Stats, TenantStats, Totals};
 
 /// Latencies the shell measures, shared by the threads that measure them (atomics inside).
 #[derive(Debug, Clone)]
-pub(crate) struct Telemetry {
+pub struct Telemetry {
     /// From a storage batch's hand-off to the storage thread until it is durable.
-    pub(crate) persist_latency: Histogram,
+    pub persist_latency: Histogram,
     /// One engine loop turn: handling what arrived and sending what it produced.
-    pub(crate) loop_turn: Histogram,
+    pub loop_turn: Histogram,
 }
 
 impl Default for Telemetry {
@@ -38,26 +38,26 @@ impl Default for Telemetry {
 }
 
 impl Telemetry {
-    pub(crate) fn persisted(&self, took: Duration) {
+    pub fn persisted(&self, took: Duration) {
         self.persist_latency.observe(took.as_secs_f64());
     }
 
-    pub(crate) fn turn(&self, took: Duration) {
+    pub fn turn(&self, took: Duration) {
         self.loop_turn.observe(took.as_secs_f64());
     }
 }
 
 /// What the engine task reports for one scrape.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Snapshot {
-    pub(crate) stats: Stats,
-    pub(crate) totals: Totals,
-    pub(crate) connections: usize,
-    pub(crate) sessions: usize,
-    pub(crate) subscriptions: usize,
-    pub(crate) retained: usize,
-    pub(crate) tenants: Vec<(String, TenantStats)>,
-    pub(crate) uptime: Duration,
+pub struct Snapshot {
+    pub stats: Stats,
+    pub totals: Totals,
+    pub connections: usize,
+    pub sessions: usize,
+    pub subscriptions: usize,
+    pub retained: usize,
+    pub tenants: Vec<(String, TenantStats)>,
+    pub uptime: Duration,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -89,7 +89,7 @@ fn labelled(
 }
 
 /// The text a scrape gets.
-pub(crate) fn render(snapshot: &Snapshot, telemetry: &Telemetry) -> String {
+pub fn render(snapshot: &Snapshot, telemetry: &Telemetry) -> String {
     let mut r = Registry::default();
     let s = &snapshot.stats;
     let t = &snapshot.totals;

@@ -5,7 +5,7 @@
 //! the engine's state between two inputs, so every answer is consistent and nothing is locked.
 
 mod api;
-pub(crate) mod metrics;
+pub mod metrics;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -18,22 +18,22 @@ use axum::Router;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-pub(crate) use api::{Reply, Request};
+pub use api::{Reply, Request};
 
 /// How long a handler waits for the engine task before answering 503.
 const ENGINE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One request to the engine task and where its answer goes.
 #[derive(Debug)]
-pub(crate) struct Call {
-    pub(crate) request: Request,
-    pub(crate) reply: oneshot::Sender<Reply>,
+pub struct Call {
+    pub request: Request,
+    pub reply: oneshot::Sender<Reply>,
 }
 
 /// Where the broker is in its life, for `/ready`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub(crate) enum Phase {
+pub enum Phase {
     /// Loading storage, binding listeners.
     Starting = 0,
     /// Serving clients.
@@ -44,10 +44,10 @@ pub(crate) enum Phase {
 
 /// The broker's phase, shared with the HTTP handlers.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct PhaseFlag(Arc<AtomicU8>);
+pub struct PhaseFlag(Arc<AtomicU8>);
 
 impl PhaseFlag {
-    pub(crate) fn set(&self, phase: Phase) {
+    pub fn set(&self, phase: Phase) {
         self.0.store(phase as u8, Ordering::Release);
     }
 
@@ -62,7 +62,7 @@ impl PhaseFlag {
 
 /// What the handlers share.
 #[derive(Clone)]
-pub(crate) struct HttpState {
+pub struct HttpState {
     calls: mpsc::Sender<Call>,
     phase: PhaseFlag,
     /// SHA-256 of the admin token; `None`: the admin API is off.
@@ -71,7 +71,7 @@ pub(crate) struct HttpState {
 }
 
 impl HttpState {
-    pub(crate) fn new(
+    pub fn new(
         calls: mpsc::Sender<Call>,
         phase: PhaseFlag,
         token: Option<&str>,
@@ -115,18 +115,14 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 
 /// A JSON error naming the field at fault: `{"error": {"field": "limit", "message": "..."}}`.
 #[derive(Debug)]
-pub(crate) struct ApiError {
-    pub(crate) status: StatusCode,
-    pub(crate) field: Option<String>,
-    pub(crate) message: String,
+pub struct ApiError {
+    pub status: StatusCode,
+    pub field: Option<String>,
+    pub message: String,
 }
 
 impl ApiError {
-    pub(crate) fn new(
-        status: StatusCode,
-        field: Option<&str>,
-        message: impl Into<String>,
-    ) -> ApiError {
+    pub fn new(status: StatusCode, field: Option<&str>, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             field: field.map(str::to_string),
@@ -134,11 +130,11 @@ impl ApiError {
         }
     }
 
-    pub(crate) fn bad(field: &str, message: impl Into<String>) -> ApiError {
+    pub fn bad(field: &str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, Some(field), message)
     }
 
-    pub(crate) fn not_found(field: &str, message: impl Into<String>) -> ApiError {
+    pub fn not_found(field: &str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, Some(field), message)
     }
 }
@@ -232,7 +228,7 @@ async fn metrics_page(axum::extract::State(state): axum::extract::State<HttpStat
 }
 
 /// Serves HTTP on `listener` until the process ends.
-pub(crate) async fn serve(listener: tokio::net::TcpListener, state: HttpState) {
+pub async fn serve(listener: tokio::net::TcpListener, state: HttpState) {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, admin_api = state.token.is_some(), "http: listening (metrics, health, admin API, dashboard)");
     }

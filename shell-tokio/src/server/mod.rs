@@ -67,7 +67,7 @@ enum Outgoing {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ServerError {
+pub enum ServerError {
     #[error("{0}")]
     Listen(#[from] cicada_transports::ListenError),
     #[error(
@@ -95,7 +95,7 @@ pub(crate) enum ServerError {
 }
 
 /// Opens the configured store and loads what it holds.
-fn open_store(
+pub fn open_store(
     settings: &Settings,
 ) -> Result<
     (
@@ -128,7 +128,7 @@ fn open_store(
 }
 
 /// Runs the broker until SIGINT or SIGTERM.
-pub(crate) async fn run(
+pub async fn run(
     settings: Settings,
     source: crate::config::Source,
     log: crate::LogControl,
@@ -186,7 +186,7 @@ pub(crate) async fn run(
                 store,
                 settings.fsync,
                 settings.fsync_interval,
-                done_tx,
+                vec![done_tx],
                 telemetry.clone(),
             )
             .map_err(ServerError::StorageThread)?,

@@ -15,19 +15,19 @@ use crate::config::Settings;
 
 /// What a reload did, by configuration key.
 #[derive(Debug, Default, Serialize)]
-pub(crate) struct ReloadReport {
+pub(super) struct ReloadReport {
     /// Changed and now in force.
-    pub(crate) applied: Vec<String>,
+    pub applied: Vec<String>,
     /// Changed, but in force only after a restart.
-    pub(crate) needs_restart: Vec<String>,
+    pub needs_restart: Vec<String>,
     /// Files read again (whether or not they changed).
-    pub(crate) reloaded: Vec<String>,
+    pub reloaded: Vec<String>,
     /// What failed to load; the old version stays in force.
-    pub(crate) errors: Vec<String>,
+    pub errors: Vec<String>,
 }
 
 impl ReloadReport {
-    pub(crate) fn log(&self) {
+    pub(super) fn log(&self) {
         info!(
             applied = ?self.applied,
             reloaded = ?self.reloaded,
