@@ -128,6 +128,17 @@ pub enum PeerMessage {
         /// Deliver it to one member of each of these shared groups (whole `$share/...` filters): the
         /// publishing engine chose this engine for them.
         groups: Vec<ByteString>,
+        /// The publishing engine's storage batch that waits for this engine to store the message
+        /// (its publisher's acknowledgement does): answer [`PeerMessage::Stored`] once it is durable
+        /// here. `None` for QoS 0 or without durability.
+        receipt: Option<u64>,
+        /// The publishing engine.
+        from: u16,
+    },
+    /// The receiving engine stored what batch `seq` of this engine forwarded to it.
+    Stored {
+        /// The batch.
+        seq: u64,
     },
     /// The sending engine's clients now subscribe to `filter` (a whole filter, `$share/...`
     /// included), or (`present: false`) no longer do.

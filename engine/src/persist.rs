@@ -13,6 +13,11 @@ pub(crate) struct Persistence {
     next_seq: u64,
     /// Every batch up to this one is durable.
     durable_upto: u64,
+    /// Batches that also wait for other engines to store what they were forwarded (see
+    /// [`Persistence::await_peer`]): how many answers each still needs.
+    receipts: std::collections::BTreeMap<u64, usize>,
+    /// Receipts registered on the batch being built; counted in marks, so a gate covers them.
+    building_receipts: usize,
 }
 
 impl Persistence {
@@ -22,6 +27,8 @@ impl Persistence {
             ops: Vec::new(),
             next_seq: 1,
             durable_upto: 0,
+            receipts: std::collections::BTreeMap::new(),
+            building_receipts: 0,
         }
     }
 
@@ -40,12 +47,36 @@ impl Persistence {
     /// How many operations the batch holds so far: compare before and after handling a packet to know
     /// whether its reply must wait.
     pub(crate) fn mark(&self) -> usize {
-        self.ops.len()
+        self.ops.len() + self.building_receipts
     }
 
     /// The batch the operations added since `mark` belong to, if any were added.
     pub(crate) fn gate_since(&self, mark: usize) -> Option<u64> {
-        (self.ops.len() > mark).then_some(self.next_seq)
+        (self.mark() > mark).then_some(self.next_seq)
+    }
+
+    /// Makes the batch being built wait, besides storage, for one more engine to report a forwarded
+    /// message stored ([`Persistence::peer_stored`]); returns the batch. The batch is written even
+    /// if it holds no operation, so its acknowledgements are released in order.
+    pub(crate) fn await_peer(&mut self) -> u64 {
+        self.building_receipts += 1;
+        *self.receipts.entry(self.next_seq).or_insert(0) += 1;
+        self.next_seq
+    }
+
+    /// Another engine stored what batch `seq` forwarded to it.
+    pub(crate) fn peer_stored(&mut self, seq: u64) {
+        if let Some(waiting) = self.receipts.get_mut(&seq) {
+            *waiting -= 1;
+            if *waiting == 0 {
+                self.receipts.remove(&seq);
+            }
+        }
+    }
+
+    /// Whether batch `seq` is on disk (other engines' receipts aside).
+    pub(crate) fn is_stored(&self, seq: u64) -> bool {
+        seq <= self.durable_upto
     }
 
     /// The number of the batch being built (what a reply depending on it must wait for).
@@ -53,9 +84,9 @@ impl Persistence {
         self.next_seq
     }
 
-    /// Whether batch `seq` is durable.
+    /// Whether batch `seq` is durable, and every engine it forwarded messages to stored them.
     pub(crate) fn is_durable(&self, seq: u64) -> bool {
-        seq <= self.durable_upto
+        seq <= self.durable_upto && self.receipts.range(..=seq).next().is_none()
     }
 
     /// Records that batches up to `upto` are durable; ignores reports that go backwards.
@@ -65,11 +96,12 @@ impl Persistence {
         self.durable_upto = self.durable_upto.max(upto);
     }
 
-    /// Closes the batch being built, if it has operations.
+    /// Closes the batch being built, if it has operations or awaits receipts.
     pub(crate) fn seal(&mut self) -> Option<(PersistSeq, Vec<StoreOp>)> {
-        if self.ops.is_empty() {
+        if self.ops.is_empty() && self.building_receipts == 0 {
             return None;
         }
+        self.building_receipts = 0;
         let seq = PersistSeq(self.next_seq);
         self.next_seq += 1;
         Some((seq, std::mem::take(&mut self.ops)))

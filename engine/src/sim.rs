@@ -571,10 +571,13 @@ impl Sim {
                             message,
                             plain,
                             groups,
+                            receipt,
+                            ..
                         } => format!(
-                            "peer {to}: publish {:?} plain={plain} groups={groups:?}",
+                            "peer {to}: publish {:?} plain={plain} groups={groups:?} receipt={receipt:?}",
                             message.topic.as_str()
                         ),
+                        PeerMessage::Stored { seq } => format!("peer {to}: stored {seq}"),
                         PeerMessage::Interest {
                             filter, present, ..
                         } => format!("peer {to}: interest {filter:?} present={present}"),

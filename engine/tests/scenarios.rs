@@ -1089,6 +1089,8 @@ fn messages_from_peer_engines_reach_local_subscribers() {
             message: std::sync::Arc::new(message),
             plain: true,
             groups: Vec::new(),
+            receipt: None,
+            from: 1,
         },
     });
     assert_eq!(payloads(&sim.recv_all("s")), ["from afar"]);

@@ -188,3 +188,48 @@ fn the_client_id_is_read_from_a_connect_without_consuming_it() {
     assert_eq!(peek_client_id(&bytes, 8), Peek::Refused);
     assert_eq!(peek_client_id(&[0xC0, 0x00], 1024), Peek::Refused);
 }
+
+#[test]
+fn a_publisher_is_acknowledged_only_once_the_engine_holding_the_subscriber_stored_it() {
+    let mut node = node(2);
+    // Engine 1 keeps a persistent session and writes slowly: its batches wait for `persist_all`.
+    let mut connect = Sim::connect_packet("keeper", V5);
+    connect.clean_start = false;
+    connect.properties.session_expiry_interval = Some(3600);
+    node[1].connect_with("keeper", connect);
+    node[1].subscribe("keeper", "orders/#", QoS::AtLeastOnce);
+    node[1].drop_connection("keeper");
+    exchange(&mut node);
+    node[1].auto_persist = false;
+
+    node[0].connect("p", V5);
+    let publish = node[0].publish("p", "orders/1", QoS::AtLeastOnce, "42");
+    exchange(&mut node);
+    assert!(
+        node[0].recv_all("p").is_empty(),
+        "no PUBACK while the message is only in engine 1's unwritten batch"
+    );
+    assert!(node[1].store.state.sessions["keeper"].messages.len() == 1);
+    assert!(node[1].durable.sessions["keeper"].messages.is_empty());
+
+    node[1].persist_all();
+    exchange(&mut node);
+    match node[0].recv("p") {
+        Some(Packet::PubAck(ack)) => assert_eq!(Some(ack.packet_id), publish.delivery.packet_id()),
+        other => panic!("expected the PUBACK once engine 1 stored the message, got {other:?}"),
+    }
+    assert_eq!(node[1].durable.sessions["keeper"].messages.len(), 1);
+
+    // QoS 0 waits for nobody.
+    node[0].publish("p", "orders/2", QoS::AtMostOnce, "x");
+    let forwarded = node[0].events.iter().any(|e| {
+        matches!(
+            e,
+            Event::Peer {
+                message: PeerMessage::Publish { receipt: None, .. },
+                ..
+            }
+        )
+    });
+    assert!(forwarded);
+}

@@ -154,7 +154,7 @@ fn run(settings: Settings, cores: Option<u16>) -> Result<(), StartError> {
     // Bound once here (port 0 gets one port for all), then accepted on by every core.
     let mut listeners = Vec::new();
     for l in &settings.listeners {
-        let socket = std::net::TcpListener::bind(l.bind).map_err(|source| StartError::Bind {
+        let socket = bind(l.bind).map_err(|source| StartError::Bind {
             addr: l.bind,
             source,
         })?;
@@ -268,6 +268,23 @@ fn run(settings: Settings, cores: Option<u16>) -> Result<(), StartError> {
     match failed {
         Some(e) => Err(StartError::Thread(std::io::Error::other(e))),
         None => Ok(()),
+    }
+}
+
+/// Binds `addr`, retrying for a few seconds while it is in use: after a crash the kernel releases
+/// the listening socket of the dead process only once its io_uring is torn down, a moment later.
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -132,7 +132,7 @@ fn config_errors_name_the_key_and_exit_non_zero() {
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("bad.toml");
     std::fs::write(&path, "[limits]\nreceive_maximum = 0\n").expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cicada"))
+    let out = std::process::Command::new(support::BINARY)
         .arg("--config")
         .arg(&path)
         .output()

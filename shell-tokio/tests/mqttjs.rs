@@ -29,7 +29,7 @@ fn mqttjs_scram_authentication_and_topic_aliases() {
         ),
     );
     let broker = Broker::start(&["--config", config.to_str().expect("utf-8 path")]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mqttjs/v5_e2e.js");
+    let script = support::test_file("mqttjs/v5_e2e.js");
     let out = run(
         Command::new("node")
             .arg(script)

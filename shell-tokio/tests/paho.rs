@@ -11,7 +11,7 @@ use support::{run, Broker};
 #[test]
 fn paho_clients_pubsub_retained_and_will() {
     let broker = Broker::start(&[]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/paho_e2e.py");
+    let script = support::test_file("paho_e2e.py");
     let out = run(
         Command::new("python3")
             .arg(script)

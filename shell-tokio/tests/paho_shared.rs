@@ -12,7 +12,7 @@ use support::{run, Broker};
 #[test]
 fn paho_members_of_a_shared_group_split_the_messages() {
     let broker = Broker::start(&[]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/paho_shared_e2e.py");
+    let script = support::test_file("paho_shared_e2e.py");
     let out = run(
         Command::new("python3")
             .arg(script)

@@ -36,7 +36,7 @@ fn paho_over_tls_mtls_ws_and_wss() {
             .join("\n")
         });
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/paho_transports_e2e.py");
+    let script = support::test_file("paho_transports_e2e.py");
     let out = run(
         Command::new("python3")
             .arg(script)

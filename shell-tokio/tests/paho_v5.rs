@@ -43,7 +43,7 @@ fn paho_v5_features() {
     let main = Broker::start(&["--config", &main]);
     let limited = Broker::start(&["--config", &limited]);
     let redirect = Broker::start(&["--config", &redirect]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/paho_v5_e2e.py");
+    let script = support::test_file("paho_v5_e2e.py");
     let out = run(
         Command::new("python3").arg(script).args([
             main.port.to_string(),

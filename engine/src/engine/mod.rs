@@ -150,6 +150,9 @@ pub struct Engine {
     router: Router,
     /// The other engines' subscriptions, when there are others ([`Config::shard`]).
     peers: peers::Peers,
+    /// Forwarded messages stored in one of this engine's batches, to confirm to their engine once
+    /// it is durable: (this engine's batch, the publishing engine, its batch).
+    receipts: Vec<(u64, u16, u64)>,
     retained: RetainedStore,
     timers: Timers,
     persist: Persistence,
@@ -215,6 +218,7 @@ impl Engine {
             by_client: FixedMap::default(),
             router,
             peers: peers::Peers::default(),
+            receipts: Vec::new(),
             retained: RetainedStore::default(),
             timers: Timers::default(),
             holding: BTreeSet::new(),
@@ -287,6 +291,7 @@ impl Engine {
                 }
                 self.persist.persisted(upto);
                 self.release_held();
+                self.answer_receipts();
             }
             Input::PersistFailed { seq } => self.persist_failed(seq.0),
             Input::AuthDecided { conn, decision } => self.auth_decided(conn, decision),

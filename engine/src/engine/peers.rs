@@ -12,13 +12,18 @@
 //! with members (its seeded generator decides), and that engine picks the member by the configured
 //! strategy. Retained messages go to every engine, which keeps them in memory; only the publishing
 //! engine stores them.
+//!
+//! Durability: a QoS 1/2 message forwarded to another engine may be stored there (a persistent
+//! session's queue). The publishing engine's acknowledgement (PUBACK/PUBREC) waits until every engine
+//! it forwarded to has answered [`PeerMessage::Stored`], sent once that engine's own batch holding
+//! the message is durable, so a crash never loses what a publisher was told was received.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytestring::ByteString;
 
-use crate::codec::split_shared;
+use crate::codec::{split_shared, QoS};
 use crate::io::{DropReason, Event, PeerMessage};
 use crate::message::Message;
 use crate::router::TopicTrie;
@@ -51,7 +56,10 @@ impl Engine {
                 message,
                 plain,
                 groups,
+                receipt,
+                from,
             } => {
+                let mark = self.persist.mark();
                 if message.retain && self.config.retain_available {
                     if message.payload.is_empty() {
                         self.retained.remove(message.topic.as_str());
@@ -69,6 +77,19 @@ impl Engine {
                         self.stats.dropped.count(DropReason::Offline);
                     }
                 }
+                if let Some(seq) = receipt {
+                    match self.persist.gate_since(mark) {
+                        Some(mine) => self.receipts.push((mine, from, seq)),
+                        None => self.events.push_back(Event::Peer {
+                            to: from,
+                            message: PeerMessage::Stored { seq },
+                        }),
+                    }
+                }
+            }
+            PeerMessage::Stored { seq } => {
+                self.persist.peer_stored(seq);
+                self.release_held();
             }
             PeerMessage::Interest {
                 from,
@@ -148,16 +169,38 @@ impl Engine {
                 shares.entry(engine).or_default();
             }
         }
+        // The publisher's acknowledgement waits until every engine stored its share.
+        let durable = message.qos != QoS::AtMostOnce && self.persist.enabled();
         for (to, share) in shares {
+            let receipt = durable.then(|| self.persist.await_peer());
             self.events.push_back(Event::Peer {
                 to,
                 message: PeerMessage::Publish {
                     message: message.clone(),
                     plain: share.plain,
                     groups: share.groups,
+                    receipt,
+                    from: me,
                 },
             });
         }
+    }
+
+    /// Answers the receipts whose messages are now on disk here. Only this engine's own storage
+    /// counts (not receipts it waits for in turn), so two engines never wait on each other.
+    pub(super) fn answer_receipts(&mut self) {
+        let persist = &self.persist;
+        let events = &mut self.events;
+        self.receipts.retain(|&(mine, to, seq)| {
+            if !persist.is_stored(mine) {
+                return true;
+            }
+            events.push_back(Event::Peer {
+                to,
+                message: PeerMessage::Stored { seq },
+            });
+            false
+        });
     }
 
     /// Tells the other engines which filters gained their first or lost their last subscription here.

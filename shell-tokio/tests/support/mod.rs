@@ -1,5 +1,8 @@
 //! Starting the real `cicada` binary on a free loopback port, and a minimal raw MQTT client for the cases
 //! third-party clients cannot produce (malformed bytes, silence, thousands of connections).
+//!
+//! shell-monoio's tests include the same test files (`#[path]`), so there the broker is
+//! `cicada-uring`: every suite that applies runs on both shells.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -10,6 +13,26 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use cicada_engine::codec::{Connect, Decoded, Decoder, Packet, ProtocolVersion};
+
+/// The broker under test: `cicada-uring` in shell-monoio's tests, `cicada` in shell-tokio's.
+pub const BINARY: &str = match (
+    option_env!("CARGO_BIN_EXE_cicada-uring"),
+    option_env!("CARGO_BIN_EXE_cicada"),
+) {
+    (Some(uring), _) => uring,
+    (None, Some(cicada)) => cicada,
+    (None, None) => panic!("built outside shell-tokio and shell-monoio"),
+};
+
+/// Whether the broker under test is `cicada-uring`.
+pub fn is_uring() -> bool {
+    option_env!("CARGO_BIN_EXE_cicada-uring").is_some()
+}
+
+/// A file under shell-tokio's `tests/` directory (scripts), from either crate's tests.
+pub fn test_file(name: &str) -> String {
+    format!("{}/../shell-tokio/tests/{name}", env!("CARGO_MANIFEST_DIR"))
+}
 
 /// A running broker, killed when dropped.
 pub struct Broker {
@@ -51,7 +74,7 @@ impl Broker {
     ) -> Result<Broker, String> {
         let log_path = data_dir.with_extension("log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cicada"))
+        let mut child = Command::new(BINARY)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(&data_dir)
@@ -64,7 +87,9 @@ impl Broker {
         let deadline = Instant::now() + Duration::from_secs(10);
         // Ready means this broker logged it, not just that something answers on the port: a
         // parallel test may hold a port this one was given and failed to bind.
-        let ready = |log: &str| log.contains("cicada::server: ready");
+        let ready = |log: &str| {
+            log.contains("cicada::server: ready") || log.contains("cicada_uring: ready")
+        };
         loop {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             if child.try_wait().expect("wait").is_some() {
