@@ -141,14 +141,15 @@ pub enum PeerMessage {
         seq: u64,
     },
     /// The sending engine's clients now subscribe to `filter` (a whole filter, `$share/...`
-    /// included), or (`present: false`) no longer do.
+    /// included) `count` times (0: no longer). Sent for an ordinary filter's first and last
+    /// subscription, and for every change of a shared group's membership.
     Interest {
         /// The engine whose subscriptions changed.
         from: u16,
         /// The filter.
         filter: ByteString,
-        /// Whether it is now subscribed.
-        present: bool,
+        /// How many of its sessions subscribe to it (a shared group's members there).
+        count: u32,
     },
 }
 

@@ -578,9 +578,9 @@ impl Sim {
                             message.topic.as_str()
                         ),
                         PeerMessage::Stored { seq } => format!("peer {to}: stored {seq}"),
-                        PeerMessage::Interest {
-                            filter, present, ..
-                        } => format!("peer {to}: interest {filter:?} present={present}"),
+                        PeerMessage::Interest { filter, count, .. } => {
+                            format!("peer {to}: interest {filter:?} count={count}")
+                        }
                     };
                     self.line(&text);
                 }

@@ -121,7 +121,11 @@ fn a_shared_group_spread_over_engines_gets_each_message_exactly_once() {
     }
     got.sort_unstable();
     assert_eq!(got, (0..200).collect::<Vec<_>>(), "each message once");
-    assert!(per_member.iter().all(|n| *n > 20), "{per_member:?}");
+    // Round robin over all three members, wherever they are: 67, 67, 66 in some order.
+    assert!(
+        per_member.iter().all(|n| (66..=67).contains(n)),
+        "{per_member:?}"
+    );
     // The ordinary subscriber on the publishing engine sees every message.
     assert_eq!(node[2].recv_all("plain").len(), 200);
 }

@@ -238,7 +238,11 @@ async fn admit(
     let timeout = info.config.handshake_timeout;
     let admitted = monoio::time::timeout(timeout, async {
         let mut tls = match &info.tls {
-            Some(config) => Some(crate::tls::handshake(&mut stream, config.clone()).await?),
+            Some(config) => Some(
+                crate::tls::handshake(&mut stream, config.clone())
+                    .await
+                    .map_err(|e| Refusal::Tls(e.to_string()))?,
+            ),
             None => None,
         };
         let mut buf = BytesMut::new();
@@ -257,27 +261,33 @@ async fn admit(
             }
             buf.reserve(FIRST_READ);
             let n = match tls.as_mut() {
-                Some(session) => session.read_plain(&mut stream, &mut buf).await?,
+                Some(session) => session.read_plain(&mut stream, &mut buf).await,
                 None => {
                     let (res, b) = monoio::io::AsyncReadRent::read(&mut stream, buf).await;
                     buf = b;
-                    res?
+                    res
                 }
             };
-            if n == 0 {
-                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+            match n {
+                Ok(0) => return Err(Refusal::Ended(String::new())),
+                Ok(_) => {}
+                Err(e) => return Err(Refusal::Ended(format!(": {e}"))),
             }
         }
     })
     .await;
     let (owner, initial, tls) = match admitted {
         Ok(Ok(found)) => found,
-        Ok(Err(e)) => {
-            debug!(%peer, listener = %info.config.name, "connection ended before CONNECT: {e}");
+        Ok(Err(Refusal::Tls(why))) => {
+            warn!(listener = %info.config.name, %peer, "closing connection: TLS handshake: {why}");
+            return;
+        }
+        Ok(Err(Refusal::Ended(why))) => {
+            debug!(listener = %info.config.name, %peer, "connection ended before CONNECT{why}");
             return;
         }
         Err(_) => {
-            debug!(%peer, listener = %info.config.name, "no CONNECT within the handshake timeout");
+            warn!(listener = %info.config.name, %peer, "closing connection: handshake not finished within {timeout:?}");
             return;
         }
     };
@@ -327,6 +337,14 @@ async fn admit(
     }
 }
 
+/// Why a new connection went no further than its handshake.
+enum Refusal {
+    /// The TLS handshake failed (logged as a warning, like `cicada`).
+    Tls(String),
+    /// The client went away (or its stream broke) before a whole CONNECT.
+    Ended(String),
+}
+
 /// Takes over a connection another core accepted.
 pub(crate) fn adopt(core: &Shared, h: Handoff) {
     let Handoff {
@@ -361,7 +379,14 @@ impl Stream {
 
 /// Registers the connection with the engine and starts its reader and writer.
 fn start(core: &Shared, stream: Stream, meta: ConnMeta, initial: BytesMut, slot: Slot) {
+    let (peer, listener) = (meta.peer.clone(), meta.listener.clone());
+    let identity = meta
+        .identity
+        .as_ref()
+        .and_then(|i| i.name().map(str::to_string));
     let (conn, io) = core.borrow_mut().add_conn(meta, initial);
+    let core_index = core.borrow().shard.index;
+    debug!(%conn, %peer, %listener, identity = ?identity, core = core_index, "accepted");
     match stream {
         Stream::Tcp(socket) => {
             let (read, write) = socket.into_split();

@@ -8,9 +8,12 @@
 //! has arrived there (microseconds in one process). A publish is forwarded only to engines with a
 //! matching filter, once per engine whatever the number of subscribers there.
 //!
-//! Shared subscriptions: the publishing engine picks, for each matching group, one engine among those
-//! with members (its seeded generator decides), and that engine picks the member by the configured
-//! strategy. Retained messages go to every engine, which keeps them in memory; only the publishing
+//! Shared subscriptions: the publishing engine picks, for each matching group, the engine by the
+//! configured strategy over all members everywhere (each engine weighs as many members as it has;
+//! shared groups' member counts travel with their interest), and that engine picks one of its
+//! members by the same strategy. Round robin thus spreads evenly over all members; `sticky` keeps
+//! to one engine, and the hashing strategies to one engine per topic or publisher. Online state of
+//! other engines' members is not known: an engine whose members are all offline queues for them. Retained messages go to every engine, which keeps them in memory; only the publishing
 //! engine stores them.
 //!
 //! Durability: a QoS 1/2 message forwarded to another engine may be stored there (a persistent
@@ -24,6 +27,7 @@ use std::sync::Arc;
 use bytestring::ByteString;
 
 use crate::codec::{split_shared, QoS};
+use crate::config::SharedStrategy;
 use crate::io::{DropReason, Event, PeerMessage};
 use crate::message::Message;
 use crate::router::TopicTrie;
@@ -37,8 +41,19 @@ pub(super) struct Peers {
     plain: TopicTrie<u16, ()>,
     /// Shared groups' filters (the part after `$share/{group}/`), keyed by the whole filter.
     shared: TopicTrie<ByteString, ()>,
-    /// Engines with members in each shared group.
-    groups: BTreeMap<ByteString, BTreeSet<u16>>,
+    /// How many members each other engine has in each shared group.
+    groups: BTreeMap<ByteString, BTreeMap<u16, u32>>,
+    /// Where each shared group's strategy left off across engines.
+    turns: BTreeMap<ByteString, Turn>,
+}
+
+/// A shared group's place in its rotation across engines.
+#[derive(Debug, Default)]
+struct Turn {
+    /// Messages placed so far (round robin).
+    next: u64,
+    /// The engine chosen last (sticky).
+    last: Option<u16>,
 }
 
 /// What one peer engine gets of a publish.
@@ -94,37 +109,93 @@ impl Engine {
             PeerMessage::Interest {
                 from,
                 filter,
-                present,
-            } => self.peer_interest(from, filter, present),
+                count,
+            } => self.peer_interest(from, filter, count),
         }
     }
 
-    fn peer_interest(&mut self, from: u16, filter: ByteString, present: bool) {
+    fn peer_interest(&mut self, from: u16, filter: ByteString, count: u32) {
         let peers = &mut self.peers;
         match split_shared(&filter) {
             Some((_, matched)) => {
                 let matched = matched.to_string();
-                if present {
-                    let engines = peers.groups.entry(filter.clone()).or_default();
-                    if engines.is_empty() {
-                        peers.shared.insert(&matched, filter.clone(), ());
-                    }
-                    engines.insert(from);
-                } else if let Some(engines) = peers.groups.get_mut(&filter) {
+                let engines = peers.groups.entry(filter.clone()).or_default();
+                let known = !engines.is_empty();
+                if count > 0 {
+                    engines.insert(from, count);
+                } else {
                     engines.remove(&from);
-                    if engines.is_empty() {
+                }
+                match (known, engines.is_empty()) {
+                    (false, false) => {
+                        peers.shared.insert(&matched, filter, ());
+                    }
+                    (true, true) => {
                         peers.groups.remove(&filter);
                         peers.shared.remove(&matched, &filter);
                     }
+                    _ => {}
                 }
             }
-            None if present => {
+            None if count > 0 => {
                 peers.plain.insert(&filter, from, ());
             }
             None => {
                 peers.plain.remove(&filter, &from);
             }
         }
+    }
+
+    /// The engine whose member of `group` gets `message`, following the configured strategy over
+    /// every member of the group on every engine: each engine weighs as many members as it has,
+    /// and then picks one of its own by the same strategy.
+    fn choose_engine(&mut self, group: &ByteString, message: &Message) -> Option<u16> {
+        let me = self.config.shard.index;
+        let mut slots: Vec<(u16, u64)> = self
+            .peers
+            .groups
+            .get(group)
+            .map(|e| e.iter().map(|(k, v)| (*k, u64::from(*v))).collect())
+            .unwrap_or_default();
+        let local = self.router.shared.member_count(group) as u64;
+        if local > 0 {
+            slots.push((me, local));
+            slots.sort_unstable();
+        }
+        let total: u64 = slots.iter().map(|(_, n)| n).sum();
+        if total == 0 {
+            self.peers.turns.remove(group);
+            return None;
+        }
+        let turn = self.peers.turns.entry(group.clone()).or_default();
+        let round_robin = |turn: &mut Turn| {
+            let i = turn.next % total;
+            turn.next += 1;
+            i
+        };
+        let index = match self.config.shared_strategy {
+            SharedStrategy::RoundRobin => round_robin(turn),
+            SharedStrategy::Random => self.rng.below(total),
+            SharedStrategy::Sticky => match turn.last.and_then(|l| slot_of(&slots, l)) {
+                Some(i) => i,
+                None => round_robin(turn),
+            },
+            SharedStrategy::HashTopic => fnv(message.topic.as_str().as_bytes()) % total,
+            SharedStrategy::HashPublisher => {
+                fnv(message.origin.as_deref().unwrap_or("").as_bytes()) % total
+            }
+        };
+        let mut left = index;
+        let chosen = slots.iter().find_map(|(engine, n)| {
+            if left < *n {
+                Some(*engine)
+            } else {
+                left -= n;
+                None
+            }
+        })?;
+        turn.last = Some(chosen);
+        Some(chosen)
     }
 
     /// Routes a message published on this engine here and to the other engines that need it.
@@ -142,26 +213,12 @@ impl Engine {
             groups.insert(group.clone());
         });
         for group in groups {
-            let mut engines: Vec<u16> = self
-                .peers
-                .groups
-                .get(&group)
-                .map(|e| e.iter().copied().collect())
-                .unwrap_or_default();
-            if self.router.shared.has_members(&group) {
-                engines.push(me);
-            }
-            if engines.is_empty() {
-                continue;
-            }
-            let pick = self.rng.below(engines.len() as u64);
-            let Some(&chosen) = usize::try_from(pick).ok().and_then(|i| engines.get(i)) else {
-                continue;
-            };
-            if chosen == me {
-                self.deliver_to_group(&group, &message, None);
-            } else {
-                shares.entry(chosen).or_default().groups.push(group);
+            match self.choose_engine(&group, &message) {
+                Some(chosen) if chosen == me => {
+                    self.deliver_to_group(&group, &message, None);
+                }
+                Some(chosen) => shares.entry(chosen).or_default().groups.push(group),
+                None => {}
             }
         }
         if message.retain && self.config.retain_available {
@@ -206,17 +263,36 @@ impl Engine {
     /// Tells the other engines which filters gained their first or lost their last subscription here.
     pub(super) fn announce_interest(&mut self) {
         let shard = self.config.shard;
-        for (filter, present) in self.router.interest_changes() {
+        for (filter, count) in self.router.interest_changes() {
             for to in shard.others() {
                 self.events.push_back(Event::Peer {
                     to,
                     message: PeerMessage::Interest {
                         from: shard.index,
                         filter: filter.clone(),
-                        present,
+                        count,
                     },
                 });
             }
         }
     }
+}
+
+/// The first slot of `engine` in `slots` (engine, weight), as a rotation index.
+fn slot_of(slots: &[(u16, u64)], engine: u16) -> Option<u64> {
+    let mut at = 0;
+    for (e, n) in slots {
+        if *e == engine {
+            return Some(at);
+        }
+        at += n;
+    }
+    None
+}
+
+/// FNV-1a: a fixed hash, so hashing strategies pick the same engine in every run.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

@@ -23,33 +23,39 @@ pub(crate) struct Router {
     interest: Option<Interest>,
 }
 
-/// How many local subscriptions each filter has, and the filters that gained their first or lost their
-/// last since the other engines were last told.
+/// How many local subscriptions each filter has, and the changes the other engines have not been told:
+/// an ordinary filter's first and last subscription, every change of a shared group's membership
+/// (they balance groups by member count).
 #[derive(Debug, Default)]
 struct Interest {
     counts: BTreeMap<ByteString, u32>,
-    changes: Vec<(ByteString, bool)>,
+    changes: Vec<(ByteString, u32)>,
 }
 
 impl Interest {
-    fn add(&mut self, filter: &ByteString) {
-        let count = self.counts.entry(filter.clone()).or_insert(0);
-        *count += 1;
-        if *count == 1 {
-            self.changes.push((filter.clone(), true));
+    fn changed(&mut self, filter: &ByteString, count: u32) {
+        let shared = split_shared(filter).is_some();
+        if shared || count <= 1 {
+            self.changes.push((filter.clone(), count));
         }
     }
 
+    fn add(&mut self, filter: &ByteString) {
+        let count = self.counts.entry(filter.clone()).or_insert(0);
+        *count += 1;
+        let count = *count;
+        self.changed(filter, count);
+    }
+
     fn remove(&mut self, filter: &str) {
-        let Some(count) = self.counts.get_mut(filter) else {
+        let Some((key, count)) = self.counts.remove_entry(filter) else {
             return;
         };
-        *count -= 1;
-        if *count == 0 {
-            if let Some((filter, _)) = self.counts.remove_entry(filter) {
-                self.changes.push((filter, false));
-            }
+        let count = count - 1;
+        if count > 0 {
+            self.counts.insert(key.clone(), count);
         }
+        self.changed(&key, count);
     }
 }
 
@@ -64,9 +70,9 @@ impl Router {
         self.interest.get_or_insert_with(Interest::default);
     }
 
-    /// The filters (whole, `$share/...` included) that gained their first subscription (`true`) or
-    /// lost their last (`false`) since the last call, in order; empty unless tracking.
-    pub(crate) fn interest_changes(&mut self) -> Vec<(ByteString, bool)> {
+    /// The filters (whole, `$share/...` included) whose subscription count changed as
+    /// [`Interest`] says, with the new count, in order; empty unless tracking.
+    pub(crate) fn interest_changes(&mut self) -> Vec<(ByteString, u32)> {
         self.interest
             .as_mut()
             .map(|i| std::mem::take(&mut i.changes))

@@ -66,9 +66,9 @@ impl SharedGroups {
         joined
     }
 
-    /// Whether `group` has a member.
-    pub(crate) fn has_members(&self, group: &str) -> bool {
-        self.groups.contains_key(group)
+    /// How many members `group` has.
+    pub(crate) fn member_count(&self, group: &str) -> usize {
+        self.groups.get(group).map_or(0, |g| g.members.len())
     }
 
     /// Removes `sid` from the group of `full`; returns whether it was a member.
