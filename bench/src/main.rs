@@ -38,6 +38,9 @@ enum Scenario {
     /// `clients` loops each connecting (over the transport of `--url`), completing CONNECT/CONNACK
     /// and disconnecting, for `seconds`; reports connections per second.
     Handshakes,
+    /// `clients` publishers at full speed into one subscriber that never reads: what the broker
+    /// holds for a stuck consumer; reports the broker's peak resident memory.
+    Flood,
 }
 
 #[derive(Debug, Parser)]
@@ -117,7 +120,7 @@ impl Conn {
             read,
             write,
             decoder,
-            buf: BytesMut::with_capacity(64 * 1024),
+            buf: BytesMut::new(),
         };
         let connect = Connect {
             protocol: ProtocolVersion::V3_1_1,
@@ -162,6 +165,8 @@ impl Conn {
                 Ok(Decoded::Incomplete { .. }) => {}
                 Err(e) => return Err(std::io::Error::other(e)),
             }
+            // Grown on demand, so thousands of idle connections stay small here too.
+            self.buf.reserve(16 * 1024);
             if self.read.read_buf(&mut self.buf).await? == 0 {
                 return Ok(None);
             }
@@ -333,6 +338,13 @@ async fn handshakes(args: &Arc<Args>) -> std::io::Result<()> {
         _ => "n/a".into(),
     };
     let n = done.load(Ordering::Relaxed);
+    result(
+        args,
+        &[(
+            "connects_per_s",
+            format!("{:.0}", n as f64 / elapsed.max(1e-9)),
+        )],
+    );
     println!(
         "{label} scenario=Handshakes clients={clients}: {rate:.0} connections/s ({n} in {elapsed:.1}s), broker cpu {cpu}s",
         label = args.label,
@@ -340,6 +352,34 @@ async fn handshakes(args: &Arc<Args>) -> std::io::Result<()> {
         rate = n as f64 / elapsed.max(1e-9),
     );
     Ok(())
+}
+
+/// Prints the machine-readable line the bench scripts collect: `RESULT key=value ...`.
+fn result(args: &Args, fields: &[(&str, String)]) {
+    let mut line = format!(
+        "RESULT broker={} scenario={:?} clients={} qos={}",
+        args.label, args.scenario, args.clients, args.qos
+    );
+    for (k, v) in fields {
+        line.push_str(&format!(" {k}={v}"));
+    }
+    println!("{line}");
+}
+
+/// Samples the broker's resident memory every 50 ms until dropped; the peak is in the returned cell.
+fn watch_rss(pid: Option<u32>) -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let peak = Arc::new(AtomicU64::new(0));
+    let seen = peak.clone();
+    let task = tokio::spawn(async move {
+        let Some(pid) = pid else { return };
+        loop {
+            if let Some(rss) = rss_kib(pid) {
+                seen.fetch_max(rss, Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    (peak, task)
 }
 
 /// Resident memory of `pid`, in KiB.
@@ -417,15 +457,54 @@ async fn main() -> std::io::Result<()> {
             (0..args.clients).map(|i| format!("bench/{i}")).collect(),
             (0..args.clients).map(|i| format!("bench/{i}")).collect(),
         ),
+        Scenario::Flood => (
+            Vec::new(),
+            (0..args.clients).map(|_| "bench/flood".into()).collect(),
+        ),
         Scenario::Idle | Scenario::Retained | Scenario::Handshakes => (Vec::new(), Vec::new()),
     };
     let connect_start = Instant::now();
     let mut idle = Vec::new();
+    let rss_before = args.broker_pid.and_then(rss_kib);
     if let Scenario::Idle = args.scenario {
         for i in 0..args.clients {
             idle.push(Conn::open(&args, format!("idle-{i}")).await?);
         }
+        // Let the broker settle (buffers shrink, tasks park) before reading its memory.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss_after = args.broker_pid.and_then(rss_kib);
+        let took = connect_start.elapsed().as_secs_f64() - 1.0;
+        let per_conn = match (rss_before, rss_after) {
+            (Some(a), Some(b)) => format!(
+                "{:.0}",
+                b.saturating_sub(a) as f64 * 1024.0 / args.clients.max(1) as f64
+            ),
+            _ => "nan".into(),
+        };
+        result(
+            &args,
+            &[
+                ("bytes_per_idle_conn", per_conn.clone()),
+                (
+                    "connects_per_s",
+                    format!("{:.0}", args.clients as f64 / took.max(1e-9)),
+                ),
+            ],
+        );
+        println!(
+            "{label} scenario=Idle clients={n}: {per_conn} bytes of broker memory per idle connection, connected in {took:.2}s",
+            label = args.label,
+            n = args.clients,
+        );
     }
+    // The flood's subscriber subscribes and then reads nothing.
+    let mut stuck = None;
+    if let Scenario::Flood = args.scenario {
+        let mut conn = Conn::open(&args, "stuck".into()).await?;
+        conn.subscribe("bench/flood", QoS::AtMostOnce).await?;
+        stuck = Some(conn);
+    }
+    let (rss_peak, rss_task) = watch_rss(args.broker_pid);
     let mut sub_tasks = Vec::new();
     for (i, filter) in subs.iter().enumerate() {
         let mut conn = Conn::open(&args, format!("sub-{i}")).await?;
@@ -467,7 +546,8 @@ async fn main() -> std::io::Result<()> {
     for t in &sub_tasks {
         t.abort();
     }
-    drop(idle);
+    rss_task.abort();
+    drop((idle, stuck));
     let mut lat = stats
         .latencies
         .lock()
@@ -476,6 +556,31 @@ async fn main() -> std::io::Result<()> {
     lat.sort_unstable();
     let sent = stats.sent.load(Ordering::Relaxed);
     let received = stats.received.load(Ordering::Relaxed);
+    let cpu_s = match (cpu_before, args.broker_pid.and_then(cpu_seconds)) {
+        (Some(a), Some(b)) => b - a,
+        _ => f64::NAN,
+    };
+    result(
+        &args,
+        &[
+            (
+                "sent_per_s",
+                format!("{:.0}", sent as f64 / elapsed.max(1e-9)),
+            ),
+            (
+                "delivered_per_s",
+                format!("{:.0}", received as f64 / elapsed.max(1e-9)),
+            ),
+            ("cpu_s", format!("{cpu_s:.2}")),
+            (
+                "delivered_per_cpu_s",
+                format!("{:.0}", received as f64 / cpu_s),
+            ),
+            ("p50_ms", format!("{:.3}", percentile(&lat, 0.5))),
+            ("p99_ms", format!("{:.3}", percentile(&lat, 0.99))),
+            ("rss_peak_kib", rss_peak.load(Ordering::Relaxed).to_string()),
+        ],
+    );
     println!(
         "{label} scenario={scenario:?} clients={clients} qos={q} payload={payload}B: sent {sps:.0}/s, delivered {rps:.0}/s, \
          latency ms p50={p50:.2} p99={p99:.2} max={max:.2}, broker cpu {cpu}s, connect {ct:.2}s",

@@ -331,8 +331,8 @@ async fn admit(
         .borrow()
         .handoffs
         .get(usize::from(owner))
-        .map(|tx| tx.send(handoff));
-    if !matches!(sent, Some(Ok(()))) {
+        .is_some_and(|tx| tx.send(handoff).is_ok());
+    if !sent {
         warn!(%peer, owner, "the owning core is gone; connection dropped");
     }
 }
