@@ -37,7 +37,9 @@ def parse(path):
             continue
         fields = dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
         if "name" in fields and "broker" in fields:
-            results[(fields["name"], fields["broker"])] = fields
+            results.setdefault((fields["name"], fields["broker"]), {}).update(
+                {k: v for k, v in fields.items() if k not in results.get((fields["name"], fields["broker"]), {})}
+            )
     return header, results
 
 

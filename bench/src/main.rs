@@ -125,7 +125,8 @@ impl Conn {
         let connect = Connect {
             protocol: ProtocolVersion::V3_1_1,
             clean_start: !args.persistent,
-            keep_alive: 0,
+            // rumqttd refuses keep alive 0; nothing here runs long enough to need a PINGREQ.
+            keep_alive: 300,
             properties: Default::default(),
             client_id: id.into(),
             will: None,
@@ -156,6 +157,14 @@ impl Conn {
             .encode(ProtocolVersion::V3_1_1, &mut out)
             .map_err(std::io::Error::other)?;
         self.write.write_all(&out).await
+    }
+
+    /// The next packet already read, if a whole one is buffered.
+    fn buffered(&mut self) -> Option<Packet> {
+        match self.decoder.decode(&mut self.buf) {
+            Ok(Decoded::Packet(p)) => Some(p),
+            _ => None,
+        }
     }
 
     async fn recv(&mut self) -> std::io::Result<Option<Packet>> {
@@ -199,28 +208,35 @@ fn micros_since(origin: Instant) -> u64 {
     u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Receives until the connection closes, recording latencies and acknowledging QoS 1.
+/// Receives until the connection closes, recording latencies and acknowledging QoS 1: the PUBACKs
+/// of everything one read brought go out in one write, as a real client library batches them.
 async fn subscriber(mut conn: Conn, origin: Instant, stats: Arc<Stats>) {
     let mut local = Vec::new();
-    while let Ok(Some(packet)) = conn.recv().await {
-        if let Packet::Publish(p) = packet {
-            if p.payload.len() >= 8 {
-                let mut ts = [0u8; 8];
-                ts.copy_from_slice(&p.payload[..8]);
-                let sent = u64::from_le_bytes(ts);
-                let latency = micros_since(origin).saturating_sub(sent);
-                local.push(u32::try_from(latency).unwrap_or(u32::MAX));
-            }
-            stats.received.fetch_add(1, Ordering::Relaxed);
-            if let Delivery::AtLeastOnce(id) = p.delivery {
-                if conn.send(&Packet::PubAck(Ack::new(id))).await.is_err() {
-                    break;
+    let mut acks = BytesMut::new();
+    while let Ok(Some(first)) = conn.recv().await {
+        let mut next = Some(first);
+        while let Some(packet) = next {
+            if let Packet::Publish(p) = packet {
+                if p.payload.len() >= 8 {
+                    let mut ts = [0u8; 8];
+                    ts.copy_from_slice(&p.payload[..8]);
+                    let sent = u64::from_le_bytes(ts);
+                    let latency = micros_since(origin).saturating_sub(sent);
+                    local.push(u32::try_from(latency).unwrap_or(u32::MAX));
+                }
+                stats.received.fetch_add(1, Ordering::Relaxed);
+                if let Delivery::AtLeastOnce(id) = p.delivery {
+                    let _ = Packet::PubAck(Ack::new(id)).encode(ProtocolVersion::V3_1_1, &mut acks);
                 }
             }
-            if local.len() >= 256 {
-                if let Ok(mut all) = stats.latencies.lock() {
-                    all.append(&mut local);
-                }
+            next = conn.buffered();
+        }
+        if !acks.is_empty() && conn.write.write_all(&acks.split()).await.is_err() {
+            break;
+        }
+        if local.len() >= 256 {
+            if let Ok(mut all) = stats.latencies.lock() {
+                all.append(&mut local);
             }
         }
     }
