@@ -515,13 +515,18 @@ fn check_later(
     check: SlowCheck,
     tx: mpsc::UnboundedSender<(ConnId, cicada_engine::AuthDecision, Option<Proof>)>,
 ) {
+    let answer = tx.clone();
     let spawned = std::thread::Builder::new()
         .name("cicada-auth".into())
         .spawn(move || {
             let (decision, proof) = check();
-            let _ = tx.send((conn, decision, proof));
+            let _ = answer.send((conn, decision, proof));
         });
     if let Err(e) = spawned {
         error!(%conn, "cannot start a credential check ({e}); the client is refused");
+        let decision = cicada_engine::AuthDecision::Deny {
+            reason: cicada_engine::codec::ReasonCode::ServerUnavailable,
+        };
+        let _ = tx.send((conn, decision, None));
     }
 }

@@ -452,7 +452,7 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct LogSection {
     pub format: LogFormat,
-    /// A `tracing` filter: `info`, `debug`, `cicada=debug,info`, ...
+    /// A `tracing` filter: `info`, `debug`, `cicada_shell_tokio=debug,info`, ...
     pub level: String,
 }
 

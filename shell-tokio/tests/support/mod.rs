@@ -88,7 +88,7 @@ impl Broker {
         // Ready means this broker logged it, not just that something answers on the port: a
         // parallel test may hold a port this one was given and failed to bind.
         let ready = |log: &str| {
-            log.contains("cicada::server: ready") || log.contains("cicada_uring: ready")
+            log.contains("cicada_shell_tokio::server: ready") || log.contains("cicada_uring: ready")
         };
         loop {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
