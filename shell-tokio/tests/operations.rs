@@ -228,16 +228,16 @@ fn the_admin_api_kicks_a_client_and_deletes_a_retained_message_as_clients_see_it
     assert_eq!(status, 200);
     assert_eq!(body["total"], 1, "{body}");
     assert_eq!(body["items"][0]["protocol"], "5.0");
-    let (status, subs) = api(
-        http_port,
-        "GET",
-        "/api/v1/subscriptions?client_id=victim",
-        None,
-    );
-    assert_eq!(
-        (status, subs["items"][0]["filter"].as_str()),
-        (200, Some("k/#"))
-    );
+    // Its SUBSCRIBE follows the CONNACK: wait for it rather than race it.
+    eventually("victim's subscription is listed", || {
+        let (status, subs) = api(
+            http_port,
+            "GET",
+            "/api/v1/subscriptions?client_id=victim",
+            None,
+        );
+        (status, subs["items"][0]["filter"].as_str()) == (200, Some("k/#"))
+    });
     let (status, _) = api(http_port, "POST", "/api/v1/clients/victim/kick", None);
     assert_eq!(status, 200);
     assert!(
