@@ -14,14 +14,14 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use cicada_engine::{
-    CloseReason, ConnId, ConnMeta, Engine, Event, Input, Instant, PeerMessage, Shard, StoredState,
+    ConnId, ConnMeta, Engine, Event, Input, Instant, PeerMessage, Shard, StoredState,
 };
-use cicada_shell_tokio::auth::{Answer, Authenticator, SlowCheck, Step};
+use cicada_shell_tokio::auth::{Answer, Authenticator, SlowCheck};
 use cicada_shell_tokio::config::Settings;
 use cicada_shell_tokio::providers::Proof;
 use cicada_shell_tokio::storage::{Done, StorageWriter};
 use tokio::sync::mpsc;
-use tracing::{debug, error, info, warn};
+use tracing::{error, warn};
 
 use crate::net::{self, ConnIo, ListenerInfo};
 
@@ -383,6 +383,9 @@ impl EngineTask {
             }
         }
         while let Some(event) = core.engine.poll_event() {
+            cicada_shell_tokio::events::log(&event, |conn| {
+                core.peers.get(&conn).cloned().unwrap_or_default()
+            });
             match event {
                 Event::Peer { to, message } => {
                     if let Some(tx) = self.peers.get(usize::from(to)) {
@@ -405,37 +408,15 @@ impl EngineTask {
                     }
                     None => follow_ups.push(Input::Persisted { upto: seq }),
                 },
-                Event::Authenticate {
-                    conn,
-                    client_id,
-                    username,
-                    password,
-                    peer,
-                    listener,
-                    identity,
-                    method,
-                    data,
-                    stage,
-                } => {
-                    let answer = self.auth.decide(Step {
-                        conn,
-                        client_id: &client_id,
-                        peer: &peer,
-                        listener: &listener,
-                        username,
-                        password,
-                        identity,
-                        method: method.as_deref(),
-                        data,
-                        stage,
-                    });
-                    match answer {
-                        Answer::Now(decision) => {
-                            follow_ups.push(Input::AuthDecided { conn, decision })
-                        }
-                        Answer::Later(check) => check_later(conn, check, self.checked_tx.clone()),
+                event @ Event::Authenticate { .. } => match self.auth.decide_event(event) {
+                    Some((conn, Answer::Now(decision))) => {
+                        follow_ups.push(Input::AuthDecided { conn, decision });
                     }
-                }
+                    Some((conn, Answer::Later(check))) => {
+                        check_later(conn, check, self.checked_tx.clone());
+                    }
+                    None => {}
+                },
                 Event::ReadPaused { conn } => {
                     if let Some(io) = core.conns.get(&conn) {
                         io.pause(true);
@@ -446,44 +427,8 @@ impl EngineTask {
                         io.pause(false);
                     }
                 }
-                Event::Refused { client_id, what } => {
-                    warn!(client_id = %client_id, refused = ?what, "refused");
-                }
-                Event::ClientConnected {
-                    conn,
-                    client_id,
-                    protocol,
-                    session_present,
-                } => {
-                    let (peer, listener) = core.peers.get(&conn).cloned().unwrap_or_default();
-                    info!(%conn, client_id = %client_id, %peer, %listener, %protocol, session_present, core = core.shard.index, "client connected");
-                }
-                Event::ClientDisconnected {
-                    conn,
-                    client_id,
-                    reason,
-                } => {
-                    let (peer, _) = core.peers.remove(&conn).unwrap_or_default();
-                    let client = client_id.as_deref().unwrap_or("-").to_string();
-                    match &reason {
-                        CloseReason::ProtocolViolation { reason, rule } => warn!(
-                            %conn, client_id = %client, %peer, reason = ?reason, rule = %rule,
-                            "client disconnected: protocol violation"
-                        ),
-                        other => {
-                            info!(%conn, client_id = %client, %peer, reason = ?other, "client disconnected")
-                        }
-                    }
-                }
-                Event::MessageDropped {
-                    client_id,
-                    topic,
-                    reason,
-                } => {
-                    debug!(client_id = %client_id, topic = %topic.as_str(), reason = ?reason, "message dropped")
-                }
-                Event::SessionExpired { client_id } => {
-                    info!(client_id = %client_id, "session expired")
+                Event::ClientDisconnected { conn, .. } => {
+                    core.peers.remove(&conn);
                 }
                 _ => {}
             }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cicada_engine::{PeerMessage, Shard, StoredState};
-use cicada_shell_tokio::config::{self, LogFormat, Settings};
+use cicada_shell_tokio::config::{self, Settings};
 use cicada_shell_tokio::storage::StorageHandle;
 use cicada_transports::config::Kind;
 use clap::Parser;
@@ -33,21 +33,9 @@ use crate::core::{Control, CoreSetup, Handoff};
 #[derive(Debug, Parser)]
 #[command(name = "cicada-uring", version, about)]
 struct Cli {
-    /// Configuration file (TOML, the same as `cicada`'s); without it the defaults apply.
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-    /// Address to listen on, IP:PORT (repeatable); replaces `server.listen`.
-    #[arg(long)]
-    listen: Vec<String>,
-    /// Directory for durable state; replaces `server.data_dir`.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Log format; replaces `log.format`.
-    #[arg(long, value_enum)]
-    log_format: Option<LogFormat>,
-    /// Log level or filter; replaces `log.level`.
-    #[arg(long)]
-    log_level: Option<String>,
+    /// The configuration file and its overrides, as `cicada` takes them.
+    #[command(flatten)]
+    source: config::Source,
     /// Engines (threads); the number of CPUs by default.
     #[arg(long)]
     cores: Option<u16>,
@@ -84,13 +72,7 @@ enum StartError {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let source = config::Source {
-        path: cli.config.clone(),
-        listen: cli.listen.clone(),
-        data_dir: cli.data_dir.clone(),
-        log_format: cli.log_format,
-        log_level: cli.log_level.clone(),
-    };
+    let source = cli.source.clone();
     let settings = match source.settings() {
         Ok(s) => s,
         Err(e) => {
@@ -200,9 +182,7 @@ fn run(settings: Settings, cores: Option<u16>) -> Result<(), StartError> {
         ),
         None => None,
     };
-    let origin = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let origin = cicada_shell_tokio::server::engine_origin();
     let start = std::time::Instant::now();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let mut threads = Vec::new();

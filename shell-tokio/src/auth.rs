@@ -123,6 +123,38 @@ impl Authenticator {
         })
     }
 
+    /// Answers an [`cicada_engine::Event::Authenticate`] (any other event: `None`).
+    pub fn decide_event(&mut self, event: cicada_engine::Event) -> Option<(ConnId, Answer)> {
+        let cicada_engine::Event::Authenticate {
+            conn,
+            client_id,
+            username,
+            password,
+            peer,
+            listener,
+            identity,
+            method,
+            data,
+            stage,
+        } = event
+        else {
+            return None;
+        };
+        let answer = self.decide(Step {
+            conn,
+            client_id: &client_id,
+            peer: &peer,
+            listener: &listener,
+            username,
+            password,
+            identity,
+            method: method.as_deref(),
+            data,
+            stage,
+        });
+        Some((conn, answer))
+    }
+
     /// Answers one step, or hands back the check to run.
     pub fn decide(&mut self, step: Step<'_>) -> Answer {
         if step.method.is_some() {

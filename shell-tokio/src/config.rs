@@ -507,13 +507,23 @@ pub struct Settings {
 }
 
 /// Where the settings come from: the file and the command line's overrides, kept so a reload
-/// reads them again the same way.
-#[derive(Debug, Clone, Default)]
+/// reads them again the same way. Both brokers' command lines take these options.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Source {
+    /// Configuration file (TOML); without it the defaults apply.
+    #[arg(long = "config", short = 'c')]
     pub path: Option<PathBuf>,
+    /// Address to listen on, IP:PORT (repeatable); replaces `server.listen`.
+    #[arg(long)]
     pub listen: Vec<String>,
+    /// Directory for durable state; replaces `server.data_dir`.
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Log format; replaces `log.format`.
+    #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Log level or filter; replaces `log.level`.
+    #[arg(long)]
     pub log_level: Option<String>,
 }
 

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod banfile;
 pub mod config;
+pub mod events;
 pub mod http;
 pub mod jwt;
 pub mod otlp;

@@ -8,28 +8,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cicada_shell_tokio::config::{self, LogFormat};
+use cicada_shell_tokio::config;
 use cicada_shell_tokio::{auth, init_logging, otlp, passwd, server};
 
 /// The Cicada MQTT broker.
 #[derive(Debug, Parser)]
 #[command(name = "cicada", version, about)]
 struct Cli {
-    /// Configuration file (TOML); without it the defaults apply.
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-    /// Address to listen on, IP:PORT (repeatable); replaces `server.listen`.
-    #[arg(long)]
-    listen: Vec<String>,
-    /// Directory for durable state; replaces `server.data_dir`.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Log format; replaces `log.format`.
-    #[arg(long, value_enum)]
-    log_format: Option<LogFormat>,
-    /// Log level or filter; replaces `log.level`.
-    #[arg(long)]
-    log_level: Option<String>,
+    #[command(flatten)]
+    source: config::Source,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -182,13 +169,7 @@ fn main() -> ExitCode {
         }) => return passwd(create, batch, delete, &file, &user, password.as_deref()),
         None => {}
     }
-    let source = config::Source {
-        path: cli.config.clone(),
-        listen: cli.listen.clone(),
-        data_dir: cli.data_dir.clone(),
-        log_format: cli.log_format,
-        log_level: cli.log_level.clone(),
-    };
+    let source = cli.source.clone();
     let settings = source.settings();
     let settings = match settings {
         Ok(s) => s,

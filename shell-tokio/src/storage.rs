@@ -97,13 +97,12 @@ impl StorageHandle {
     }
 
     /// Writes what is queued, syncs, and stops the thread.
-    pub async fn close(mut self) {
-        self.batches = None;
-        if let Some(thread) = self.thread.take() {
-            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
-            if !matches!(joined, Ok(Ok(()))) {
-                error!("the storage thread ended abnormally");
-            }
+    pub async fn close(self) {
+        if tokio::task::spawn_blocking(move || self.close_blocking())
+            .await
+            .is_err()
+        {
+            error!("the storage thread ended abnormally");
         }
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cicada_engine::{CloseReason, ConnId, ConnMeta, Engine, Event, Input, Instant};
+use cicada_engine::{ConnId, ConnMeta, Engine, Event, Input, Instant};
 use cicada_transports::{Accepted, BoxStream, Listeners, Slot, TransportMeta};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -127,6 +127,15 @@ pub fn open_store(
     }
 }
 
+/// The engine's time at start: wall-clock time since the Unix epoch, which the shell then advances
+/// by a monotonic clock. Stored instants (when a session went offline, when a message expires) keep
+/// their meaning across a restart, and time never goes back while the broker runs.
+pub fn engine_origin() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 /// Runs the broker until SIGINT or SIGTERM.
 pub async fn run(
     settings: Settings,
@@ -193,12 +202,7 @@ pub async fn run(
         ),
         None => None,
     };
-    // Engine time is wall-clock time since the Unix epoch, advanced by a monotonic clock: stored
-    // instants (when a session went offline, when a message expires) keep their meaning across a
-    // restart, and time never goes back while the broker runs.
-    let origin = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let origin = engine_origin();
     let start = tokio::time::Instant::now();
     engine.restore(Instant::from_duration(origin), state);
     engine.handle(
@@ -645,6 +649,10 @@ impl EngineTask {
             batch.entry(t.conn).or_default().push(t.data);
         }
         while let Some(event) = self.engine.poll_event() {
+            crate::events::log(&event, |conn| {
+                let (peer, listener) = self.peer(conn);
+                (peer, listener.to_string())
+            });
             match event {
                 Event::Close { conn, .. } => {
                     self.auth.forget(conn);
@@ -673,37 +681,15 @@ impl EngineTask {
                         None => follow_ups.push(Input::Persisted { upto: seq }),
                     }
                 }
-                Event::Authenticate {
-                    conn,
-                    client_id,
-                    username,
-                    password,
-                    peer,
-                    listener,
-                    identity,
-                    method,
-                    data,
-                    stage,
-                } => {
-                    let answer = self.auth.decide(crate::auth::Step {
-                        conn,
-                        client_id: &client_id,
-                        peer: &peer,
-                        listener: &listener,
-                        username,
-                        password,
-                        identity,
-                        method: method.as_deref(),
-                        data,
-                        stage,
-                    });
-                    match answer {
-                        crate::auth::Answer::Now(decision) => {
-                            follow_ups.push(Input::AuthDecided { conn, decision });
-                        }
-                        crate::auth::Answer::Later(check) => self.check_later(conn, check),
+                event @ Event::Authenticate { .. } => match self.auth.decide_event(event) {
+                    Some((conn, crate::auth::Answer::Now(decision))) => {
+                        follow_ups.push(Input::AuthDecided { conn, decision });
                     }
-                }
+                    Some((conn, crate::auth::Answer::Later(check))) => {
+                        self.check_later(conn, check)
+                    }
+                    None => {}
+                },
                 Event::ReadPaused { conn } => {
                     if let Some(pause) = self.pauses.get(&conn) {
                         let _ = pause.send(true);
@@ -714,61 +700,31 @@ impl EngineTask {
                         let _ = pause.send(false);
                     }
                 }
-                Event::Refused { client_id, what } => {
-                    warn!(client_id = %client_id, refused = ?what, "refused");
-                }
+                // A span per connection, while traces are exported.
                 Event::ClientConnected {
                     conn,
                     client_id,
                     protocol,
                     session_present,
-                } => {
+                } if crate::otlp::enabled() => {
                     let (peer, listener) = self.peer(conn);
-                    info!(%conn, client_id = %client_id, %peer, %listener, %protocol, session_present, "client connected");
-                    if crate::otlp::enabled() {
-                        let span = tracing::info_span!(
-                            parent: None,
-                            "mqtt.connection",
-                            client_id = %client_id,
-                            peer = %peer,
-                            listener = %listener,
-                            protocol = %protocol,
-                            session_present,
-                            close_reason = tracing::field::Empty,
-                        );
-                        self.spans.insert(conn, span);
-                    }
+                    let span = tracing::info_span!(
+                        parent: None,
+                        "mqtt.connection",
+                        client_id = %client_id,
+                        peer = %peer,
+                        listener = %listener,
+                        protocol = %protocol,
+                        session_present,
+                        close_reason = tracing::field::Empty,
+                    );
+                    self.spans.insert(conn, span);
                 }
-                Event::ClientDisconnected {
-                    conn,
-                    client_id,
-                    reason,
-                } => {
-                    let (peer, _) = self.peer(conn);
-                    let client = client_id.as_deref().unwrap_or("-").to_string();
-                    match &reason {
-                        CloseReason::ProtocolViolation { reason, rule } => warn!(
-                            %conn, client_id = %client, %peer, reason = ?reason, rule = %rule,
-                            "client disconnected: protocol violation"
-                        ),
-                        other => {
-                            info!(%conn, client_id = %client, %peer, reason = ?other, "client disconnected")
-                        }
-                    }
+                Event::ClientDisconnected { conn, reason, .. } => {
                     self.peers.remove(&conn);
                     if let Some(span) = self.spans.remove(&conn) {
                         span.record("close_reason", tracing::field::debug(&reason));
                     }
-                }
-                Event::MessageDropped {
-                    client_id,
-                    topic,
-                    reason,
-                } => {
-                    debug!(client_id = %client_id, topic = %topic.as_str(), reason = ?reason, "message dropped")
-                }
-                Event::SessionExpired { client_id } => {
-                    info!(client_id = %client_id, "session expired")
                 }
                 Event::Reconfigured(report) => self.reconfigured = Some(report),
                 _ => {}
