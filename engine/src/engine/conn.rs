@@ -83,8 +83,8 @@ pub(crate) struct Conn {
     /// Its publish rate limits.
     pub(crate) limits: super::guard::PublishLimits,
     /// A PUBLISH over a throttling rate limit, handled when the limit allows; nothing after it is
-    /// decoded meanwhile.
-    pub(crate) stalled: Option<crate::codec::Publish>,
+    /// decoded meanwhile. Boxed: rare, and a `Publish` would double the size of every connection.
+    pub(crate) stalled: Option<Box<crate::codec::Publish>>,
     /// Whether the shell was told to stop reading ([`crate::Event::ReadPaused`]).
     pub(crate) read_paused: bool,
     /// The tenant it counts against while connected.

@@ -29,7 +29,14 @@ impl Engine {
         c.max_packet_out = connect.properties.maximum_packet_size.map(NonZeroU32::get);
         c.auth_method = connect.properties.authentication_method.clone();
         // A user name the transport vouches for (a certificate identity) wins over the claimed one.
-        c.username = c.meta.username.clone().or_else(|| connect.username.clone());
+        // Copied out of the receive buffer: a slice would keep the whole read alive for as long as
+        // the connection (see `docs/benchmarks.md`, idle memory).
+        c.username = c.meta.username.clone().or_else(|| {
+            connect
+                .username
+                .as_deref()
+                .map(|u| ByteString::from(u.to_owned()))
+        });
         let (username, peer) = (c.username.clone(), c.meta.peer.clone());
         let refusal =
             refusal.or_else(|| self.connect_guard(&connect.client_id, username.as_deref(), &peer));
@@ -185,9 +192,10 @@ impl Engine {
             .client_id
             .is_empty()
             .then(|| self.assign_client_id());
+        // Copied out of the receive buffer, like the user name.
         let client_id = assigned
             .clone()
-            .unwrap_or_else(|| connect.client_id.clone());
+            .unwrap_or_else(|| ByteString::from(connect.client_id.to_string()));
         let v5 = connect.protocol.is_v5();
 
         // Take over a session in use, then decide whether it is resumed.

@@ -1,7 +1,6 @@
 //! Messages to subscribers: routing, the per-session queue and inflight window, the send window, and the
 //! QoS 1/2 flows towards clients.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytestring::ByteString;
@@ -16,7 +15,8 @@ use crate::session::{Flow, Inflight, Outbound, SessionId};
 use super::Engine;
 
 /// One session's share of a routed message.
-struct Target {
+#[derive(Debug)]
+pub(super) struct Target {
     qos: QoS,
     sub_ids: Vec<SubscriptionId>,
     retain_as_published: bool,
@@ -32,7 +32,9 @@ impl Engine {
     /// Delivers `message` to every session with a matching ordinary subscription: once per session,
     /// at the highest QoS of its matching subscriptions, with all their identifiers.
     pub(super) fn route_plain(&mut self, message: &Arc<Message>) {
-        let mut targets: BTreeMap<SessionId, Target> = BTreeMap::new();
+        // The list is kept between publishes: a fan-out allocates nothing for its targets.
+        let mut targets = std::mem::take(&mut self.route_targets);
+        targets.clear();
         let sessions = &self.sessions;
         self.router
             .plain
@@ -42,20 +44,31 @@ impl Engine {
                 {
                     return;
                 }
-                let qos = message.qos.min(sub.options.qos);
-                let t = targets.entry(*sid).or_insert(Target {
-                    qos,
-                    sub_ids: Vec::new(),
-                    retain_as_published: false,
-                });
-                t.qos = t.qos.max(qos);
-                t.sub_ids.extend(sub.id);
-                t.retain_as_published |= sub.options.retain_as_published;
+                targets.push((
+                    *sid,
+                    Target {
+                        qos: message.qos.min(sub.options.qos),
+                        sub_ids: sub.id.into_iter().collect(),
+                        retain_as_published: sub.options.retain_as_published,
+                    },
+                ));
             });
-        for (sid, t) in targets {
+        // One delivery per session, in session order, merging its overlapping subscriptions.
+        targets.sort_unstable_by_key(|(sid, _)| *sid);
+        targets.dedup_by(|(sid, later), (kept_sid, kept)| {
+            if sid != kept_sid {
+                return false;
+            }
+            kept.qos = kept.qos.max(later.qos);
+            kept.sub_ids.append(&mut later.sub_ids);
+            kept.retain_as_published |= later.retain_as_published;
+            true
+        });
+        for (sid, t) in targets.drain(..) {
             let retain = message.retain && t.retain_as_published;
             self.enqueue(sid, message.clone(), t.qos, retain, t.sub_ids, None);
         }
+        self.route_targets = targets;
     }
 
     /// Queues a message for a session and sends what its windows allow.
@@ -230,9 +243,12 @@ impl Engine {
             self.stats.publishes_sent_by_qos[qos_index(qos)] += 1;
             match prepared {
                 Prepared::Encoded(encoded) => {
+                    // Taken out for the write so its bytes are copied without a reference count.
+                    let cache = std::mem::take(&mut self.encoded);
                     if let Some(target) = self.out_buffer(conn, gate) {
-                        encoded.write_to(target);
+                        cache.write(&encoded, target);
                     }
+                    self.encoded = cache;
                 }
                 Prepared::Packet(packet) => self.write(conn, &packet, gate),
             }

@@ -39,25 +39,18 @@ pub(super) struct EncodedCache {
     variants: Vec<Variant>,
 }
 
-/// An encoded PUBLISH ready to copy: its bytes and, for QoS 1/2, the identifier to write in.
+/// An encoded PUBLISH ready to copy from the cache ([`EncodedCache::write`]): which variant and,
+/// for QoS 1/2, the identifier to write in.
 pub(super) struct Encoded {
-    bytes: Bytes,
+    variant: usize,
+    len: usize,
     pid: Option<(usize, PacketId)>,
 }
 
 impl Encoded {
     /// Its size on the wire.
     pub(super) fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    /// Appends it to `out`.
-    pub(super) fn write_to(&self, out: &mut BytesMut) {
-        let start = out.len();
-        out.extend_from_slice(&self.bytes);
-        if let Some((at, pid)) = self.pid {
-            out[start + at..start + at + 2].copy_from_slice(&pid.get().to_be_bytes());
-        }
+        self.len
     }
 }
 
@@ -95,8 +88,22 @@ impl EncodedCache {
         };
         let variant = &self.variants[index];
         Encoded {
-            bytes: variant.bytes.clone(),
+            variant: index,
+            len: variant.bytes.len(),
             pid: pid.map(|pid| (variant.pid_at, pid)),
+        }
+    }
+
+    /// Appends `encoded`, got from this cache since its message last changed, to `out`.
+    pub(super) fn write(&self, encoded: &Encoded, out: &mut BytesMut) {
+        let Some(variant) = self.variants.get(encoded.variant) else {
+            debug_assert!(false, "an encoded PUBLISH outlived its cache entry");
+            return;
+        };
+        let start = out.len();
+        out.extend_from_slice(&variant.bytes);
+        if let Some((at, pid)) = encoded.pid {
+            out[start + at..start + at + 2].copy_from_slice(&pid.get().to_be_bytes());
         }
     }
 

@@ -23,8 +23,9 @@ pub(super) const CONNECT_RATE_ADDRESSES: usize = 65_536;
 /// The per-connection state of the publish rate limits.
 #[derive(Debug, Default)]
 pub(crate) struct PublishLimits {
-    messages: Option<(TokenBucket, OverloadPolicy)>,
-    bytes: Option<(TokenBucket, OverloadPolicy)>,
+    // Boxed: most connections have no limit, and every connection carries this.
+    messages: Option<Box<(TokenBucket, OverloadPolicy)>>,
+    bytes: Option<Box<(TokenBucket, OverloadPolicy)>>,
 }
 
 impl PublishLimits {
@@ -36,10 +37,10 @@ impl PublishLimits {
     ) -> PublishLimits {
         let bucket = |limit: Option<RateLimit>| {
             limit.map(|l| {
-                (
+                Box::new((
                     TokenBucket::new(l.rate.per_sec, l.rate.burst, now),
                     l.policy,
-                )
+                ))
             })
         };
         PublishLimits {
@@ -50,15 +51,16 @@ impl PublishLimits {
 
     /// The limit a PUBLISH of `size` payload bytes is over at `now`, if any.
     fn over(&self, now: crate::time::Instant, size: u64, whose: &'static str) -> Option<Verdict> {
-        let check = |bucket: &Option<(TokenBucket, OverloadPolicy)>, n: u64, name: &'static str| {
-            let (bucket, policy) = bucket.as_ref()?;
-            let ready_at = bucket.ready_at(now, n);
-            (ready_at > now).then_some(Verdict::Over {
-                limit: name,
-                policy: *policy,
-                ready_at,
-            })
-        };
+        let check =
+            |bucket: &Option<Box<(TokenBucket, OverloadPolicy)>>, n: u64, name: &'static str| {
+                let (bucket, policy) = bucket.as_deref()?;
+                let ready_at = bucket.ready_at(now, n);
+                (ready_at > now).then_some(Verdict::Over {
+                    limit: name,
+                    policy: *policy,
+                    ready_at,
+                })
+            };
         let (messages, bytes) = if whose.is_empty() {
             ("publish_messages_per_sec", "publish_bytes_per_sec")
         } else {
@@ -72,10 +74,10 @@ impl PublishLimits {
 
     /// Takes a PUBLISH's cost.
     fn charge(&mut self, now: crate::time::Instant, size: u64) {
-        if let Some((bucket, _)) = &mut self.messages {
+        if let Some((bucket, _)) = self.messages.as_deref_mut() {
             bucket.try_take(now, 1);
         }
-        if let Some((bucket, _)) = &mut self.bytes {
+        if let Some((bucket, _)) = self.bytes.as_deref_mut() {
             bucket.try_take(now, size);
         }
     }
@@ -128,7 +130,7 @@ impl Engine {
                     self.report(sid, Refusal::Throttled { limit });
                 }
                 if let Some(c) = self.conns.get_mut(&id) {
-                    c.stalled = Some(p);
+                    c.stalled = Some(Box::new(p));
                     if let Some(ka) = c.keep_alive {
                         // The client is not idle: it is being held back.
                         self.timers
@@ -227,7 +229,7 @@ impl Engine {
         let Some(p) = c.stalled.take() else {
             return;
         };
-        self.on_packet(id, Packet::Publish(p));
+        self.on_packet(id, Packet::Publish(*p));
         self.process_inbuf(id);
         // Reading resumes only once the backlog is handled, so a flood cannot pile up in memory.
         if let Some(c) = self.conns.get_mut(&id) {

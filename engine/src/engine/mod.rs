@@ -164,6 +164,8 @@ pub struct Engine {
     events: VecDeque<Event>,
     /// The message being routed, encoded once per variant.
     encoded: encoded::EncodedCache,
+    /// Scratch list of a publish's ordinary subscribers, reused (see [`Engine::route_plain`]).
+    route_targets: Vec<(SessionId, deliver::Target)>,
     next_session: SessionId,
     /// The batch whose write failed, until a later batch is reported durable: meanwhile new
     /// persistent sessions are refused (CONNACK 0x88).
@@ -226,6 +228,7 @@ impl Engine {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             encoded: encoded::EncodedCache::default(),
+            route_targets: Vec::new(),
             next_session: 1,
             storage_failed: None,
             sys: sys::SysState::default(),

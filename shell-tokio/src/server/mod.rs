@@ -29,6 +29,12 @@ mod reload;
 /// dropped.
 const WRITE_STALL: Duration = Duration::from_secs(30);
 
+/// A connection's first read buffer: a CONNECT and then some.
+const FIRST_READ: usize = 512;
+
+/// The largest read buffer a busy connection grows to.
+const MAX_READ: usize = 64 * 1024;
+
 /// Inputs for the engine task from sockets.
 #[derive(Debug)]
 enum Happening {
@@ -349,19 +355,26 @@ async fn connection(
     let (mut read, mut write) = tokio::io::split(stream);
     let reader_tx = tx.clone();
     let reader = tokio::spawn(async move {
-        let mut buf = bytes::BytesMut::with_capacity(16 * 1024);
+        // Small at first and grown only while reads fill it: an idle connection keeps
+        // `FIRST_READ` bytes, a busy one reads up to `MAX_READ` at a time.
+        let mut buf = bytes::BytesMut::new();
+        let mut size = FIRST_READ;
         loop {
             // A rate limit holds this client back: read nothing until the engine has handled what
             // it already has, so TCP pushes back on the client.
             if pause.wait_for(|paused| !*paused).await.is_err() {
                 break;
             }
-            if buf.capacity() - buf.len() < 4096 {
-                buf.reserve(16 * 1024);
+            if buf.capacity() == buf.len() {
+                buf.reserve(size);
             }
+            let room = buf.capacity() - buf.len();
             match read.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => break,
-                Ok(_) => {
+                Ok(n) => {
+                    if n == room {
+                        size = (size * 4).min(MAX_READ);
+                    }
                     let data = buf.split().freeze();
                     if reader_tx
                         .send(Happening::Received { conn, data })
