@@ -6,7 +6,9 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 use crate::codec::SubscriptionId;
-use crate::codec::{ProtocolVersion, QoS, ReasonCode, SubscriptionOptions, TopicName, Will};
+use crate::codec::{
+    ProtocolVersion, PublishProperties, QoS, ReasonCode, SubscriptionOptions, TopicName, Will,
+};
 use crate::message::Message;
 use crate::time::Instant;
 
@@ -204,6 +206,18 @@ pub enum Input {
         /// The message.
         message: PeerMessage,
     },
+    /// Publish a message on behalf of someone who is not an MQTT client (the HTTP publish API),
+    /// checked and routed like a client's PUBLISH; answered with [`Event::Published`] once what it
+    /// changed (retained message, persistent sessions' queues) is durable.
+    Publish {
+        /// The shell's number for the request, echoed in the answer.
+        request: u64,
+        /// Who publishes, as the authenticator proved it; the ACL is checked for this user with an
+        /// empty client identifier.
+        principal: Principal,
+        /// The message.
+        publish: ExternalPublish,
+    },
     /// The instant returned by [`crate::Engine::poll_timeout`] has come.
     Timeout,
     /// The broker is stopping: every connection is closed (v5 clients are told 0x8B first, or
@@ -257,6 +271,37 @@ pub enum Input {
         /// The redirection, if any.
         redirect: Option<crate::config::Redirect>,
     },
+}
+
+/// A message published from outside MQTT ([`Input::Publish`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExternalPublish {
+    /// The topic.
+    pub topic: TopicName,
+    /// The payload.
+    pub payload: Bytes,
+    /// The QoS subscribers get it at (at most their subscription's).
+    pub qos: QoS,
+    /// Whether it replaces the topic's retained message.
+    pub retain: bool,
+    /// Its v5 properties; Topic Alias and Subscription Identifier are refused.
+    pub properties: PublishProperties,
+}
+
+/// The answer to an [`Input::Publish`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// Routed, and what it changed is durable.
+    Accepted,
+    /// Refused, with the reason code a client's PUBACK would carry and the rule broken.
+    Refused {
+        /// The reason code.
+        reason: ReasonCode,
+        /// The rule, for the caller and the log.
+        why: String,
+    },
+    /// Routed, but the storage batch it was in failed: it may not survive a restart.
+    StorageFailed,
 }
 
 /// What a session's stored message is waiting for.
@@ -473,6 +518,13 @@ pub enum Refusal {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
+    /// The answer to [`Input::Publish`] `request`.
+    Published {
+        /// The request's number.
+        request: u64,
+        /// What came of it.
+        outcome: PublishOutcome,
+    },
     /// Give this message to engine `to` of this node as [`Input::Peer`].
     Peer {
         /// The receiving engine's [`crate::Shard::index`].

@@ -39,8 +39,9 @@ pub use engine::{
     TopicStats, Totals, Transmit,
 };
 pub use io::{
-    AuthDecision, AuthStage, CertIdentity, CloseReason, ConnId, ConnMeta, DropReason, Event, Input,
-    OutboundState, PeerMessage, PersistSeq, Principal, Refusal, StoreOp,
+    AuthDecision, AuthStage, CertIdentity, CloseReason, ConnId, ConnMeta, DropReason, Event,
+    ExternalPublish, Input, OutboundState, PeerMessage, PersistSeq, Principal, PublishOutcome,
+    Refusal, StoreOp,
 };
 pub use message::{Message, MessageProperties};
 pub use rng::Rng;

@@ -553,6 +553,10 @@ impl Sim {
                     let text = format!("refused {client_id}: {what:?}");
                     self.line(&text);
                 }
+                Event::Published { request, outcome } => {
+                    let text = format!("published #{request}: {outcome:?}");
+                    self.line(&text);
+                }
                 Event::Reconfigured(report) => {
                     let text = format!("reconfigured {report:?}");
                     self.line(&text);

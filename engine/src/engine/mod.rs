@@ -6,6 +6,7 @@ mod conn;
 mod connect;
 mod deliver;
 mod encoded;
+mod external;
 mod guard;
 mod inspect;
 mod lifecycle;
@@ -166,6 +167,8 @@ pub struct Engine {
     encoded: encoded::EncodedCache,
     /// Scratch list of a publish's ordinary subscribers, reused (see [`Engine::route_plain`]).
     route_targets: Vec<(SessionId, deliver::Target)>,
+    /// Outside publishes ([`Input::Publish`]) waiting for their storage batch, oldest first.
+    external_waiting: VecDeque<external::Waiting>,
     next_session: SessionId,
     /// The batch whose write failed, until a later batch is reported durable: meanwhile new
     /// persistent sessions are refused (CONNACK 0x88).
@@ -229,6 +232,7 @@ impl Engine {
             events: VecDeque::new(),
             encoded: encoded::EncodedCache::default(),
             route_targets: Vec::new(),
+            external_waiting: VecDeque::new(),
             next_session: 1,
             storage_failed: None,
             sys: sys::SysState::default(),
@@ -299,6 +303,11 @@ impl Engine {
             Input::PersistFailed { seq } => self.persist_failed(seq.0),
             Input::AuthDecided { conn, decision } => self.auth_decided(conn, decision),
             Input::Peer { message } => self.peer_message(message),
+            Input::Publish {
+                request,
+                principal,
+                publish,
+            } => self.external_publish(request, &principal, publish),
             Input::Timeout => self.fire_timers(),
             Input::SetRedirect { redirect } => self.config.redirect = redirect,
             Input::SetAcl { acl } => self.set_acl(acl),
@@ -354,6 +363,7 @@ impl Engine {
         if let Some((seq, ops)) = self.persist.seal() {
             self.events.push_back(Event::Persist { seq, ops });
         }
+        self.answer_external();
         for id in std::mem::take(&mut self.dirty) {
             if let Some(c) = self.conns.get_mut(&id) {
                 c.dirty = false;
@@ -559,6 +569,7 @@ impl Engine {
     /// was among them, else with DISCONNECT 0x80 and a reason string (v5). The clients retry, and
     /// resend what was not acknowledged.
     fn persist_failed(&mut self, seq: u64) {
+        self.fail_external(seq);
         self.storage_failed = Some(self.storage_failed.map_or(seq, |s| s.max(seq)));
         let affected: Vec<ConnId> = self
             .holding
