@@ -177,6 +177,11 @@ impl Authenticator {
         Answer::Later(Box::new(move || providers.check(&credentials)))
     }
 
+    /// The providers in force, for checks outside MQTT (the HTTP publish API).
+    pub fn providers(&self) -> Arc<Providers> {
+        self.providers.clone()
+    }
+
     /// Records how a connection proved itself (a check that ran elsewhere came back).
     pub fn settled(&mut self, conn: ConnId, proof: Option<Proof>) {
         if let Some(proof) = proof {

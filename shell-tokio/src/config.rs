@@ -59,6 +59,9 @@ pub struct HttpSection {
     /// A file holding the admin API's bearer token (at least 16 characters); without it the
     /// admin API answers 403 and only metrics, health and the dashboard's files are served.
     pub admin_token_file: Option<PathBuf>,
+    /// Whether `POST /api/v1/publish` takes requests without credentials, publishing as an anonymous
+    /// client (ACL rules for `all` apply). Off: callers send `Authorization: Basic`.
+    pub publish_anonymous: bool,
 }
 
 /// `[tracing]`: OpenTelemetry trace export.
@@ -77,6 +80,8 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
     /// The admin token, read from `admin_token_file`.
     pub admin_token: Option<String>,
+    /// `publish_anonymous`.
+    pub publish_anonymous: bool,
 }
 
 /// Checked `[tracing]` settings.
@@ -755,6 +760,12 @@ fn http_settings(http: &HttpSection) -> Result<Option<HttpSettings>, ConfigError
                 fix: "the admin API needs the HTTP listener: set http.listen too, e.g. \"127.0.0.1:8080\"".into(),
             });
         }
+        if http.publish_anonymous {
+            return Err(ConfigError::Invalid {
+                key: "http.publish_anonymous".into(),
+                fix: "the HTTP publish API needs the HTTP listener: set http.listen too, e.g. \"127.0.0.1:8080\"".into(),
+            });
+        }
         return Ok(None);
     };
     let listen = listen.parse().map_err(|_| ConfigError::Invalid {
@@ -784,6 +795,7 @@ fn http_settings(http: &HttpSection) -> Result<Option<HttpSettings>, ConfigError
     Ok(Some(HttpSettings {
         listen,
         admin_token,
+        publish_anonymous: http.publish_anonymous,
     }))
 }
 
@@ -965,6 +977,8 @@ mod tests {
         let e = settings("[storage]\nfsync = \"interval\"\nfsync_interval_ms = 0\n")
             .expect_err("invalid");
         assert!(e.to_string().contains("storage.fsync_interval_ms"), "{e}");
+        let e = settings("[http]\npublish_anonymous = true\n").expect_err("no listener");
+        assert!(e.to_string().contains("http.publish_anonymous"), "{e}");
         let e = settings("[server]\nlisen = []\n").expect_err("typo");
         assert!(e.to_string().contains("lisen"), "{e}");
         let e = settings("[shared_subscriptions]\nstrategy = \"fair\"\n").expect_err("invalid");

@@ -47,6 +47,16 @@ pub struct Providers {
     anonymous: std::collections::BTreeMap<String, bool>,
 }
 
+/// Without the credentials themselves.
+impl std::fmt::Debug for Providers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Providers")
+            .field("order", &self.order)
+            .field("anonymous", &self.anonymous)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a client presented, copied out of the engine's event so the check can run elsewhere.
 pub struct Credentials {
     pub client_id: ByteString,

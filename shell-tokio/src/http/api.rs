@@ -60,6 +60,13 @@ pub enum Request {
     RemoveBan(BanTarget),
     /// The listeners and their connections.
     Listeners,
+    /// The authentication providers in force, to check an HTTP publisher's credentials with.
+    Providers,
+    /// Publish these messages as `principal` (answered once each is durable or refused).
+    Publish {
+        principal: cicada_engine::Principal,
+        messages: Vec<cicada_engine::ExternalPublish>,
+    },
 }
 
 impl Request {
@@ -83,6 +90,8 @@ impl Request {
             Request::AddBan(_) => "add_ban",
             Request::RemoveBan(_) => "remove_ban",
             Request::Listeners => "listeners",
+            Request::Providers => "providers",
+            Request::Publish { .. } => "publish",
         }
     }
 }
@@ -113,13 +122,16 @@ pub enum Reply {
     Json(StatusCode, Value),
     Metrics(Box<Snapshot>),
     Error(ApiError),
+    Providers(std::sync::Arc<crate::providers::Providers>),
+    /// One outcome per message of a [`Request::Publish`], in order.
+    Published(Vec<cicada_engine::PublishOutcome>),
 }
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         match self {
             Reply::Json(status, body) => (status, axum::Json(body)).into_response(),
-            Reply::Metrics(_) => {
+            Reply::Metrics(_) | Reply::Providers(_) | Reply::Published(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, None, "unexpected answer")
                     .into_response()
             }
@@ -258,6 +270,8 @@ pub(super) fn routes() -> Router<HttpState> {
         .route("/reload", post(reload))
         .route("/bans", get(bans).post(add_ban).delete(remove_ban))
         .route("/listeners", get(listeners))
+        .route("/publish", post(super::publish::publish))
+        .route("/publish/batch", post(super::publish::publish_batch))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -6,6 +6,7 @@
 
 mod api;
 pub mod metrics;
+pub mod publish;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -68,6 +69,8 @@ pub struct HttpState {
     /// SHA-256 of the admin token; `None`: the admin API is off.
     token: Option<Arc<[u8; 32]>>,
     telemetry: metrics::Telemetry,
+    /// Whether `POST /api/v1/publish` takes requests without credentials (`http.publish_anonymous`).
+    publish_anonymous: bool,
 }
 
 impl HttpState {
@@ -76,12 +79,14 @@ impl HttpState {
         phase: PhaseFlag,
         token: Option<&str>,
         telemetry: metrics::Telemetry,
+        publish_anonymous: bool,
     ) -> HttpState {
         HttpState {
             calls,
             phase,
             token: token.map(|t| Arc::new(sha256(t.as_bytes()))),
             telemetry,
+            publish_anonymous,
         }
     }
 
@@ -266,6 +271,7 @@ mod tests {
             PhaseFlag::default(),
             Some("a-token-of-16-chars"),
             metrics::Telemetry::default(),
+            false,
         );
         let app = router(state);
         let paths = spec["paths"].as_object().expect("paths");

@@ -285,6 +285,13 @@ impl EngineTask {
                     .collect();
                 ok(json!({ "items": items }))
             }
+            Request::Providers => Reply::Providers(self.auth.providers()),
+            // Answered later, when the engine has (see `EngineTask::publish`).
+            Request::Publish { .. } => Reply::Error(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                "publish requests are not answered here",
+            )),
         }
     }
 

@@ -23,6 +23,7 @@ use crate::http::{metrics::Telemetry, Call, Phase, PhaseFlag};
 use crate::storage::{Done, StorageHandle};
 
 mod admin;
+mod publish;
 mod reload;
 
 /// How long one write (or the closing handshake) may make no progress before the connection is
@@ -165,6 +166,7 @@ pub async fn run(
                 phase.clone(),
                 http.admin_token.as_deref(),
                 telemetry.clone(),
+                http.publish_anonymous,
             );
             Some(tokio::spawn(crate::http::serve(listener, state)))
         }
@@ -248,6 +250,7 @@ pub async fn run(
         telemetry,
         phase: phase.clone(),
         spans: BTreeMap::new(),
+        publishing: publish::Pending::default(),
     };
     // Restoring may have emitted work (expired sessions deleted, wills published).
     let mut batch = BTreeMap::new();
@@ -476,6 +479,8 @@ struct EngineTask {
     phase: PhaseFlag,
     /// Each connected client's `mqtt.connection` span, while traces are exported.
     spans: BTreeMap<ConnId, tracing::Span>,
+    /// HTTP publish requests waiting for the engine.
+    publishing: publish::Pending,
 }
 
 impl EngineTask {
@@ -555,8 +560,16 @@ impl EngineTask {
                         tracing::info_span!("admin.request", request = call.request.name())
                             .entered()
                     });
-                    let reply = self.answer(call.request, &mut batch);
-                    let _ = call.reply.send(reply);
+                    match call.request {
+                        crate::http::Request::Publish {
+                            principal,
+                            messages,
+                        } => self.publish(principal, messages, call.reply, &mut batch),
+                        request => {
+                            let reply = self.answer(request, &mut batch);
+                            let _ = call.reply.send(reply);
+                        }
+                    }
                 }
                 Wake::Shutdown => {
                     self.drain_clients(&mut batch);
@@ -694,6 +707,7 @@ impl EngineTask {
                         None => follow_ups.push(Input::Persisted { upto: seq }),
                     }
                 }
+                Event::Published { request, outcome } => self.published(request, outcome),
                 event @ Event::Authenticate { .. } => match self.auth.decide_event(event) {
                     Some((conn, crate::auth::Answer::Now(decision))) => {
                         follow_ups.push(Input::AuthDecided { conn, decision });

@@ -347,14 +347,26 @@ pub fn http(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, String) {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    http_as(port, method, path, bearer.as_deref(), body)
+}
+
+/// [`http`] with `authorization` as the whole `Authorization` header value, if any.
+pub fn http_as(
+    port: u16,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the HTTP listener");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    if let Some(token) = token {
-        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    if let Some(value) = authorization {
+        request.push_str(&format!("Authorization: {value}\r\n"));
     }
     let body = body.unwrap_or("");
     if !body.is_empty() {
