@@ -67,32 +67,14 @@ impl Engine {
             let rule = "a topic alias or subscription identifier has no meaning outside MQTT";
             return Err((ReasonCode::ProtocolError, rule.into()));
         }
-        if !self.topic_within_limits(topic) {
-            let rule = format!(
-                "topic exceeds the limits of {} bytes and {} levels",
-                self.config.max_topic_length, self.config.max_topic_levels
-            );
-            return Err((ReasonCode::TopicNameInvalid, rule));
-        }
-        if p.qos > self.config.max_qos {
-            let rule = format!(
-                "QoS {} above the maximum QoS {}",
-                p.qos.as_u8(),
-                self.config.max_qos.as_u8()
-            );
-            return Err((ReasonCode::QoSNotSupported, rule));
-        }
-        if p.retain && !self.config.retain_available {
-            return Err((
-                ReasonCode::RetainNotSupported,
-                "retain is not available".into(),
-            ));
-        }
-        if p.properties.payload_format_indicator == Some(true)
-            && std::str::from_utf8(&p.payload).is_err()
-        {
-            let rule = "payload format indicator says UTF-8 but the payload is not";
-            return Err((ReasonCode::PayloadFormatInvalid, rule.into()));
+        if let Some(broken) = self.message_rule_broken(
+            topic,
+            p.qos,
+            p.retain,
+            p.properties.payload_format_indicator,
+            &p.payload,
+        ) {
+            return Err(broken);
         }
         let max = self.config.max_packet_size as usize;
         if p.payload.len() > max {

@@ -126,6 +126,41 @@ impl Engine {
             let rule = "a client's PUBLISH must not carry a subscription identifier";
             return Some((ReasonCode::ProtocolError, rule.into()));
         }
+        if let Some(broken) = self.message_rule_broken(
+            topic,
+            qos,
+            p.retain,
+            p.properties.payload_format_indicator,
+            &p.payload,
+        ) {
+            return Some(broken);
+        }
+        if qos > crate::codec::QoS::AtMostOnce {
+            let held = self.conns.get(&id).map_or(0, |c| c.held_acks());
+            let incoming = self.sessions.get(&sid).map_or(0, |s| s.incoming.len());
+            let is_resend = matches!(p.delivery, Delivery::ExactlyOnce(pid)
+                if self.sessions.get(&sid).is_some_and(|s| s.incoming.contains(&pid.get())));
+            if !is_resend && held + incoming >= usize::from(self.config.receive_maximum) {
+                let rule = format!(
+                    "more than {} unacknowledged QoS 1/2 publishes",
+                    self.config.receive_maximum
+                );
+                return Some((ReasonCode::ReceiveMaximumExceeded, rule));
+            }
+        }
+        None
+    }
+
+    /// The rule a message breaks whoever publishes it (a client or the HTTP API): topic limits,
+    /// maximum QoS, retain availability, a payload that is not the UTF-8 its indicator says.
+    pub(super) fn message_rule_broken(
+        &self,
+        topic: &str,
+        qos: crate::codec::QoS,
+        retain: bool,
+        payload_format_indicator: Option<bool>,
+        payload: &[u8],
+    ) -> Option<(ReasonCode, String)> {
         if !self.topic_within_limits(topic) {
             let rule = format!(
                 "topic exceeds the limits of {} bytes and {} levels",
@@ -141,30 +176,15 @@ impl Engine {
             );
             return Some((ReasonCode::QoSNotSupported, rule));
         }
-        if p.retain && !self.config.retain_available {
+        if retain && !self.config.retain_available {
             return Some((
                 ReasonCode::RetainNotSupported,
                 "retain is not available".into(),
             ));
         }
-        if p.properties.payload_format_indicator == Some(true)
-            && std::str::from_utf8(&p.payload).is_err()
-        {
+        if payload_format_indicator == Some(true) && std::str::from_utf8(payload).is_err() {
             let rule = "payload format indicator says UTF-8 but the payload is not";
             return Some((ReasonCode::PayloadFormatInvalid, rule.into()));
-        }
-        if qos > crate::codec::QoS::AtMostOnce {
-            let held = self.conns.get(&id).map_or(0, |c| c.held_acks());
-            let incoming = self.sessions.get(&sid).map_or(0, |s| s.incoming.len());
-            let is_resend = matches!(p.delivery, Delivery::ExactlyOnce(pid)
-                if self.sessions.get(&sid).is_some_and(|s| s.incoming.contains(&pid.get())));
-            if !is_resend && held + incoming >= usize::from(self.config.receive_maximum) {
-                let rule = format!(
-                    "more than {} unacknowledged QoS 1/2 publishes",
-                    self.config.receive_maximum
-                );
-                return Some((ReasonCode::ReceiveMaximumExceeded, rule));
-            }
         }
         None
     }
