@@ -112,6 +112,12 @@ fn check_listeners(settings: &Settings) -> Result<(), StartError> {
             });
         }
     }
+    if !settings.bridges.is_empty() {
+        return Err(StartError::Config(config::ConfigError::Invalid {
+            key: "bridge".into(),
+            fix: "cicada-uring does not run MQTT bridges; run `cicada`, or remove the [[bridge]] entries".into(),
+        }));
+    }
     if settings.http.is_some() {
         warn!("[http] is served by `cicada` only: cicada-uring has no admin API or /metrics");
     }

@@ -47,6 +47,31 @@ pub struct FileConfig {
     pub tenant: Vec<TenantSection>,
     /// `[[listener]]` entries: TCP, TLS, WebSocket, WSS and QUIC listeners.
     pub listener: Vec<cicada_transports::ListenerConfig>,
+    /// `[[bridge]]` entries: MQTT bridges to remote brokers (`cicada` only).
+    pub bridge: Vec<crate::bridge::BridgeConfig>,
+}
+
+/// Checks the `[[bridge]]` entries; names must be unique.
+fn bridge_specs(
+    bridges: &[crate::bridge::BridgeConfig],
+) -> Result<Vec<crate::bridge::BridgeSpec>, ConfigError> {
+    let mut specs: Vec<crate::bridge::BridgeSpec> = Vec::new();
+    for (i, bridge) in bridges.iter().enumerate() {
+        let spec = bridge
+            .check(&format!("bridge[{i}]"))
+            .map_err(|e| ConfigError::Invalid {
+                key: e.key,
+                fix: e.fix,
+            })?;
+        if specs.iter().any(|s| s.name == spec.name) {
+            return Err(ConfigError::Invalid {
+                key: format!("bridge[{i}].name"),
+                fix: format!("another bridge is named {:?}; names must be unique", spec.name),
+            });
+        }
+        specs.push(spec);
+    }
+    Ok(specs)
 }
 
 /// `[http]`: the HTTP listener for `/metrics`, `/health`, `/ready`, the admin API and the
@@ -509,6 +534,7 @@ pub struct Settings {
     pub bans_file: Option<PathBuf>,
     pub http: Option<HttpSettings>,
     pub otlp: Option<OtlpSettings>,
+    pub bridges: Vec<crate::bridge::BridgeSpec>,
 }
 
 /// Where the settings come from: the file and the command line's overrides, kept so a reload
@@ -746,6 +772,7 @@ impl FileConfig {
                 endpoint,
                 service_name: self.tracing.service_name.unwrap_or_else(|| "cicada".into()),
             }),
+            bridges: bridge_specs(&self.bridge)?,
         })
     }
 }

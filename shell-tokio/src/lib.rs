@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod banfile;
+pub mod bridge;
 pub mod config;
 pub mod events;
 pub mod http;

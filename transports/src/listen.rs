@@ -35,6 +35,11 @@ pub struct Accepted {
 pub struct Slot(Option<Arc<AtomicUsize>>);
 
 impl Slot {
+    /// A place outside any listener's limit, for connections the broker opens to itself (bridges).
+    pub fn unlimited() -> Slot {
+        Slot(None)
+    }
+
     /// Takes a place if one is free.
     fn take(count: &Option<Arc<AtomicUsize>>, max: Option<usize>) -> Option<Slot> {
         let (Some(count), Some(max)) = (count, max) else {

@@ -122,6 +122,47 @@ impl TopicFilter {
     pub fn has_wildcards(&self) -> bool {
         self.matching_part().contains(['+', '#'])
     }
+
+    /// Whether `topic` matches this filter (its matched part), by section 4.7: `+` is one level,
+    /// `#` the rest (including the parent level), and a topic starting with `$` is not matched by
+    /// a filter starting with a wildcard.
+    pub fn matches(&self, topic: &str) -> bool {
+        let filter = self.matching_part();
+        if topic.starts_with('$') && filter.starts_with(['+', '#']) {
+            return false;
+        }
+        let mut levels = topic.split('/');
+        for want in filter.split('/') {
+            match (want, levels.next()) {
+                ("#", _) => return true,
+                ("+", Some(_)) => {}
+                (want, Some(level)) if want == level => {}
+                _ => return false,
+            }
+        }
+        levels.next().is_none()
+    }
+
+    /// Whether some topic matches both filters (their matched parts): a bridge uses it to refuse
+    /// mappings that would send its own messages back to it.
+    pub fn intersects(&self, other: &TopicFilter) -> bool {
+        let (a, b) = (self.matching_part(), other.matching_part());
+        // A `$` topic is reachable through a filter only if it names the `$` level itself.
+        let dollar = |f: &str| f.starts_with('$');
+        let wild = |f: &str| f.starts_with(['+', '#']);
+        if (dollar(a) && wild(b)) || (dollar(b) && wild(a)) {
+            return false;
+        }
+        let (mut xs, mut ys) = (a.split('/'), b.split('/'));
+        loop {
+            match (xs.next(), ys.next()) {
+                (Some("#"), _) | (_, Some("#")) => return true,
+                (None, None) => return true,
+                (Some(x), Some(y)) if x == "+" || y == "+" || x == y => {}
+                _ => return false,
+            }
+        }
+    }
 }
 
 pub(crate) fn split_shared(filter: &str) -> Option<(&str, &str)> {
@@ -182,6 +223,46 @@ impl fmt::Display for TopicFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn filter(f: &str) -> TopicFilter {
+        TopicFilter::new(f.to_string()).expect("valid filter")
+    }
+
+    #[test]
+    fn matches_follows_section_4_7() {
+        for (f, topic, want) in [
+            ("sport/tennis/#", "sport/tennis", true),
+            ("sport/tennis/#", "sport/tennis/player1/ranking", true),
+            ("sport/+", "sport", false),
+            ("sport/+", "sport/", true),
+            ("+/+", "/finance", true),
+            ("+", "/finance", false),
+            ("#", "$SYS/broker", false),
+            ("+/monitor", "$SYS/monitor", false),
+            ("$SYS/#", "$SYS/broker", true),
+            ("a/b", "a/b/c", false),
+            ("$share/g/a/+", "a/b", true),
+        ] {
+            assert_eq!(filter(f).matches(topic), want, "{f} vs {topic}");
+        }
+    }
+
+    #[test]
+    fn intersects_when_one_topic_matches_both() {
+        for (a, b, want) in [
+            ("a/#", "a/b/c", true),
+            ("a/+/c", "a/b/+", true),
+            ("a/+", "a/b/c", false),
+            ("a/b", "a/c", false),
+            ("#", "$SYS/x", false),
+            ("$SYS/#", "$SYS/+", true),
+            ("site/#", "other/#", false),
+            ("a", "a/#", true),
+        ] {
+            assert_eq!(filter(a).intersects(&filter(b)), want, "{a} and {b}");
+            assert_eq!(filter(b).intersects(&filter(a)), want, "{b} and {a}");
+        }
+    }
 
     fn filter_ok(f: &str) -> bool {
         TopicFilter::new(f.to_string()).is_ok()

@@ -141,7 +141,7 @@ impl IntoResponse for Reply {
 }
 
 /// Proof that the request carried the admin token.
-struct Admin;
+pub(super) struct Admin;
 
 impl FromRequestParts<HttpState> for Admin {
     type Rejection = ApiError;
@@ -270,6 +270,11 @@ pub(super) fn routes() -> Router<HttpState> {
         .route("/reload", post(reload))
         .route("/bans", get(bans).post(add_ban).delete(remove_ban))
         .route("/listeners", get(listeners))
+        .route(
+            "/bridges",
+            get(super::bridges::list).post(super::bridges::create),
+        )
+        .route("/bridges/{name}", delete(super::bridges::remove))
         .route("/publish", post(super::publish::publish))
         .route("/publish/batch", post(super::publish::publish_batch))
         .fallback(|| async {

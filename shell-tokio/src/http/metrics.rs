@@ -89,7 +89,11 @@ fn labelled(
 }
 
 /// The text a scrape gets.
-pub fn render(snapshot: &Snapshot, telemetry: &Telemetry) -> String {
+pub fn render(
+    snapshot: &Snapshot,
+    telemetry: &Telemetry,
+    bridges: &[crate::bridge::BridgeView],
+) -> String {
     let mut r = Registry::default();
     let s = &snapshot.stats;
     let t = &snapshot.totals;
@@ -217,6 +221,7 @@ pub fn render(snapshot: &Snapshot, telemetry: &Telemetry) -> String {
         ],
     );
     tenant_metrics(&mut r, &snapshot.tenants);
+    bridge_metrics(&mut r, bridges);
     r.register(
         "cicada_persist_latency_seconds",
         "From a storage batch's hand-off until it is durable",
@@ -231,6 +236,51 @@ pub fn render(snapshot: &Snapshot, telemetry: &Telemetry) -> String {
     // Writing into a String cannot fail.
     let _ = encode(&mut text, &r);
     text
+}
+
+/// Per-bridge state and counters, labelled `bridge` (and `direction` for messages).
+fn bridge_metrics(r: &mut Registry, bridges: &[crate::bridge::BridgeView]) {
+    if bridges.is_empty() {
+        return;
+    }
+    type Counter = prometheus_client::metrics::counter::Counter;
+    let label = |name: &str| vec![("bridge", name.to_string())];
+    let connected = Family::<Labels, Gauge>::default();
+    let messages = Family::<Labels, Counter>::default();
+    let dropped = Family::<Labels, Counter>::default();
+    let connects = Family::<Labels, Counter>::default();
+    for b in bridges {
+        connected
+            .get_or_create(&label(&b.name))
+            .set(i64::from(b.connected));
+        for (direction, count) in [("out", b.messages_out), ("in", b.messages_in)] {
+            let mut labels = label(&b.name);
+            labels.push(("direction", direction.to_string()));
+            messages.get_or_create(&labels).inc_by(count);
+        }
+        dropped.get_or_create(&label(&b.name)).inc_by(b.dropped);
+        connects.get_or_create(&label(&b.name)).inc_by(b.connects);
+    }
+    r.register(
+        "cicada_bridge_connected",
+        "Whether a bridge's links to the remote and to this broker are up",
+        connected,
+    );
+    r.register(
+        "cicada_bridge_messages",
+        "Messages a bridge forwarded, by direction (out: to the remote)",
+        messages,
+    );
+    r.register(
+        "cicada_bridge_dropped",
+        "Messages a bridge dropped: refused by either side or matching no mapping",
+        dropped,
+    );
+    r.register(
+        "cicada_bridge_connects",
+        "Successful connections of a bridge, the first and every reconnection",
+        connects,
+    );
 }
 
 /// A per-tenant gauge: name, help, and what it reads.
@@ -330,7 +380,7 @@ mod tests {
         snapshot.tenants = vec![("acme".into(), TenantStats::default())];
         let telemetry = Telemetry::default();
         telemetry.persisted(Duration::from_millis(2));
-        let text = render(&snapshot, &telemetry);
+        let text = render(&snapshot, &telemetry, &[]);
         for line in [
             "cicada_connections 2",
             "cicada_messages_received_total{qos=\"0\"} 3",

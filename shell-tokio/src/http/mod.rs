@@ -5,6 +5,7 @@
 //! the engine's state between two inputs, so every answer is consistent and nothing is locked.
 
 mod api;
+mod bridges;
 pub mod metrics;
 pub mod publish;
 
@@ -71,6 +72,8 @@ pub struct HttpState {
     telemetry: metrics::Telemetry,
     /// Whether `POST /api/v1/publish` takes requests without credentials (`http.publish_anonymous`).
     publish_anonymous: bool,
+    /// The running MQTT bridges.
+    bridges: crate::bridge::Bridges,
 }
 
 impl HttpState {
@@ -80,6 +83,7 @@ impl HttpState {
         token: Option<&str>,
         telemetry: metrics::Telemetry,
         publish_anonymous: bool,
+        bridges: crate::bridge::Bridges,
     ) -> HttpState {
         HttpState {
             calls,
@@ -87,6 +91,7 @@ impl HttpState {
             token: token.map(|t| Arc::new(sha256(t.as_bytes()))),
             telemetry,
             publish_anonymous,
+            bridges,
         }
     }
 
@@ -224,7 +229,7 @@ async fn metrics_page(axum::extract::State(state): axum::extract::State<HttpStat
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
-            metrics::render(&snapshot, &state.telemetry),
+            metrics::render(&snapshot, &state.telemetry, &state.bridges.list()),
         )
             .into_response(),
         Ok(other) => other.into_response(),
@@ -272,6 +277,7 @@ mod tests {
             Some("a-token-of-16-chars"),
             metrics::Telemetry::default(),
             false,
+            crate::bridge::Bridges::new(crate::bridge::LocalDialer::new(mpsc::channel(1).0)),
         );
         let app = router(state);
         let paths = spec["paths"].as_object().expect("paths");

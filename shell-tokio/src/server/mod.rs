@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
+use crate::bridge::{Bridges, LocalDialer, LocalStream, Origin};
 use crate::config::{Backend, Settings};
 use crate::http::{metrics::Telemetry, Call, Phase, PhaseFlag};
 use crate::storage::{Done, StorageHandle};
@@ -44,6 +45,8 @@ enum Happening {
         meta: TransportMeta,
         writer: mpsc::UnboundedSender<Outgoing>,
         pause: tokio::sync::watch::Sender<bool>,
+        /// A bridge's connection into this broker, vouched for by the shell.
+        bridge: bool,
     },
     Received {
         conn: ConnId,
@@ -152,6 +155,8 @@ pub async fn run(
     let phase = PhaseFlag::default();
     let telemetry = Telemetry::default();
     let (calls_tx, calls) = mpsc::channel::<Call>(256);
+    let (local_tx, local_rx) = mpsc::channel::<LocalStream>(16);
+    let bridges = Bridges::new(LocalDialer::new(local_tx));
     // HTTP first, so `/health` and `/ready` answer (503) while storage loads.
     let http_task = match &settings.http {
         Some(http) => {
@@ -167,6 +172,7 @@ pub async fn run(
                 http.admin_token.as_deref(),
                 telemetry.clone(),
                 http.publish_anonymous,
+                bridges.clone(),
             );
             Some(tokio::spawn(crate::http::serve(listener, state)))
         }
@@ -223,7 +229,7 @@ pub async fn run(
     let (accepted_tx, accepted_rx) = mpsc::channel::<Accepted>(1024);
     let listeners = Listeners::bind(settings.listeners.clone(), accepted_tx).await?;
     let accept_tasks = [
-        tokio::spawn(forward_accepted(accepted_rx, tx.clone())),
+        tokio::spawn(forward_accepted(accepted_rx, local_rx, tx.clone())),
         tokio::spawn(reload_on_sighup(tx.clone())),
     ];
     let bound = listeners.addresses();
@@ -251,6 +257,7 @@ pub async fn run(
         phase: phase.clone(),
         spans: BTreeMap::new(),
         publishing: publish::Pending::default(),
+        bridged: Default::default(),
     };
     // Restoring may have emitted work (expired sessions deleted, wills published).
     let mut batch = BTreeMap::new();
@@ -258,7 +265,13 @@ pub async fn run(
     shell.send_batch(&mut batch);
     phase.set(Phase::Ready);
     info!("ready");
+    for spec in settings.bridges.iter().cloned() {
+        if let Err(e) = bridges.start(spec, Origin::Config) {
+            error!("{e}");
+        }
+    }
     shell.run(rx, done_rx, calls, shutdown_signal()).await;
+    bridges.stop_all();
     if let Some(storage) = shell.storage.take() {
         storage.close().await;
     }
@@ -298,10 +311,20 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// Numbers each accepted connection, tells the engine, and starts its reader and writer.
-async fn forward_accepted(mut accepted: mpsc::Receiver<Accepted>, tx: mpsc::Sender<Happening>) {
+/// Numbers each accepted connection (from a listener or a bridge), tells the engine, and starts
+/// its reader and writer.
+async fn forward_accepted(
+    mut accepted: mpsc::Receiver<Accepted>,
+    mut bridged: mpsc::Receiver<LocalStream>,
+    tx: mpsc::Sender<Happening>,
+) {
     let mut next_conn = 1;
-    while let Some(Accepted { stream, meta, slot }) = accepted.recv().await {
+    loop {
+        let (Accepted { stream, meta, slot }, bridge) = tokio::select! {
+            Some(accepted) = accepted.recv() => (accepted, false),
+            Some(local) = bridged.recv() => (bridge_accepted(local), true),
+            else => return,
+        };
         let conn = ConnId(next_conn);
         next_conn += 1;
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
@@ -311,6 +334,7 @@ async fn forward_accepted(mut accepted: mpsc::Receiver<Accepted>, tx: mpsc::Send
             meta,
             writer: writer_tx,
             pause: pause_tx,
+            bridge,
         };
         if tx.send(happening).await.is_err() {
             return;
@@ -323,6 +347,24 @@ async fn forward_accepted(mut accepted: mpsc::Receiver<Accepted>, tx: mpsc::Send
             writer_rx,
             pause_rx,
         ));
+    }
+}
+
+/// A bridge's in-memory connection, dressed as an accepted one: listener `bridge:{name}`, the
+/// bridge's local user name vouched for.
+fn bridge_accepted(local: LocalStream) -> Accepted {
+    let nowhere = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+    Accepted {
+        stream: local.stream,
+        meta: TransportMeta {
+            peer: nowhere,
+            local: nowhere,
+            listener: format!("bridge:{}", local.bridge).into(),
+            kind: cicada_transports::Kind::Tcp,
+            identity: None,
+            username: Some(local.username),
+        },
+        slot: Slot::unlimited(),
     }
 }
 
@@ -481,6 +523,8 @@ struct EngineTask {
     spans: BTreeMap<ConnId, tracing::Span>,
     /// HTTP publish requests waiting for the engine.
     publishing: publish::Pending,
+    /// Bridges' connections into this broker: authenticated by the shell, not the providers.
+    bridged: std::collections::BTreeSet<ConnId>,
 }
 
 impl EngineTask {
@@ -605,10 +649,16 @@ impl EngineTask {
                 meta,
                 writer,
                 pause,
+                bridge,
             } => {
                 self.writers.insert(conn, writer);
                 self.pauses.insert(conn, pause);
-                let peer = meta.peer.to_string();
+                let peer = if bridge {
+                    self.bridged.insert(conn);
+                    meta.listener.to_string()
+                } else {
+                    meta.peer.to_string()
+                };
                 debug!(
                     %conn, %peer, listener = %meta.listener, transport = %meta.kind,
                     identity = ?meta.identity.as_ref().and_then(|i| i.name()), "accepted"
@@ -682,6 +732,7 @@ impl EngineTask {
             match event {
                 Event::Close { conn, .. } => {
                     self.auth.forget(conn);
+                    self.bridged.remove(&conn);
                     // Bytes taken before the close go out first.
                     if let Some(chunks) = batch.remove(&conn) {
                         if let Some(w) = self.writers.get(&conn) {
@@ -708,6 +759,17 @@ impl EngineTask {
                     }
                 }
                 Event::Published { request, outcome } => self.published(request, outcome),
+                Event::Authenticate { conn, username, .. } if self.bridged.contains(&conn) => {
+                    let principal = cicada_engine::Principal {
+                        username,
+                        claims: Vec::new(),
+                    };
+                    let decision = cicada_engine::AuthDecision::Authenticated {
+                        principal,
+                        data: None,
+                    };
+                    follow_ups.push(Input::AuthDecided { conn, decision });
+                }
                 event @ Event::Authenticate { .. } => match self.auth.decide_event(event) {
                     Some((conn, crate::auth::Answer::Now(decision))) => {
                         follow_ups.push(Input::AuthDecided { conn, decision });
@@ -802,6 +864,7 @@ impl EngineTask {
 
     fn forget(&mut self, conn: ConnId, batch: &mut BTreeMap<ConnId, Vec<Bytes>>) {
         batch.remove(&conn);
+        self.bridged.remove(&conn);
         self.pauses.remove(&conn);
         self.auth.forget(conn);
         self.writers.remove(&conn);
