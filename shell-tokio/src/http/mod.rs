@@ -284,7 +284,7 @@ mod tests {
         assert!(paths.len() >= 14, "{} paths", paths.len());
         for (path, methods) in paths {
             for method in methods.as_object().expect("methods").keys() {
-                let uri = path.replace("{client_id}", "someone");
+                let uri = path.replace("{client_id}", "someone").replace("{name}", "some-bridge");
                 let request = axum::http::Request::builder()
                     .method(method.to_uppercase().as_str())
                     .uri(&uri)
