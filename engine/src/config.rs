@@ -89,6 +89,10 @@ pub struct Config {
     /// Server Reference; 3.x: 0x03 server unavailable), and a shutdown tells v5 clients where to go.
     /// Changed at runtime with [`crate::Input::SetRedirect`] (draining a node).
     pub redirect: Option<Redirect>,
+    /// Topic filters whose messages raise [`crate::Event::MessagePublished`] and
+    /// [`crate::Event::MessageDelivered`] (the shell's webhooks). Empty, the default: no such events
+    /// and no cost per message.
+    pub message_events: Vec<crate::codec::TopicFilter>,
     /// The MQTT 5 enhanced authentication methods offered (e.g. `SCRAM-SHA-256`); a CONNECT naming
     /// another gets 0x8C. They run in the authenticator, so they need [`Authentication::External`].
     pub auth_methods: Vec<String>,
@@ -234,6 +238,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             max_packet_size: 1024 * 1024,
+            message_events: Vec::new(),
             receive_maximum: 1024,
             max_inflight: 64,
             max_queued_messages: 1000,

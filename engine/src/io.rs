@@ -624,4 +624,20 @@ pub enum Event {
         /// The client identifier.
         client_id: ByteString,
     },
+    /// A message on a topic [`crate::Config::message_events`] watches was accepted (from a client,
+    /// a will or [`Input::Publish`]); its publisher is `message.origin`.
+    MessagePublished {
+        /// The message.
+        message: std::sync::Arc<crate::Message>,
+    },
+    /// A message on a watched topic reached a subscriber: written to it at QoS 0, acknowledged by it
+    /// (PUBACK, PUBCOMP) at QoS 1 and 2.
+    MessageDelivered {
+        /// The subscriber.
+        client_id: ByteString,
+        /// The QoS it was delivered with.
+        qos: crate::codec::QoS,
+        /// The message.
+        message: std::sync::Arc<crate::Message>,
+    },
 }

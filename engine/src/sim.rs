@@ -532,6 +532,23 @@ impl Sim {
                     let text = format!("session expired: {client_id}");
                     self.line(&text);
                 }
+                Event::MessagePublished { message } => {
+                    let from = message.origin.as_deref().unwrap_or("-");
+                    let text = format!("watched publish by {from}: {:?}", message.topic.as_str());
+                    self.line(&text);
+                }
+                Event::MessageDelivered {
+                    client_id,
+                    qos,
+                    message,
+                } => {
+                    let text = format!(
+                        "watched delivery to {client_id}: {:?} qos {}",
+                        message.topic.as_str(),
+                        qos.as_u8()
+                    );
+                    self.line(&text);
+                }
                 Event::Authenticate {
                     conn,
                     client_id,

@@ -219,6 +219,10 @@ impl Engine {
                 continue;
             };
             let qos = out.qos;
+            // A QoS 0 message is delivered once written; QoS 1 and 2 once acknowledged.
+            let watched = (qos == QoS::AtMostOnce
+                && super::publish::watches(&self.config.message_events, &out.message.topic))
+            .then(|| out.message.clone());
             let mut gate = None;
             if let Some(pid) = pid {
                 if session.is_persistent() && self.persist.enabled() {
@@ -241,6 +245,13 @@ impl Engine {
             }
             self.stats.publishes_sent += 1;
             self.stats.publishes_sent_by_qos[qos_index(qos)] += 1;
+            if let Some(message) = watched {
+                self.events.push_back(Event::MessageDelivered {
+                    client_id: session.client_id.clone(),
+                    qos,
+                    message,
+                });
+            }
             match prepared {
                 Prepared::Encoded(encoded) => {
                     // Taken out for the write so its bytes are copied without a reference count.
@@ -339,6 +350,13 @@ impl Engine {
                 self.persist.push(StoreOp::DeleteMessage {
                     client_id: session.client_id.clone(),
                     seq: done.out.seq,
+                });
+            }
+            if super::publish::watches(&self.config.message_events, &done.out.message.topic) {
+                self.events.push_back(Event::MessageDelivered {
+                    client_id: session.client_id.clone(),
+                    qos: done.out.qos,
+                    message: done.out.message,
                 });
             }
         }

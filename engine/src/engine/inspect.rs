@@ -292,6 +292,7 @@ impl Engine {
             auth_methods,
             tenants,
             shard,
+            message_events,
         );
         if old.quotas != new.quotas {
             if old.quotas.connect_rate_per_address != new.quotas.connect_rate_per_address {

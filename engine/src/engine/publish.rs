@@ -191,6 +191,11 @@ impl Engine {
 
     /// A message accepted from a client or a will: update the retained store, then route it.
     pub(super) fn accept_message(&mut self, message: Arc<Message>) {
+        if watches(&self.config.message_events, &message.topic) {
+            self.events.push_back(crate::Event::MessagePublished {
+                message: message.clone(),
+            });
+        }
         if message.retain && self.config.retain_available {
             if message.payload.is_empty() {
                 self.clear_retained(&message.topic);
@@ -228,4 +233,9 @@ impl Engine {
         comp.reason = reason;
         self.send(id, &Packet::PubComp(comp), mark);
     }
+}
+
+/// Whether `topic`'s messages raise events ([`crate::Config::message_events`]).
+pub(super) fn watches(filters: &[crate::codec::TopicFilter], topic: &crate::codec::TopicName) -> bool {
+    !filters.is_empty() && filters.iter().any(|f| f.matches(topic.as_str()))
 }
