@@ -69,7 +69,10 @@ fn watched_messages_raise_published_then_delivered_once_acknowledged() {
     let (_, before, after) = scenario(&["watched/#"]);
     assert_eq!(
         before,
-        ["published watched/a by pub", "delivered watched/a to fast qos 0"]
+        [
+            "published watched/a by pub",
+            "delivered watched/a to fast qos 0"
+        ]
     );
     assert_eq!(after, ["delivered watched/a to sure qos 1"]);
 }
@@ -77,5 +80,8 @@ fn watched_messages_raise_published_then_delivered_once_acknowledged() {
 #[test]
 fn watching_nothing_raises_no_message_events() {
     let (_, before, after) = scenario(&[]);
-    assert!(before.is_empty() && after.is_empty(), "{before:?} {after:?}");
+    assert!(
+        before.is_empty() && after.is_empty(),
+        "{before:?} {after:?}"
+    );
 }

@@ -112,6 +112,12 @@ fn check_listeners(settings: &Settings) -> Result<(), StartError> {
             });
         }
     }
+    if !settings.webhooks.is_empty() {
+        return Err(StartError::Config(config::ConfigError::Invalid {
+            key: "webhook".into(),
+            fix: "cicada-uring does not send webhooks; run `cicada`, or remove the [[webhook]] entries".into(),
+        }));
+    }
     if !settings.bridges.is_empty() {
         return Err(StartError::Config(config::ConfigError::Invalid {
             key: "bridge".into(),

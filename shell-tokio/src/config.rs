@@ -49,6 +49,34 @@ pub struct FileConfig {
     pub listener: Vec<cicada_transports::ListenerConfig>,
     /// `[[bridge]]` entries: MQTT bridges to remote brokers (`cicada` only).
     pub bridge: Vec<crate::bridge::BridgeConfig>,
+    /// `[[webhook]]` entries: events POSTed to HTTP receivers (`cicada` only).
+    pub webhook: Vec<crate::webhook::WebhookConfig>,
+}
+
+/// Checks the `[[webhook]]` entries; names must be unique.
+fn webhook_specs(
+    hooks: &[crate::webhook::WebhookConfig],
+) -> Result<Vec<crate::webhook::WebhookSpec>, ConfigError> {
+    let mut specs: Vec<crate::webhook::WebhookSpec> = Vec::new();
+    for (i, hook) in hooks.iter().enumerate() {
+        let spec = hook
+            .check(&format!("webhook[{i}]"))
+            .map_err(|e| ConfigError::Invalid {
+                key: e.key,
+                fix: e.fix,
+            })?;
+        if specs.iter().any(|s| s.name == spec.name) {
+            return Err(ConfigError::Invalid {
+                key: format!("webhook[{i}].name"),
+                fix: format!(
+                    "another webhook is named {:?}; names must be unique",
+                    spec.name
+                ),
+            });
+        }
+        specs.push(spec);
+    }
+    Ok(specs)
 }
 
 /// Checks the `[[bridge]]` entries; names must be unique.
@@ -66,7 +94,10 @@ fn bridge_specs(
         if specs.iter().any(|s| s.name == spec.name) {
             return Err(ConfigError::Invalid {
                 key: format!("bridge[{i}].name"),
-                fix: format!("another bridge is named {:?}; names must be unique", spec.name),
+                fix: format!(
+                    "another bridge is named {:?}; names must be unique",
+                    spec.name
+                ),
             });
         }
         specs.push(spec);
@@ -535,6 +566,7 @@ pub struct Settings {
     pub http: Option<HttpSettings>,
     pub otlp: Option<OtlpSettings>,
     pub bridges: Vec<crate::bridge::BridgeSpec>,
+    pub webhooks: Vec<crate::webhook::WebhookSpec>,
 }
 
 /// Where the settings come from: the file and the command line's overrides, kept so a reload
@@ -680,6 +712,8 @@ impl FileConfig {
         // Every CONNECT goes to the authenticator: even without providers it decides which
         // listeners let anonymous clients in.
         engine.authentication = cicada_engine::Authentication::External;
+        let webhooks = webhook_specs(&self.webhook)?;
+        engine.message_events = crate::webhook::Webhooks::message_filters(&webhooks);
         if self.auth.scram_credentials.is_some() {
             engine.auth_methods = vec![cicada_scram::METHOD.to_string()];
         }
@@ -773,6 +807,7 @@ impl FileConfig {
                 service_name: self.tracing.service_name.unwrap_or_else(|| "cicada".into()),
             }),
             bridges: bridge_specs(&self.bridge)?,
+            webhooks,
         })
     }
 }

@@ -16,6 +16,7 @@ pub mod policy;
 pub mod providers;
 pub mod server;
 pub mod storage;
+pub mod webhook;
 
 use config::LogFormat;
 

@@ -101,9 +101,7 @@ fn bridged_broker(dir: &Path, bridges: &str) -> (Broker, u16) {
     let token = dir.join("admin-token");
     std::fs::write(&token, TOKEN).expect("write the token");
     let (broker, [http]) = Broker::with_listeners::<1>(dir, |[http]| {
-        format!(
-            "[http]\nlisten = \"127.0.0.1:{http}\"\nadmin_token_file = {token:?}\n{bridges}"
-        )
+        format!("[http]\nlisten = \"127.0.0.1:{http}\"\nadmin_token_file = {token:?}\n{bridges}")
     });
     (broker, http)
 }
@@ -345,7 +343,10 @@ fn bridges_are_created_listed_measured_and_deleted_through_the_admin_api() {
         metrics.contains("cicada_bridge_messages_total{bridge=\"rt\",direction=\"out\"} 1"),
         "{metrics}"
     );
-    assert!(metrics.contains("cicada_bridge_connected{bridge=\"rt\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("cicada_bridge_connected{bridge=\"rt\"} 1"),
+        "{metrics}"
+    );
 
     // A second bridge of that name, and a broken one, are refused with the field at fault.
     let (status, text) = post(&body);

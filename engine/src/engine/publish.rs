@@ -236,6 +236,9 @@ impl Engine {
 }
 
 /// Whether `topic`'s messages raise events ([`crate::Config::message_events`]).
-pub(super) fn watches(filters: &[crate::codec::TopicFilter], topic: &crate::codec::TopicName) -> bool {
+pub(super) fn watches(
+    filters: &[crate::codec::TopicFilter],
+    topic: &crate::codec::TopicName,
+) -> bool {
     !filters.is_empty() && filters.iter().any(|f| f.matches(topic.as_str()))
 }

@@ -271,8 +271,12 @@ impl BridgeConfig {
         let (mut outbound, mut inbound) = (Vec::new(), Vec::new());
         for (i, m) in self.topic.iter().enumerate() {
             let key = |k: &str| format!("topic[{i}].{k}");
-            let qos = QoS::from_u8(m.qos)
-                .ok_or_else(|| err(&key("qos"), format!("{} is not a QoS; use 0, 1 or 2", m.qos)))?;
+            let qos = QoS::from_u8(m.qos).ok_or_else(|| {
+                err(
+                    &key("qos"),
+                    format!("{} is not a QoS; use 0, 1 or 2", m.qos),
+                )
+            })?;
             let filter = |prefix: &str, which: &str| {
                 let text = format!("{prefix}{}", m.filter);
                 TopicFilter::new(text.clone())
@@ -370,9 +374,15 @@ mod tests {
         let (out, inb) = (&spec.outbound[0], &spec.inbound[0]);
         assert_eq!(out.qos, QoS::ExactlyOnce);
         assert_eq!(out.local.as_str(), "site/sensors/#");
-        assert_eq!(out.to_remote("site/sensors/t1").as_deref(), Some("fleet/a/sensors/t1"));
+        assert_eq!(
+            out.to_remote("site/sensors/t1").as_deref(),
+            Some("fleet/a/sensors/t1")
+        );
         assert_eq!(out.to_remote("other/sensors/t1"), None);
-        assert_eq!(inb.to_local("fleet/a/sensors/t1").as_deref(), Some("site/sensors/t1"));
+        assert_eq!(
+            inb.to_local("fleet/a/sensors/t1").as_deref(),
+            Some("site/sensors/t1")
+        );
         assert_eq!(spec.client_id, "cicada-bridge-up");
         assert_eq!(spec.local_username, "bridge-up");
     }

@@ -52,10 +52,7 @@ pub(super) enum LinkError {
         reason: Option<ReasonCode>,
     },
     #[error("{side} connection: {source}")]
-    Io {
-        side: Side,
-        source: std::io::Error,
-    },
+    Io { side: Side, source: std::io::Error },
     #[error("the {side} broker broke the protocol: {what}")]
     Protocol { side: Side, what: String },
     #[error("the {side} broker did not answer {what} within {}s", after.as_secs())]
@@ -121,10 +118,7 @@ impl Link {
             after: CONNACK_WAIT,
         })??;
         let Packet::ConnAck(connack) = connack else {
-            return Err(link.protocol(format!(
-                "expected CONNACK, got {}",
-                connack.packet_type()
-            )));
+            return Err(link.protocol(format!("expected CONNACK, got {}", connack.packet_type())));
         };
         if connack.reason.is_error() {
             return Err(LinkError::Refused {

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use cicada_engine::codec::{
     Ack, Connect, ConnectProperties, Delivery, Disconnect, Packet, PacketId, ProtocolVersion,
-    Publish, PublishProperties, QoS, ReasonCode, RetainHandling, Subscribe, SubAck, Subscription,
+    Publish, PublishProperties, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, Subscription,
     SubscriptionOptions, TopicName,
 };
 use tokio::time::Instant;
@@ -136,7 +136,10 @@ async fn session(
         .properties
         .receive_maximum
         .map_or(u16::MAX, NonZeroU16::get);
-    let remote_qos = remote_ack.properties.maximum_qos.unwrap_or(QoS::ExactlyOnce);
+    let remote_qos = remote_ack
+        .properties
+        .maximum_qos
+        .unwrap_or(QoS::ExactlyOnce);
     let remote_max_packet = remote_ack
         .properties
         .maximum_packet_size
@@ -169,7 +172,12 @@ async fn session(
         relay.remote.queue(&Packet::Subscribe(subscribe))?;
     }
     if !spec.outbound.is_empty() {
-        let subscribe = subscribe(&spec.outbound, |m| &m.local, remote_qos, ProtocolVersion::V5);
+        let subscribe = subscribe(
+            &spec.outbound,
+            |m| &m.local,
+            remote_qos,
+            ProtocolVersion::V5,
+        );
         relay.local.queue(&Packet::Subscribe(subscribe))?;
     }
     status.connected.store(true, Ordering::Relaxed);
@@ -319,7 +327,9 @@ impl Relay {
                 side: Side::Local,
                 reason: Some(d.reason),
             }),
-            other => Err(self.local.protocol(format!("unexpected {}", other.packet_type()))),
+            other => Err(self
+                .local
+                .protocol(format!("unexpected {}", other.packet_type()))),
         }
     }
 
@@ -352,7 +362,9 @@ impl Relay {
                 side: Side::Remote,
                 reason: Some(d.reason),
             }),
-            other => Err(self.remote.protocol(format!("unexpected {}", other.packet_type()))),
+            other => Err(self
+                .remote
+                .protocol(format!("unexpected {}", other.packet_type()))),
         }
     }
 

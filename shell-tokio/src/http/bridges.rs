@@ -45,7 +45,11 @@ pub(super) async fn create(_: Admin, State(s): State<HttpState>, body: Bytes) ->
 }
 
 /// `DELETE /api/v1/bridges/{name}`: stops the bridge and deletes its buffered messages.
-pub(super) async fn remove(_: Admin, State(s): State<HttpState>, Path(name): Path<String>) -> Response {
+pub(super) async fn remove(
+    _: Admin,
+    State(s): State<HttpState>,
+    Path(name): Path<String>,
+) -> Response {
     if s.bridges.remove(&name) {
         StatusCode::NO_CONTENT.into_response()
     } else {

@@ -93,6 +93,7 @@ pub fn render(
     snapshot: &Snapshot,
     telemetry: &Telemetry,
     bridges: &[crate::bridge::BridgeView],
+    webhooks: &[crate::webhook::WebhookView],
 ) -> String {
     let mut r = Registry::default();
     let s = &snapshot.stats;
@@ -222,6 +223,7 @@ pub fn render(
     );
     tenant_metrics(&mut r, &snapshot.tenants);
     bridge_metrics(&mut r, bridges);
+    webhook_metrics(&mut r, webhooks);
     r.register(
         "cicada_persist_latency_seconds",
         "From a storage batch's hand-off until it is durable",
@@ -280,6 +282,43 @@ fn bridge_metrics(r: &mut Registry, bridges: &[crate::bridge::BridgeView]) {
         "cicada_bridge_connects",
         "Successful connections of a bridge, the first and every reconnection",
         connects,
+    );
+}
+
+/// Per-webhook counters, labelled `webhook` (and `outcome` for events).
+fn webhook_metrics(r: &mut Registry, webhooks: &[crate::webhook::WebhookView]) {
+    if webhooks.is_empty() {
+        return;
+    }
+    type Counter = prometheus_client::metrics::counter::Counter;
+    let events = Family::<Labels, Counter>::default();
+    let retries = Family::<Labels, Counter>::default();
+    for w in webhooks {
+        for (outcome, count) in [
+            ("queued", w.queued),
+            ("sent", w.sent),
+            ("dropped", w.dropped),
+            ("dead_letter", w.dead_letters),
+        ] {
+            let labels = vec![
+                ("webhook", w.name.clone()),
+                ("outcome", outcome.to_string()),
+            ];
+            events.get_or_create(&labels).inc_by(count);
+        }
+        retries
+            .get_or_create(&vec![("webhook", w.name.clone())])
+            .inc_by(w.retries);
+    }
+    r.register(
+        "cicada_webhook_events",
+        "Webhook events by outcome: queued, sent (2xx), dropped (queue full), dead_letter (given up)",
+        events,
+    );
+    r.register(
+        "cicada_webhook_retries",
+        "Webhook POSTs that failed and were tried again",
+        retries,
     );
 }
 
@@ -380,7 +419,7 @@ mod tests {
         snapshot.tenants = vec![("acme".into(), TenantStats::default())];
         let telemetry = Telemetry::default();
         telemetry.persisted(Duration::from_millis(2));
-        let text = render(&snapshot, &telemetry, &[]);
+        let text = render(&snapshot, &telemetry, &[], &[]);
         for line in [
             "cicada_connections 2",
             "cicada_messages_received_total{qos=\"0\"} 3",

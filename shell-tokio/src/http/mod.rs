@@ -74,6 +74,16 @@ pub struct HttpState {
     publish_anonymous: bool,
     /// The running MQTT bridges.
     bridges: crate::bridge::Bridges,
+    /// The webhooks' counters.
+    webhooks: crate::webhook::WebhookStats,
+}
+
+/// What the integrations share with the HTTP listener: the bridges (managed through the admin API)
+/// and the webhooks' counters (for `/metrics`).
+#[derive(Clone, Debug)]
+pub struct Integrations {
+    pub bridges: crate::bridge::Bridges,
+    pub webhooks: crate::webhook::WebhookStats,
 }
 
 impl HttpState {
@@ -83,7 +93,7 @@ impl HttpState {
         token: Option<&str>,
         telemetry: metrics::Telemetry,
         publish_anonymous: bool,
-        bridges: crate::bridge::Bridges,
+        integrations: Integrations,
     ) -> HttpState {
         HttpState {
             calls,
@@ -91,7 +101,8 @@ impl HttpState {
             token: token.map(|t| Arc::new(sha256(t.as_bytes()))),
             telemetry,
             publish_anonymous,
-            bridges,
+            bridges: integrations.bridges,
+            webhooks: integrations.webhooks,
         }
     }
 
@@ -229,7 +240,12 @@ async fn metrics_page(axum::extract::State(state): axum::extract::State<HttpStat
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
-            metrics::render(&snapshot, &state.telemetry, &state.bridges.list()),
+            metrics::render(
+                &snapshot,
+                &state.telemetry,
+                &state.bridges.list(),
+                &state.webhooks.list(),
+            ),
         )
             .into_response(),
         Ok(other) => other.into_response(),
@@ -277,14 +293,21 @@ mod tests {
             Some("a-token-of-16-chars"),
             metrics::Telemetry::default(),
             false,
-            crate::bridge::Bridges::new(crate::bridge::LocalDialer::new(mpsc::channel(1).0)),
+            Integrations {
+                bridges: crate::bridge::Bridges::new(crate::bridge::LocalDialer::new(
+                    mpsc::channel(1).0,
+                )),
+                webhooks: Default::default(),
+            },
         );
         let app = router(state);
         let paths = spec["paths"].as_object().expect("paths");
         assert!(paths.len() >= 14, "{} paths", paths.len());
         for (path, methods) in paths {
             for method in methods.as_object().expect("methods").keys() {
-                let uri = path.replace("{client_id}", "someone").replace("{name}", "some-bridge");
+                let uri = path
+                    .replace("{client_id}", "someone")
+                    .replace("{name}", "some-bridge");
                 let request = axum::http::Request::builder()
                     .method(method.to_uppercase().as_str())
                     .uri(&uri)

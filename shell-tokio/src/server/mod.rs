@@ -97,6 +97,8 @@ pub enum ServerError {
     Policy(#[from] crate::policy::PolicyError),
     #[error("cannot start the storage thread: {0}")]
     StorageThread(std::io::Error),
+    #[error("{0}")]
+    Webhook(#[from] crate::webhook::WebhookError),
     #[error("cannot listen for HTTP on {addr}: {source} (change `http.listen`)")]
     Http {
         addr: std::net::SocketAddr,
@@ -157,6 +159,7 @@ pub async fn run(
     let (calls_tx, calls) = mpsc::channel::<Call>(256);
     let (local_tx, local_rx) = mpsc::channel::<LocalStream>(16);
     let bridges = Bridges::new(LocalDialer::new(local_tx));
+    let (webhooks, webhook_stats) = crate::webhook::Webhooks::start(&settings.webhooks)?;
     // HTTP first, so `/health` and `/ready` answer (503) while storage loads.
     let http_task = match &settings.http {
         Some(http) => {
@@ -172,7 +175,10 @@ pub async fn run(
                 http.admin_token.as_deref(),
                 telemetry.clone(),
                 http.publish_anonymous,
-                bridges.clone(),
+                crate::http::Integrations {
+                    bridges: bridges.clone(),
+                    webhooks: webhook_stats,
+                },
             );
             Some(tokio::spawn(crate::http::serve(listener, state)))
         }
@@ -258,6 +264,7 @@ pub async fn run(
         spans: BTreeMap::new(),
         publishing: publish::Pending::default(),
         bridged: Default::default(),
+        webhooks,
     };
     // Restoring may have emitted work (expired sessions deleted, wills published).
     let mut batch = BTreeMap::new();
@@ -525,6 +532,8 @@ struct EngineTask {
     publishing: publish::Pending,
     /// Bridges' connections into this broker: authenticated by the shell, not the providers.
     bridged: std::collections::BTreeSet<ConnId>,
+    /// Where events are POSTed.
+    webhooks: crate::webhook::Webhooks,
 }
 
 impl EngineTask {
@@ -724,10 +733,18 @@ impl EngineTask {
         while let Some(t) = self.engine.poll_transmit() {
             batch.entry(t.conn).or_default().push(t.data);
         }
+        let time_ms = self.now().since_origin().as_millis() as u64;
         while let Some(event) = self.engine.poll_event() {
             crate::events::log(&event, |conn| {
                 let (peer, listener) = self.peer(conn);
                 (peer, listener.to_string())
+            });
+            let peers = &self.peers;
+            self.webhooks.offer(&event, time_ms, |conn| {
+                peers.get(&conn).map_or_else(
+                    || ("-".into(), "-".into()),
+                    |(peer, listener)| (peer.clone(), listener.to_string()),
+                )
             });
             match event {
                 Event::Close { conn, .. } => {
