@@ -252,7 +252,7 @@ fn a_receiver_that_never_answers_does_not_slow_the_broker() {
         ),
     );
     let count = 500;
-    let mut subscriber = Command::new("mosquitto_sub")
+    let subscriber = Command::new("mosquitto_sub")
         .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
         .args([
             "-q",

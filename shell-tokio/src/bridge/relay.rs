@@ -257,10 +257,10 @@ impl Relay {
         let mut tick = tokio::time::interval(TICK);
         loop {
             while let Some(packet) = self.local.decode()? {
-                self.from_local(packet)?;
+                self.on_local(packet)?;
             }
             while let Some(packet) = self.remote.decode()? {
-                self.from_remote(packet)?;
+                self.on_remote(packet)?;
             }
             self.pump()?;
             self.local.flush().await?;
@@ -291,7 +291,7 @@ impl Relay {
         Ok(())
     }
 
-    fn from_local(&mut self, packet: Packet) -> Result<(), LinkError> {
+    fn on_local(&mut self, packet: Packet) -> Result<(), LinkError> {
         match packet {
             Packet::Publish(publish) => self.outbound(publish),
             Packet::PubRel(rel) => {
@@ -333,7 +333,7 @@ impl Relay {
         }
     }
 
-    fn from_remote(&mut self, packet: Packet) -> Result<(), LinkError> {
+    fn on_remote(&mut self, packet: Packet) -> Result<(), LinkError> {
         match packet {
             Packet::Publish(publish) => self.inbound(publish),
             Packet::PubRel(rel) => {
