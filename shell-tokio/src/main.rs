@@ -156,6 +156,10 @@ fn passwd(
 }
 
 fn main() -> ExitCode {
+    // ring is the broker's one TLS crypto provider. The HTTP clients (webhooks, the OTLP exporter)
+    // share a reqwest built without one, so it is installed for the whole process here; `Err` means
+    // one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut cli = Cli::parse();
     match cli.command.take() {
         Some(Command::ScramUser { name, iterations }) => return scram_user(&name, iterations),

@@ -212,7 +212,12 @@ impl Mosquitto {
             ),
         )
         .expect("write mosquitto.conf");
-        let child = Command::new("mosquitto")
+        // Debian puts the broker in /usr/sbin, which a non-root PATH may lack.
+        let binary = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("mosquitto");
+        let child = Command::new(binary)
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
