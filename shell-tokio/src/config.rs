@@ -57,49 +57,42 @@ pub struct FileConfig {
 fn webhook_specs(
     hooks: &[crate::webhook::WebhookConfig],
 ) -> Result<Vec<crate::webhook::WebhookSpec>, ConfigError> {
-    let mut specs: Vec<crate::webhook::WebhookSpec> = Vec::new();
-    for (i, hook) in hooks.iter().enumerate() {
-        let spec = hook
-            .check(&format!("webhook[{i}]"))
-            .map_err(|e| ConfigError::Invalid {
-                key: e.key,
-                fix: e.fix,
-            })?;
-        if specs.iter().any(|s| s.name == spec.name) {
-            return Err(ConfigError::Invalid {
-                key: format!("webhook[{i}].name"),
-                fix: format!(
-                    "another webhook is named {:?}; names must be unique",
-                    spec.name
-                ),
-            });
-        }
-        specs.push(spec);
-    }
-    Ok(specs)
+    named_entries(hooks, "webhook", |hook, at| {
+        let spec = hook.check(at).map_err(|e| (e.key, e.fix))?;
+        Ok((spec.name.clone(), spec))
+    })
 }
 
 /// Checks the `[[bridge]]` entries; names must be unique.
 fn bridge_specs(
     bridges: &[crate::bridge::BridgeConfig],
 ) -> Result<Vec<crate::bridge::BridgeSpec>, ConfigError> {
-    let mut specs: Vec<crate::bridge::BridgeSpec> = Vec::new();
-    for (i, bridge) in bridges.iter().enumerate() {
-        let spec = bridge
-            .check(&format!("bridge[{i}]"))
-            .map_err(|e| ConfigError::Invalid {
-                key: e.key,
-                fix: e.fix,
-            })?;
-        if specs.iter().any(|s| s.name == spec.name) {
+    named_entries(bridges, "bridge", |bridge, at| {
+        let spec = bridge.check(at).map_err(|e| (e.key, e.fix))?;
+        Ok((spec.name.clone(), spec))
+    })
+}
+
+/// Checks each `[[section]]` entry with `check` (given the entry's key, `section[i]`, and answering
+/// with its name or the key at fault and the fix), refusing a name used twice.
+fn named_entries<C, S>(
+    entries: &[C],
+    section: &str,
+    check: impl Fn(&C, &str) -> Result<(String, S), (String, String)>,
+) -> Result<Vec<S>, ConfigError> {
+    let mut names: Vec<String> = Vec::new();
+    let mut specs = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let at = format!("{section}[{i}]");
+        let (name, spec) =
+            check(entry, &at).map_err(|(key, fix)| ConfigError::Invalid { key, fix })?;
+        if names.contains(&name) {
             return Err(ConfigError::Invalid {
-                key: format!("bridge[{i}].name"),
-                fix: format!(
-                    "another bridge is named {:?}; names must be unique",
-                    spec.name
-                ),
+                key: format!("{at}.name"),
+                fix: format!("another {section} is named {name:?}; names must be unique"),
             });
         }
+        names.push(name);
         specs.push(spec);
     }
     Ok(specs)

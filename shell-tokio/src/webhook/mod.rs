@@ -195,14 +195,9 @@ fn describe<'a>(
             protocol,
             session_present,
         } => {
-            let (address, listener) = peer(*conn);
-            let fields = object(json!({
-                "client_id": &**client_id,
-                "peer": address,
-                "listener": listener,
-                "protocol": protocol.to_string(),
-                "session_present": session_present,
-            }));
+            let mut fields = connection(*conn, client_id, peer);
+            fields.insert("protocol".into(), protocol.to_string().into());
+            fields.insert("session_present".into(), (*session_present).into());
             let connected = (Kind::ClientConnected, None, fields);
             if *session_present {
                 return vec![connected];
@@ -215,13 +210,8 @@ fn describe<'a>(
             client_id: Some(client_id),
             reason,
         } => {
-            let (address, listener) = peer(*conn);
-            let fields = object(json!({
-                "client_id": &**client_id,
-                "peer": address,
-                "listener": listener,
-                "reason": format!("{reason:?}"),
-            }));
+            let mut fields = connection(*conn, client_id, peer);
+            fields.insert("reason".into(), format!("{reason:?}").into());
             (Kind::ClientDisconnected, None, fields)
         }
         Event::SessionExpired { client_id } => (
@@ -267,6 +257,20 @@ fn describe<'a>(
         ),
         _ => return Vec::new(),
     }]
+}
+
+/// The fields every connection event has: the client, its address and its listener.
+fn connection(
+    conn: ConnId,
+    client_id: &str,
+    peer: &impl Fn(ConnId) -> (String, String),
+) -> Map<String, Value> {
+    let (address, listener) = peer(conn);
+    let mut fields = Map::new();
+    fields.insert("client_id".into(), client_id.into());
+    fields.insert("peer".into(), address.into());
+    fields.insert("listener".into(), listener.into());
+    fields
 }
 
 /// The payload as text when it is UTF-8, else as base64.
