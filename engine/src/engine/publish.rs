@@ -240,5 +240,5 @@ pub(super) fn watches(
     filters: &[crate::codec::TopicFilter],
     topic: &crate::codec::TopicName,
 ) -> bool {
-    !filters.is_empty() && filters.iter().any(|f| f.matches(topic.as_str()))
+    filters.iter().any(|f| f.matches(topic.as_str()))
 }

@@ -735,17 +735,18 @@ impl EngineTask {
         }
         let time_ms = self.now().since_origin().as_millis() as u64;
         while let Some(event) = self.engine.poll_event() {
-            crate::events::log(&event, |conn| {
-                let (peer, listener) = self.peer(conn);
-                (peer, listener.to_string())
-            });
+            // The peer address and listener name of a connection, for logs and webhooks.
             let peers = &self.peers;
-            self.webhooks.offer(&event, time_ms, |conn| {
+            let peer = |conn| {
                 peers.get(&conn).map_or_else(
                     || ("-".into(), "-".into()),
-                    |(peer, listener)| (peer.clone(), listener.to_string()),
+                    |(peer, listener): &(String, std::sync::Arc<str>)| {
+                        (peer.clone(), listener.to_string())
+                    },
                 )
-            });
+            };
+            crate::events::log(&event, peer);
+            self.webhooks.offer(&event, time_ms, peer);
             match event {
                 Event::Close { conn, .. } => {
                     self.auth.forget(conn);
