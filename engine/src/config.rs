@@ -70,6 +70,9 @@ pub struct Config {
     /// This engine's place among the engines of one process (one per core): with more than one, it
     /// exchanges subscription interest and publishes with the others as [`crate::PeerMessage`]s.
     pub shard: crate::Shard,
+    /// This engine's node in a cluster, if it is one (see [`crate::cluster`]); a cluster node runs one
+    /// engine (`shard` must be the default).
+    pub cluster: Option<crate::ClusterConfig>,
     /// How a shared subscription group picks the member that gets a message.
     pub shared_strategy: SharedStrategy,
     /// How often the `$SYS/broker/...` topics are updated; `None` publishes none. Off by default here
@@ -260,6 +263,7 @@ impl Default for Config {
             assigned_client_id_prefix: "cicada-".to_string(),
             shared_subscriptions: true,
             shard: crate::Shard::default(),
+            cluster: None,
             shared_strategy: SharedStrategy::RoundRobin,
             sys_interval: None,
             wildcard_subscriptions: true,
@@ -293,6 +297,15 @@ impl Config {
                 "shard",
                 "use an index below the count of engines, and at least one engine",
             );
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
+            if self.shard.is_sharded() {
+                return fail(
+                    "cluster",
+                    "run one engine per cluster node (workers = 1 with [cluster])",
+                );
+            }
         }
         if self.max_packet_size < 64 {
             return fail("max_packet_size", "use at least 64 bytes");

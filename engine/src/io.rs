@@ -201,6 +201,13 @@ pub enum Input {
         /// The answer.
         decision: AuthDecision,
     },
+    /// A frame from cluster node `from`, as its [`Event::Cluster`] gave it.
+    Cluster {
+        /// The sending node.
+        from: u16,
+        /// The frame.
+        frame: Bytes,
+    },
     /// A message from another engine.
     Peer {
         /// The message.
@@ -402,6 +409,23 @@ pub enum StoreOp {
     DeleteRetained {
         /// The topic.
         topic: TopicName,
+    },
+    /// Store a raft log entry (cluster nodes), replacing any entry at `index`.
+    PutRaftEntry {
+        /// Its index in the log.
+        index: u64,
+        /// The entry, as raft encodes it.
+        entry: Bytes,
+    },
+    /// Delete every stored raft log entry from `from` on (a new leader overwrote them).
+    TruncateRaftLog {
+        /// The first index deleted.
+        from: u64,
+    },
+    /// Store raft's hard state (term, vote, commit).
+    PutRaftHardState {
+        /// The hard state, as raft encodes it.
+        hard_state: Bytes,
     },
 }
 
@@ -639,5 +663,20 @@ pub enum Event {
         qos: crate::codec::QoS,
         /// The message.
         message: std::sync::Arc<crate::Message>,
+    },
+    /// Send `frame` to cluster node `to` (see [`crate::cluster`]). Frames may be lost, duplicated or
+    /// reordered: the engine resends what matters. Deliver them as [`Input::Cluster`].
+    Cluster {
+        /// The node.
+        to: u16,
+        /// The frame, whole; the transport delimits it.
+        frame: Bytes,
+    },
+    /// A frame (or replicated log entry) from another node could not be read, and was ignored.
+    ClusterFrameRejected {
+        /// The sending node (0 for a log entry).
+        from: u16,
+        /// What was wrong.
+        why: String,
     },
 }

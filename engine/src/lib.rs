@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod acl;
+pub mod cluster;
 pub mod codec;
 mod config;
 mod engine;
@@ -25,11 +26,14 @@ pub mod router;
 mod session;
 mod shard;
 #[cfg(feature = "sim")]
+pub mod cluster_sim;
+#[cfg(feature = "sim")]
 pub mod sim;
 mod stored;
 mod time;
 mod timer;
 
+pub use cluster::{ClusterConfig, ClusterStats};
 pub use config::{
     Authentication, Config, ConfigError, OverloadPolicy, Quotas, Rate, RateLimit, Redirect,
     SharedStrategy, Tenant,
@@ -46,5 +50,5 @@ pub use io::{
 pub use message::{Message, MessageProperties};
 pub use rng::Rng;
 pub use shard::Shard;
-pub use stored::{StoredMessage, StoredSession, StoredState, StoredSubscription};
+pub use stored::{StoredMessage, StoredRaft, StoredSession, StoredState, StoredSubscription};
 pub use time::Instant;

@@ -133,7 +133,10 @@ impl ModelStore {
                             .push(format!("{op:?}: no such message stored"));
                     }
                 }
-                StoreOp::DeleteRetained { .. } => {}
+                StoreOp::DeleteRetained { .. }
+                | StoreOp::PutRaftEntry { .. }
+                | StoreOp::TruncateRaftLog { .. }
+                | StoreOp::PutRaftHardState { .. } => {}
             }
             self.state.apply(std::slice::from_ref(op));
         }
@@ -532,6 +535,8 @@ impl Sim {
                     let text = format!("session expired: {client_id}");
                     self.line(&text);
                 }
+                // A single-engine simulation has no cluster (see `cluster_sim`).
+                Event::Cluster { .. } | Event::ClusterFrameRejected { .. } => {}
                 Event::MessagePublished { message } => {
                     let from = message.origin.as_deref().unwrap_or("-");
                     let text = format!("watched publish by {from}: {:?}", message.topic.as_str());
@@ -668,6 +673,9 @@ fn render_ops(ops: &[StoreOp]) -> String {
             } => format!("delete incoming {client_id:?} pid={packet_id}"),
             StoreOp::PutRetained { message } => format!("put retained {:?}", message.topic),
             StoreOp::DeleteRetained { topic } => format!("delete retained {topic:?}"),
+            StoreOp::PutRaftEntry { index, .. } => format!("put raft entry {index}"),
+            StoreOp::TruncateRaftLog { from } => format!("truncate raft log from {from}"),
+            StoreOp::PutRaftHardState { .. } => "put raft hard state".to_string(),
         })
         .collect();
     parts.join(", ")

@@ -21,6 +21,18 @@ pub struct StoredState {
     pub sessions: BTreeMap<ByteString, StoredSession>,
     /// Retained messages by topic.
     pub retained: BTreeMap<ByteString, Arc<Message>>,
+    /// A cluster node's raft log and hard state.
+    pub raft: StoredRaft,
+}
+
+/// A cluster node's raft state as stored ([`StoreOp::PutRaftEntry`] and friends), opaque to the
+/// store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredRaft {
+    /// The hard state (term, vote, commit), as raft encodes it.
+    pub hard_state: Option<bytes::Bytes>,
+    /// Log entries by index, as raft encodes them.
+    pub entries: BTreeMap<u64, bytes::Bytes>,
 }
 
 /// A persistent session as stored.
@@ -174,6 +186,15 @@ impl StoredState {
             }
             StoreOp::DeleteRetained { topic } => {
                 self.retained.remove(topic.as_bytestring());
+            }
+            StoreOp::PutRaftEntry { index, entry } => {
+                self.raft.entries.insert(*index, entry.clone());
+            }
+            StoreOp::TruncateRaftLog { from } => {
+                self.raft.entries.split_off(from);
+            }
+            StoreOp::PutRaftHardState { hard_state } => {
+                self.raft.hard_state = Some(hard_state.clone());
             }
         }
     }

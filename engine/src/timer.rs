@@ -22,6 +22,8 @@ pub(crate) enum TimerKind {
     SessionExpiry(SessionId),
     /// The `$SYS` topics are due for an update.
     Sys,
+    /// The cluster's raft tick.
+    ClusterTick,
 }
 
 impl TimerKind {
@@ -34,6 +36,7 @@ impl TimerKind {
             TimerKind::WillDelay(_) => "will delay",
             TimerKind::SessionExpiry(_) => "session expiry",
             TimerKind::Sys => "$SYS update",
+            TimerKind::ClusterTick => "cluster tick",
         }
     }
 }

@@ -317,6 +317,8 @@ fn split_state(state: StoredState, count: u16, prefix: &str) -> Vec<StoredState>
         .map(|_| StoredState {
             sessions: Default::default(),
             retained: state.retained.clone(),
+            // cicada-uring is not a cluster node (see docs/cluster.md).
+            raft: Default::default(),
         })
         .collect();
     let shards = Shard { index: 0, count };

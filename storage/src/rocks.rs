@@ -20,7 +20,11 @@ const SUBSCRIPTIONS: &str = "subscriptions";
 const MESSAGES: &str = "messages";
 const INCOMING: &str = "incoming";
 const RETAINED: &str = "retained";
-const FAMILIES: [&str; 5] = [SESSIONS, SUBSCRIPTIONS, MESSAGES, INCOMING, RETAINED];
+/// A cluster node's raft log (key: the index, big-endian) and hard state (key: `RAFT_HARD_STATE`).
+const RAFT: &str = "raft";
+const FAMILIES: [&str; 6] = [SESSIONS, SUBSCRIPTIONS, MESSAGES, INCOMING, RETAINED, RAFT];
+/// The hard state's key: sorts before every entry (whose keys are eight bytes).
+const RAFT_HARD_STATE: &[u8] = b"hs";
 
 /// RocksDB in a directory.
 pub struct RocksStore {
@@ -98,6 +102,7 @@ impl RocksStore {
         let subscriptions = self.family(SUBSCRIPTIONS)?;
         let messages = self.family(MESSAGES)?;
         let incoming = self.family(INCOMING)?;
+        let raft = self.family(RAFT)?;
         let retained = self.family(RETAINED)?;
         for op in ops {
             match op {
@@ -179,6 +184,16 @@ impl RocksStore {
                 StoreOp::DeleteRetained { topic } => {
                     batch.delete_cf(retained, topic.as_str().as_bytes());
                 }
+                StoreOp::PutRaftEntry { index, entry } => {
+                    batch.put_cf(raft, index.to_be_bytes(), entry);
+                }
+                StoreOp::TruncateRaftLog { from } => {
+                    batch.delete_range_cf(raft, from.to_be_bytes(), u64::MAX.to_be_bytes());
+                    batch.delete_cf(raft, u64::MAX.to_be_bytes());
+                }
+                StoreOp::PutRaftHardState { hard_state } => {
+                    batch.put_cf(raft, RAFT_HARD_STATE, hard_state);
+                }
             }
         }
         Ok(())
@@ -242,6 +257,18 @@ impl Store for RocksStore {
             state
                 .retained
                 .insert(message.topic.as_bytestring().clone(), message);
+            Ok(())
+        })?;
+        self.scan(RAFT, |key, value| {
+            let value = bytes::Bytes::copy_from_slice(value);
+            if key == RAFT_HARD_STATE {
+                state.raft.hard_state = Some(value);
+                return Ok(());
+            }
+            let index: [u8; 8] = key
+                .try_into()
+                .map_err(|_| RecordError::Invalid("raft entry key is not eight bytes"))?;
+            state.raft.entries.insert(u64::from_be_bytes(index), value);
             Ok(())
         })?;
         Ok(state)

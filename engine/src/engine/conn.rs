@@ -22,6 +22,9 @@ pub(crate) enum Phase {
     Authenticating(Box<Connect>),
     /// Enhanced authentication: we sent AUTH 0x18 and wait for the client's AUTH.
     Challenged(Box<Connect>),
+    /// Cluster: admitted here, waiting for this node's claim of the client identifier to commit;
+    /// later bytes wait in `inbuf`.
+    Claiming(Box<super::cluster::Claiming>),
     /// CONNACK sent; attached to a session.
     Connected(SessionId),
 }
@@ -50,6 +53,9 @@ pub(crate) struct Conn {
     pub(crate) decoder: Decoder,
     pub(crate) inbuf: BytesMut,
     pub(crate) phase: Phase,
+    /// Cluster: this node's claim of the CONNECT's client identifier committed; whether the
+    /// identifier was assigned.
+    pub(crate) claimed: Option<bool>,
     pub(crate) version: Option<ProtocolVersion>,
     pub(crate) client_id: Option<ByteString>,
     pub(crate) keep_alive: Option<Duration>,
@@ -98,6 +104,7 @@ impl Conn {
             decoder: Decoder::new(max_packet_size),
             inbuf: BytesMut::new(),
             phase: Phase::AwaitingConnect,
+            claimed: None,
             version: None,
             client_id: None,
             keep_alive: None,

@@ -188,15 +188,32 @@ impl Engine {
             // which store nothing, are still served.
             return self.refuse(id, connect.protocol, ReasonCode::ServerUnavailable);
         }
-        let assigned = connect
-            .client_id
-            .is_empty()
-            .then(|| self.assign_client_id());
+        let claimed = self.conns.get(&id).and_then(|c| c.claimed);
+        let assigned = match claimed {
+            // The identifier assigned before the claim is in the CONNECT now.
+            Some(true) => Some(connect.client_id.clone()),
+            Some(false) => None,
+            None => connect
+                .client_id
+                .is_empty()
+                .then(|| self.assign_client_id()),
+        };
         // Copied out of the receive buffer, like the user name.
         let client_id = assigned
             .clone()
             .unwrap_or_else(|| ByteString::from(connect.client_id.to_string()));
         let v5 = connect.protocol.is_v5();
+        if self.cluster.is_some() && claimed.is_none() {
+            // One owner per client identifier in the cluster: the session is taken here only once
+            // this node's claim of the identifier has committed.
+            let claiming = super::cluster::Claiming {
+                connect,
+                auth_data,
+                assigned: assigned.is_some(),
+                client_id,
+            };
+            return self.park_for_claim(id, claiming);
+        }
 
         // Take over a session in use, then decide whether it is resumed.
         let existing = self.by_client.get(&client_id).copied();
@@ -409,10 +426,14 @@ impl Engine {
     /// A fresh client identifier: the configured prefix (plus `s{shard}-` when there are several
     /// engines, so the identifier leads back to this one) and 16 hex digits from the seeded generator.
     fn assign_client_id(&mut self) -> ByteString {
-        let prefix = self
-            .config
-            .shard
-            .assigned_prefix(&self.config.assigned_client_id_prefix);
+        let prefix = match &self.cluster {
+            // Unique across the cluster: each node assigns under its own number.
+            Some(node) => format!("{}n{}-", self.config.assigned_client_id_prefix, node.config.node),
+            None => self
+                .config
+                .shard
+                .assigned_prefix(&self.config.assigned_client_id_prefix),
+        };
         loop {
             let id = format!("{prefix}{:016x}", self.rng.next_u64());
             let id = ByteString::from(id);

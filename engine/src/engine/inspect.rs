@@ -292,6 +292,7 @@ impl Engine {
             auth_methods,
             tenants,
             shard,
+            cluster,
             message_events,
         );
         if old.quotas != new.quotas {

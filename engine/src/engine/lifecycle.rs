@@ -230,6 +230,7 @@ impl Engine {
                 client_id: session.client_id.clone(),
             });
         }
+        self.release_client(&session.client_id);
     }
 
     /// Runs every timer that is due.
@@ -257,6 +258,7 @@ impl Engine {
                     self.end_session(sid);
                 }
                 TimerKind::Sys => self.publish_sys(),
+                TimerKind::ClusterTick => self.cluster_tick(),
                 TimerKind::Throttle(id) => self.unthrottle(id),
             }
         }

@@ -2,6 +2,7 @@
 
 mod alias;
 mod auth;
+mod cluster;
 mod conn;
 mod connect;
 mod deliver;
@@ -184,6 +185,8 @@ pub struct Engine {
     tenants: Vec<tenant::TenantState>,
     /// Online sessions whose queue overflowed under [`crate::Quotas::queue_full`] `Disconnect`.
     slow_consumers: Vec<SessionId>,
+    /// This engine's node in a cluster ([`Config::cluster`]).
+    cluster: Option<Box<cluster::Node>>,
 }
 
 impl Engine {
@@ -191,9 +194,15 @@ impl Engine {
     pub fn new(config: Config, seed: u64) -> Result<Engine, ConfigError> {
         config.validate()?;
         let mut router = Router::default();
-        if config.shard.is_sharded() {
+        if config.shard.is_sharded() || config.cluster.is_some() {
             router.track_interest();
         }
+        let mut rng = Rng::new(seed);
+        let mut timers = Timers::default();
+        let cluster = config.cluster.clone().map(|c| {
+            timers.set(TimerKind::ClusterTick, Instant::ZERO + c.tick);
+            Box::new(cluster::Node::new(c, &mut rng))
+        });
         let connect_rates = config.quotas.connect_rate_per_address.map(|rate| {
             crate::limits::RateTable::new(rate.per_sec, rate.burst, guard::CONNECT_RATE_ADDRESSES)
         });
@@ -216,7 +225,8 @@ impl Engine {
             connect_rates,
             persist: Persistence::new(config.durable),
             config,
-            rng: Rng::new(seed),
+            rng,
+            cluster,
             now: Instant::ZERO,
             conns: BTreeMap::new(),
             sessions: BTreeMap::new(),
@@ -225,7 +235,7 @@ impl Engine {
             peers: peers::Peers::default(),
             receipts: Vec::new(),
             retained: RetainedStore::default(),
-            timers: Timers::default(),
+            timers,
             holding: BTreeSet::new(),
             dirty: Vec::new(),
             transmits: VecDeque::new(),
@@ -303,6 +313,7 @@ impl Engine {
             Input::PersistFailed { seq } => self.persist_failed(seq.0),
             Input::AuthDecided { conn, decision } => self.auth_decided(conn, decision),
             Input::Peer { message } => self.peer_message(message),
+            Input::Cluster { from, frame } => self.cluster_frame(from, frame),
             Input::Publish {
                 request,
                 principal,
@@ -359,6 +370,13 @@ impl Engine {
             }
         }
         self.announce_interest();
+        if self.cluster.is_some() {
+            // Applying the log can end sessions (a client taken over elsewhere): their interest
+            // changes go out in the same round.
+            self.cluster_ready();
+            self.announce_interest();
+            self.cluster_ready();
+        }
         self.encoded.clear();
         if let Some((seq, ops)) = self.persist.seal() {
             self.events.push_back(Event::Persist { seq, ops });
@@ -393,7 +411,8 @@ impl Engine {
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
             };
-            if matches!(c.phase, Phase::Authenticating(_)) || c.stalled.is_some() {
+            if matches!(c.phase, Phase::Authenticating(_) | Phase::Claiming(_)) || c.stalled.is_some()
+            {
                 return;
             }
             match c.decoder.decode(&mut c.inbuf) {
@@ -430,7 +449,7 @@ impl Engine {
                 );
                 return self.violation(id, ReasonCode::ProtocolError, rule);
             }
-            (Phase::Authenticating(_), _) => return,
+            (Phase::Authenticating(_) | Phase::Claiming(_), _) => return,
             (Phase::Challenged(_), Packet::Auth(auth)) => return self.connect_auth(id, auth),
             (Phase::Challenged(_), Packet::Disconnect(_)) => {
                 let close = CloseReason::ClientDisconnected {

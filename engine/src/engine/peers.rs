@@ -75,7 +75,8 @@ impl Engine {
                 from,
             } => {
                 let mark = self.persist.mark();
-                if message.retain && self.config.retain_available {
+                // In a cluster, retained messages travel through the replicated log instead.
+                if message.retain && self.config.retain_available && self.cluster.is_none() {
                     if message.payload.is_empty() {
                         self.retained.remove(message.topic.as_str());
                     } else {
@@ -95,10 +96,7 @@ impl Engine {
                 if let Some(seq) = receipt {
                     match self.persist.gate_since(mark) {
                         Some(mine) => self.receipts.push((mine, from, seq)),
-                        None => self.events.push_back(Event::Peer {
-                            to: from,
-                            message: PeerMessage::Stored { seq },
-                        }),
+                        None => self.to_peer(from, PeerMessage::Stored { seq }),
                     }
                 }
             }
@@ -114,7 +112,7 @@ impl Engine {
         }
     }
 
-    fn peer_interest(&mut self, from: u16, filter: ByteString, count: u32) {
+    pub(super) fn peer_interest(&mut self, from: u16, filter: ByteString, count: u32) {
         let peers = &mut self.peers;
         match split_shared(&filter) {
             Some((_, matched)) => {
@@ -150,7 +148,7 @@ impl Engine {
     /// every member of the group on every engine: each engine weighs as many members as it has,
     /// and then picks one of its own by the same strategy.
     fn choose_engine(&mut self, group: &ByteString, message: &Message) -> Option<u16> {
-        let me = self.config.shard.index;
+        let me = self.me();
         let mut slots: Vec<(u16, u64)> = self
             .peers
             .groups
@@ -201,7 +199,7 @@ impl Engine {
     /// Routes a message published on this engine here and to the other engines that need it.
     pub(super) fn route_everywhere(&mut self, message: Arc<Message>) {
         self.route_plain(&message);
-        let me = self.config.shard.index;
+        let me = self.me();
         let topic = message.topic.as_str();
         let mut shares: BTreeMap<u16, Share> = BTreeMap::new();
         self.peers.plain.for_each_match(topic, |engine, ()| {
@@ -222,24 +220,28 @@ impl Engine {
             }
         }
         if message.retain && self.config.retain_available {
-            for engine in self.config.shard.others() {
-                shares.entry(engine).or_default();
+            if self.cluster.is_some() {
+                self.replicate_retained(message.clone());
+            } else {
+                for engine in self.config.shard.others() {
+                    shares.entry(engine).or_default();
+                }
             }
         }
         // The publisher's acknowledgement waits until every engine stored its share.
         let durable = message.qos != QoS::AtMostOnce && self.persist.enabled();
         for (to, share) in shares {
             let receipt = durable.then(|| self.persist.await_peer());
-            self.events.push_back(Event::Peer {
+            self.to_peer(
                 to,
-                message: PeerMessage::Publish {
+                PeerMessage::Publish {
                     message: message.clone(),
                     plain: share.plain,
                     groups: share.groups,
                     receipt,
                     from: me,
                 },
-            });
+            );
         }
     }
 
@@ -247,21 +249,24 @@ impl Engine {
     /// counts (not receipts it waits for in turn), so two engines never wait on each other.
     pub(super) fn answer_receipts(&mut self) {
         let persist = &self.persist;
-        let events = &mut self.events;
+        let mut answers = Vec::new();
         self.receipts.retain(|&(mine, to, seq)| {
             if !persist.is_stored(mine) {
                 return true;
             }
-            events.push_back(Event::Peer {
-                to,
-                message: PeerMessage::Stored { seq },
-            });
+            answers.push((to, seq));
             false
         });
+        for (to, seq) in answers {
+            self.to_peer(to, PeerMessage::Stored { seq });
+        }
     }
 
     /// Tells the other engines which filters gained their first or lost their last subscription here.
     pub(super) fn announce_interest(&mut self) {
+        if self.cluster.is_some() {
+            return self.reconcile_interest(true);
+        }
         let shard = self.config.shard;
         for (filter, count) in self.router.interest_changes() {
             for to in shard.others() {

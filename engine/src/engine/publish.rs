@@ -206,7 +206,7 @@ impl Engine {
                 });
             }
         }
-        if self.config.shard.is_sharded() {
+        if self.has_peers() {
             self.route_everywhere(message);
         } else {
             self.route(message);

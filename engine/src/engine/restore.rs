@@ -29,7 +29,14 @@ impl Engine {
             "restore must come before any other input"
         );
         self.now = self.now.max(now);
-        for message in state.retained.into_values() {
+        self.restore_cluster(&state.raft);
+        // A cluster node's retained messages come from replaying the log: its own store may hold
+        // one whose replication never committed.
+        let retained = match self.cluster {
+            Some(_) => Default::default(),
+            None => state.retained,
+        };
+        for message in retained.into_values() {
             if !message.is_expired(self.now) {
                 self.retained.insert(message);
             } else {

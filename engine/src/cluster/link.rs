@@ -1,0 +1,255 @@
+//! Reliable, ordered, idempotent delivery of [`PeerMessage`]s between two nodes over a network that
+//! loses, duplicates and reorders frames.
+//!
+//! Each message gets the next sequence number of the sender's incarnation and is resent every
+//! retransmission interval until the receiver acknowledges it. The receiver delivers in sequence
+//! order exactly once per incarnation pair: a frame at or below what it delivered is a duplicate
+//! (acknowledged again, not delivered), a frame ahead of a gap waits for the gap. A receiver that
+//! does not know the sender's incarnation (its own restart, or the sender's) starts at the oldest
+//! number the sender still holds, which every data frame carries.
+//!
+//! A peer that has not been heard from for the give-up interval is considered gone: what waits for
+//! it is dropped (and reported, so the publishers' acknowledgements it held are released).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::io::PeerMessage;
+use crate::time::Instant;
+
+use super::wire::Frame;
+
+/// Resends per peer per retransmission round, so a long outage does not become one burst.
+const RESEND_BATCH: usize = 256;
+
+/// The links to every other node.
+#[derive(Debug)]
+pub(crate) struct Links {
+    /// This node's incarnation.
+    incarnation: u64,
+    retransmit: Duration,
+    give_up: Duration,
+    links: BTreeMap<u16, Link>,
+}
+
+#[derive(Debug, Default)]
+struct Link {
+    /// The next sequence number to send.
+    next_seq: u64,
+    /// Sent, not yet acknowledged: (message, when last sent).
+    unacked: BTreeMap<u64, (PeerMessage, Instant)>,
+    /// The incarnation of the peer last heard from, and how far it was delivered here in order.
+    theirs: Option<(u64, u64)>,
+    /// Frames of `theirs` ahead of a gap.
+    early: BTreeMap<u64, PeerMessage>,
+    /// When the peer was last heard from (any frame).
+    heard: Option<Instant>,
+}
+
+impl Links {
+    pub(crate) fn new(incarnation: u64, retransmit: Duration, give_up: Duration) -> Links {
+        Links {
+            incarnation,
+            retransmit,
+            give_up,
+            links: BTreeMap::new(),
+        }
+    }
+
+    /// Queues `message` for `to`; returns the frame to send now.
+    pub(crate) fn send(&mut self, to: u16, message: PeerMessage, now: Instant) -> Frame {
+        let link = self.links.entry(to).or_default();
+        link.next_seq += 1;
+        let seq = link.next_seq;
+        link.unacked.insert(seq, (message.clone(), now));
+        if link.heard.is_none() {
+            // Counts from the first send, so a peer never heard from is given up on too.
+            link.heard = Some(now);
+        }
+        Frame::Data {
+            incarnation: self.incarnation,
+            base: link.unacked.keys().next().copied().unwrap_or(seq),
+            seq,
+            message,
+        }
+    }
+
+    /// Takes a data frame from `from`: the messages now deliverable in order, and the
+    /// acknowledgement to send back.
+    pub(crate) fn receive(
+        &mut self,
+        from: u16,
+        incarnation: u64,
+        base: u64,
+        seq: u64,
+        message: PeerMessage,
+        now: Instant,
+    ) -> (Vec<PeerMessage>, Frame) {
+        let link = self.links.entry(from).or_default();
+        link.heard = Some(now);
+        let delivered = match link.theirs {
+            Some((inc, delivered)) if inc == incarnation => delivered,
+            _ => {
+                link.early.clear();
+                base.saturating_sub(1)
+            }
+        };
+        let mut upto = delivered;
+        let mut out = Vec::new();
+        if seq > delivered {
+            link.early.insert(seq, message);
+            while let Some(next) = link.early.remove(&(upto + 1)) {
+                upto += 1;
+                out.push(next);
+            }
+        }
+        link.theirs = Some((incarnation, upto));
+        (out, Frame::Ack { incarnation, upto })
+    }
+
+    /// Takes an acknowledgement from `from`.
+    pub(crate) fn acked(&mut self, from: u16, incarnation: u64, upto: u64, now: Instant) {
+        let link = self.links.entry(from).or_default();
+        link.heard = Some(now);
+        if incarnation == self.incarnation {
+            link.unacked = link.unacked.split_off(&(upto + 1));
+        }
+    }
+
+    /// Notes that `from` is alive (any frame from it, raft included).
+    pub(crate) fn heard(&mut self, from: u16, now: Instant) {
+        self.links.entry(from).or_default().heard = Some(now);
+    }
+
+    /// What to resend at `now`, and the messages dropped for peers given up on.
+    pub(crate) fn poll(&mut self, now: Instant) -> (Vec<(u16, Frame)>, Vec<PeerMessage>) {
+        let mut resend = Vec::new();
+        let mut dropped = Vec::new();
+        for (&to, link) in &mut self.links {
+            if link.unacked.is_empty() {
+                continue;
+            }
+            let silent = link
+                .heard
+                .map_or(Duration::ZERO, |h| now.saturating_duration_since(h));
+            if silent >= self.give_up {
+                dropped.extend(std::mem::take(&mut link.unacked).into_values().map(|(m, _)| m));
+                continue;
+            }
+            let base = link.unacked.keys().next().copied().unwrap_or(0);
+            for (&seq, (message, sent)) in link.unacked.iter_mut() {
+                if resend.len() >= RESEND_BATCH {
+                    break;
+                }
+                if now.saturating_duration_since(*sent) >= self.retransmit {
+                    *sent = now;
+                    resend.push((
+                        to,
+                        Frame::Data {
+                            incarnation: self.incarnation,
+                            base,
+                            seq,
+                            message: message.clone(),
+                        },
+                    ));
+                }
+            }
+        }
+        (resend, dropped)
+    }
+
+    /// Whether anything waits for an acknowledgement.
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> bool {
+        self.links.values().any(|l| !l.unacked.is_empty())
+    }
+
+    /// How many messages wait for an acknowledgement, over all peers.
+    pub(crate) fn unacked(&self) -> usize {
+        self.links.values().map(|l| l.unacked.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(seq: u64) -> PeerMessage {
+        PeerMessage::Stored { seq }
+    }
+
+    fn data(frame: Frame) -> (u64, u64, u64, PeerMessage) {
+        match frame {
+            Frame::Data {
+                incarnation,
+                base,
+                seq,
+                message,
+            } => (incarnation, base, seq, message),
+            other => panic!("not data: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reordered_and_duplicated_frames_deliver_once_in_order() {
+        let t = Instant::ZERO;
+        let mut a = Links::new(11, Duration::from_millis(100), Duration::from_secs(5));
+        let mut b = Links::new(22, Duration::from_millis(100), Duration::from_secs(5));
+        let frames: Vec<_> = (1..=3).map(|i| data(a.send(2, msg(i), t))).collect();
+        let mut got = Vec::new();
+        for i in [2, 0, 0, 1, 2] {
+            let (inc, base, seq, m) = frames[i].clone();
+            let (out, _) = b.receive(1, inc, base, seq, m, t);
+            got.extend(out);
+        }
+        assert_eq!(got, vec![msg(1), msg(2), msg(3)]);
+    }
+
+    #[test]
+    fn lost_frames_are_resent_until_acknowledged() {
+        let t = Instant::ZERO;
+        let mut a = Links::new(11, Duration::from_millis(100), Duration::from_secs(5));
+        let _lost = a.send(2, msg(1), t);
+        assert!(a.poll(t).0.is_empty(), "not before the interval");
+        let later = t + Duration::from_millis(100);
+        let (resend, dropped) = a.poll(later);
+        assert_eq!(resend.len(), 1);
+        assert!(dropped.is_empty());
+        a.acked(2, 11, 1, later);
+        assert!(!a.pending());
+    }
+
+    #[test]
+    fn a_restarted_receiver_starts_at_the_senders_oldest_unacknowledged() {
+        let t = Instant::ZERO;
+        let mut a = Links::new(11, Duration::from_millis(100), Duration::from_secs(5));
+        let mut b = Links::new(22, Duration::from_millis(100), Duration::from_secs(5));
+        for i in 1..=2 {
+            let (inc, base, seq, m) = data(a.send(2, msg(i), t));
+            b.receive(1, inc, base, seq, m, t);
+        }
+        a.acked(2, 11, 2, t);
+        let f3 = data(a.send(2, msg(3), t));
+        // b restarts and lost everything.
+        let mut b = Links::new(23, Duration::from_millis(100), Duration::from_secs(5));
+        let (out, ack) = b.receive(1, f3.0, f3.1, f3.2, f3.3, t);
+        assert_eq!(out, vec![msg(3)]);
+        assert_eq!(
+            ack,
+            Frame::Ack {
+                incarnation: 11,
+                upto: 3
+            }
+        );
+    }
+
+    #[test]
+    fn a_silent_peer_is_given_up_on() {
+        let t = Instant::ZERO;
+        let mut a = Links::new(11, Duration::from_millis(100), Duration::from_secs(1));
+        a.send(2, msg(1), t);
+        let (_, dropped) = a.poll(t + Duration::from_secs(1));
+        assert_eq!(dropped, vec![msg(1)]);
+        assert!(!a.pending());
+    }
+}

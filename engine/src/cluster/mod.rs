@@ -1,0 +1,249 @@
+//! Several broker nodes as one: a replicated table (client ownership, subscription interest, retained
+//! messages) kept by raft, and reliable links that carry publishes straight to the nodes that need
+//! them. Everything here is sans-IO like the rest of the engine: raft (tikv's `raft` crate) is ticked
+//! from [`crate::Input::Timeout`], its messages leave as [`crate::Event::Cluster`] frames and its log
+//! as storage batches, and what another node sends comes in as [`crate::Input::Cluster`].
+//!
+//! See `docs/cluster.md` for the consistency model of each kind of state.
+
+pub(crate) mod link;
+pub(crate) mod table;
+pub(crate) mod wire;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message as RaftMessage};
+use raft::storage::MemStorage;
+use raft::{RawNode, StateRole};
+
+use crate::config::ConfigError;
+use crate::io::StoreOp;
+use crate::rng::Rng;
+use crate::stored::StoredRaft;
+
+pub use wire::WireError;
+
+/// This node's place in a cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// This node's number, 1 to 65535, unique in the cluster.
+    pub node: u16,
+    /// Every node of the cluster, this one included (the static seed list; the raft voters).
+    pub members: Vec<u16>,
+    /// The raft tick.
+    pub tick: Duration,
+    /// Ticks without a leader before a follower stands for election (each node waits between this
+    /// and twice this, drawn once from the engine's seed).
+    pub election_ticks: usize,
+    /// Ticks between a leader's heartbeats.
+    pub heartbeat_ticks: usize,
+    /// How long a link message waits for its acknowledgement before it is sent again.
+    pub retransmit: Duration,
+    /// How long a node may stay silent before what waits for it is dropped.
+    pub peer_timeout: Duration,
+    /// How long a CONNECT waits for its claim of the client identifier to commit before it is
+    /// refused (0x88 Server unavailable): without a majority, no client can be admitted.
+    pub claim_timeout: Duration,
+}
+
+impl ClusterConfig {
+    /// A cluster of `members` seen from `node`, with default timings (100 ms ticks, elections after
+    /// 1–2 s, heartbeats every 200 ms, resends after 200 ms, peers given up after 10 s, claims after 5 s).
+    pub fn new(node: u16, members: Vec<u16>) -> ClusterConfig {
+        ClusterConfig {
+            node,
+            members,
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            retransmit: Duration::from_millis(200),
+            peer_timeout: Duration::from_secs(10),
+            claim_timeout: Duration::from_secs(5),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.node == 0 {
+            return Err(ConfigError {
+                key: "cluster.node",
+                fix: "give this node a number from 1 to 65535",
+            });
+        }
+        if !self.members.contains(&self.node) {
+            return Err(ConfigError {
+                key: "cluster.members",
+                fix: "list every node of the cluster, this one (cluster.node) included",
+            });
+        }
+        if self.members.contains(&0) {
+            return Err(ConfigError {
+                key: "cluster.members",
+                fix: "number nodes from 1 to 65535",
+            });
+        }
+        if self.tick.is_zero() || self.heartbeat_ticks == 0 {
+            return Err(ConfigError {
+                key: "cluster.tick_ms",
+                fix: "use a tick and heartbeat of at least 1",
+            });
+        }
+        if self.election_ticks <= self.heartbeat_ticks {
+            return Err(ConfigError {
+                key: "cluster.election_ticks",
+                fix: "make the election timeout longer than the heartbeat interval",
+            });
+        }
+        Ok(())
+    }
+
+    /// The other nodes.
+    pub fn others(&self) -> impl Iterator<Item = u16> + '_ {
+        self.members.iter().copied().filter(|n| *n != self.node)
+    }
+}
+
+/// What the cluster layer counts, for metrics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClusterStats {
+    /// Whether this node is the raft leader now.
+    pub leader: bool,
+    /// The raft term.
+    pub term: u64,
+    /// The last log index applied here.
+    pub applied: u64,
+    /// Frames from other nodes that did not decode.
+    pub bad_frames: u64,
+    /// Link messages dropped because their node stayed silent past the peer timeout.
+    pub peer_drops: u64,
+    /// Link messages waiting for an acknowledgement.
+    pub unacked: u64,
+    /// CONNECTs refused because their claim did not commit in time.
+    pub claims_timed_out: u64,
+}
+
+/// The raft node and its storage, as the engine drives it.
+pub(crate) struct Raft {
+    pub(crate) node: RawNode<MemStorage>,
+    /// Readies appended but waiting for their storage batch: (batch, ready number, the messages
+    /// that may only leave once it is durable).
+    pub(crate) held: VecDeque<(u64, u64, Vec<RaftMessage>)>,
+}
+
+impl std::fmt::Debug for Raft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Raft")
+            .field("id", &self.node.raft.id)
+            .field("term", &self.node.raft.term)
+            .field("role", &self.node.raft.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Raft {
+    /// A raft node for `config`, over the log and hard state `stored` (empty on a first start).
+    pub(crate) fn new(config: &ClusterConfig, rng: &mut Rng, stored: &StoredRaft) -> Raft {
+        let voters: Vec<u64> = config.members.iter().map(|n| u64::from(*n)).collect();
+        let storage = MemStorage::new_with_conf_state(ConfState::from((voters, vec![])));
+        {
+            let mut core = storage.wl();
+            let entries: Vec<Entry> = stored
+                .entries
+                .values()
+                .filter_map(|b| Entry::parse_from_bytes(b).ok())
+                .collect();
+            // Stored entries are contiguous from 1 (the log is never compacted).
+            let _ = core.append(&entries);
+            if let Some(hs) = stored
+                .hard_state
+                .as_ref()
+                .and_then(|b| HardState::parse_from_bytes(b).ok())
+            {
+                core.set_hardstate(hs);
+            }
+        }
+        // raft-rs draws each election timeout from an unseeded generator in [min, max): pinning
+        // max = min + 1 takes it out, and the jitter that keeps nodes from standing together comes
+        // from the engine's seed instead, once per start.
+        let base = config.election_ticks;
+        let election = base + rng.below(base as u64) as usize;
+        let raft_config = raft::Config {
+            id: u64::from(config.node),
+            election_tick: election,
+            min_election_tick: election,
+            max_election_tick: election + 1,
+            heartbeat_tick: config.heartbeat_ticks,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            applied: 0,
+            ..Default::default()
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        // The configuration is ours and valid, and a fresh MemStorage cannot fail to load.
+        let node = match RawNode::new(&raft_config, storage, &logger) {
+            Ok(node) => node,
+            Err(e) => unreachable_config(&e),
+        };
+        Raft {
+            node,
+            held: VecDeque::new(),
+        }
+    }
+
+    pub(crate) fn is_leader(&self) -> bool {
+        self.node.raft.state == StateRole::Leader
+    }
+
+    pub(crate) fn leader(&self) -> Option<u16> {
+        u16::try_from(self.node.raft.leader_id)
+            .ok()
+            .filter(|l| *l != 0)
+    }
+}
+
+#[cold]
+fn unreachable_config(e: &raft::Error) -> ! {
+    // Only a configuration error can make RawNode::new fail over a MemStorage, and ours is checked.
+    panic!("raft rejected the engine's configuration: {e}")
+}
+
+/// The storage writes of appending `entries` (replacing any stored suffix from their first index).
+pub(crate) fn entry_ops(entries: &[Entry]) -> Vec<StoreOp> {
+    let mut ops = Vec::with_capacity(entries.len() + 1);
+    if let Some(first) = entries.first() {
+        ops.push(StoreOp::TruncateRaftLog { from: first.index });
+    }
+    for e in entries {
+        ops.push(StoreOp::PutRaftEntry {
+            index: e.index,
+            entry: Bytes::from(e.write_to_bytes().unwrap_or_default()),
+        });
+    }
+    ops
+}
+
+/// The storage write of a hard state.
+pub(crate) fn hard_state_op(hs: &HardState) -> StoreOp {
+    StoreOp::PutRaftHardState {
+        hard_state: Bytes::from(hs.write_to_bytes().unwrap_or_default()),
+    }
+}
+
+/// A raft message as a frame's payload.
+pub(crate) fn encode_raft(message: &RaftMessage) -> Bytes {
+    Bytes::from(message.write_to_bytes().unwrap_or_default())
+}
+
+/// A raft message from a frame's payload.
+pub(crate) fn decode_raft(bytes: &[u8]) -> Option<RaftMessage> {
+    RaftMessage::parse_from_bytes(bytes).ok()
+}
+
+/// Whether a log entry carries a command (not raft's own empty or configuration entries).
+pub(crate) fn is_command(entry: &Entry) -> bool {
+    entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty()
+}

@@ -1,0 +1,218 @@
+//! The replicated state every node holds the same copy of, built by applying the committed log in
+//! order: who owns each client identifier, and which filters each node's sessions subscribe to.
+//! (Retained messages are applied to the engine's retained store directly.)
+
+use std::collections::BTreeMap;
+
+use bytestring::ByteString;
+
+use super::wire::Command;
+
+/// The applied state.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Table {
+    /// Client identifier → the node that owns its session.
+    pub(crate) owners: BTreeMap<ByteString, u16>,
+    /// The last claim applied per (client identifier, node): (incarnation, token).
+    pub(crate) claims: BTreeMap<(ByteString, u16), (u64, u64)>,
+    /// Each node's current incarnation, as its last `Start` said.
+    pub(crate) incarnations: BTreeMap<u16, u64>,
+    /// (node, filter) → (version, subscription count).
+    pub(crate) interest: BTreeMap<(u16, ByteString), (u64, u32)>,
+}
+
+/// What applying a command changed, for the engine to act on.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Nothing the engine must act on.
+    None,
+    /// `client_id` is owned by `to` (for its claim `token` of `incarnation`), and was by `from`.
+    Owner {
+        client_id: ByteString,
+        from: Option<u16>,
+        to: u16,
+        incarnation: u64,
+        token: u64,
+    },
+    /// `node`'s count for `filter` is now `count`.
+    Interest {
+        node: u16,
+        filter: ByteString,
+        count: u32,
+    },
+    /// `node` restarted: these filters of its old incarnation are gone.
+    Forgotten { node: u16, filters: Vec<ByteString> },
+}
+
+impl Table {
+    /// Applies one committed command. Retained messages are the caller's.
+    pub(crate) fn apply(&mut self, command: &Command) -> Change {
+        match command {
+            Command::Claim {
+                client_id,
+                node,
+                incarnation,
+                token,
+            } => {
+                let key = (client_id.clone(), *node);
+                if let Some((inc, t)) = self.claims.get(&key) {
+                    if inc == incarnation && t >= token {
+                        return Change::None;
+                    }
+                }
+                self.claims.insert(key, (*incarnation, *token));
+                let from = self.owners.insert(client_id.clone(), *node);
+                Change::Owner {
+                    client_id: client_id.clone(),
+                    from,
+                    to: *node,
+                    incarnation: *incarnation,
+                    token: *token,
+                }
+            }
+            Command::Release {
+                client_id,
+                node,
+                incarnation,
+                token,
+            } => {
+                let current = self.claims.get(&(client_id.clone(), *node));
+                if self.owners.get(client_id) == Some(node)
+                    && current == Some(&(*incarnation, *token))
+                {
+                    self.owners.remove(client_id);
+                    self.claims.retain(|(c, _), _| c != client_id);
+                }
+                Change::None
+            }
+            Command::Start { node, incarnation } => {
+                self.incarnations.insert(*node, *incarnation);
+                let mut filters = Vec::new();
+                self.interest.retain(|(n, filter), _| {
+                    if n == node {
+                        filters.push(filter.clone());
+                    }
+                    n != node
+                });
+                Change::Forgotten {
+                    node: *node,
+                    filters,
+                }
+            }
+            Command::Interest {
+                node,
+                incarnation,
+                version,
+                filter,
+                count,
+            } => {
+                if self.incarnations.get(node) != Some(incarnation) {
+                    return Change::None;
+                }
+                let key = (*node, filter.clone());
+                if self.interest.get(&key).is_some_and(|(v, _)| v >= version) {
+                    return Change::None;
+                }
+                self.interest.insert(key, (*version, *count));
+                Change::Interest {
+                    node: *node,
+                    filter: filter.clone(),
+                    count: *count,
+                }
+            }
+            Command::Retain { .. } => Change::None,
+        }
+    }
+
+    /// `node`'s applied count for `filter`.
+    pub(crate) fn count(&self, node: u16, filter: &ByteString) -> u32 {
+        self.interest
+            .get(&(node, filter.clone()))
+            .map_or(0, |(_, c)| *c)
+    }
+
+    /// Filters `node` has a non-zero applied count for.
+    pub(crate) fn filters_of(&self, node: u16) -> impl Iterator<Item = (&ByteString, u32)> {
+        self.interest
+            .iter()
+            .filter(move |((n, _), (_, c))| *n == node && *c > 0)
+            .map(|((_, f), (_, c))| (f, *c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interest(version: u64, count: u32) -> Command {
+        Command::Interest {
+            node: 2,
+            incarnation: 9,
+            version,
+            filter: "a/#".into(),
+            count,
+        }
+    }
+
+    #[test]
+    fn interest_keeps_the_newest_version_of_the_current_incarnation() {
+        let mut t = Table::default();
+        assert_eq!(t.apply(&interest(1, 1)), Change::None, "unknown incarnation");
+        t.apply(&Command::Start {
+            node: 2,
+            incarnation: 9,
+        });
+        t.apply(&interest(2, 1));
+        assert_eq!(t.apply(&interest(1, 0)), Change::None, "older version");
+        assert_eq!(t.count(2, &"a/#".into()), 1);
+        let restart = t.apply(&Command::Start {
+            node: 2,
+            incarnation: 10,
+        });
+        assert_eq!(
+            restart,
+            Change::Forgotten {
+                node: 2,
+                filters: vec!["a/#".into()]
+            }
+        );
+        assert_eq!(t.count(2, &"a/#".into()), 0);
+    }
+
+    #[test]
+    fn one_owner_per_client_and_release_only_by_the_owner() {
+        let mut t = Table::default();
+        let claim = |node, token| Command::Claim {
+            client_id: "c".into(),
+            node,
+            incarnation: 1,
+            token,
+        };
+        t.apply(&claim(1, 1));
+        assert_eq!(
+            t.apply(&claim(2, 1)),
+            Change::Owner {
+                client_id: "c".into(),
+                from: Some(1),
+                to: 2,
+                incarnation: 1,
+                token: 1,
+            }
+        );
+        assert_eq!(t.apply(&claim(1, 1)), Change::None, "a late duplicate");
+        assert_eq!(t.owners.get("c"), Some(&2));
+        let release = |node, token| Command::Release {
+            client_id: "c".into(),
+            node,
+            incarnation: 1,
+            token,
+        };
+        t.apply(&release(1, 1));
+        assert_eq!(t.owners.get("c"), Some(&2), "not the owner");
+        t.apply(&claim(2, 2));
+        t.apply(&release(2, 1));
+        assert_eq!(t.owners.get("c"), Some(&2), "a claim newer than the one released");
+        t.apply(&release(2, 2));
+        assert!(t.owners.is_empty());
+    }
+}

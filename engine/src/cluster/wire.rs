@@ -1,0 +1,568 @@
+//! The bytes nodes exchange: frames on the network ([`Frame`]) and commands in the replicated log
+//! ([`Command`]). A hand-written, versionless little format: every node of a cluster runs the same
+//! build (a rolling upgrade across formats is not supported, see `docs/cluster.md`).
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
+
+use crate::codec::{
+    decode_shared, Delivery, PacketId, ProtocolVersion, Publish, QoS, TopicName,
+};
+use crate::io::PeerMessage;
+use crate::message::Message;
+use crate::time::Instant;
+
+/// Why bytes from another node could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    /// The bytes end inside a field.
+    #[error("cluster frame truncated in {0}")]
+    Truncated(&'static str),
+    /// A tag names nothing this build knows.
+    #[error("unknown {what} tag {tag}")]
+    UnknownTag {
+        /// What the tag was for.
+        what: &'static str,
+        /// The tag.
+        tag: u8,
+    },
+    /// A text field is not UTF-8.
+    #[error("{0} is not UTF-8")]
+    NotUtf8(&'static str),
+    /// An embedded message did not decode.
+    #[error("embedded message: {0}")]
+    Message(String),
+}
+
+/// One frame between two nodes.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Frame {
+    /// A raft message (protobuf, as raft-rs encodes it).
+    Raft(Bytes),
+    /// A message on the reliable link from the sender (see [`super::link`]).
+    Data {
+        /// The sender's incarnation (changes at each start).
+        incarnation: u64,
+        /// The oldest sequence number the sender still holds (a receiver that does not know this
+        /// incarnation starts there).
+        base: u64,
+        /// This message's sequence number.
+        seq: u64,
+        /// The message.
+        message: PeerMessage,
+    },
+    /// Everything up to `upto` of incarnation `incarnation` arrived.
+    Ack {
+        /// The acknowledged sender's incarnation.
+        incarnation: u64,
+        /// The last sequence number delivered in order.
+        upto: u64,
+    },
+}
+
+/// A change to the replicated state ([`super::table::Table`]), one raft log entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Command {
+    /// `node` owns `client_id` from now on, for the CONNECT it numbered `token` in `incarnation`.
+    Claim {
+        /// The client identifier.
+        client_id: ByteString,
+        /// The new owner.
+        node: u16,
+        /// The claiming node's incarnation.
+        incarnation: u64,
+        /// Increases with each claim of the incarnation: a resent claim already applied, or older
+        /// than one applied, is ignored (so a late duplicate never takes a client back).
+        token: u64,
+    },
+    /// `node` no longer holds the session it admitted under claim `token` of `incarnation`
+    /// (ignored unless that claim is still the one in force: a newer claim, here or elsewhere, wins).
+    Release {
+        /// The client identifier.
+        client_id: ByteString,
+        /// The node letting go.
+        node: u16,
+        /// The incarnation of the claim released.
+        incarnation: u64,
+        /// The claim released.
+        token: u64,
+    },
+    /// `node`'s sessions subscribe `count` times to `filter` (0: not at all), as of `version` of
+    /// `node`'s incarnation `incarnation`.
+    Interest {
+        /// The node.
+        node: u16,
+        /// Its incarnation; an older one's commands are ignored.
+        incarnation: u64,
+        /// Increases with each command of the incarnation; an older one is ignored.
+        version: u64,
+        /// The filter (a whole `$share/...` filter for a shared group).
+        filter: ByteString,
+        /// How many subscriptions.
+        count: u32,
+    },
+    /// `node` (re)started as `incarnation`: what an earlier incarnation subscribed to is forgotten.
+    Start {
+        /// The node.
+        node: u16,
+        /// Its new incarnation.
+        incarnation: u64,
+    },
+    /// The retained message of a topic (an empty payload clears it).
+    Retain {
+        /// The message.
+        message: Arc<Message>,
+    },
+}
+
+/// Writes fields.
+struct Writer(BytesMut);
+
+impl Writer {
+    fn new(tag: u8) -> Writer {
+        let mut w = Writer(BytesMut::with_capacity(64));
+        w.u8(tag);
+        w
+    }
+
+    fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.put_u8(v);
+        self
+    }
+
+    fn u16(&mut self, v: u16) -> &mut Self {
+        self.0.put_u16(v);
+        self
+    }
+
+    fn u32(&mut self, v: u32) -> &mut Self {
+        self.0.put_u32(v);
+        self
+    }
+
+    fn u64(&mut self, v: u64) -> &mut Self {
+        self.0.put_u64(v);
+        self
+    }
+
+    fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.0.put_u32(u32::try_from(v.len()).unwrap_or(u32::MAX));
+        self.0.put_slice(v);
+        self
+    }
+
+    fn message(&mut self, message: &Message, now: Instant) -> &mut Self {
+        self.bytes(&encode_message(message, now))
+    }
+
+    fn done(&mut self) -> Bytes {
+        std::mem::take(&mut self.0).freeze()
+    }
+}
+
+/// Reads fields.
+struct Reader(Bytes);
+
+impl Reader {
+    fn need(&self, n: usize, field: &'static str) -> Result<(), WireError> {
+        if self.0.remaining() < n {
+            return Err(WireError::Truncated(field));
+        }
+        Ok(())
+    }
+
+    fn u8(&mut self, field: &'static str) -> Result<u8, WireError> {
+        self.need(1, field)?;
+        Ok(self.0.get_u8())
+    }
+
+    fn u16(&mut self, field: &'static str) -> Result<u16, WireError> {
+        self.need(2, field)?;
+        Ok(self.0.get_u16())
+    }
+
+    fn u32(&mut self, field: &'static str) -> Result<u32, WireError> {
+        self.need(4, field)?;
+        Ok(self.0.get_u32())
+    }
+
+    fn u64(&mut self, field: &'static str) -> Result<u64, WireError> {
+        self.need(8, field)?;
+        Ok(self.0.get_u64())
+    }
+
+    fn bytes(&mut self, field: &'static str) -> Result<Bytes, WireError> {
+        let n = self.u32(field)? as usize;
+        self.need(n, field)?;
+        Ok(self.0.split_to(n))
+    }
+
+    fn string(&mut self, field: &'static str) -> Result<ByteString, WireError> {
+        ByteString::try_from(self.bytes(field)?).map_err(|_| WireError::NotUtf8(field))
+    }
+
+    fn message(&mut self, now: Instant) -> Result<Arc<Message>, WireError> {
+        let bytes = self.bytes("message")?;
+        decode_message(bytes, now).map(Arc::new)
+    }
+}
+
+const FRAME_RAFT: u8 = 1;
+const FRAME_DATA: u8 = 2;
+const FRAME_ACK: u8 = 3;
+
+const PEER_PUBLISH: u8 = 1;
+const PEER_STORED: u8 = 2;
+
+const CMD_CLAIM: u8 = 1;
+const CMD_RELEASE: u8 = 2;
+const CMD_INTEREST: u8 = 3;
+const CMD_START: u8 = 4;
+const CMD_RETAIN: u8 = 5;
+
+impl Frame {
+    /// The frame's bytes; a message's expiry is sent as what remains of it at `now`.
+    pub(crate) fn encode(&self, now: Instant) -> Bytes {
+        match self {
+            Frame::Raft(bytes) => {
+                let mut w = Writer::new(FRAME_RAFT);
+                w.0.put_slice(bytes);
+                w.done()
+            }
+            Frame::Data {
+                incarnation,
+                base,
+                seq,
+                message,
+            } => {
+                let mut w = Writer::new(FRAME_DATA);
+                w.u64(*incarnation).u64(*base).u64(*seq);
+                match message {
+                    PeerMessage::Publish {
+                        message,
+                        plain,
+                        groups,
+                        receipt,
+                        from,
+                    } => {
+                        w.u8(PEER_PUBLISH).message(message, now).u8(u8::from(*plain));
+                        w.u32(u32::try_from(groups.len()).unwrap_or(u32::MAX));
+                        for g in groups {
+                            w.bytes(g.as_bytes());
+                        }
+                        w.u64(receipt.map_or(0, |r| r + 1)).u16(*from);
+                    }
+                    PeerMessage::Stored { seq } => {
+                        w.u8(PEER_STORED).u64(*seq);
+                    }
+                    // Interest travels through the replicated log, never on a link.
+                    PeerMessage::Interest { .. } => {}
+                }
+                w.done()
+            }
+            Frame::Ack { incarnation, upto } => {
+                let mut w = Writer::new(FRAME_ACK);
+                w.u64(*incarnation).u64(*upto);
+                w.done()
+            }
+        }
+    }
+
+    /// Reads a frame received at `now`.
+    pub(crate) fn decode(bytes: Bytes, now: Instant) -> Result<Frame, WireError> {
+        let mut r = Reader(bytes);
+        match r.u8("frame tag")? {
+            FRAME_RAFT => Ok(Frame::Raft(r.0)),
+            FRAME_DATA => {
+                let incarnation = r.u64("incarnation")?;
+                let base = r.u64("base")?;
+                let seq = r.u64("seq")?;
+                let message = match r.u8("peer message tag")? {
+                    PEER_PUBLISH => {
+                        let message = r.message(now)?;
+                        let plain = r.u8("plain")? != 0;
+                        let n = r.u32("groups")?;
+                        let mut groups = Vec::new();
+                        for _ in 0..n {
+                            groups.push(r.string("group")?);
+                        }
+                        let receipt = r.u64("receipt")?.checked_sub(1);
+                        let from = r.u16("from")?;
+                        PeerMessage::Publish {
+                            message,
+                            plain,
+                            groups,
+                            receipt,
+                            from,
+                        }
+                    }
+                    PEER_STORED => PeerMessage::Stored {
+                        seq: r.u64("stored seq")?,
+                    },
+                    tag => {
+                        return Err(WireError::UnknownTag {
+                            what: "peer message",
+                            tag,
+                        })
+                    }
+                };
+                Ok(Frame::Data {
+                    incarnation,
+                    base,
+                    seq,
+                    message,
+                })
+            }
+            FRAME_ACK => Ok(Frame::Ack {
+                incarnation: r.u64("incarnation")?,
+                upto: r.u64("upto")?,
+            }),
+            tag => Err(WireError::UnknownTag { what: "frame", tag }),
+        }
+    }
+}
+
+impl Command {
+    /// The log entry's bytes. A retained message's expiry is stored as what remains at `now`, so a
+    /// node replaying the log later sees it expire later: retained expiry is approximate in a
+    /// cluster (see `docs/cluster.md`).
+    pub(crate) fn encode(&self, now: Instant) -> Vec<u8> {
+        let bytes = match self {
+            Command::Claim {
+                client_id,
+                node,
+                incarnation,
+                token,
+            } => Writer::new(CMD_CLAIM)
+                .bytes(client_id.as_bytes())
+                .u16(*node)
+                .u64(*incarnation)
+                .u64(*token)
+                .done(),
+            Command::Release {
+                client_id,
+                node,
+                incarnation,
+                token,
+            } => Writer::new(CMD_RELEASE)
+                .bytes(client_id.as_bytes())
+                .u16(*node)
+                .u64(*incarnation)
+                .u64(*token)
+                .done(),
+            Command::Interest {
+                node,
+                incarnation,
+                version,
+                filter,
+                count,
+            } => Writer::new(CMD_INTEREST)
+                .u16(*node)
+                .u64(*incarnation)
+                .u64(*version)
+                .bytes(filter.as_bytes())
+                .u32(*count)
+                .done(),
+            Command::Start { node, incarnation } => {
+                Writer::new(CMD_START).u16(*node).u64(*incarnation).done()
+            }
+            Command::Retain { message } => Writer::new(CMD_RETAIN).message(message, now).done(),
+        };
+        bytes.to_vec()
+    }
+
+    /// Reads a log entry applied at `now`.
+    pub(crate) fn decode(bytes: Bytes, now: Instant) -> Result<Command, WireError> {
+        let mut r = Reader(bytes);
+        match r.u8("command tag")? {
+            CMD_CLAIM => Ok(Command::Claim {
+                client_id: r.string("client id")?,
+                node: r.u16("node")?,
+                incarnation: r.u64("incarnation")?,
+                token: r.u64("token")?,
+            }),
+            CMD_RELEASE => Ok(Command::Release {
+                client_id: r.string("client id")?,
+                node: r.u16("node")?,
+                incarnation: r.u64("incarnation")?,
+                token: r.u64("token")?,
+            }),
+            CMD_INTEREST => Ok(Command::Interest {
+                node: r.u16("node")?,
+                incarnation: r.u64("incarnation")?,
+                version: r.u64("version")?,
+                filter: r.string("filter")?,
+                count: r.u32("count")?,
+            }),
+            CMD_START => Ok(Command::Start {
+                node: r.u16("node")?,
+                incarnation: r.u64("incarnation")?,
+            }),
+            CMD_RETAIN => Ok(Command::Retain {
+                message: r.message(now)?,
+            }),
+            tag => Err(WireError::UnknownTag {
+                what: "command",
+                tag,
+            }),
+        }
+    }
+}
+
+/// A message as a v5 PUBLISH (the codec already knows every property), then its publisher.
+fn encode_message(message: &Message, now: Instant) -> Bytes {
+    let mut properties = (*message.properties).clone();
+    properties.message_expiry_interval = message.remaining_expiry(now);
+    let publish = Publish {
+        dup: false,
+        delivery: Delivery::new(message.qos, Some(PacketId::MIN)).unwrap_or(Delivery::AtMostOnce),
+        retain: message.retain,
+        topic: message.topic.clone(),
+        properties,
+        payload: message.payload.clone(),
+    };
+    let mut buf = BytesMut::new();
+    // A message the broker accepted always encodes (its sizes were checked on the way in).
+    let _ = crate::codec::Packet::Publish(publish).encode(ProtocolVersion::V5, &mut buf);
+    let mut w = Writer(BytesMut::with_capacity(buf.len() + 16));
+    w.bytes(&buf);
+    match &message.origin {
+        Some(origin) => w.u8(1).bytes(origin.as_bytes()),
+        None => w.u8(0),
+    };
+    w.done()
+}
+
+fn decode_message(bytes: Bytes, now: Instant) -> Result<Message, WireError> {
+    let mut r = Reader(bytes);
+    let packet = r.bytes("publish")?;
+    let origin = match r.u8("origin")? {
+        0 => None,
+        _ => Some(r.string("origin")?),
+    };
+    let publish = match decode_shared(packet, ProtocolVersion::V5) {
+        Ok(crate::codec::Packet::Publish(p)) => p,
+        Ok(_) => return Err(WireError::Message("not a PUBLISH".into())),
+        Err(e) => return Err(WireError::Message(e.to_string())),
+    };
+    let qos = match publish.delivery {
+        Delivery::AtMostOnce => QoS::AtMostOnce,
+        Delivery::AtLeastOnce(_) => QoS::AtLeastOnce,
+        Delivery::ExactlyOnce(_) => QoS::ExactlyOnce,
+    };
+    let expires_at = Message::expiry_from(now, publish.properties.message_expiry_interval);
+    let mut properties = publish.properties;
+    properties.message_expiry_interval = None;
+    Ok(Message {
+        topic: TopicName::new(publish.topic.as_str().to_owned())
+            .map_err(|e| WireError::Message(e.to_string()))?,
+        payload: publish.payload,
+        qos,
+        retain: publish.retain,
+        properties: properties.into(),
+        origin,
+        expires_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn message() -> Arc<Message> {
+        Arc::new(Message {
+            topic: TopicName::new("a/b").unwrap(),
+            payload: Bytes::from_static(b"hello"),
+            qos: QoS::ExactlyOnce,
+            retain: true,
+            properties: Default::default(),
+            origin: Some("pub-1".into()),
+            expires_at: Some(Instant::ZERO + Duration::from_secs(30)),
+        })
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let now = Instant::ZERO;
+        let frames = [
+            Frame::Raft(Bytes::from_static(b"\x08\x01")),
+            Frame::Data {
+                incarnation: 7,
+                base: 3,
+                seq: 9,
+                message: PeerMessage::Publish {
+                    message: message(),
+                    plain: true,
+                    groups: vec!["$share/g/a/#".into()],
+                    receipt: Some(0),
+                    from: 2,
+                },
+            },
+            Frame::Data {
+                incarnation: 7,
+                base: 3,
+                seq: 10,
+                message: PeerMessage::Stored { seq: 44 },
+            },
+            Frame::Ack {
+                incarnation: 7,
+                upto: 10,
+            },
+        ];
+        for frame in frames {
+            assert_eq!(Frame::decode(frame.encode(now), now).unwrap(), frame);
+        }
+    }
+
+    #[test]
+    fn commands_round_trip_and_expiry_is_relative() {
+        let cmds = [
+            Command::Claim {
+                client_id: "c".into(),
+                node: 3,
+                incarnation: 4,
+                token: 5,
+            },
+            Command::Release {
+                client_id: "c".into(),
+                node: 3,
+                incarnation: 4,
+                token: 5,
+            },
+            Command::Interest {
+                node: 1,
+                incarnation: 5,
+                version: 6,
+                filter: "a/+".into(),
+                count: 2,
+            },
+            Command::Start {
+                node: 1,
+                incarnation: 5,
+            },
+            Command::Retain { message: message() },
+        ];
+        for cmd in cmds {
+            let bytes = Bytes::from(cmd.encode(Instant::ZERO));
+            assert_eq!(Command::decode(bytes, Instant::ZERO).unwrap(), cmd);
+        }
+        // Applied ten seconds later, the message has thirty seconds from then.
+        let bytes = Bytes::from(Command::Retain { message: message() }.encode(Instant::ZERO));
+        let later = Instant::ZERO + Duration::from_secs(10);
+        let Command::Retain { message: m } = Command::decode(bytes, later).unwrap() else {
+            panic!("not a retain")
+        };
+        assert_eq!(m.expires_at, Some(later + Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bytes in [&b""[..], b"\x02\x00", b"\x09", b"\x02\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x07"] {
+            assert!(Frame::decode(Bytes::copy_from_slice(bytes), Instant::ZERO).is_err());
+            assert!(Command::decode(Bytes::copy_from_slice(bytes), Instant::ZERO).is_err());
+        }
+    }
+}

@@ -1,0 +1,622 @@
+//! The engine as one node of a cluster (see [`crate::cluster`]): driving raft, applying the
+//! replicated table, parking CONNECTs until their claim commits, and the links to other nodes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use crate::cluster::link::Links;
+use crate::cluster::table::{Change, Table};
+use crate::cluster::wire::{Command, Frame};
+use crate::cluster::{self, ClusterConfig, ClusterStats, Raft};
+use crate::codec::{Connect, ReasonCode};
+use crate::io::{CloseReason, ConnId, Event, PeerMessage};
+use crate::message::Message;
+use crate::stored::StoredRaft;
+use crate::time::Instant;
+use crate::timer::TimerKind;
+
+use super::conn::Phase;
+use super::Engine;
+
+/// The cluster side of an engine.
+#[derive(Debug)]
+pub(super) struct Node {
+    pub(super) config: ClusterConfig,
+    raft: Raft,
+    pub(super) table: Table,
+    links: Links,
+    incarnation: u64,
+    /// Proposals not yet seen applied, by token: the command and when it was last proposed.
+    pending: BTreeMap<u64, (Command, Instant)>,
+    next_token: u64,
+    /// What this node's sessions subscribe to, as the router reports it.
+    desired: BTreeMap<ByteString, u32>,
+    /// When each filter's interest was last proposed.
+    proposed: BTreeMap<ByteString, Instant>,
+    interest_version: u64,
+    /// CONNECTs waiting for their claim, by the claim's token: the connection and its deadline.
+    parked: BTreeMap<u64, (ConnId, Instant)>,
+    /// The claim each session here was admitted under (released with it).
+    admitted: BTreeMap<ByteString, u64>,
+    stats: ClusterStats,
+}
+
+/// A CONNECT whose claim is on its way through the log.
+#[derive(Debug)]
+pub(crate) struct Claiming {
+    pub(crate) connect: Box<Connect>,
+    pub(crate) auth_data: Option<Bytes>,
+    /// The client identifier claimed (assigned, if the client sent none).
+    pub(crate) client_id: ByteString,
+    /// Whether the identifier was assigned (CONNACK then says so).
+    pub(crate) assigned: bool,
+}
+
+/// A proposal's tag in the entry's context: who proposed it, and its token.
+fn context(node: u16, incarnation: u64, token: u64) -> Vec<u8> {
+    let mut c = Vec::with_capacity(18);
+    c.extend_from_slice(&node.to_be_bytes());
+    c.extend_from_slice(&incarnation.to_be_bytes());
+    c.extend_from_slice(&token.to_be_bytes());
+    c
+}
+
+fn parse_context(c: &[u8]) -> Option<(u16, u64, u64)> {
+    let node = u16::from_be_bytes(c.get(0..2)?.try_into().ok()?);
+    let inc = u64::from_be_bytes(c.get(2..10)?.try_into().ok()?);
+    let token = u64::from_be_bytes(c.get(10..18)?.try_into().ok()?);
+    Some((node, inc, token))
+}
+
+impl Node {
+    pub(super) fn new(config: ClusterConfig, rng: &mut crate::rng::Rng) -> Node {
+        let raft = Raft::new(&config, rng, &StoredRaft::default());
+        let incarnation = rng.next_u64();
+        let links = Links::new(incarnation, config.retransmit, config.peer_timeout);
+        let mut node = Node {
+            config,
+            raft,
+            table: Table::default(),
+            links,
+            incarnation,
+            pending: BTreeMap::new(),
+            next_token: 0,
+            desired: BTreeMap::new(),
+            proposed: BTreeMap::new(),
+            interest_version: 0,
+            parked: BTreeMap::new(),
+            admitted: BTreeMap::new(),
+            stats: ClusterStats::default(),
+        };
+        node.submit(Command::Start {
+            node: node.config.node,
+            incarnation,
+        });
+        node
+    }
+
+    /// Hands `command` to raft and keeps it until it is seen applied; returns its token.
+    fn submit(&mut self, command: Command) -> u64 {
+        self.next_token += 1;
+        let token = self.next_token;
+        self.pending.insert(token, (command, Instant::ZERO));
+        token
+    }
+
+    fn me(&self) -> u16 {
+        self.config.node
+    }
+}
+
+impl Engine {
+    /// This engine's number among its peers: its node in a cluster, its shard otherwise.
+    pub(super) fn me(&self) -> u16 {
+        match &self.cluster {
+            Some(node) => node.config.node,
+            None => self.config.shard.index,
+        }
+    }
+
+    /// Whether publishes may need to go to other engines or nodes.
+    pub(super) fn has_peers(&self) -> bool {
+        self.config.shard.is_sharded() || self.cluster.is_some()
+    }
+
+    /// Sends `message` to peer `to`: another engine of this node, or another node over its link.
+    pub(super) fn to_peer(&mut self, to: u16, message: PeerMessage) {
+        match &mut self.cluster {
+            Some(node) => {
+                let frame = node.links.send(to, message, self.now);
+                self.events.push_back(Event::Cluster {
+                    to,
+                    frame: frame.encode(self.now),
+                });
+            }
+            None => self.events.push_back(Event::Peer { to, message }),
+        }
+    }
+
+    /// Restarts raft over what the store held (before any other input).
+    pub(super) fn restore_cluster(&mut self, stored: &StoredRaft) {
+        if let Some(node) = &mut self.cluster {
+            if !stored.entries.is_empty() || stored.hard_state.is_some() {
+                node.raft = Raft::new(&node.config, &mut self.rng, stored);
+            }
+        }
+    }
+
+    /// A frame from node `from`.
+    pub(super) fn cluster_frame(&mut self, from: u16, frame: Bytes) {
+        let now = self.now;
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        if from == node.me() || !node.config.members.contains(&from) {
+            node.stats.bad_frames += 1;
+            return;
+        }
+        let frame = match Frame::decode(frame, now) {
+            Ok(frame) => frame,
+            Err(error) => {
+                node.stats.bad_frames += 1;
+                self.events.push_back(Event::ClusterFrameRejected {
+                    from,
+                    why: error.to_string(),
+                });
+                return;
+            }
+        };
+        node.links.heard(from, now);
+        match frame {
+            Frame::Raft(bytes) => match cluster::decode_raft(&bytes) {
+                // Messages for another term or from a stale leader are raft's to ignore.
+                Some(m) => {
+                    let _ = node.raft.node.step(m);
+                }
+                None => node.stats.bad_frames += 1,
+            },
+            Frame::Ack { incarnation, upto } => node.links.acked(from, incarnation, upto, now),
+            Frame::Data {
+                incarnation,
+                base,
+                seq,
+                message,
+            } => {
+                let (messages, ack) = node.links.receive(from, incarnation, base, seq, message, now);
+                self.events.push_back(Event::Cluster {
+                    to: from,
+                    frame: ack.encode(now),
+                });
+                for m in messages {
+                    self.peer_message(m);
+                }
+            }
+        }
+    }
+
+    /// The raft tick: advances raft's clock, resends what links and proposals lost, and refuses
+    /// CONNECTs whose claim took too long.
+    pub(super) fn cluster_tick(&mut self) {
+        let now = self.now;
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        node.raft.node.tick();
+        self.timers
+            .set(TimerKind::ClusterTick, now + node.config.tick);
+        let (resend, dropped) = node.links.poll(now);
+        for (to, frame) in resend {
+            self.events.push_back(Event::Cluster {
+                to,
+                frame: frame.encode(now),
+            });
+        }
+        node.stats.peer_drops += dropped.len() as u64;
+        let mut released = false;
+        for message in dropped {
+            if let PeerMessage::Publish {
+                receipt: Some(seq), ..
+            } = message
+            {
+                // The node is gone: its subscribers' sessions went with it (see docs/cluster.md).
+                self.persist.peer_stored(seq);
+                released = true;
+            }
+        }
+        if released {
+            self.release_held();
+        }
+        let late: Vec<(u64, ConnId)> = match &self.cluster {
+            Some(node) => node
+                .parked
+                .iter()
+                .filter(|(_, (_, deadline))| *deadline <= now)
+                .map(|(token, (conn, _))| (*token, *conn))
+                .collect(),
+            None => Vec::new(),
+        };
+        for (token, conn) in late {
+            if let Some(node) = &mut self.cluster {
+                node.parked.remove(&token);
+                node.pending.remove(&token);
+                node.stats.claims_timed_out += 1;
+            }
+            if let Some(Phase::Claiming(claiming)) = self.conns.get(&conn).map(|c| &c.phase) {
+                let protocol = claiming.connect.protocol;
+                self.refuse(conn, protocol, ReasonCode::ServerUnavailable);
+            }
+        }
+        self.reconcile_interest(false);
+    }
+
+    /// Parks a CONNECT until this node's claim of its client identifier commits.
+    pub(super) fn park_for_claim(&mut self, conn: ConnId, claiming: Claiming) {
+        let now = self.now;
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        let token = node.next_token + 1;
+        let submitted = node.submit(Command::Claim {
+            client_id: claiming.client_id.clone(),
+            node: node.me(),
+            incarnation: node.incarnation,
+            token,
+        });
+        debug_assert_eq!(submitted, token);
+        node.parked
+            .insert(token, (conn, now + node.config.claim_timeout));
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.phase = Phase::Claiming(Box::new(claiming));
+        }
+    }
+
+    /// Proposes what waits (new, or not seen applied within the retransmission interval).
+    fn propose_pending(&mut self) {
+        let now = self.now;
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        if node.raft.leader().is_none() {
+            // Raft drops proposals without a leader; they wait for one.
+            return;
+        }
+        let (me, inc, retransmit) = (node.me(), node.incarnation, node.config.retransmit);
+        for (token, (command, last)) in node.pending.iter_mut() {
+            if *last != Instant::ZERO && now.saturating_duration_since(*last) < retransmit {
+                continue;
+            }
+            let data = command.encode(now);
+            if node.raft.node.propose(context(me, inc, *token), data).is_ok() {
+                *last = now.max(Instant::from_micros(1));
+            }
+        }
+    }
+
+    /// Records the router's interest changes and proposes them; unless `changes_only`, also
+    /// re-proposes every filter whose applied count differs from this node's and was not proposed
+    /// lately (what the log lost).
+    pub(super) fn reconcile_interest(&mut self, changes_only: bool) {
+        let changes = self.router.interest_changes();
+        let now = self.now;
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        let mut dirty: Vec<ByteString> = Vec::new();
+        for (filter, count) in changes {
+            if count == 0 {
+                node.desired.remove(&filter);
+            } else {
+                node.desired.insert(filter.clone(), count);
+            }
+            dirty.push(filter);
+        }
+        if !changes_only && node.table.incarnations.get(&node.me()) == Some(&node.incarnation) {
+            // Also whatever the log lost: filters whose applied count is not ours.
+            let me = node.me();
+            let stale = |f: &ByteString, n: &Node| {
+                n.proposed
+                    .get(f)
+                    .is_none_or(|at| now.saturating_duration_since(*at) >= n.config.retransmit)
+            };
+            for (filter, count) in &node.desired {
+                if node.table.count(me, filter) != *count && stale(filter, node) {
+                    dirty.push(filter.clone());
+                }
+            }
+            let gone: Vec<ByteString> = node
+                .table
+                .filters_of(me)
+                .filter(|(f, _)| !node.desired.contains_key(*f) && stale(f, node))
+                .map(|(f, _)| f.clone())
+                .collect();
+            dirty.extend(gone);
+        }
+        dirty.sort();
+        dirty.dedup();
+        for filter in dirty {
+            node.interest_version += 1;
+            let count = node.desired.get(&filter).copied().unwrap_or(0);
+            node.proposed.insert(filter.clone(), now);
+            let command = Command::Interest {
+                node: node.me(),
+                incarnation: node.incarnation,
+                version: node.interest_version,
+                filter,
+                count,
+            };
+            // Interest is not kept pending: the next reconciliation resends what did not apply.
+            if node.raft.leader().is_some() {
+                let _ = node.raft.node.propose(Vec::new(), command.encode(now));
+            }
+        }
+    }
+
+    /// Proposes a retained message (or its removal) for every node.
+    pub(super) fn replicate_retained(&mut self, message: Arc<Message>) {
+        if let Some(node) = &mut self.cluster {
+            node.submit(Command::Retain { message });
+        }
+    }
+
+    /// Proposes that this node no longer holds `client_id`, if the table says it does.
+    pub(super) fn release_client(&mut self, client_id: &ByteString) {
+        if let Some(node) = &mut self.cluster {
+            let me = node.me();
+            if let Some(token) = node.admitted.remove(client_id) {
+                if node.table.owners.get(client_id) == Some(&me) {
+                    node.submit(Command::Release {
+                        client_id: client_id.clone(),
+                        node: me,
+                        incarnation: node.incarnation,
+                        token,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Runs raft until it has nothing more to do: sends its messages, stores its log, applies what
+    /// committed. Called at the end of every input.
+    pub(super) fn cluster_ready(&mut self) {
+        if self.cluster.is_none() {
+            return;
+        }
+        self.propose_pending();
+        loop {
+            self.release_durable();
+            let now = self.now;
+            let enabled = self.persist.enabled();
+            let Some(node) = &mut self.cluster else {
+                return;
+            };
+            if !node.raft.node.has_ready() {
+                break;
+            }
+            let mut rd = node.raft.node.ready();
+            for m in rd.take_messages() {
+                push_raft(&mut self.events, &m, now);
+            }
+            let committed = rd.take_committed_entries();
+            let entries = rd.take_entries();
+            let mark = self.persist.mark();
+            if !entries.is_empty() {
+                let _ = node.raft.node.mut_store().wl().append(&entries);
+                for op in cluster::entry_ops(&entries) {
+                    self.persist.push(op);
+                }
+            }
+            if let Some(hs) = rd.hs() {
+                node.raft.node.mut_store().wl().set_hardstate(hs.clone());
+                self.persist.push(cluster::hard_state_op(hs));
+            }
+            let persisted = rd.take_persisted_messages();
+            let number = rd.number();
+            node.raft.node.advance_append_async(rd);
+            match self.persist.gate_since(mark).filter(|_| enabled) {
+                Some(batch) => node.raft.held.push_back((batch, number, persisted)),
+                None => {
+                    node.raft.node.on_persist_ready(number);
+                    for m in &persisted {
+                        push_raft(&mut self.events, m, now);
+                    }
+                }
+            }
+            let last = committed.last().map(|e| e.index);
+            for entry in committed {
+                self.apply_entry(&entry);
+            }
+            if let (Some(index), Some(node)) = (last, &mut self.cluster) {
+                node.raft.node.advance_apply_to(index);
+                node.stats.applied = index;
+            }
+        }
+        if let Some(node) = &mut self.cluster {
+            node.stats.leader = node.raft.is_leader();
+            node.stats.term = node.raft.node.raft.term;
+            node.stats.unacked = node.links.unacked() as u64;
+        }
+    }
+
+    /// Tells raft which held readies are now durable and sends the messages they held.
+    fn release_durable(&mut self) {
+        let now = self.now;
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        while let Some((batch, number, _)) = node.raft.held.front() {
+            if !self.persist.is_stored(*batch) {
+                break;
+            }
+            let number = *number;
+            if let Some((_, _, messages)) = node.raft.held.pop_front() {
+                node.raft.node.on_persist_ready(number);
+                for m in &messages {
+                    push_raft(&mut self.events, m, now);
+                }
+            }
+        }
+    }
+
+    fn apply_entry(&mut self, entry: &raft::eraftpb::Entry) {
+        if !cluster::is_command(entry) {
+            return;
+        }
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        if let Some((from, inc, token)) = parse_context(&entry.context) {
+            if from == node.me() && inc == node.incarnation {
+                node.pending.remove(&token);
+            }
+        }
+        let command = match Command::decode(Bytes::copy_from_slice(&entry.data), self.now) {
+            Ok(command) => command,
+            Err(error) => {
+                // Every node applies the same log, so every node skips the same entry.
+                node.stats.bad_frames += 1;
+                self.events.push_back(Event::ClusterFrameRejected {
+                    from: 0,
+                    why: format!("log entry {}: {error}", entry.index),
+                });
+                return;
+            }
+        };
+        if let Command::Retain { message } = &command {
+            if self.config.retain_available {
+                if message.payload.is_empty() {
+                    self.retained.remove(message.topic.as_str());
+                } else {
+                    self.retained.insert(message.clone());
+                }
+            }
+            return;
+        }
+        let me = node.me();
+        let my_incarnation = node.incarnation;
+        match node.table.apply(&command) {
+            Change::None => {}
+            Change::Owner {
+                client_id,
+                to,
+                incarnation,
+                token,
+                ..
+            } => {
+                if to == me && incarnation == my_incarnation {
+                    if let Some((conn, _)) = node.parked.remove(&token) {
+                        self.claimed(conn);
+                        // Recorded after admitting: a session this CONNECT took over here is
+                        // released under its own, older claim, which the table then ignores.
+                        if let Some(node) = &mut self.cluster {
+                            node.admitted.insert(client_id, token);
+                        }
+                    }
+                } else if to != me {
+                    self.lose_client(&client_id);
+                }
+            }
+            Change::Interest {
+                node: from,
+                filter,
+                count,
+            } => {
+                if from != me {
+                    self.peer_interest(from, filter, count);
+                }
+            }
+            Change::Forgotten {
+                node: from,
+                filters,
+            } => {
+                if from != me {
+                    for filter in filters {
+                        self.peer_interest(from, filter, 0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The claim of a parked CONNECT committed: admit it.
+    fn claimed(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Phase::Claiming(_) = &c.phase else {
+            return;
+        };
+        let Phase::Claiming(claiming) = std::mem::replace(&mut c.phase, Phase::AwaitingConnect)
+        else {
+            return;
+        };
+        let Claiming {
+            mut connect,
+            auth_data,
+            client_id,
+            assigned,
+        } = *claiming;
+        connect.client_id = client_id;
+        c.claimed = Some(assigned);
+        let mark = self.persist.mark();
+        self.admit(conn, connect, mark, auth_data);
+        self.process_inbuf(conn);
+    }
+
+    /// Another node owns `client_id` now: its connection here is taken over and its session here ends
+    /// (the client resumes it, if persistent, as a new session there: see docs/cluster.md).
+    fn lose_client(&mut self, client_id: &ByteString) {
+        let Some(sid) = self.by_client.get(client_id).copied() else {
+            return;
+        };
+        if let Some(conn) = self.sessions.get(&sid).and_then(|s| s.conn) {
+            self.disconnect_with(
+                conn,
+                ReasonCode::SessionTakenOver,
+                None,
+                CloseReason::SessionTakenOver,
+                true,
+            );
+        }
+        if self.sessions.contains_key(&sid) {
+            self.end_session(sid);
+        }
+    }
+
+    /// The cluster's counters, if this engine is a cluster node.
+    pub fn cluster_stats(&self) -> Option<ClusterStats> {
+        self.cluster.as_ref().map(|n| n.stats)
+    }
+
+    /// The node that owns `client_id` in this node's applied table.
+    pub fn cluster_owner(&self, client_id: &str) -> Option<u16> {
+        self.cluster
+            .as_ref()
+            .and_then(|n| n.table.owners.get(client_id).copied())
+    }
+
+    /// Every client identifier's owner in this node's applied table.
+    pub fn cluster_owners(&self) -> Option<&BTreeMap<ByteString, u16>> {
+        self.cluster.as_ref().map(|n| &n.table.owners)
+    }
+
+    /// The current raft leader as this node knows it.
+    pub fn cluster_leader(&self) -> Option<u16> {
+        self.cluster.as_ref().and_then(|n| n.raft.leader())
+    }
+}
+
+fn push_raft(
+    events: &mut std::collections::VecDeque<Event>,
+    m: &raft::eraftpb::Message,
+    now: Instant,
+) {
+    if let Ok(to) = u16::try_from(m.to) {
+        events.push_back(Event::Cluster {
+            to,
+            frame: Frame::Raft(cluster::encode_raft(m)).encode(now),
+        });
+    }
+}
