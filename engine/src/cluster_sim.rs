@@ -324,6 +324,8 @@ impl ClusterSim {
             return;
         };
         let id = self.next_id(name);
+        let node = self.clients.get(name).and_then(|c| c.node).unwrap_or(0);
+        self.line(&format!("{name} publishes {payload} to {topic} via node {node}"));
         let payload = Bytes::from(payload.to_string());
         if qos != QoS::AtMostOnce {
             if let Some(c) = self.clients.get_mut(name) {
@@ -457,6 +459,7 @@ impl ClusterSim {
                     }
                     Packet::PubAck(ack) | Packet::PubComp(ack) => {
                         if let Some(payload) = c.unacked.remove(&ack.packet_id.get()) {
+                            let _ = writeln!(self.log, "{:>9} {name} acked {payload:?}", self.now.as_micros() / 1000);
                             c.acked.push(payload);
                         }
                         None

@@ -8,8 +8,10 @@
 //! does not know the sender's incarnation (its own restart, or the sender's) starts at the oldest
 //! number the sender still holds, which every data frame carries.
 //!
-//! A peer that has not been heard from for the give-up interval is considered gone: what waits for
-//! it is dropped (and reported, so the publishers' acknowledgements it held are released).
+//! A peer that acknowledged nothing for the give-up interval while messages waited for it is
+//! considered gone: what waits for it is dropped (and reported, so the publishers'
+//! acknowledgements it held are released). Progress is counted from acknowledgements, not from any
+//! traffic: two raft followers never talk to each other, so silence alone says nothing.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -42,8 +44,9 @@ struct Link {
     theirs: Option<(u64, u64)>,
     /// Frames of `theirs` ahead of a gap.
     early: BTreeMap<u64, PeerMessage>,
-    /// When the peer was last heard from (any frame).
-    heard: Option<Instant>,
+    /// Since when the oldest unacknowledged message waits without progress: the first send into
+    /// an empty window, or the last acknowledgement that moved it.
+    progress: Instant,
 }
 
 impl Links {
@@ -61,11 +64,10 @@ impl Links {
         let link = self.links.entry(to).or_default();
         link.next_seq += 1;
         let seq = link.next_seq;
-        link.unacked.insert(seq, (message.clone(), now));
-        if link.heard.is_none() {
-            // Counts from the first send, so a peer never heard from is given up on too.
-            link.heard = Some(now);
+        if link.unacked.is_empty() {
+            link.progress = now;
         }
+        link.unacked.insert(seq, (message.clone(), now));
         Frame::Data {
             incarnation: self.incarnation,
             base: link.unacked.keys().next().copied().unwrap_or(seq),
@@ -86,7 +88,6 @@ impl Links {
         now: Instant,
     ) -> (Vec<PeerMessage>, Frame) {
         let link = self.links.entry(from).or_default();
-        link.heard = Some(now);
         let delivered = match link.theirs {
             Some((inc, delivered)) if inc == incarnation => delivered,
             _ => {
@@ -110,15 +111,13 @@ impl Links {
     /// Takes an acknowledgement from `from`.
     pub(crate) fn acked(&mut self, from: u16, incarnation: u64, upto: u64, now: Instant) {
         let link = self.links.entry(from).or_default();
-        link.heard = Some(now);
         if incarnation == self.incarnation {
+            let before = link.unacked.len();
             link.unacked = link.unacked.split_off(&(upto + 1));
+            if link.unacked.len() < before {
+                link.progress = now;
+            }
         }
-    }
-
-    /// Notes that `from` is alive (any frame from it, raft included).
-    pub(crate) fn heard(&mut self, from: u16, now: Instant) {
-        self.links.entry(from).or_default().heard = Some(now);
     }
 
     /// What to resend at `now`, and the messages dropped for peers given up on.
@@ -129,10 +128,7 @@ impl Links {
             if link.unacked.is_empty() {
                 continue;
             }
-            let silent = link
-                .heard
-                .map_or(Duration::ZERO, |h| now.saturating_duration_since(h));
-            if silent >= self.give_up {
+            if now.saturating_duration_since(link.progress) >= self.give_up {
                 dropped.extend(std::mem::take(&mut link.unacked).into_values().map(|(m, _)| m));
                 continue;
             }

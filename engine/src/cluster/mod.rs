@@ -42,8 +42,13 @@ pub struct ClusterConfig {
     pub heartbeat_ticks: usize,
     /// How long a link message waits for its acknowledgement before it is sent again.
     pub retransmit: Duration,
-    /// How long a node may stay silent before what waits for it is dropped.
+    /// How long a node may leave link messages unacknowledged before what waits for it is dropped
+    /// (and the publishers' acknowledgements it held are released).
     pub peer_timeout: Duration,
+    /// How long a node may go without a raft leader before it disconnects its clients (v5: 0x88
+    /// Server unavailable) so they reconnect to a node in the majority. Shorter than
+    /// `peer_timeout`: the other nodes give up on a cut-off node only after its clients were told.
+    pub fence_after: Duration,
     /// How long a CONNECT waits for its claim of the client identifier to commit before it is
     /// refused (0x88 Server unavailable): without a majority, no client can be admitted.
     pub claim_timeout: Duration,
@@ -51,7 +56,8 @@ pub struct ClusterConfig {
 
 impl ClusterConfig {
     /// A cluster of `members` seen from `node`, with default timings (100 ms ticks, elections after
-    /// 1–2 s, heartbeats every 200 ms, resends after 200 ms, peers given up after 10 s, claims after 5 s).
+    /// 1–2 s, heartbeats every 200 ms, resends after 200 ms, clients fenced after 4 s without a
+    /// leader, peers given up after 10 s, claims refused after 5 s).
     pub fn new(node: u16, members: Vec<u16>) -> ClusterConfig {
         ClusterConfig {
             node,
@@ -61,6 +67,7 @@ impl ClusterConfig {
             heartbeat_ticks: 2,
             retransmit: Duration::from_millis(200),
             peer_timeout: Duration::from_secs(10),
+            fence_after: Duration::from_secs(4),
             claim_timeout: Duration::from_secs(5),
         }
     }
@@ -88,6 +95,12 @@ impl ClusterConfig {
             return Err(ConfigError {
                 key: "cluster.tick_ms",
                 fix: "use a tick and heartbeat of at least 1",
+            });
+        }
+        if self.fence_after >= self.peer_timeout {
+            return Err(ConfigError {
+                key: "cluster.fence_after_ms",
+                fix: "make it shorter than cluster.peer_timeout_ms",
             });
         }
         if self.election_ticks <= self.heartbeat_ticks {
@@ -122,6 +135,8 @@ pub struct ClusterStats {
     pub unacked: u64,
     /// CONNECTs refused because their claim did not commit in time.
     pub claims_timed_out: u64,
+    /// Times this node went too long without a leader and disconnected its clients.
+    pub fenced: u64,
 }
 
 /// The raft node and its storage, as the engine drives it.

@@ -19,6 +19,9 @@ pub(crate) struct Table {
     pub(crate) incarnations: BTreeMap<u16, u64>,
     /// (node, filter) → (version, subscription count).
     pub(crate) interest: BTreeMap<(u16, ByteString), (u64, u32)>,
+    /// Topic → the proposal (node, incarnation, token) that set its retained message last: a
+    /// resent older one from the same node is ignored.
+    pub(crate) retained_by: BTreeMap<ByteString, (u16, u64, u64)>,
 }
 
 /// What applying a command changed, for the engine to act on.
@@ -86,7 +89,10 @@ impl Table {
                 Change::None
             }
             Command::Start { node, incarnation } => {
-                self.incarnations.insert(*node, *incarnation);
+                if self.incarnations.insert(*node, *incarnation) == Some(*incarnation) {
+                    // A resent Start must not forget what the incarnation subscribed since.
+                    return Change::None;
+                }
                 let mut filters = Vec::new();
                 self.interest.retain(|(n, filter), _| {
                     if n == node {
@@ -122,6 +128,18 @@ impl Table {
             }
             Command::Retain { .. } => Change::None,
         }
+    }
+
+    /// Whether a retained message proposed as `by` (node, incarnation, token) for `topic` is newer
+    /// than the one in force; records it if so.
+    pub(crate) fn retain(&mut self, topic: &ByteString, by: (u16, u64, u64)) -> bool {
+        if let Some((node, inc, token)) = self.retained_by.get(topic) {
+            if (*node, *inc) == (by.0, by.1) && *token >= by.2 {
+                return false;
+            }
+        }
+        self.retained_by.insert(topic.clone(), by);
+        true
     }
 
     /// `node`'s applied count for `filter`.
@@ -164,6 +182,12 @@ mod tests {
         });
         t.apply(&interest(2, 1));
         assert_eq!(t.apply(&interest(1, 0)), Change::None, "older version");
+        assert_eq!(t.count(2, &"a/#".into()), 1);
+        let resent = Command::Start {
+            node: 2,
+            incarnation: 9,
+        };
+        assert_eq!(t.apply(&resent), Change::None, "a resent Start");
         assert_eq!(t.count(2, &"a/#".into()), 1);
         let restart = t.apply(&Command::Start {
             node: 2,

@@ -39,6 +39,10 @@ pub(super) struct Node {
     interest_version: u64,
     /// CONNECTs waiting for their claim, by the claim's token: the connection and its deadline.
     parked: BTreeMap<u64, (ConnId, Instant)>,
+    /// Since when this node has known no leader.
+    leaderless_since: Option<Instant>,
+    /// Whether its clients were disconnected for it.
+    fenced: bool,
     /// The claim each session here was admitted under (released with it).
     admitted: BTreeMap<ByteString, u64>,
     stats: ClusterStats,
@@ -89,6 +93,8 @@ impl Node {
             interest_version: 0,
             parked: BTreeMap::new(),
             admitted: BTreeMap::new(),
+            leaderless_since: None,
+            fenced: false,
             stats: ClusterStats::default(),
         };
         node.submit(Command::Start {
@@ -169,7 +175,6 @@ impl Engine {
                 return;
             }
         };
-        node.links.heard(from, now);
         match frame {
             Frame::Raft(bytes) => match cluster::decode_raft(&bytes) {
                 // Messages for another term or from a stale leader are raft's to ignore.
@@ -250,6 +255,33 @@ impl Engine {
             }
         }
         self.reconcile_interest(false);
+        self.fence();
+    }
+
+    /// A node cut off from the majority disconnects its clients before the others give up on it,
+    /// so a client never stays on a node whose publishes and subscriptions no longer reach the
+    /// cluster; while it stays cut off, CONNECTs fail for want of a commit.
+    fn fence(&mut self) {
+        let now = self.now;
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        if node.raft.leader().is_some() {
+            node.leaderless_since = None;
+            node.fenced = false;
+            return;
+        }
+        let since = *node.leaderless_since.get_or_insert(now);
+        if node.fenced || now.saturating_duration_since(since) < node.config.fence_after {
+            return;
+        }
+        node.fenced = true;
+        node.stats.fenced += 1;
+        let conns: Vec<ConnId> = self.sessions.values().filter_map(|s| s.conn).collect();
+        for conn in conns {
+            let why = "this node lost contact with the cluster's majority".to_string();
+            self.kick(conn, ReasonCode::ServerUnavailable, why);
+        }
     }
 
     /// Parks a CONNECT until this node's claim of its client identifier commits.
@@ -467,7 +499,8 @@ impl Engine {
         let Some(node) = &mut self.cluster else {
             return;
         };
-        if let Some((from, inc, token)) = parse_context(&entry.context) {
+        let by = parse_context(&entry.context);
+        if let Some((from, inc, token)) = by {
             if from == node.me() && inc == node.incarnation {
                 node.pending.remove(&token);
             }
@@ -485,7 +518,9 @@ impl Engine {
             }
         };
         if let Command::Retain { message } = &command {
-            if self.config.retain_available {
+            let topic = message.topic.as_bytestring();
+            let newer = by.is_none_or(|by| node.table.retain(topic, by));
+            if newer && self.config.retain_available {
                 if message.payload.is_empty() {
                     self.retained.remove(message.topic.as_str());
                 } else {
@@ -600,6 +635,13 @@ impl Engine {
     /// Every client identifier's owner in this node's applied table.
     pub fn cluster_owners(&self) -> Option<&BTreeMap<ByteString, u16>> {
         self.cluster.as_ref().map(|n| &n.table.owners)
+    }
+
+    /// How many subscriptions to `filter` this node's applied table gives `node`.
+    pub fn cluster_interest(&self, node: u16, filter: &str) -> u32 {
+        self.cluster
+            .as_ref()
+            .map_or(0, |n| n.table.count(node, &ByteString::from(filter.to_owned())))
     }
 
     /// The current raft leader as this node knows it.
