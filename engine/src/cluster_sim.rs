@@ -193,7 +193,9 @@ impl ClusterSim {
         node.engine = None;
         let lost = node.unconfirmed.len();
         node.unconfirmed.clear();
-        self.line(&format!("crash node {id} ({lost} unconfirmed batches lost)"));
+        self.line(&format!(
+            "crash node {id} ({lost} unconfirmed batches lost)"
+        ));
         for c in self.clients.values_mut() {
             if c.node == Some(id) {
                 c.node = None;
@@ -325,7 +327,9 @@ impl ClusterSim {
         };
         let id = self.next_id(name);
         let node = self.clients.get(name).and_then(|c| c.node).unwrap_or(0);
-        self.line(&format!("{name} publishes {payload} to {topic} via node {node}"));
+        self.line(&format!(
+            "{name} publishes {payload} to {topic} via node {node}"
+        ));
         let payload = Bytes::from(payload.to_string());
         if qos != QoS::AtMostOnce {
             if let Some(c) = self.clients.get_mut(name) {
@@ -397,11 +401,7 @@ impl ClusterSim {
     }
 
     fn closed(&mut self, conn: ConnId) {
-        if let Some((name, c)) = self
-            .clients
-            .iter_mut()
-            .find(|(_, c)| c.conn == Some(conn))
-        {
+        if let Some((name, c)) = self.clients.iter_mut().find(|(_, c)| c.conn == Some(conn)) {
             c.conn = None;
             c.node = None;
             c.connected = false;
@@ -459,7 +459,11 @@ impl ClusterSim {
                     }
                     Packet::PubAck(ack) | Packet::PubComp(ack) => {
                         if let Some(payload) = c.unacked.remove(&ack.packet_id.get()) {
-                            let _ = writeln!(self.log, "{:>9} {name} acked {payload:?}", self.now.as_micros() / 1000);
+                            let _ = writeln!(
+                                self.log,
+                                "{:>9} {name} acked {payload:?}",
+                                self.now.as_micros() / 1000
+                            );
                             c.acked.push(payload);
                         }
                         None

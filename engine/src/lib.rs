@@ -12,6 +12,8 @@
 
 pub mod acl;
 pub mod cluster;
+#[cfg(feature = "sim")]
+pub mod cluster_sim;
 pub mod codec;
 mod config;
 mod engine;
@@ -25,8 +27,6 @@ mod rng;
 pub mod router;
 mod session;
 mod shard;
-#[cfg(feature = "sim")]
-pub mod cluster_sim;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod stored;

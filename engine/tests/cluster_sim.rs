@@ -54,7 +54,11 @@ fn three_nodes_elect_route_retain_and_take_over() {
     sim.publish("pub", "t/1", QoS::AtLeastOnce, false, "hello");
     sim.run(ms(100));
     assert_eq!(sim.clients["pub"].acked, vec![Bytes::from("hello")]);
-    let got: Vec<_> = sim.clients["sub"].received.iter().map(|(_, p)| p.clone()).collect();
+    let got: Vec<_> = sim.clients["sub"]
+        .received
+        .iter()
+        .map(|(_, p)| p.clone())
+        .collect();
     assert_eq!(got, vec![Bytes::from("hello")], "{}", sim.log());
 
     // Retained converges on every node.
@@ -63,7 +67,11 @@ fn three_nodes_elect_route_retain_and_take_over() {
     let topic = TopicName::new("r/a").unwrap();
     for id in 1..=3 {
         let kept = sim.engine(id).and_then(|e| e.retained(&topic));
-        assert_eq!(kept.map(|m| m.payload.clone()), Some(Bytes::from("kept")), "node {id}");
+        assert_eq!(
+            kept.map(|m| m.payload.clone()),
+            Some(Bytes::from("kept")),
+            "node {id}"
+        );
     }
 
     // The same client id connecting to node 3 takes the session over from node 1.
@@ -71,7 +79,10 @@ fn three_nodes_elect_route_retain_and_take_over() {
     sim.connect("sub", 3);
     let mut taken = None;
     sim.run_checked(secs(1), &mut |s| {
-        if taken.is_none() && s.clients["sub"].connected && s.engine(1).unwrap().session("sub").is_none() {
+        if taken.is_none()
+            && s.clients["sub"].connected
+            && s.engine(1).unwrap().session("sub").is_none()
+        {
             taken = Some(s.now());
         }
     });
@@ -79,7 +90,11 @@ fn three_nodes_elect_route_retain_and_take_over() {
     assert!(took < ms(200), "takeover took {took:?}\n{}", sim.log());
     assert_eq!(sim.clients["sub"].node, Some(3));
     for id in 1..=3 {
-        assert_eq!(sim.engine(id).unwrap().cluster_owner("sub"), Some(3), "node {id}");
+        assert_eq!(
+            sim.engine(id).unwrap().cluster_owner("sub"),
+            Some(3),
+            "node {id}"
+        );
     }
 }
 
@@ -92,7 +107,14 @@ fn a_minority_node_refuses_new_clients_until_the_claim_can_commit() {
     sim.connect("lonely", 1);
     sim.run(secs(6));
     assert!(!sim.clients["lonely"].connected, "{}", sim.log());
-    assert!(sim.engine(1).unwrap().cluster_stats().unwrap().claims_timed_out >= 1);
+    assert!(
+        sim.engine(1)
+            .unwrap()
+            .cluster_stats()
+            .unwrap()
+            .claims_timed_out
+            >= 1
+    );
     sim.heal();
     sim.run(secs(3));
     sim.connect("lonely", 1);
@@ -116,7 +138,10 @@ fn a_crashed_node_restarts_from_its_log_and_catches_up() {
     assert_eq!(e3.cluster_owner("a"), Some(1));
     assert_eq!(e3.cluster_owner("b"), Some(2));
     let kept = e3.retained(&TopicName::new("r/x").unwrap());
-    assert_eq!(kept.map(|m| m.payload.clone()), Some(Bytes::from("while-3-was-down")));
+    assert_eq!(
+        kept.map(|m| m.payload.clone()),
+        Some(Bytes::from("while-3-was-down"))
+    );
 }
 
 /// Runs until every live node's table gives each (node, filter) a subscription (at most 20 s).
@@ -124,15 +149,18 @@ fn settle(sim: &mut ClusterSim, wanted: &[(u16, &str)], seed: u64) {
     for _ in 0..200 {
         sim.run(ms(100));
         let known = sim.live().into_iter().all(|id| {
-            wanted
-                .iter()
-                .all(|(node, f)| sim.engine(id).is_some_and(|e| e.cluster_interest(*node, f) > 0))
+            wanted.iter().all(|(node, f)| {
+                sim.engine(id)
+                    .is_some_and(|e| e.cluster_interest(*node, f) > 0)
+            })
         });
         if known {
             return;
         }
     }
-    sim.fail(&format!("seed {seed}: interest {wanted:?} never reached every node"));
+    sim.fail(&format!(
+        "seed {seed}: interest {wanted:?} never reached every node"
+    ));
 }
 
 /// One seed of the randomized scenario; panics with the log when an invariant breaks, and returns
@@ -172,7 +200,13 @@ fn scenario(seed: u64) -> String {
             40..=59 => sim.publish("p", "q2/a", QoS::ExactlyOnce, false, &format!("x{step}")),
             60..=69 => {
                 let k = sim.rng().below(3);
-                sim.publish("p", &format!("r/k{k}"), QoS::AtLeastOnce, true, &format!("r{step}"));
+                sim.publish(
+                    "p",
+                    &format!("r/k{k}"),
+                    QoS::AtLeastOnce,
+                    true,
+                    &format!("r{step}"),
+                );
             }
             70..=77 if !cut => {
                 let a = 1 + sim.rng().below(u64::from(n)) as u16;
@@ -233,7 +267,17 @@ fn scenario(seed: u64) -> String {
         for id in &live[1..] {
             let here = sim.engine(*id).and_then(|e| e.retained(&topic));
             if here.as_ref().map(|m| &m.payload) != first.as_ref().map(|m| &m.payload) {
-                sim.fail(&format!("seed {seed}: retained r/k{k} differs on node {id}"));
+                let all: Vec<_> = live
+                    .iter()
+                    .map(|i| {
+                        sim.engine(*i)
+                            .and_then(|e| e.retained(&topic))
+                            .map(|m| m.payload.clone())
+                    })
+                    .collect();
+                sim.fail(&format!(
+                    "seed {seed}: retained r/k{k} differs on node {id}: {all:?}"
+                ));
             }
         }
     }
@@ -247,14 +291,19 @@ fn scenario(seed: u64) -> String {
     sim.run(ms(500));
     sim.subscribe("s1", "t/#", QoS::AtLeastOnce);
     sim.subscribe("s2", "t/#", QoS::AtLeastOnce);
-    let (n1, n2) = (sim.clients["s1"].node.unwrap_or(0), sim.clients["s2"].node.unwrap_or(0));
+    let (n1, n2) = (
+        sim.clients["s1"].node.unwrap_or(0),
+        sim.clients["s2"].node.unwrap_or(0),
+    );
     settle(&mut sim, &[(n1, "t/#"), (n2, "t/#")], seed);
     sim.publish("p", "t/final", QoS::AtLeastOnce, false, "final");
     sim.run(secs(1));
     for name in ["s1", "s2"] {
         let got = sim.clients[name].received.iter().any(|(_, p)| p == "final");
         if !got {
-            sim.fail(&format!("seed {seed}: live subscriber {name} missed the final message"));
+            sim.fail(&format!(
+                "seed {seed}: live subscriber {name} missed the final message"
+            ));
         }
     }
     format!("{}{:?}", sim.log(), sim.clients)

@@ -129,7 +129,11 @@ impl Links {
                 continue;
             }
             if now.saturating_duration_since(link.progress) >= self.give_up {
-                dropped.extend(std::mem::take(&mut link.unacked).into_values().map(|(m, _)| m));
+                dropped.extend(
+                    std::mem::take(&mut link.unacked)
+                        .into_values()
+                        .map(|(m, _)| m),
+                );
                 continue;
             }
             let base = link.unacked.keys().next().copied().unwrap_or(0);

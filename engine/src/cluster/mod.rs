@@ -180,8 +180,8 @@ impl Raft {
             }
         }
         // raft-rs draws each election timeout from an unseeded generator in [min, max): pinning
-        // max = min + 1 takes it out, and the jitter that keeps nodes from standing together comes
-        // from the engine's seed instead, once per start.
+        // max = min + 1 takes it out. The jitter that keeps nodes from standing together comes from
+        // the engine's seed instead: a timeout drawn once per start, and ticks of random length.
         let base = config.election_ticks;
         let election = base + rng.below(base as u64) as usize;
         let raft_config = raft::Config {

@@ -175,7 +175,11 @@ mod tests {
     #[test]
     fn interest_keeps_the_newest_version_of_the_current_incarnation() {
         let mut t = Table::default();
-        assert_eq!(t.apply(&interest(1, 1)), Change::None, "unknown incarnation");
+        assert_eq!(
+            t.apply(&interest(1, 1)),
+            Change::None,
+            "unknown incarnation"
+        );
         t.apply(&Command::Start {
             node: 2,
             incarnation: 9,
@@ -235,7 +239,11 @@ mod tests {
         assert_eq!(t.owners.get("c"), Some(&2), "not the owner");
         t.apply(&claim(2, 2));
         t.apply(&release(2, 1));
-        assert_eq!(t.owners.get("c"), Some(&2), "a claim newer than the one released");
+        assert_eq!(
+            t.owners.get("c"),
+            Some(&2),
+            "a claim newer than the one released"
+        );
         t.apply(&release(2, 2));
         assert!(t.owners.is_empty());
     }

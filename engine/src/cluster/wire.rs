@@ -7,9 +7,7 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
-use crate::codec::{
-    decode_shared, Delivery, PacketId, ProtocolVersion, Publish, QoS, TopicName,
-};
+use crate::codec::{decode_shared, Delivery, PacketId, ProtocolVersion, Publish, QoS, TopicName};
 use crate::io::PeerMessage;
 use crate::message::Message;
 use crate::time::Instant;
@@ -247,7 +245,9 @@ impl Frame {
                         receipt,
                         from,
                     } => {
-                        w.u8(PEER_PUBLISH).message(message, now).u8(u8::from(*plain));
+                        w.u8(PEER_PUBLISH)
+                            .message(message, now)
+                            .u8(u8::from(*plain));
                         w.u32(u32::try_from(groups.len()).unwrap_or(u32::MAX));
                         for g in groups {
                             w.bytes(g.as_bytes());
@@ -560,7 +560,12 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bytes in [&b""[..], b"\x02\x00", b"\x09", b"\x02\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x07"] {
+        for bytes in [
+            &b""[..],
+            b"\x02\x00",
+            b"\x09",
+            b"\x02\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x07",
+        ] {
             assert!(Frame::decode(Bytes::copy_from_slice(bytes), Instant::ZERO).is_err());
             assert!(Command::decode(Bytes::copy_from_slice(bytes), Instant::ZERO).is_err());
         }

@@ -190,7 +190,9 @@ impl Engine {
                 seq,
                 message,
             } => {
-                let (messages, ack) = node.links.receive(from, incarnation, base, seq, message, now);
+                let (messages, ack) =
+                    node.links
+                        .receive(from, incarnation, base, seq, message, now);
                 self.events.push_back(Event::Cluster {
                     to: from,
                     frame: ack.encode(now),
@@ -210,8 +212,14 @@ impl Engine {
             return;
         };
         node.raft.node.tick();
-        self.timers
-            .set(TimerKind::ClusterTick, now + node.config.tick);
+        // Each tick lasts 75–125% of the configured one, drawn from the engine's seed: nodes that
+        // drew the same election timeout (raft's own draw is pinned, see `Raft::new`) still drift
+        // apart, so their elections do not keep colliding.
+        let tick = node
+            .config
+            .tick
+            .mul_f64(0.75 + self.rng.below(500) as f64 / 1000.0);
+        self.timers.set(TimerKind::ClusterTick, now + tick);
         let (resend, dropped) = node.links.poll(now);
         for (to, frame) in resend {
             self.events.push_back(Event::Cluster {
@@ -321,7 +329,12 @@ impl Engine {
                 continue;
             }
             let data = command.encode(now);
-            if node.raft.node.propose(context(me, inc, *token), data).is_ok() {
+            if node
+                .raft
+                .node
+                .propose(context(me, inc, *token), data)
+                .is_ok()
+            {
                 *last = now.max(Instant::from_micros(1));
             }
         }
@@ -639,9 +652,9 @@ impl Engine {
 
     /// How many subscriptions to `filter` this node's applied table gives `node`.
     pub fn cluster_interest(&self, node: u16, filter: &str) -> u32 {
-        self.cluster
-            .as_ref()
-            .map_or(0, |n| n.table.count(node, &ByteString::from(filter.to_owned())))
+        self.cluster.as_ref().map_or(0, |n| {
+            n.table.count(node, &ByteString::from(filter.to_owned()))
+        })
     }
 
     /// The current raft leader as this node knows it.

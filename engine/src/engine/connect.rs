@@ -428,7 +428,10 @@ impl Engine {
     fn assign_client_id(&mut self) -> ByteString {
         let prefix = match &self.cluster {
             // Unique across the cluster: each node assigns under its own number.
-            Some(node) => format!("{}n{}-", self.config.assigned_client_id_prefix, node.config.node),
+            Some(node) => format!(
+                "{}n{}-",
+                self.config.assigned_client_id_prefix, node.config.node
+            ),
             None => self
                 .config
                 .shard

@@ -411,7 +411,8 @@ impl Engine {
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
             };
-            if matches!(c.phase, Phase::Authenticating(_) | Phase::Claiming(_)) || c.stalled.is_some()
+            if matches!(c.phase, Phase::Authenticating(_) | Phase::Claiming(_))
+                || c.stalled.is_some()
             {
                 return;
             }
