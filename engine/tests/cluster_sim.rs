@@ -64,7 +64,7 @@ fn three_nodes_elect_route_retain_and_take_over() {
     // Retained converges on every node.
     sim.publish("pub", "r/a", QoS::AtLeastOnce, true, "kept");
     sim.run(ms(300));
-    let topic = TopicName::new("r/a").unwrap();
+    let topic = TopicName::new("r/a").expect("topic");
     for id in 1..=3 {
         let kept = sim.engine(id).and_then(|e| e.retained(&topic));
         assert_eq!(
@@ -81,7 +81,7 @@ fn three_nodes_elect_route_retain_and_take_over() {
     sim.run_checked(secs(1), &mut |s| {
         if taken.is_none()
             && s.clients["sub"].connected
-            && s.engine(1).unwrap().session("sub").is_none()
+            && s.engine(1).expect("up").session("sub").is_none()
         {
             taken = Some(s.now());
         }
@@ -91,7 +91,7 @@ fn three_nodes_elect_route_retain_and_take_over() {
     assert_eq!(sim.clients["sub"].node, Some(3));
     for id in 1..=3 {
         assert_eq!(
-            sim.engine(id).unwrap().cluster_owner("sub"),
+            sim.engine(id).expect("up").cluster_owner("sub"),
             Some(3),
             "node {id}"
         );
@@ -109,9 +109,9 @@ fn a_minority_node_refuses_new_clients_until_the_claim_can_commit() {
     assert!(!sim.clients["lonely"].connected, "{}", sim.log());
     assert!(
         sim.engine(1)
-            .unwrap()
+            .expect("up")
             .cluster_stats()
-            .unwrap()
+            .expect("up")
             .claims_timed_out
             >= 1
     );
@@ -134,10 +134,10 @@ fn a_crashed_node_restarts_from_its_log_and_catches_up() {
     sim.run(secs(1));
     sim.restart(3);
     sim.run(secs(3));
-    let e3 = sim.engine(3).unwrap();
+    let e3 = sim.engine(3).expect("up");
     assert_eq!(e3.cluster_owner("a"), Some(1));
     assert_eq!(e3.cluster_owner("b"), Some(2));
-    let kept = e3.retained(&TopicName::new("r/x").unwrap());
+    let kept = e3.retained(&TopicName::new("r/x").expect("topic"));
     assert_eq!(
         kept.map(|m| m.payload.clone()),
         Some(Bytes::from("while-3-was-down"))
@@ -261,7 +261,7 @@ fn scenario(seed: u64) -> String {
     }
     // Retained messages converge on every node.
     for k in 0..3 {
-        let topic = TopicName::new(format!("r/k{k}")).unwrap();
+        let topic = TopicName::new(format!("r/k{k}")).expect("topic");
         let live = sim.live();
         let first = sim.engine(live[0]).and_then(|e| e.retained(&topic));
         for id in &live[1..] {

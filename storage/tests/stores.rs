@@ -170,7 +170,11 @@ fn rename(op: &StoreOp, from: &str, to: &str) -> Option<StoreOp> {
             }
             *client_id = to.into();
         }
-        StoreOp::PutRetained { .. } | StoreOp::DeleteRetained { .. } => {}
+        StoreOp::PutRetained { .. }
+        | StoreOp::DeleteRetained { .. }
+        | StoreOp::PutRaftEntry { .. }
+        | StoreOp::TruncateRaftLog { .. }
+        | StoreOp::PutRaftHardState { .. } => {}
     }
     Some(op)
 }
@@ -193,6 +197,7 @@ fn a_damaged_record_is_an_error_naming_the_directory_and_nothing_is_wiped() {
             "messages",
             "incoming",
             "retained",
+            "raft",
         ];
         let db = rocksdb::DB::open_cf(&options, dir.path(), families).expect("opens raw");
         let cf = db.cf_handle("messages").expect("family");
@@ -232,4 +237,39 @@ fn a_directory_that_cannot_be_opened_is_a_clear_error() {
     let text = err.to_string();
     assert!(text.contains("not-a-dir"), "{text}");
     assert!(text.contains("server.data_dir"), "{text}");
+}
+
+#[test]
+fn a_cluster_nodes_raft_log_survives_reopening_with_truncations_applied() {
+    let entry = |i: u64, tag: &'static str| StoreOp::PutRaftEntry {
+        index: i,
+        entry: Bytes::from(format!("{tag}{i}")),
+    };
+    let batches = vec![
+        vec![entry(1, "a"), entry(2, "a"), entry(3, "a")],
+        vec![
+            StoreOp::PutRaftHardState {
+                hard_state: Bytes::from_static(b"term 2"),
+            },
+            // A new leader overwrote the log from 2 on.
+            StoreOp::TruncateRaftLog { from: 2 },
+            entry(2, "b"),
+        ],
+        vec![StoreOp::PutRaftHardState {
+            hard_state: Bytes::from_static(b"term 3"),
+        }],
+    ];
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let mut store = RocksStore::open(dir.path(), FsyncPolicy::Always).expect("opens");
+        store.write(&batches).expect("writes");
+    }
+    let mut store = RocksStore::open(dir.path(), FsyncPolicy::Never).expect("reopens");
+    let loaded = store.load().expect("loads");
+    assert_eq!(loaded.raft.hard_state, Some(Bytes::from_static(b"term 3")));
+    let entries: Vec<_> = loaded.raft.entries.values().cloned().collect();
+    assert_eq!(entries, vec![Bytes::from("a1"), Bytes::from("b2")]);
+    let mut memory = MemoryStore::new();
+    memory.write(&batches).expect("writes");
+    assert_eq!(memory.load().expect("loads"), loaded);
 }

@@ -85,7 +85,6 @@ impl Links {
         base: u64,
         seq: u64,
         message: PeerMessage,
-        now: Instant,
     ) -> (Vec<PeerMessage>, Frame) {
         let link = self.links.entry(from).or_default();
         let delivered = match link.theirs {
@@ -199,7 +198,7 @@ mod tests {
         let mut got = Vec::new();
         for i in [2, 0, 0, 1, 2] {
             let (inc, base, seq, m) = frames[i].clone();
-            let (out, _) = b.receive(1, inc, base, seq, m, t);
+            let (out, _) = b.receive(1, inc, base, seq, m);
             got.extend(out);
         }
         assert_eq!(got, vec![msg(1), msg(2), msg(3)]);
@@ -226,13 +225,13 @@ mod tests {
         let mut b = Links::new(22, Duration::from_millis(100), Duration::from_secs(5));
         for i in 1..=2 {
             let (inc, base, seq, m) = data(a.send(2, msg(i), t));
-            b.receive(1, inc, base, seq, m, t);
+            b.receive(1, inc, base, seq, m);
         }
         a.acked(2, 11, 2, t);
         let f3 = data(a.send(2, msg(3), t));
         // b restarts and lost everything.
         let mut b = Links::new(23, Duration::from_millis(100), Duration::from_secs(5));
-        let (out, ack) = b.receive(1, f3.0, f3.1, f3.2, f3.3, t);
+        let (out, ack) = b.receive(1, f3.0, f3.1, f3.2, f3.3);
         assert_eq!(out, vec![msg(3)]);
         assert_eq!(
             ack,

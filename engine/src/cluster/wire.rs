@@ -474,7 +474,7 @@ mod tests {
 
     fn message() -> Arc<Message> {
         Arc::new(Message {
-            topic: TopicName::new("a/b").unwrap(),
+            topic: TopicName::new("a/b").expect("a topic"),
             payload: Bytes::from_static(b"hello"),
             qos: QoS::ExactlyOnce,
             retain: true,
@@ -513,7 +513,10 @@ mod tests {
             },
         ];
         for frame in frames {
-            assert_eq!(Frame::decode(frame.encode(now), now).unwrap(), frame);
+            assert_eq!(
+                Frame::decode(frame.encode(now), now).expect("decodes"),
+                frame
+            );
         }
     }
 
@@ -547,12 +550,12 @@ mod tests {
         ];
         for cmd in cmds {
             let bytes = Bytes::from(cmd.encode(Instant::ZERO));
-            assert_eq!(Command::decode(bytes, Instant::ZERO).unwrap(), cmd);
+            assert_eq!(Command::decode(bytes, Instant::ZERO).expect("decodes"), cmd);
         }
         // Applied ten seconds later, the message has thirty seconds from then.
         let bytes = Bytes::from(Command::Retain { message: message() }.encode(Instant::ZERO));
         let later = Instant::ZERO + Duration::from_secs(10);
-        let Command::Retain { message: m } = Command::decode(bytes, later).unwrap() else {
+        let Command::Retain { message: m } = Command::decode(bytes, later).expect("decodes") else {
             panic!("not a retain")
         };
         assert_eq!(m.expires_at, Some(later + Duration::from_secs(30)));

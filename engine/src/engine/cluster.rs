@@ -132,7 +132,7 @@ impl Engine {
     }
 
     /// Sends `message` to peer `to`: another engine of this node, or another node over its link.
-    pub(super) fn to_peer(&mut self, to: u16, message: PeerMessage) {
+    pub(super) fn send_peer(&mut self, to: u16, message: PeerMessage) {
         match &mut self.cluster {
             Some(node) => {
                 let frame = node.links.send(to, message, self.now);
@@ -190,9 +190,7 @@ impl Engine {
                 seq,
                 message,
             } => {
-                let (messages, ack) =
-                    node.links
-                        .receive(from, incarnation, base, seq, message, now);
+                let (messages, ack) = node.links.receive(from, incarnation, base, seq, message);
                 self.events.push_back(Event::Cluster {
                     to: from,
                     frame: ack.encode(now),

@@ -96,7 +96,7 @@ impl Engine {
                 if let Some(seq) = receipt {
                     match self.persist.gate_since(mark) {
                         Some(mine) => self.receipts.push((mine, from, seq)),
-                        None => self.to_peer(from, PeerMessage::Stored { seq }),
+                        None => self.send_peer(from, PeerMessage::Stored { seq }),
                     }
                 }
             }
@@ -232,7 +232,7 @@ impl Engine {
         let durable = message.qos != QoS::AtMostOnce && self.persist.enabled();
         for (to, share) in shares {
             let receipt = durable.then(|| self.persist.await_peer());
-            self.to_peer(
+            self.send_peer(
                 to,
                 PeerMessage::Publish {
                     message: message.clone(),
@@ -258,7 +258,7 @@ impl Engine {
             false
         });
         for (to, seq) in answers {
-            self.to_peer(to, PeerMessage::Stored { seq });
+            self.send_peer(to, PeerMessage::Stored { seq });
         }
     }
 
