@@ -29,6 +29,9 @@ pub enum WireError {
     /// A text field is not UTF-8.
     #[error("{0} is not UTF-8")]
     NotUtf8(&'static str),
+    /// Bytes were left after the last field.
+    #[error("{0} bytes after the last field")]
+    Trailing(usize),
     /// An embedded message did not decode.
     #[error("embedded message: {0}")]
     Message(String),
@@ -201,6 +204,14 @@ impl Reader {
         ByteString::try_from(self.bytes(field)?).map_err(|_| WireError::NotUtf8(field))
     }
 
+    /// The value read, if nothing is left after it (trailing bytes mean a different format).
+    fn end<T>(self, value: T) -> Result<T, WireError> {
+        if self.0.has_remaining() {
+            return Err(WireError::Trailing(self.0.remaining()));
+        }
+        Ok(value)
+    }
+
     fn message(&mut self, now: Instant) -> Result<Arc<Message>, WireError> {
         let bytes = self.bytes("message")?;
         decode_message(bytes, now).map(Arc::new)
@@ -273,8 +284,8 @@ impl Frame {
     /// Reads a frame received at `now`.
     pub(crate) fn decode(bytes: Bytes, now: Instant) -> Result<Frame, WireError> {
         let mut r = Reader(bytes);
-        match r.u8("frame tag")? {
-            FRAME_RAFT => Ok(Frame::Raft(r.0)),
+        let frame = match r.u8("frame tag")? {
+            FRAME_RAFT => return Ok(Frame::Raft(r.0)),
             FRAME_DATA => {
                 let incarnation = r.u64("incarnation")?;
                 let base = r.u64("base")?;
@@ -308,19 +319,20 @@ impl Frame {
                         })
                     }
                 };
-                Ok(Frame::Data {
+                Frame::Data {
                     incarnation,
                     base,
                     seq,
                     message,
-                })
+                }
             }
-            FRAME_ACK => Ok(Frame::Ack {
+            FRAME_ACK => Frame::Ack {
                 incarnation: r.u64("incarnation")?,
                 upto: r.u64("upto")?,
-            }),
-            tag => Err(WireError::UnknownTag { what: "frame", tag }),
-        }
+            },
+            tag => return Err(WireError::UnknownTag { what: "frame", tag }),
+        };
+        r.end(frame)
     }
 }
 
@@ -376,38 +388,41 @@ impl Command {
     /// Reads a log entry applied at `now`.
     pub(crate) fn decode(bytes: Bytes, now: Instant) -> Result<Command, WireError> {
         let mut r = Reader(bytes);
-        match r.u8("command tag")? {
-            CMD_CLAIM => Ok(Command::Claim {
+        let command = match r.u8("command tag")? {
+            CMD_CLAIM => Command::Claim {
                 client_id: r.string("client id")?,
                 node: r.u16("node")?,
                 incarnation: r.u64("incarnation")?,
                 token: r.u64("token")?,
-            }),
-            CMD_RELEASE => Ok(Command::Release {
+            },
+            CMD_RELEASE => Command::Release {
                 client_id: r.string("client id")?,
                 node: r.u16("node")?,
                 incarnation: r.u64("incarnation")?,
                 token: r.u64("token")?,
-            }),
-            CMD_INTEREST => Ok(Command::Interest {
+            },
+            CMD_INTEREST => Command::Interest {
                 node: r.u16("node")?,
                 incarnation: r.u64("incarnation")?,
                 version: r.u64("version")?,
                 filter: r.string("filter")?,
                 count: r.u32("count")?,
-            }),
-            CMD_START => Ok(Command::Start {
+            },
+            CMD_START => Command::Start {
                 node: r.u16("node")?,
                 incarnation: r.u64("incarnation")?,
-            }),
-            CMD_RETAIN => Ok(Command::Retain {
+            },
+            CMD_RETAIN => Command::Retain {
                 message: r.message(now)?,
-            }),
-            tag => Err(WireError::UnknownTag {
-                what: "command",
-                tag,
-            }),
-        }
+            },
+            tag => {
+                return Err(WireError::UnknownTag {
+                    what: "command",
+                    tag,
+                })
+            }
+        };
+        r.end(command)
     }
 }
 
