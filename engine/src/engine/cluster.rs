@@ -97,18 +97,20 @@ impl Node {
             fenced: false,
             stats: ClusterStats::default(),
         };
-        node.submit(Command::Start {
-            node: node.config.node,
+        let me = node.me();
+        node.submit(|_| Command::Start {
+            node: me,
             incarnation,
         });
         node
     }
 
-    /// Hands `command` to raft and keeps it until it is seen applied; returns its token.
-    fn submit(&mut self, command: Command) -> u64 {
+    /// Hands the command `make` builds for the next token to raft, and keeps it until it is seen
+    /// applied; returns the token.
+    fn submit(&mut self, make: impl FnOnce(u64) -> Command) -> u64 {
         self.next_token += 1;
         let token = self.next_token;
-        self.pending.insert(token, (command, Instant::ZERO));
+        self.pending.insert(token, (make(token), Instant::ZERO));
         token
     }
 
@@ -296,14 +298,14 @@ impl Engine {
         let Some(node) = &mut self.cluster else {
             return;
         };
-        let token = node.next_token + 1;
-        let submitted = node.submit(Command::Claim {
-            client_id: claiming.client_id.clone(),
-            node: node.me(),
-            incarnation: node.incarnation,
+        let (me, incarnation) = (node.me(), node.incarnation);
+        let client_id = claiming.client_id.clone();
+        let token = node.submit(|token| Command::Claim {
+            client_id,
+            node: me,
+            incarnation,
             token,
         });
-        debug_assert_eq!(submitted, token);
         node.parked
             .insert(token, (conn, now + node.config.claim_timeout));
         if let Some(c) = self.conns.get_mut(&conn) {
@@ -400,7 +402,7 @@ impl Engine {
     /// Proposes a retained message (or its removal) for every node.
     pub(super) fn replicate_retained(&mut self, message: Arc<Message>) {
         if let Some(node) = &mut self.cluster {
-            node.submit(Command::Retain { message });
+            node.submit(|_| Command::Retain { message });
         }
     }
 
@@ -410,10 +412,11 @@ impl Engine {
             let me = node.me();
             if let Some(token) = node.admitted.remove(client_id) {
                 if node.table.owners.get(client_id) == Some(&me) {
-                    node.submit(Command::Release {
+                    let incarnation = node.incarnation;
+                    node.submit(|_| Command::Release {
                         client_id: client_id.clone(),
                         node: me,
-                        incarnation: node.incarnation,
+                        incarnation,
                         token,
                     });
                 }
