@@ -118,6 +118,13 @@ fn check_listeners(settings: &Settings) -> Result<(), StartError> {
             fix: "cicada-uring does not send webhooks; run `cicada`, or remove the [[webhook]] entries".into(),
         }));
     }
+    if settings.cluster.is_some() {
+        return Err(StartError::Config(config::ConfigError::Invalid {
+            key: "cluster".into(),
+            fix: "cicada-uring does not run as a cluster node; run `cicada`, or remove [cluster]"
+                .into(),
+        }));
+    }
     if !settings.bridges.is_empty() {
         return Err(StartError::Config(config::ConfigError::Invalid {
             key: "bridge".into(),

@@ -51,6 +51,8 @@ pub struct FileConfig {
     pub bridge: Vec<crate::bridge::BridgeConfig>,
     /// `[[webhook]]` entries: events POSTed to HTTP receivers (`cicada` only).
     pub webhook: Vec<crate::webhook::WebhookConfig>,
+    /// `[cluster]`: this broker as one node of several (`cicada` only).
+    pub cluster: Option<crate::cluster::ClusterSection>,
 }
 
 /// Checks the `[[webhook]]` entries; names must be unique.
@@ -560,6 +562,7 @@ pub struct Settings {
     pub otlp: Option<OtlpSettings>,
     pub bridges: Vec<crate::bridge::BridgeSpec>,
     pub webhooks: Vec<crate::webhook::WebhookSpec>,
+    pub cluster: Option<crate::cluster::ClusterSettings>,
 }
 
 /// Where the settings come from: the file and the command line's overrides, kept so a reload
@@ -778,6 +781,22 @@ impl FileConfig {
             Fsync::Interval => cicada_storage::FsyncPolicy::Interval,
             Fsync::Never => cicada_storage::FsyncPolicy::Never,
         };
+        let cluster = match &self.cluster {
+            Some(section) => {
+                let cluster = section.check().map_err(|(key, fix)| invalid(&key, fix))?;
+                if self.storage.backend == Backend::Memory {
+                    return Err(invalid(
+                        "storage.backend",
+                        "a cluster node keeps its raft log on disk (a node that forgets its votes \
+                         could elect two leaders); use \"rocksdb\""
+                            .into(),
+                    ));
+                }
+                engine.cluster = Some(cluster.engine.clone());
+                Some(cluster)
+            }
+            None => None,
+        };
         engine
             .validate()
             .map_err(|e| invalid(&engine_key(e.key), e.fix.to_string()))?;
@@ -801,6 +820,7 @@ impl FileConfig {
             }),
             bridges: bridge_specs(&self.bridge)?,
             webhooks,
+            cluster,
         })
     }
 }
@@ -985,6 +1005,7 @@ pub fn engine_key(field: &str) -> String {
             format!("features.{field}")
         }
         "redirect.server_reference" => field.into(),
+        cluster if cluster.starts_with("cluster") => cluster.into(),
         "auth_methods" => "auth.scram_credentials".into(),
         quota if quota.starts_with("quotas.") => quota.into(),
         tenant if tenant.starts_with("tenant.") => {

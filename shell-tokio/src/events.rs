@@ -44,6 +44,9 @@ pub fn log(event: &Event, peer: impl FnOnce(ConnId) -> (String, String)) {
             debug!(client_id = %client_id, topic = %topic.as_str(), reason = ?reason, "message dropped")
         }
         Event::SessionExpired { client_id } => info!(client_id = %client_id, "session expired"),
+        Event::ClusterFrameRejected { from, why } => {
+            warn!(node = from, why = %why, "cluster: frame from node rejected")
+        }
         _ => {}
     }
 }

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod banfile;
 pub mod bridge;
+pub mod cluster;
 pub mod config;
 pub mod events;
 pub mod http;

@@ -60,6 +60,8 @@ pub enum Request {
     RemoveBan(BanTarget),
     /// The listeners and their connections.
     Listeners,
+    /// This node's view of the cluster.
+    Cluster,
     /// The authentication providers in force, to check an HTTP publisher's credentials with.
     Providers,
     /// Publish these messages as `principal` (answered once each is durable or refused).
@@ -90,6 +92,7 @@ impl Request {
             Request::AddBan(_) => "add_ban",
             Request::RemoveBan(_) => "remove_ban",
             Request::Listeners => "listeners",
+            Request::Cluster => "cluster",
             Request::Providers => "providers",
             Request::Publish { .. } => "publish",
         }
@@ -270,6 +273,7 @@ pub(super) fn routes() -> Router<HttpState> {
         .route("/reload", post(reload))
         .route("/bans", get(bans).post(add_ban).delete(remove_ban))
         .route("/listeners", get(listeners))
+        .route("/cluster", get(cluster))
         .route(
             "/bridges",
             get(super::bridges::list).post(super::bridges::create),
@@ -380,6 +384,10 @@ async fn remove_ban(_: Admin, State(s): State<HttpState>, Query(q): Q) -> Respon
 
 async fn listeners(_: Admin, State(s): State<HttpState>) -> Response {
     ask(&s, Ok(Request::Listeners)).await
+}
+
+async fn cluster(_: Admin, State(s): State<HttpState>) -> Response {
+    ask(&s, Ok(Request::Cluster)).await
 }
 
 fn target(kind: &str, value: &str) -> Result<BanTarget, ApiError> {

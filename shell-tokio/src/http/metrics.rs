@@ -58,6 +58,20 @@ pub struct Snapshot {
     pub retained: usize,
     pub tenants: Vec<(String, TenantStats)>,
     pub uptime: Duration,
+    /// This node's cluster state and its links, if it is a cluster node.
+    pub cluster: Option<ClusterSnapshot>,
+}
+
+/// A cluster node's state for one scrape.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterSnapshot {
+    pub node: u16,
+    pub stats: cicada_engine::ClusterStats,
+    /// The leader this node knows of.
+    pub leader: Option<u16>,
+    /// Frames received from other nodes.
+    pub received: u64,
+    pub links: Vec<crate::cluster::LinkView>,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -223,6 +237,9 @@ pub fn render(
     );
     tenant_metrics(&mut r, &snapshot.tenants);
     bridge_metrics(&mut r, bridges);
+    if let Some(cluster) = &snapshot.cluster {
+        cluster_metrics(&mut r, cluster);
+    }
     webhook_metrics(&mut r, webhooks);
     r.register(
         "cicada_persist_latency_seconds",
@@ -238,6 +255,95 @@ pub fn render(
     // Writing into a String cannot fail.
     let _ = encode(&mut text, &r);
     text
+}
+
+/// A cluster node's raft state, counters and links (labelled `node`, the other end).
+fn cluster_metrics(r: &mut Registry, c: &ClusterSnapshot) {
+    let s = &c.stats;
+    let as_usize = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    for (name, help, value) in [
+        (
+            "cicada_cluster_leader",
+            "Whether this node is the raft leader (1) or not (0)",
+            usize::from(s.leader),
+        ),
+        (
+            "cicada_cluster_has_leader",
+            "Whether this node knows of a raft leader (0: no majority reachable)",
+            usize::from(c.leader.is_some()),
+        ),
+        ("cicada_cluster_term", "The raft term", as_usize(s.term)),
+        (
+            "cicada_cluster_applied_index",
+            "The last raft log index applied on this node",
+            as_usize(s.applied),
+        ),
+        (
+            "cicada_cluster_unacked_messages",
+            "Messages to other nodes waiting for their acknowledgement",
+            as_usize(s.unacked),
+        ),
+    ] {
+        gauge(r, name, help, value);
+    }
+    for (name, help, value) in [
+        (
+            "cicada_cluster_frames_received",
+            "Frames received from other nodes",
+            c.received,
+        ),
+        (
+            "cicada_cluster_bad_frames",
+            "Frames from other nodes that did not decode",
+            s.bad_frames,
+        ),
+        (
+            "cicada_cluster_peer_drops",
+            "Messages to other nodes dropped after the peer timeout",
+            s.peer_drops,
+        ),
+        (
+            "cicada_cluster_claims_timed_out",
+            "CONNECTs refused because the claim of their client id did not commit in time",
+            s.claims_timed_out,
+        ),
+        (
+            "cicada_cluster_fenced",
+            "Times this node lost its leader too long and disconnected its clients",
+            s.fenced,
+        ),
+    ] {
+        counter(r, name, help, value);
+    }
+    type Counter = prometheus_client::metrics::counter::Counter;
+    let label = |node: u16| vec![("node", node.to_string())];
+    let connected = Family::<Labels, Gauge>::default();
+    let sent = Family::<Labels, Counter>::default();
+    let dropped = Family::<Labels, Counter>::default();
+    for link in &c.links {
+        connected
+            .get_or_create(&label(link.node))
+            .set(i64::from(link.connected));
+        sent.get_or_create(&label(link.node)).inc_by(link.sent);
+        dropped
+            .get_or_create(&label(link.node))
+            .inc_by(link.dropped);
+    }
+    r.register(
+        "cicada_cluster_link_connected",
+        "Whether the connection to another node is up",
+        connected,
+    );
+    r.register(
+        "cicada_cluster_link_frames_sent",
+        "Frames written to another node",
+        sent,
+    );
+    r.register(
+        "cicada_cluster_link_frames_dropped",
+        "Frames dropped at another node's full queue (the engine resends what matters)",
+        dropped,
+    );
 }
 
 /// Per-bridge state and counters, labelled `bridge` (and `direction` for messages).

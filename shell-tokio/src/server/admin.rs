@@ -285,6 +285,42 @@ impl EngineTask {
                     .collect();
                 ok(json!({ "items": items }))
             }
+            Request::Cluster => match self.cluster_snapshot() {
+                Some(c) => {
+                    let links: Vec<Value> = c
+                        .links
+                        .iter()
+                        .map(|l| {
+                            json!({
+                                "node": l.node,
+                                "address": l.address,
+                                "connected": l.connected,
+                                "dials": l.dials,
+                                "frames_sent": l.sent,
+                                "frames_dropped": l.dropped,
+                            })
+                        })
+                        .collect();
+                    let s = c.stats;
+                    ok(json!({
+                        "node": c.node,
+                        "leader": c.leader,
+                        "is_leader": s.leader,
+                        "term": s.term,
+                        "applied_index": s.applied,
+                        "clients_owned": self.engine.cluster_owners().map_or(0, |o| o.values().filter(|n| **n == c.node).count()),
+                        "clients_in_cluster": self.engine.cluster_owners().map_or(0, |o| o.len()),
+                        "unacked_messages": s.unacked,
+                        "frames_received": c.received,
+                        "links": links,
+                    }))
+                }
+                None => Reply::Error(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    None,
+                    "this broker is not a cluster node ([cluster] is not configured)",
+                )),
+            },
             Request::Providers => Reply::Providers(self.auth.providers()),
             // Answered later, when the engine has (see `EngineTask::publish`).
             Request::Publish { .. } => Reply::Error(ApiError::new(
@@ -331,7 +367,20 @@ impl EngineTask {
                 .map(|(name, t)| (name.to_string(), t.clone()))
                 .collect(),
             uptime: self.start.elapsed(),
+            cluster: self.cluster_snapshot(),
         }
+    }
+
+    /// This node's cluster state and links; `None` outside a cluster.
+    fn cluster_snapshot(&self) -> Option<crate::http::metrics::ClusterSnapshot> {
+        let (stats, net) = (self.engine.cluster_stats()?, self.cluster.as_ref()?);
+        Some(crate::http::metrics::ClusterSnapshot {
+            node: self.settings.cluster.as_ref()?.node,
+            stats,
+            leader: self.engine.cluster_leader(),
+            received: net.received.load(std::sync::atomic::Ordering::Relaxed),
+            links: net.views(),
+        })
     }
 }
 

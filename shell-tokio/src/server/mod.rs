@@ -99,6 +99,8 @@ pub enum ServerError {
     StorageThread(std::io::Error),
     #[error("{0}")]
     Webhook(#[from] crate::webhook::WebhookError),
+    #[error("{0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("cannot listen for HTTP on {addr}: {source} (change `http.listen`)")]
     Http {
         addr: std::net::SocketAddr,
@@ -239,7 +241,20 @@ pub async fn run(
         tokio::spawn(reload_on_sighup(tx.clone())),
     ];
     let bound = listeners.addresses();
+    let (cluster_tx, cluster_rx) = mpsc::channel::<(u16, Bytes)>(4096);
+    let cluster = match &settings.cluster {
+        Some(cluster) => {
+            // A frame carries at most one message of the largest packet size plus raft's
+            // framing; raft batches entries up to 1 MiB per message.
+            let max_frame = (settings.engine.max_packet_size as usize)
+                .saturating_add(1 << 20)
+                .max(16 << 20);
+            Some(crate::cluster::ClusterNet::start(cluster, max_frame, cluster_tx).await?)
+        }
+        None => None,
+    };
     let mut shell = EngineTask {
+        cluster,
         engine,
         start,
         origin,
@@ -277,7 +292,9 @@ pub async fn run(
             error!("{e}");
         }
     }
-    shell.run(rx, done_rx, calls, shutdown_signal()).await;
+    shell
+        .run(rx, done_rx, calls, cluster_rx, shutdown_signal())
+        .await;
     bridges.stop_all();
     if let Some(storage) = shell.storage.take() {
         storage.close().await;
@@ -534,6 +551,8 @@ struct EngineTask {
     bridged: std::collections::BTreeSet<ConnId>,
     /// Where events are POSTed.
     webhooks: crate::webhook::Webhooks,
+    /// The links to the other cluster nodes, if this broker is one.
+    cluster: Option<crate::cluster::ClusterNet>,
 }
 
 impl EngineTask {
@@ -546,6 +565,7 @@ impl EngineTask {
         mut rx: mpsc::Receiver<Happening>,
         mut done: mpsc::UnboundedReceiver<Done>,
         mut calls: mpsc::Receiver<Call>,
+        mut cluster: mpsc::Receiver<(u16, Bytes)>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         /// What woke the loop.
@@ -554,6 +574,7 @@ impl EngineTask {
             Stored(Done),
             Timer,
             Call(Call),
+            Cluster(u16, Bytes),
             Shutdown,
         }
         tokio::pin!(shutdown);
@@ -576,6 +597,7 @@ impl EngineTask {
                 },
                 Some(result) = done.recv() => Wake::Stored(result),
                 Some(call) = calls.recv() => Wake::Call(call),
+                Some((from, frame)) = cluster.recv() => Wake::Cluster(from, frame),
                 () = sleep => Wake::Timer,
                 () = &mut shutdown => Wake::Shutdown,
             };
@@ -623,6 +645,20 @@ impl EngineTask {
                             let _ = call.reply.send(reply);
                         }
                     }
+                }
+                Wake::Cluster(from, frame) => {
+                    let now = self.now();
+                    self.engine.handle(now, Input::Cluster { from, frame });
+                    // Raft sends in bursts; take what else has come before draining once.
+                    for _ in 0..256 {
+                        match cluster.try_recv() {
+                            Ok((from, frame)) => {
+                                self.engine.handle(now, Input::Cluster { from, frame })
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.drain(&mut batch);
                 }
                 Wake::Shutdown => {
                     self.drain_clients(&mut batch);
@@ -777,6 +813,11 @@ impl EngineTask {
                     }
                 }
                 Event::Published { request, outcome } => self.published(request, outcome),
+                Event::Cluster { to, frame } => {
+                    if let Some(cluster) = &self.cluster {
+                        cluster.send(to, frame);
+                    }
+                }
                 Event::Authenticate { conn, username, .. } if self.bridged.contains(&conn) => {
                     let principal = cicada_engine::Principal {
                         username,
