@@ -81,6 +81,33 @@ impl TestPki {
         issue_client(&self.ca, common_name, &self.dir, &stem)
     }
 
+    /// Issues a cluster node's certificate signed by the CA: Common Name `name`, SANs `localhost`,
+    /// `127.0.0.1` and `::1`, extended key usages serverAuth and clientAuth (a node both accepts and
+    /// dials); writes `node-<name>.pem` and `node-<name>.key`.
+    pub fn node(&self, name: &str) -> ClientCert {
+        let key = KeyPair::generate().expect("generate the node key");
+        let mut params = CertificateParams::default();
+        params.distinguished_name = subject(name);
+        params.subject_alt_names = local_names();
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(&key, &self.ca)
+            .expect("sign the node certificate");
+        let stem = format!("node-{}", file_safe(name));
+        let node = ClientCert {
+            cert: self.dir.join(format!("{stem}.pem")),
+            key: self.dir.join(format!("{stem}.key")),
+        };
+        write(&node.key, &key.serialize_pem());
+        write(&node.cert, &cert.pem());
+        node
+    }
+
     /// Like [`TestPki::client`], but signed by a fresh CA the server does not trust, so the
     /// handshake must fail; writes `untrusted-<name>.pem` and `untrusted-<name>.key`.
     pub fn untrusted_client(&self, common_name: &str) -> ClientCert {
@@ -112,11 +139,7 @@ impl TestPki {
         let key = KeyPair::generate().expect("generate the server key");
         let mut params = CertificateParams::default();
         params.distinguished_name = subject(common_name);
-        params.subject_alt_names = vec![
-            SanType::DnsName(ia5("localhost")),
-            SanType::IpAddress([127, 0, 0, 1].into()),
-            SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()),
-        ];
+        params.subject_alt_names = local_names();
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
@@ -126,6 +149,15 @@ impl TestPki {
         write(&self.server_key, &key.serialize_pem());
         write(&self.server_cert, &format!("{}{}", cert.pem(), self.ca_pem));
     }
+}
+
+/// The names of this machine: `localhost`, `127.0.0.1` and `::1`.
+fn local_names() -> Vec<SanType> {
+    vec![
+        SanType::DnsName(ia5("localhost")),
+        SanType::IpAddress([127, 0, 0, 1].into()),
+        SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()),
+    ]
 }
 
 /// A new self-signed CA with Common Name `name`: its issuer and its certificate (PEM).

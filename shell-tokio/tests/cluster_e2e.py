@@ -1,0 +1,318 @@
+"""Three `cicada` processes as one cluster, driven by Eclipse Paho clients (paho-mqtt 2.x).
+
+Usage: python3 cluster_e2e.py BINARY WORKDIR PKI_DIR
+PKI_DIR holds ca.pem and node-N.pem / node-N.key for N = 1, 2, 3 (mTLS between the nodes).
+Exits non-zero with a message on the first failure; prints "cluster e2e ok" and the figures it measured.
+
+1. A subscriber on node 2, a QoS 1 publisher on node 1.
+2. Node 3 is killed with SIGKILL mid-traffic (it may be the raft leader); traffic goes on; node 3 restarts
+   from its data directory, rejoins, and a subscriber there gets the messages published after.
+3. Node 1 (the publisher's) is killed with SIGKILL mid-traffic; the publisher reconnects to node 2 and goes
+   on. Every message the publisher had acknowledged reaches both subscribers.
+4. Node 1 restarts and rejoins: all three agree on the leader and the log, and a message published on
+   node 1 reaches both subscribers.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import paho.mqtt.client as mqtt
+
+BINARY, WORK, PKI = sys.argv[1], sys.argv[2], sys.argv[3]
+NODES = (1, 2, 3)
+TOKEN = "cluster-e2e-token"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    def __init__(self, n, ports):
+        self.n = n
+        self.mqtt, self.cluster, self.http = ports
+        self.dir = os.path.join(WORK, f"node{n}")
+        self.config = os.path.join(WORK, f"node{n}.toml")
+        self.log = os.path.join(WORK, f"node{n}.log")
+        self.proc = None
+
+    def write_config(self, nodes):
+        members = "".join(
+            f'[[cluster.members]]\nnode = {m.n}\naddress = "127.0.0.1:{m.cluster}"\n\n' for m in nodes
+        )
+        with open(self.config, "w") as f:
+            f.write(
+                f"""[server]
+listen = ["127.0.0.1:{self.mqtt}"]
+data_dir = "{self.dir}"
+
+[sys]
+interval_secs = 0
+
+[http]
+listen = "127.0.0.1:{self.http}"
+admin_token_file = "{os.path.join(WORK, 'token')}"
+
+[cluster]
+node = {self.n}
+
+[cluster.tls]
+cert = "{os.path.join(PKI, f'node-{self.n}.pem')}"
+key = "{os.path.join(PKI, f'node-{self.n}.key')}"
+ca = "{os.path.join(PKI, 'ca.pem')}"
+
+{members}"""
+            )
+
+    def start(self):
+        log = open(self.log, "a")
+        self.proc = subprocess.Popen(
+            [BINARY, "--config", self.config, "--log-level", "info"],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                fail(f"node {self.n} exited at start:\n{self.tail()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.mqtt), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        fail(f"node {self.n} did not listen:\n{self.tail()}")
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def state(self):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.http}/api/v1/cluster",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=1) as r:
+                return json.load(r)
+        except OSError:
+            return None
+
+    def tail(self):
+        try:
+            with open(self.log) as f:
+                return "".join(f.readlines()[-40:])
+        except OSError:
+            return ""
+
+
+def fail(message):
+    for node in nodes:
+        if node.proc and node.proc.poll() is None:
+            node.proc.kill()
+    print(f"FAIL: {message}", flush=True)
+    for node in nodes:
+        print(f"--- node {node.n} log tail ---\n{node.tail()}")
+    sys.exit(1)
+
+
+def wait_for(what, check, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    fail(f"timed out waiting for {what}")
+
+
+def agreed(live):
+    """The leader every live node names, once they all name the same one and applied the same index."""
+    states = [n.state() for n in live]
+    if any(s is None or s["leader"] is None for s in states):
+        return None
+    if len({s["leader"] for s in states}) != 1 or len({s["applied_index"] for s in states}) != 1:
+        return None
+    return states[0]["leader"]
+
+
+class Subscriber:
+    def __init__(self, name, node):
+        self.got = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
+        self.client.on_message = self.on_message
+        self.client.connect("127.0.0.1", node.mqtt, keepalive=30)
+        self.client.loop_start()
+        self.client.subscribe("cl/#", qos=1)
+
+    def on_message(self, _client, _userdata, msg):
+        with self.lock:
+            self.got.append(msg.payload.decode())
+
+    def received(self):
+        with self.lock:
+            return list(self.got)
+
+
+class Publisher:
+    """Publishes cl/data messages with payload = sequence number, one at a time, each waited for."""
+
+    def __init__(self, node):
+        self.acked = []
+        self.client = None
+        self.connect(node)
+
+    def connect(self, node):
+        if self.client:
+            self.client.loop_stop()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="cl-publisher")
+        started = time.time()
+        self.client.connect("127.0.0.1", node.mqtt, keepalive=30)
+        self.client.loop_start()
+        wait_for("the publisher's CONNACK", self.client.is_connected, timeout=10)
+        return time.time() - started
+
+    def publish(self, seq, timeout=3.0):
+        """True once the broker acknowledged the message."""
+        info = self.client.publish("cl/data", str(seq), qos=1)
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError):
+            return False
+        if info.is_published():
+            self.acked.append(str(seq))
+            return True
+        return False
+
+
+def probe_until_received(publisher_node, subscribers, what):
+    """Interest reaches other nodes through the raft log: probe until every subscriber gets one."""
+    probe = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"cl-probe-{publisher_node.n}")
+    probe.connect("127.0.0.1", publisher_node.mqtt, keepalive=30)
+    probe.loop_start()
+    try:
+        wait_for(
+            what,
+            lambda: probe.publish("cl/probe", "probe", qos=1).wait_for_publish(1)
+            or all("probe" in s.received() for s in subscribers),
+        )
+        wait_for(what, lambda: all("probe" in s.received() for s in subscribers))
+    finally:
+        probe.disconnect()
+        probe.loop_stop()
+
+
+def watchdog():
+    for node in nodes:
+        if node.proc and node.proc.poll() is None:
+            node.proc.kill()
+    print("FAIL: the cluster test took over 170 s", flush=True)
+    for node in nodes:
+        print(f"--- node {node.n} log tail ---\n{node.tail()}")
+    os._exit(1)
+
+
+dog = threading.Timer(170, watchdog)
+dog.daemon = True
+dog.start()
+with open(os.path.join(WORK, "token"), "w") as f:
+    f.write(TOKEN)
+nodes = [Node(n, (free_port(), free_port(), free_port())) for n in NODES]
+n1, n2, n3 = nodes
+for node in nodes:
+    node.write_config(nodes)
+for node in nodes:
+    node.start()
+leader = wait_for("a leader all three agree on", lambda: agreed(nodes))
+print(f"leader: node {leader}", flush=True)
+
+# 1. Subscriber on node 2, publisher on node 1.
+sub2 = Subscriber("cl-sub-2", n2)
+probe_until_received(n1, [sub2], "the subscription on node 2 to reach node 1")
+publisher = Publisher(n1)
+for seq in range(0, 100):
+    if not publisher.publish(seq):
+        fail(f"message {seq} not acknowledged with all nodes up")
+
+# 2. Kill node 3 mid-traffic: a background publisher keeps going while it dies.
+was_leader = (n3.state() or {}).get("is_leader")
+seq = 100
+killer = threading.Timer(0.05, n3.kill)
+killer.start()
+while seq < 200:
+    if not publisher.publish(seq):
+        fail(f"message {seq} not acknowledged while node 3 died (it carries none of this traffic)")
+    seq += 1
+killer.join()
+wait_for("a leader after node 3's death", lambda: agreed([n1, n2]))
+print(f"node 3 killed (was leader: {was_leader}); {len(publisher.acked)} acknowledged so far", flush=True)
+n3.start()
+wait_for("node 3 to rejoin", lambda: agreed(nodes))
+sub3 = Subscriber("cl-sub-3", n3)
+probe_until_received(n1, [sub2, sub3], "the subscription on node 3 to reach node 1")
+first_for_sub3 = seq
+while seq < 300:
+    if not publisher.publish(seq):
+        fail(f"message {seq} not acknowledged after node 3 rejoined")
+    seq += 1
+
+# 3. Kill node 1, the publisher's node, mid-traffic; the publisher moves to node 2.
+killer = threading.Timer(0.1, n1.kill)
+killer.start()
+killed_at = None
+while seq < 500:
+    if publisher.publish(seq):
+        seq += 1
+        continue
+    if killed_at is None:
+        killer.join()
+        killed_at = time.time()
+        connect_took = publisher.connect(n2)
+        print(
+            f"publisher reconnected to node 2 in {connect_took * 1000:.0f} ms "
+            f"({(time.time() - killed_at) * 1000:.0f} ms after noticing node 1 was gone)",
+            flush=True,
+        )
+        # Resend the one that was not acknowledged.
+        continue
+    fail(f"message {seq} not acknowledged by node 2 after the failover")
+if killed_at is None:
+    fail("node 1 was killed but the publisher never noticed")
+
+
+def everything_acked(sub, since):
+    acked = [a for a in publisher.acked if int(a) >= since]
+    got = set(sub.received())
+    return [a for a in acked if a not in got]
+
+
+wait_for("every acknowledged message at node 2", lambda: not everything_acked(sub2, 0), timeout=10)
+wait_for("every acknowledged message at node 3", lambda: not everything_acked(sub3, first_for_sub3), timeout=10)
+print(f"{len(publisher.acked)} acknowledged messages, all received by both subscribers", flush=True)
+
+# 4. Node 1 restarts and rejoins.
+n1.start()
+wait_for("node 1 to rejoin", lambda: agreed(nodes))
+publisher.client.disconnect()
+publisher.client.loop_stop()
+final = Publisher(n1)
+if not final.publish("after-rejoin"):
+    fail("a message published on the rejoined node 1 was not acknowledged")
+wait_for(
+    "the message from the rejoined node at both subscribers",
+    lambda: all("after-rejoin" in s.received() for s in (sub2, sub3)),
+)
+for node in nodes:
+    node.proc.terminate()
+for node in nodes:
+    node.proc.wait(timeout=15)
+print("cluster e2e ok", flush=True)
