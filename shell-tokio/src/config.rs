@@ -1041,6 +1041,23 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_node_needs_rocksdb_and_reaches_the_engine() {
+        let cluster = "[cluster]\nnode = 2\nplaintext = true\n\
+                       [[cluster.members]]\nnode = 1\naddress = \"127.0.0.1:7101\"\n\
+                       [[cluster.members]]\nnode = 2\naddress = \"127.0.0.1:7102\"\n\
+                       [[cluster.members]]\nnode = 3\naddress = \"127.0.0.1:7103\"\n";
+        let s = settings(cluster).expect("valid");
+        let engine = s.engine.cluster.expect("the engine is a cluster node");
+        assert_eq!((engine.node, engine.members), (2, vec![1, 2, 3]));
+        let e = settings(&format!("[storage]\nbackend = \"memory\"\n{cluster}"))
+            .expect_err("a cluster needs its log on disk");
+        assert!(e.to_string().contains("storage.backend"), "{e}");
+        let e = settings(&cluster.replace("node = 2\nplaintext", "node = 9\nplaintext"))
+            .expect_err("not a member");
+        assert!(e.to_string().contains("cluster.members"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let e = settings("[limits]\nreceive_maximum = 0\n").expect_err("invalid");
         assert!(e.to_string().contains("limits.receive_maximum"), "{e}");
