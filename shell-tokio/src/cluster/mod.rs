@@ -260,18 +260,16 @@ async fn dial(
     let mut backoff = BACKOFF.0;
     let mut failures = 0u64;
     loop {
-        let stream = match tokio::time::timeout(HANDSHAKE, connect(node, &peer, &security)).await {
+        let dialed = tokio::time::timeout(HANDSHAKE, connect(node, &peer, &security)).await;
+        let stream = match dialed {
             Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no connection within {HANDSHAKE:?}"),
+                };
                 failures += 1;
-                unreachable(&peer, failures, &e);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF.1);
-                continue;
-            }
-            Err(_) => {
-                failures += 1;
-                unreachable(&peer, failures, &"timed out");
+                unreachable(&peer, failures, &why);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF.1);
                 continue;
