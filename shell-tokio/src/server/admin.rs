@@ -302,14 +302,16 @@ impl EngineTask {
                         })
                         .collect();
                     let s = c.stats;
+                    let owners = self.engine.cluster_owners();
+                    let owned = owners.map_or(0, |o| o.values().filter(|n| **n == c.node).count());
                     ok(json!({
                         "node": c.node,
                         "leader": c.leader,
                         "is_leader": s.leader,
                         "term": s.term,
                         "applied_index": s.applied,
-                        "clients_owned": self.engine.cluster_owners().map_or(0, |o| o.values().filter(|n| **n == c.node).count()),
-                        "clients_in_cluster": self.engine.cluster_owners().map_or(0, |o| o.len()),
+                        "clients_owned": owned,
+                        "clients_in_cluster": owners.map_or(0, |o| o.len()),
                         "unacked_messages": s.unacked,
                         "frames_received": c.received,
                         "links": links,
