@@ -59,6 +59,8 @@ pub struct Client {
     decoder: Option<Decoder>,
     /// Whether the broker accepted its CONNECT.
     pub connected: bool,
+    /// The last CONNACK's Session Present.
+    pub session_present: bool,
     /// Payloads delivered to the application (QoS 2 once per packet identifier flow).
     pub received: Vec<(String, Bytes)>,
     /// QoS 2 packet ids received, PUBREL not yet seen.
@@ -229,6 +231,30 @@ impl ClusterSim {
 
     /// Connects `name` to node `id` with `clean_start`.
     pub fn connect_with(&mut self, name: &str, id: u16, clean_start: bool) {
+        self.connect_full(name, id, clean_start, None);
+    }
+
+    /// Connects `name` to node `id` resuming its persistent session, if the cluster has it (clean
+    /// start 0, Session Expiry Interval one hour).
+    pub fn connect_session(&mut self, name: &str, id: u16) {
+        self.connect_full(name, id, false, Some(3600));
+    }
+
+    /// `name`'s connection drops (the client's side closes it).
+    pub fn drop_connection(&mut self, name: &str) {
+        let Some((id, conn)) = self
+            .clients
+            .get(name)
+            .and_then(|c| Some((c.node?, c.conn?)))
+        else {
+            return;
+        };
+        self.line(&format!("{name} drops its connection to node {id}"));
+        self.closed(conn);
+        self.input(id, Input::Closed { conn });
+    }
+
+    fn connect_full(&mut self, name: &str, id: u16, clean_start: bool, expiry: Option<u32>) {
         if self.engine(id).is_none() {
             return;
         }
@@ -260,7 +286,10 @@ impl ClusterSim {
             protocol: ProtocolVersion::V5,
             clean_start,
             keep_alive: 0,
-            properties: Default::default(),
+            properties: crate::codec::ConnectProperties {
+                session_expiry_interval: expiry,
+                ..Default::default()
+            },
             client_id: name.into(),
             will: None,
             username: None,
@@ -435,6 +464,18 @@ impl ClusterSim {
                 match packet {
                     Packet::ConnAck(ack) => {
                         c.connected = ack.reason == crate::codec::ReasonCode::Success;
+                        c.session_present = ack.session_present;
+                        if !ack.session_present {
+                            // A new session: QoS 2 flows of the old one are over.
+                            c.incoming.clear();
+                        }
+                        let _ = writeln!(
+                            self.log,
+                            "{:>9} {name} CONNACK {:?} session present {}",
+                            self.now.as_micros() / 1000,
+                            ack.reason,
+                            ack.session_present
+                        );
                         None
                     }
                     Packet::Publish(p) => match p.delivery {

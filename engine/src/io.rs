@@ -136,6 +136,9 @@ pub enum PeerMessage {
         receipt: Option<u64>,
         /// The publishing engine.
         from: u16,
+        /// The message's identity in a cluster (`None` between the engines of one node): a
+        /// session that moved between nodes recognises a late copy of what it already got.
+        stamp: Option<Stamp>,
     },
     /// The receiving engine stored what batch `seq` of this engine forwarded to it.
     Stored {
@@ -153,6 +156,33 @@ pub enum PeerMessage {
         /// How many of its sessions subscribe to it (a shared group's members there).
         count: u32,
     },
+    /// A cluster node hands a client's session to the node whose claim of the client identifier
+    /// took it away (see `docs/cluster.md`, "Session handover").
+    Handover {
+        /// The client identifier.
+        client_id: ByteString,
+        /// The claim it is handed over for: the new owner's (incarnation, token).
+        claim: (u64, u64),
+        /// The session as a store would hold it, without its will; `None` when the old owner held
+        /// no session worth keeping (the new owner then starts a fresh one at once).
+        session: Option<Box<crate::stored::StoredSession>>,
+        /// The session's high-water mark per origin node: the last message identity it took.
+        seen: Vec<Stamp>,
+    },
+}
+
+/// Where and when a message entered the cluster: its origin node, that node's incarnation, and a
+/// counter the origin increases with every message it routes. A node's messages reach any one node
+/// in counter order (the link between two nodes is ordered), so a session needs only the highest
+/// counter it took per origin to recognise a copy it already had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Stamp {
+    /// The origin node.
+    pub node: u16,
+    /// Its incarnation when it routed the message.
+    pub incarnation: u64,
+    /// Its counter.
+    pub seq: u64,
 }
 
 /// Everything that can happen to the engine: the single entry point [`crate::Engine::handle`] takes one.

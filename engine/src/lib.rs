@@ -45,7 +45,7 @@ pub use engine::{
 pub use io::{
     AuthDecision, AuthStage, CertIdentity, CloseReason, ConnId, ConnMeta, DropReason, Event,
     ExternalPublish, Input, OutboundState, PeerMessage, PersistSeq, Principal, PublishOutcome,
-    Refusal, StoreOp,
+    Refusal, Stamp, StoreOp,
 };
 pub use message::{Message, MessageProperties};
 pub use rng::Rng;

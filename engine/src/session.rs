@@ -7,8 +7,9 @@ use std::sync::Arc;
 use bytestring::ByteString;
 
 use crate::codec::{PacketId, ProtocolVersion, QoS, SubscriptionId, SubscriptionOptions, Will};
-use crate::io::{ConnId, DropReason, OutboundState, StoreOp};
+use crate::io::{ConnId, DropReason, OutboundState, Stamp, StoreOp};
 use crate::message::Message;
+use crate::stored::{StoredMessage, StoredSession, StoredSubscription};
 use crate::time::Instant;
 
 /// Sessions are numbered by the engine in creation order; numbers are never reused.
@@ -119,6 +120,9 @@ pub(crate) struct Session {
     pub(crate) tenant: Option<usize>,
     /// Its tenant's mount point, put before every topic its client uses.
     pub(crate) mount: Option<std::sync::Arc<str>>,
+    /// In a cluster: the last message identity it took from each origin node, as (incarnation,
+    /// counter). Moves with the session between nodes (see [`Stamp`]).
+    pub(crate) seen: BTreeMap<u16, (u64, u64)>,
 }
 
 impl Session {
@@ -142,6 +146,81 @@ impl Session {
             principal: None,
             tenant: None,
             mount: None,
+            seen: BTreeMap::new(),
+        }
+    }
+
+    /// Records that the session takes the message `stamp` identifies; false if it took it (or a
+    /// later one of the same origin incarnation) before. With `check` false it records without
+    /// refusing: a shared group's message was routed to this node for this member alone.
+    pub(crate) fn take_stamp(&mut self, stamp: Stamp, check: bool) -> bool {
+        match self.seen.get_mut(&stamp.node) {
+            Some((inc, seq)) if *inc == stamp.incarnation => {
+                if stamp.seq <= *seq && check {
+                    return false;
+                }
+                *seq = (*seq).max(stamp.seq);
+            }
+            // A restarted origin counts again from its new incarnation.
+            _ => {
+                self.seen
+                    .insert(stamp.node, (stamp.incarnation, stamp.seq));
+            }
+        }
+        true
+    }
+
+    /// The high-water marks, to travel with the session.
+    pub(crate) fn seen_stamps(&self) -> Vec<Stamp> {
+        self.seen
+            .iter()
+            .map(|(&node, &(incarnation, seq))| Stamp {
+                node,
+                incarnation,
+                seq,
+            })
+            .collect()
+    }
+
+    /// The session as a store holds it, without its will: what a handover carries to another node.
+    /// QoS 0 messages still queued stay behind (at most once allows it).
+    pub(crate) fn snapshot(&self) -> StoredSession {
+        let stored = |out: &Outbound, state| StoredMessage {
+            qos: out.qos,
+            state,
+            retain: out.retain,
+            sub_ids: out.sub_ids.clone(),
+            message: out.message.clone(),
+        };
+        let mut messages = BTreeMap::new();
+        for (&packet_id, f) in &self.inflight {
+            let state = match f.flow {
+                Flow::Published => OutboundState::Sent(packet_id),
+                Flow::Released => OutboundState::Released(packet_id),
+            };
+            messages.insert(f.out.seq, stored(&f.out, state));
+        }
+        for out in self.queue.iter().filter(|o| o.qos != QoS::AtMostOnce) {
+            messages.insert(out.seq, stored(out, OutboundState::Queued));
+        }
+        StoredSession {
+            protocol: self.protocol,
+            expiry_interval: self.expiry_interval,
+            offline_since: None,
+            will: None,
+            subscriptions: self
+                .subscriptions
+                .iter()
+                .map(|(f, sub)| {
+                    let stored = StoredSubscription {
+                        options: sub.options,
+                        id: sub.id,
+                    };
+                    (f.clone(), stored)
+                })
+                .collect(),
+            messages,
+            incoming: self.incoming.clone(),
         }
     }
 

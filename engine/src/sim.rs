@@ -607,6 +607,12 @@ impl Sim {
                         PeerMessage::Interest { filter, count, .. } => {
                             format!("peer {to}: interest {filter:?} count={count}")
                         }
+                        PeerMessage::Handover {
+                            client_id, session, ..
+                        } => format!(
+                            "peer {to}: handover {client_id:?} session={}",
+                            session.is_some()
+                        ),
                     };
                     self.line(&text);
                 }

@@ -78,6 +78,46 @@ pub struct StoredMessage {
     pub message: Arc<Message>,
 }
 
+impl StoredSession {
+    /// The storage writes that store this session for `client_id` from nothing (what a node writes
+    /// for a session handed over to it).
+    pub fn ops(&self, client_id: &ByteString) -> Vec<StoreOp> {
+        let mut ops = vec![StoreOp::PutSession {
+            client_id: client_id.clone(),
+            protocol: self.protocol,
+            expiry_interval: self.expiry_interval,
+            offline_since: self.offline_since,
+            will: self.will.clone(),
+        }];
+        for (filter, sub) in &self.subscriptions {
+            ops.push(StoreOp::PutSubscription {
+                client_id: client_id.clone(),
+                filter: filter.clone(),
+                options: sub.options,
+                id: sub.id,
+            });
+        }
+        for (seq, m) in &self.messages {
+            ops.push(StoreOp::PutMessage {
+                client_id: client_id.clone(),
+                seq: *seq,
+                qos: m.qos,
+                state: m.state,
+                retain: m.retain,
+                sub_ids: m.sub_ids.clone(),
+                message: m.message.clone(),
+            });
+        }
+        for packet_id in &self.incoming {
+            ops.push(StoreOp::PutIncoming {
+                client_id: client_id.clone(),
+                packet_id: *packet_id,
+            });
+        }
+        ops
+    }
+}
+
 impl StoredState {
     /// Applies one batch of operations. An operation under a session that is not stored is ignored:
     /// the engine deletes a session with everything under it, so nothing may outlive it.

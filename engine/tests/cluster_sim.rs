@@ -144,6 +144,138 @@ fn a_crashed_node_restarts_from_its_log_and_catches_up() {
     );
 }
 
+fn payloads(sim: &ClusterSim, name: &str) -> Vec<String> {
+    sim.clients[name]
+        .received
+        .iter()
+        .map(|(_, p)| String::from_utf8_lossy(p).into_owned())
+        .collect()
+}
+
+fn stats(sim: &ClusterSim, id: u16) -> cicada_engine::ClusterStats {
+    sim.engine(id)
+        .and_then(|e| e.cluster_stats())
+        .expect("a live cluster node")
+}
+
+#[test]
+fn a_persistent_session_follows_its_client_to_another_node() {
+    let mut sim = ClusterSim::new(3, &config(), 11);
+    sim.run(secs(3));
+    sim.connect_session("roamer", 1);
+    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
+    sim.connect("pub", 2);
+    settle(&mut sim, &[(1, "q2/#")], 11);
+    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "online");
+    sim.run(ms(100));
+    assert_eq!(payloads(&sim, "roamer"), ["online"], "{}", sim.log());
+
+    // Offline: node 1 queues for it.
+    sim.drop_connection("roamer");
+    sim.run(ms(50));
+    for i in 0..3 {
+        sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, &format!("queued{i}"));
+    }
+    sim.run(ms(100));
+    assert_eq!(
+        sim.engine(1).and_then(|e| e.session("roamer")).map(|s| s.queued),
+        Some(3),
+        "{}",
+        sim.log()
+    );
+
+    // It comes back on node 3: the session, its queue and its subscription come along.
+    let start = sim.now();
+    sim.connect_session("roamer", 3);
+    let mut resumed = None;
+    sim.run_checked(secs(1), &mut |s| {
+        s.check();
+        if resumed.is_none() && s.clients["roamer"].connected {
+            resumed = Some(s.now());
+        }
+    });
+    let took = resumed
+        .expect("resumed")
+        .saturating_duration_since(start);
+    assert!(took < ms(200), "handover took {took:?}\n{}", sim.log());
+    assert!(sim.clients["roamer"].session_present, "{}", sim.log());
+    assert_eq!(
+        payloads(&sim, "roamer"),
+        ["online", "queued0", "queued1", "queued2"],
+        "{}",
+        sim.log()
+    );
+    assert!(sim.engine(1).expect("up").session("roamer").is_none());
+    assert_eq!(stats(&sim, 1).handovers_sent, 1);
+    assert_eq!(stats(&sim, 3).handovers_received, 1);
+
+    // Its subscription now lives on node 3.
+    settle(&mut sim, &[(3, "q2/#")], 11);
+    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "after");
+    sim.run(ms(200));
+    assert_eq!(payloads(&sim, "roamer").last().map(String::as_str), Some("after"));
+}
+
+#[test]
+fn a_late_copy_of_a_message_is_not_delivered_again_after_a_move() {
+    // Node 3 has a subscriber of its own, so node 2 forwards every q2 message to it as well.
+    // While node 3 is cut off, the roamer takes messages on node 1 and then moves to node 3,
+    // where the late copies arrive once the partition heals.
+    let mut sim = ClusterSim::new(3, &config(), 12);
+    sim.run(secs(3));
+    sim.connect_session("roamer", 1);
+    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
+    sim.connect("other", 3);
+    sim.subscribe("other", "q2/#", QoS::ExactlyOnce);
+    sim.connect("pub", 2);
+    settle(&mut sim, &[(1, "q2/#"), (3, "q2/#")], 12);
+    // Frames from node 2 to node 3 are held back, not lost: the link resends them.
+    sim.partition(3, &[2]);
+    for i in 0..3 {
+        sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, &format!("x{i}"));
+    }
+    sim.run(ms(100));
+    assert_eq!(payloads(&sim, "roamer"), ["x0", "x1", "x2"], "{}", sim.log());
+    sim.connect_session("roamer", 3);
+    sim.run(ms(300));
+    assert!(sim.clients["roamer"].session_present, "{}", sim.log());
+    sim.heal();
+    sim.run(secs(1));
+    assert_eq!(payloads(&sim, "roamer"), ["x0", "x1", "x2"], "{}", sim.log());
+    assert_eq!(payloads(&sim, "other"), ["x0", "x1", "x2"], "{}", sim.log());
+    assert!(stats(&sim, 3).duplicates_dropped >= 3, "{}", sim.log());
+}
+
+#[test]
+fn without_its_old_node_a_resuming_client_gets_a_fresh_session_after_the_handover_timeout() {
+    let mut sim = ClusterSim::new(3, &config(), 13);
+    sim.run(secs(3));
+    sim.connect_session("roamer", 1);
+    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
+    sim.run(ms(300));
+    sim.crash(1);
+    let start = sim.now();
+    sim.connect_session("roamer", 2);
+    let mut admitted = None;
+    sim.run_checked(secs(8), &mut |s| {
+        s.check();
+        if admitted.is_none() && s.clients["roamer"].connected {
+            admitted = Some(s.now());
+        }
+    });
+    let took = admitted.expect("admitted").saturating_duration_since(start);
+    assert!(took >= secs(1), "it waited {took:?}\n{}", sim.log());
+    assert!(!sim.clients["roamer"].session_present, "{}", sim.log());
+    assert_eq!(stats(&sim, 2).handover_timeouts, 1);
+
+    // Node 1 comes back with the session in its store; the log says node 2 owns the client now,
+    // so node 1 drops its stale copy once it has replayed the log.
+    sim.restart(1);
+    sim.run(secs(3));
+    assert!(sim.engine(1).expect("up").session("roamer").is_none(), "{}", sim.log());
+    assert!(sim.clients["roamer"].connected);
+}
+
 /// Runs until every live node's table gives each (node, filter) a subscription (at most 20 s).
 fn settle(sim: &mut ClusterSim, wanted: &[(u16, &str)], seed: u64) {
     for _ in 0..200 {
@@ -176,6 +308,10 @@ fn scenario(seed: u64) -> String {
     sim.subscribe("s2", "q2/#", QoS::ExactlyOnce);
     sim.subscribe("s2", "t/#", QoS::AtLeastOnce);
     sim.connect("p", 2);
+    // A persistent session that moves between nodes (only its QoS 2 messages are checked: never
+    // twice).
+    sim.connect_session("roamer", 1 + (seed % u64::from(n)) as u16);
+    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
     // Interest is eventually consistent (docs/cluster.md): traffic starts once every node applied
     // the subscriptions, which is what "a live subscriber receives it" can promise.
     settle(&mut sim, &[(1, "t/#"), (n, "t/#"), (n, "q2/#")], seed);
@@ -194,6 +330,16 @@ fn scenario(seed: u64) -> String {
             let live = sim.live();
             let at = live[sim.rng().below(live.len() as u64) as usize];
             sim.connect("p", at);
+        }
+        match sim.rng().below(8) {
+            0 => sim.drop_connection("roamer"),
+            1 => {
+                let live = sim.live();
+                let at = live[sim.rng().below(live.len() as u64) as usize];
+                sim.connect_session("roamer", at);
+                sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
+            }
+            _ => {}
         }
         match roll {
             0..=39 => sim.publish("p", "t/a", QoS::AtLeastOnce, false, &format!("m{step}")),

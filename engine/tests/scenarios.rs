@@ -1091,6 +1091,7 @@ fn messages_from_peer_engines_reach_local_subscribers() {
             groups: Vec::new(),
             receipt: None,
             from: 1,
+            stamp: None,
         },
     });
     assert_eq!(payloads(&sim.recv_all("s")), ["from afar"]);

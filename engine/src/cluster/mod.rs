@@ -52,12 +52,16 @@ pub struct ClusterConfig {
     /// How long a CONNECT waits for its claim of the client identifier to commit before it is
     /// refused (0x88 Server unavailable): without a majority, no client can be admitted.
     pub claim_timeout: Duration,
+    /// How long a resuming CONNECT (clean start 0) whose client was owned by another node waits
+    /// for that node to hand the session over before it gets a fresh one (the old owner is dead
+    /// or cut off).
+    pub handover_timeout: Duration,
 }
 
 impl ClusterConfig {
     /// A cluster of `members` seen from `node`, with default timings (100 ms ticks, elections after
     /// 1–2 s, heartbeats every 200 ms, resends after 200 ms, clients fenced after 4 s without a
-    /// leader, peers given up after 10 s, claims refused after 5 s).
+    /// leader, peers given up after 10 s, claims refused after 5 s, handovers waited for 1 s).
     pub fn new(node: u16, members: Vec<u16>) -> ClusterConfig {
         ClusterConfig {
             node,
@@ -69,6 +73,7 @@ impl ClusterConfig {
             peer_timeout: Duration::from_secs(10),
             fence_after: Duration::from_secs(4),
             claim_timeout: Duration::from_secs(5),
+            handover_timeout: Duration::from_secs(1),
         }
     }
 
@@ -137,6 +142,14 @@ pub struct ClusterStats {
     pub claims_timed_out: u64,
     /// Times this node went too long without a leader and disconnected its clients.
     pub fenced: u64,
+    /// Sessions this node handed over to another node.
+    pub handovers_sent: u64,
+    /// Sessions another node handed over to this one.
+    pub handovers_received: u64,
+    /// Resuming CONNECTs that gave up waiting for their session and started a fresh one.
+    pub handover_timeouts: u64,
+    /// Late copies of a message that a session took before it moved here, not delivered again.
+    pub duplicates_dropped: u64,
 }
 
 /// The raft node and its storage, as the engine drives it.

@@ -7,9 +7,13 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
-use crate::codec::{decode_shared, Delivery, PacketId, ProtocolVersion, Publish, QoS, TopicName};
-use crate::io::PeerMessage;
+use crate::codec::{
+    decode_shared, options_byte, subscription_options, Delivery, PacketId, ProtocolVersion,
+    Publish, QoS, SubscriptionId, TopicName,
+};
+use crate::io::{OutboundState, PeerMessage, Stamp};
 use crate::message::Message;
+use crate::stored::{StoredMessage, StoredSession, StoredSubscription};
 use crate::time::Instant;
 
 /// Why bytes from another node could not be read.
@@ -158,6 +162,49 @@ impl Writer {
         self.bytes(&encode_message(message, now))
     }
 
+    fn stamp(&mut self, stamp: Option<&Stamp>) -> &mut Self {
+        match stamp {
+            Some(s) => self.u8(1).u16(s.node).u64(s.incarnation).u64(s.seq),
+            None => self.u8(0),
+        }
+    }
+
+    /// A session as a store holds it, without its will (a handover never carries one: the
+    /// client's next CONNECT sets it).
+    fn session(&mut self, session: &StoredSession, now: Instant) -> &mut Self {
+        self.u8(session.protocol.level())
+            .u32(session.expiry_interval);
+        self.u32(u32::try_from(session.subscriptions.len()).unwrap_or(u32::MAX));
+        for (filter, sub) in &session.subscriptions {
+            self.bytes(filter.as_bytes())
+                .u8(options_byte(&sub.options, true))
+                .u32(sub.id.map_or(0, SubscriptionId::get));
+        }
+        self.u32(u32::try_from(session.messages.len()).unwrap_or(u32::MAX));
+        for (seq, m) in &session.messages {
+            let (state, packet_id) = match m.state {
+                OutboundState::Queued => (0, 0),
+                OutboundState::Sent(id) => (1, id),
+                OutboundState::Released(id) => (2, id),
+            };
+            self.u64(*seq)
+                .u8(m.qos.as_u8())
+                .u8(state)
+                .u16(packet_id)
+                .u8(u8::from(m.retain));
+            self.u32(u32::try_from(m.sub_ids.len()).unwrap_or(u32::MAX));
+            for id in &m.sub_ids {
+                self.u32(id.get());
+            }
+            self.message(&m.message, now);
+        }
+        self.u32(u32::try_from(session.incoming.len()).unwrap_or(u32::MAX));
+        for id in &session.incoming {
+            self.u16(*id);
+        }
+        self
+    }
+
     fn done(&mut self) -> Bytes {
         std::mem::take(&mut self.0).freeze()
     }
@@ -212,6 +259,96 @@ impl Reader {
         Ok(value)
     }
 
+    fn count(&mut self, field: &'static str) -> Result<u32, WireError> {
+        let n = self.u32(field)?;
+        // Every element takes at least a byte: a count beyond what is left is garbage, not a
+        // reason to reserve memory.
+        self.need(n as usize, field)?;
+        Ok(n)
+    }
+
+    fn stamp(&mut self) -> Result<Option<Stamp>, WireError> {
+        Ok(match self.u8("stamp flag")? {
+            0 => None,
+            _ => Some(Stamp {
+                node: self.u16("stamp node")?,
+                incarnation: self.u64("stamp incarnation")?,
+                seq: self.u64("stamp seq")?,
+            }),
+        })
+    }
+
+    fn session(&mut self, now: Instant) -> Result<StoredSession, WireError> {
+        let protocol = match self.u8("session protocol")? {
+            3 => ProtocolVersion::V3_1,
+            4 => ProtocolVersion::V3_1_1,
+            5 => ProtocolVersion::V5,
+            tag => {
+                return Err(WireError::UnknownTag {
+                    what: "protocol",
+                    tag,
+                })
+            }
+        };
+        let mut session = StoredSession {
+            protocol,
+            expiry_interval: self.u32("session expiry")?,
+            offline_since: None,
+            will: None,
+            subscriptions: Default::default(),
+            messages: Default::default(),
+            incoming: Default::default(),
+        };
+        for _ in 0..self.count("subscriptions")? {
+            let filter = self.string("filter")?;
+            let byte = self.u8("subscription options")?;
+            let options = subscription_options(byte, true)
+                .map_err(|e| WireError::Message(e.to_string()))?;
+            let id = SubscriptionId::new(self.u32("subscription id")?);
+            session
+                .subscriptions
+                .insert(filter, StoredSubscription { options, id });
+        }
+        for _ in 0..self.count("messages")? {
+            let seq = self.u64("message seq")?;
+            let qos = QoS::from_u8(self.u8("message qos")?).ok_or(WireError::UnknownTag {
+                what: "qos",
+                tag: 3,
+            })?;
+            let state = match (self.u8("message state")?, self.u16("packet id")?) {
+                (0, _) => OutboundState::Queued,
+                (1, id) => OutboundState::Sent(id),
+                (2, id) => OutboundState::Released(id),
+                (tag, _) => {
+                    return Err(WireError::UnknownTag {
+                        what: "message state",
+                        tag,
+                    })
+                }
+            };
+            let retain = self.u8("retain")? != 0;
+            let mut sub_ids = Vec::new();
+            for _ in 0..self.count("subscription ids")? {
+                sub_ids.extend(SubscriptionId::new(self.u32("subscription id")?));
+            }
+            let message = self.message(now)?;
+            session.messages.insert(
+                seq,
+                StoredMessage {
+                    qos,
+                    state,
+                    retain,
+                    sub_ids,
+                    message,
+                },
+            );
+        }
+        for _ in 0..self.count("incoming")? {
+            session.incoming.insert(self.u16("incoming packet id")?);
+        }
+        Ok(session)
+    }
+
     fn message(&mut self, now: Instant) -> Result<Arc<Message>, WireError> {
         let bytes = self.bytes("message")?;
         decode_message(bytes, now).map(Arc::new)
@@ -224,6 +361,7 @@ const FRAME_ACK: u8 = 3;
 
 const PEER_PUBLISH: u8 = 1;
 const PEER_STORED: u8 = 2;
+const PEER_HANDOVER: u8 = 3;
 
 const CMD_CLAIM: u8 = 1;
 const CMD_RELEASE: u8 = 2;
@@ -255,6 +393,7 @@ impl Frame {
                         groups,
                         receipt,
                         from,
+                        stamp,
                     } => {
                         w.u8(PEER_PUBLISH)
                             .message(message, now)
@@ -264,6 +403,26 @@ impl Frame {
                             w.bytes(g.as_bytes());
                         }
                         w.u64(receipt.map_or(0, |r| r + 1)).u16(*from);
+                        w.stamp(stamp.as_ref());
+                    }
+                    PeerMessage::Handover {
+                        client_id,
+                        claim,
+                        session,
+                        seen,
+                    } => {
+                        w.u8(PEER_HANDOVER)
+                            .bytes(client_id.as_bytes())
+                            .u64(claim.0)
+                            .u64(claim.1);
+                        match session {
+                            Some(session) => w.u8(1).session(session, now),
+                            None => w.u8(0),
+                        };
+                        w.u32(u32::try_from(seen.len()).unwrap_or(u32::MAX));
+                        for s in seen {
+                            w.stamp(Some(s));
+                        }
                     }
                     PeerMessage::Stored { seq } => {
                         w.u8(PEER_STORED).u64(*seq);
@@ -301,12 +460,33 @@ impl Frame {
                         }
                         let receipt = r.u64("receipt")?.checked_sub(1);
                         let from = r.u16("from")?;
+                        let stamp = r.stamp()?;
                         PeerMessage::Publish {
                             message,
                             plain,
                             groups,
                             receipt,
                             from,
+                            stamp,
+                        }
+                    }
+                    PEER_HANDOVER => {
+                        let client_id = r.string("client id")?;
+                        let claim = (r.u64("claim")?, r.u64("claim")?);
+                        let session = match r.u8("session flag")? {
+                            0 => None,
+                            _ => Some(Box::new(r.session(now)?)),
+                        };
+                        let n = r.u32("seen")?;
+                        let mut seen = Vec::new();
+                        for _ in 0..n {
+                            seen.extend(r.stamp()?);
+                        }
+                        PeerMessage::Handover {
+                            client_id,
+                            claim,
+                            session,
+                            seen,
                         }
                     }
                     PEER_STORED => PeerMessage::Stored {
@@ -499,6 +679,48 @@ mod tests {
         })
     }
 
+    /// A session with one of everything a handover carries.
+    fn session() -> StoredSession {
+        use crate::codec::{RetainHandling, SubscriptionOptions};
+        let options = SubscriptionOptions {
+            qos: QoS::ExactlyOnce,
+            no_local: true,
+            retain_as_published: true,
+            retain_handling: RetainHandling::DoNotSend,
+        };
+        let mut session = StoredSession {
+            protocol: ProtocolVersion::V5,
+            expiry_interval: 3600,
+            offline_since: None,
+            will: None,
+            subscriptions: Default::default(),
+            messages: Default::default(),
+            incoming: [3, 9].into_iter().collect(),
+        };
+        session.subscriptions.insert(
+            "a/#".into(),
+            StoredSubscription {
+                options,
+                id: SubscriptionId::new(42),
+            },
+        );
+        for (seq, state) in [
+            (5, OutboundState::Released(7)),
+            (6, OutboundState::Sent(8)),
+            (7, OutboundState::Queued),
+        ] {
+            let stored = StoredMessage {
+                qos: QoS::ExactlyOnce,
+                state,
+                retain: seq == 7,
+                sub_ids: SubscriptionId::new(42).into_iter().collect(),
+                message: message(),
+            };
+            session.messages.insert(seq, stored);
+        }
+        session
+    }
+
     #[test]
     fn frames_round_trip() {
         let now = Instant::ZERO;
@@ -514,6 +736,11 @@ mod tests {
                     groups: vec!["$share/g/a/#".into()],
                     receipt: Some(0),
                     from: 2,
+                    stamp: Some(Stamp {
+                        node: 2,
+                        incarnation: 5,
+                        seq: 17,
+                    }),
                 },
             },
             Frame::Data {
@@ -521,6 +748,32 @@ mod tests {
                 base: 3,
                 seq: 10,
                 message: PeerMessage::Stored { seq: 44 },
+            },
+            Frame::Data {
+                incarnation: 7,
+                base: 3,
+                seq: 11,
+                message: PeerMessage::Handover {
+                    client_id: "roamer".into(),
+                    claim: (8, 3),
+                    session: Some(Box::new(session())),
+                    seen: vec![Stamp {
+                        node: 1,
+                        incarnation: 4,
+                        seq: 99,
+                    }],
+                },
+            },
+            Frame::Data {
+                incarnation: 7,
+                base: 3,
+                seq: 12,
+                message: PeerMessage::Handover {
+                    client_id: "gone".into(),
+                    claim: (8, 4),
+                    session: None,
+                    seen: Vec::new(),
+                },
             },
             Frame::Ack {
                 incarnation: 7,

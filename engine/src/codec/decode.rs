@@ -244,7 +244,7 @@ fn ack(r: &mut Reader, v5: bool) -> Result<Ack, DecodeError> {
     Ok(out)
 }
 
-fn subscription_options(byte: u8, v5: bool) -> Result<SubscriptionOptions, DecodeError> {
+pub(crate) fn subscription_options(byte: u8, v5: bool) -> Result<SubscriptionOptions, DecodeError> {
     let bad = |rule| DecodeError::InvalidSubscriptionOptions {
         options: byte,
         rule,

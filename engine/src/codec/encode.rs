@@ -293,7 +293,7 @@ fn write_ack(a: &Ack, v5: bool, buf: &mut BytesMut) {
     }
 }
 
-fn options_byte(o: &SubscriptionOptions, v5: bool) -> u8 {
+pub(crate) fn options_byte(o: &SubscriptionOptions, v5: bool) -> u8 {
     let mut byte = o.qos.as_u8();
     if v5 {
         if o.no_local {

@@ -36,6 +36,8 @@ pub use property::{
 };
 pub use reason::ReasonCode;
 pub use render::render_bytes;
+pub(crate) use decode::subscription_options;
+pub(crate) use encode::options_byte;
 pub(crate) use topic::split_shared;
 pub use topic::{TopicFilter, TopicName, SHARED_PREFIX};
 pub use types::{PacketId, PacketType, ProtocolVersion, QoS};

@@ -12,9 +12,9 @@ use crate::cluster::table::{Change, Table};
 use crate::cluster::wire::{Command, Frame};
 use crate::cluster::{self, ClusterConfig, ClusterStats, Raft};
 use crate::codec::{Connect, ReasonCode};
-use crate::io::{CloseReason, ConnId, Event, PeerMessage};
+use crate::io::{CloseReason, ConnId, Event, PeerMessage, Stamp};
 use crate::message::Message;
-use crate::stored::StoredRaft;
+use crate::stored::{StoredRaft, StoredSession};
 use crate::time::Instant;
 use crate::timer::TimerKind;
 
@@ -45,7 +45,43 @@ pub(super) struct Node {
     fenced: bool,
     /// The claim each session here was admitted under (released with it).
     admitted: BTreeMap<ByteString, u64>,
+    /// The counter of the last message this node routed (see [`Stamp`]).
+    next_stamp: u64,
+    /// Client identifiers whose claim committed here while another node held their session: what
+    /// waits for that node's handover.
+    awaiting: BTreeMap<ByteString, Awaiting>,
+    /// Handovers that arrived before their claim applied here.
+    early: BTreeMap<ByteString, Early>,
+    /// The log index this node had committed before it restarted: replaying up to it rebuilds the
+    /// table without acting on sessions again (handovers were sent, sessions ended, before).
+    replay_until: u64,
     stats: ClusterStats,
+}
+
+/// A session on its way here from another node.
+#[derive(Debug)]
+struct Awaiting {
+    /// This node's claim it comes for: (incarnation, token).
+    claim: (u64, u64),
+    /// The claim it will be admitted under: the newest of this node's claims since (a client
+    /// that reconnected here while its session was on its way).
+    token: u64,
+    /// The CONNECT waiting for it, if its client is still there.
+    conn: Option<ConnId>,
+    /// When the wait ends with a fresh session.
+    deadline: Instant,
+    /// A newer claim took the client to another node meanwhile: what arrives goes on there, for
+    /// that claim.
+    owed: Option<(u16, (u64, u64))>,
+}
+
+/// A handover ahead of its claim.
+#[derive(Debug)]
+struct Early {
+    claim: (u64, u64),
+    session: Option<Box<StoredSession>>,
+    seen: Vec<Stamp>,
+    arrived: Instant,
 }
 
 /// A CONNECT whose claim is on its way through the log.
@@ -95,6 +131,10 @@ impl Node {
             admitted: BTreeMap::new(),
             leaderless_since: None,
             fenced: false,
+            next_stamp: 0,
+            awaiting: BTreeMap::new(),
+            early: BTreeMap::new(),
+            replay_until: 0,
             stats: ClusterStats::default(),
         };
         let me = node.me();
@@ -152,6 +192,7 @@ impl Engine {
         if let Some(node) = &mut self.cluster {
             if !stored.entries.is_empty() || stored.hard_state.is_some() {
                 node.raft = Raft::new(&node.config, &mut self.rng, stored);
+                node.replay_until = node.raft.node.raft.raft_log.committed;
             }
         }
     }
@@ -257,11 +298,9 @@ impl Engine {
                 node.pending.remove(&token);
                 node.stats.claims_timed_out += 1;
             }
-            if let Some(Phase::Claiming(claiming)) = self.conns.get(&conn).map(|c| &c.phase) {
-                let protocol = claiming.connect.protocol;
-                self.refuse(conn, protocol, ReasonCode::ServerUnavailable);
-            }
+            self.refuse_claiming(conn);
         }
+        self.handover_deadlines();
         self.reconcile_interest(false);
         self.fence();
     }
@@ -477,6 +516,10 @@ impl Engine {
             if let (Some(index), Some(node)) = (last, &mut self.cluster) {
                 node.raft.node.advance_apply_to(index);
                 node.stats.applied = index;
+                if node.replay_until != 0 && index >= node.replay_until {
+                    node.replay_until = 0;
+                    self.drop_unowned_sessions();
+                }
             }
         }
         if let Some(node) = &mut self.cluster {
@@ -549,22 +592,23 @@ impl Engine {
             Change::None => {}
             Change::Owner {
                 client_id,
+                from,
                 to,
                 incarnation,
                 token,
-                ..
             } => {
+                let replaying = entry.index <= node.replay_until;
                 if to == me && incarnation == my_incarnation {
-                    if let Some((conn, _)) = node.parked.remove(&token) {
-                        self.claimed(conn);
-                        // Recorded after admitting: a session this CONNECT took over here is
-                        // released under its own, older claim, which the table then ignores.
-                        if let Some(node) = &mut self.cluster {
-                            node.admitted.insert(client_id, token);
-                        }
+                    let conn = node.parked.remove(&token).map(|(conn, _)| conn);
+                    let early = node.early.remove(&client_id);
+                    self.own_claim(client_id, from, (incarnation, token), conn, early);
+                } else if to != me && !replaying {
+                    let claim = (incarnation, token);
+                    if from == Some(me) {
+                        self.hand_over(client_id, to, claim);
+                    } else {
+                        self.lose_client(&client_id);
                     }
-                } else if to != me {
-                    self.lose_client(&client_id);
                 }
             }
             Change::Interest {
@@ -586,6 +630,303 @@ impl Engine {
                     }
                 }
             }
+        }
+    }
+
+    /// This node's claim of `client_id` committed. A resuming CONNECT whose client another node
+    /// held waits for that node's handover (unless it already came); anything else is admitted now.
+    fn own_claim(
+        &mut self,
+        client_id: ByteString,
+        from: Option<u16>,
+        claim: (u64, u64),
+        conn: Option<ConnId>,
+        early: Option<Early>,
+    ) {
+        let now = self.now;
+        let resuming = conn.is_none_or(|conn| {
+            matches!(
+                self.conns.get(&conn).map(|c| &c.phase),
+                Some(Phase::Claiming(c)) if !c.connect.clean_start
+            )
+        });
+        let elsewhere = from.is_some_and(|from| from != self.me());
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        if let Some(awaiting) = node.awaiting.get_mut(&client_id) {
+            // An older claim of this node still waits for the session: this newer claim takes
+            // its place (and takes back a relay promised to another node meanwhile: that node
+            // gives up waiting and hands nothing over).
+            awaiting.owed = None;
+            awaiting.token = claim.1;
+            let older = std::mem::replace(&mut awaiting.conn, conn.filter(|_| resuming));
+            if !resuming {
+                node.awaiting.remove(&client_id);
+                self.admit_claimed(client_id, claim.1, conn);
+            }
+            if let Some(older) = older {
+                self.refuse_claiming(older);
+            }
+            return;
+        }
+        if !(elsewhere && resuming) {
+            return self.admit_claimed(client_id, claim.1, conn);
+        }
+        match early.filter(|e| e.claim == claim) {
+            Some(early) => {
+                self.install_session(&client_id, early.session, early.seen);
+                self.admit_claimed(client_id, claim.1, conn);
+            }
+            None => {
+                let deadline = now + node.config.handover_timeout;
+                node.awaiting.insert(
+                    client_id,
+                    Awaiting {
+                        claim,
+                        token: claim.1,
+                        conn,
+                        deadline,
+                        owed: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Refuses a CONNECT still waiting for its claim or session (v5: 0x88 Server unavailable):
+    /// a newer CONNECT of its client took its place.
+    fn refuse_claiming(&mut self, conn: ConnId) {
+        if let Some(Phase::Claiming(c)) = self.conns.get(&conn).map(|c| &c.phase) {
+            let protocol = c.connect.protocol;
+            self.refuse(conn, protocol, ReasonCode::ServerUnavailable);
+        }
+    }
+
+    /// Admits the CONNECT (if still there) whose claim `token` of `client_id` committed, and
+    /// records the claim the session here now holds.
+    fn admit_claimed(&mut self, client_id: ByteString, token: u64, conn: Option<ConnId>) {
+        if let Some(conn) = conn {
+            self.claimed(conn);
+        }
+        // Recorded after admitting: a session this CONNECT took over here is released under its
+        // own, older claim, which the table then ignores.
+        if let Some(node) = &mut self.cluster {
+            node.admitted.insert(client_id, token);
+        }
+    }
+
+    /// A newer claim took `client_id` from this node to `to`: its session here goes there (as a
+    /// store would hold it, with its high-water marks), its connection is taken over. A session
+    /// still on its way here follows on when it arrives. Without a persistent session, `to` is told
+    /// at once, so it does not wait.
+    fn hand_over(&mut self, client_id: ByteString, to: u16, claim: (u64, u64)) {
+        if let Some(node) = &mut self.cluster {
+            if let Some(awaiting) = node.awaiting.get_mut(&client_id) {
+                awaiting.owed = Some((to, claim));
+                if let Some(conn) = awaiting.conn.take() {
+                    self.refuse_claiming(conn);
+                }
+                return;
+            }
+        }
+        let mut session = None;
+        let mut seen = Vec::new();
+        if let Some(sid) = self.by_client.get(&client_id).copied() {
+            if let Some(conn) = self.sessions.get(&sid).and_then(|s| s.conn) {
+                self.disconnect_with(
+                    conn,
+                    ReasonCode::SessionTakenOver,
+                    None,
+                    CloseReason::SessionTakenOver,
+                    true,
+                );
+            }
+            // Queued messages of shared groups go to another member here, as when a session ends.
+            self.hand_over_shared(sid, true);
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                if s.is_persistent() {
+                    session = Some(Box::new(s.snapshot()));
+                    seen = s.seen_stamps();
+                }
+                // The session lives on there: as on a takeover here, its will is not published.
+                s.will = None;
+            }
+            if self.sessions.contains_key(&sid) {
+                self.end_session(sid);
+            }
+        }
+        if let Some(node) = &mut self.cluster {
+            node.stats.handovers_sent += u64::from(session.is_some());
+        }
+        self.send_peer(
+            to,
+            PeerMessage::Handover {
+                client_id,
+                claim,
+                session,
+                seen,
+            },
+        );
+    }
+
+    /// A session another node handed over for this node's `claim` of `client_id`.
+    pub(super) fn handover_arrived(
+        &mut self,
+        client_id: ByteString,
+        claim: (u64, u64),
+        session: Option<Box<StoredSession>>,
+        seen: Vec<Stamp>,
+    ) {
+        let now = self.now;
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        let me = node.me();
+        if node.awaiting.get(&client_id).is_some_and(|a| a.claim == claim) {
+            let Some(awaiting) = node.awaiting.remove(&client_id) else {
+                return;
+            };
+            if let Some((to, theirs)) = awaiting.owed {
+                let message = PeerMessage::Handover {
+                    client_id,
+                    claim: theirs,
+                    session,
+                    seen,
+                };
+                return self.send_peer(to, message);
+            }
+            self.install_session(&client_id, session, seen);
+            return self.admit_claimed(client_id, awaiting.token, awaiting.conn);
+        }
+        // Ahead of its claim (the old owner applied it first)? Anything else is stale: a wait
+        // that timed out, or an old owner replaying its log.
+        let applied = node.table.claims.get(&(client_id.clone(), me));
+        let ahead = claim.0 == node.incarnation
+            && applied.is_none_or(|(inc, token)| *inc != claim.0 || *token < claim.1);
+        if ahead {
+            let early = Early {
+                claim,
+                session,
+                seen,
+                arrived: now,
+            };
+            node.early.insert(client_id, early);
+        }
+    }
+
+    /// Takes a handed-over session in: stores it, restores it (offline until its CONNECT is
+    /// admitted) with the high-water marks it brought.
+    fn install_session(
+        &mut self,
+        client_id: &ByteString,
+        session: Option<Box<StoredSession>>,
+        seen: Vec<Stamp>,
+    ) {
+        let Some(stored) = session else {
+            return;
+        };
+        if let Some(old) = self.by_client.get(client_id).copied() {
+            // A stale copy (from this node's own store): the one handed over is the session now.
+            if let Some(s) = self.sessions.get_mut(&old) {
+                s.will = None;
+            }
+            self.end_session(old);
+        }
+        for op in stored.ops(client_id) {
+            self.persist.push(op);
+        }
+        self.restore_session(client_id.clone(), *stored);
+        if let Some(s) = self
+            .by_client
+            .get(client_id)
+            .and_then(|sid| self.sessions.get_mut(sid))
+        {
+            for stamp in seen {
+                s.take_stamp(stamp, false);
+            }
+        }
+        if let Some(node) = &mut self.cluster {
+            node.stats.handovers_received += 1;
+        }
+    }
+
+    /// Ends the waits for handovers that did not come in time: the CONNECT gets a fresh session
+    /// (or, when the client moved on meanwhile, its new node is told there is none); and forgets
+    /// early handovers whose claim never applied.
+    fn handover_deadlines(&mut self) {
+        let now = self.now;
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        let timeout = node.config.handover_timeout;
+        node.early
+            .retain(|_, e| now.saturating_duration_since(e.arrived) < timeout);
+        let due: Vec<ByteString> = node
+            .awaiting
+            .iter()
+            .filter(|(_, a)| a.deadline <= now)
+            .map(|(c, _)| c.clone())
+            .collect();
+        for client_id in due {
+            let Some(node) = &mut self.cluster else {
+                return;
+            };
+            let Some(awaiting) = node.awaiting.remove(&client_id) else {
+                continue;
+            };
+            node.stats.handover_timeouts += 1;
+            match awaiting.owed {
+                Some((to, claim)) => self.send_peer(
+                    to,
+                    PeerMessage::Handover {
+                        client_id,
+                        claim,
+                        session: None,
+                        seen: Vec::new(),
+                    },
+                ),
+                None => self.admit_claimed(client_id, awaiting.token, awaiting.conn),
+            }
+        }
+    }
+
+    /// After a restart replayed the log: sessions restored from this node's store whose client the
+    /// table gives to another node are stale copies (the handover happened before the crash, or
+    /// the new owner gave up waiting) and end, without their wills.
+    fn drop_unowned_sessions(&mut self) {
+        let Some(node) = &self.cluster else {
+            return;
+        };
+        let me = node.me();
+        let stale: Vec<_> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| node.table.owners.get(&s.client_id) != Some(&me))
+            .map(|(sid, _)| *sid)
+            .collect();
+        for sid in stale {
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                s.will = None;
+            }
+            self.end_session(sid);
+        }
+    }
+
+    /// The identity of the next message this node routes, if it is a cluster node.
+    pub(super) fn next_stamp(&mut self) -> Option<Stamp> {
+        let node = self.cluster.as_mut()?;
+        node.next_stamp += 1;
+        Some(Stamp {
+            node: node.config.node,
+            incarnation: node.incarnation,
+            seq: node.next_stamp,
+        })
+    }
+
+    pub(super) fn count_duplicate(&mut self) {
+        if let Some(node) = &mut self.cluster {
+            node.stats.duplicates_dropped += 1;
         }
     }
 

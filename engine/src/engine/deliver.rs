@@ -65,10 +65,30 @@ impl Engine {
             true
         });
         for (sid, t) in targets.drain(..) {
+            if !self.take_stamp(sid, true) {
+                continue;
+            }
             let retain = message.retain && t.retain_as_published;
             self.enqueue(sid, message.clone(), t.qos, retain, t.sub_ids, None);
         }
         self.route_targets = targets;
+    }
+
+    /// Whether session `sid` takes the message being routed, by its cluster identity: a session
+    /// that moved between nodes refuses a late copy of a message it took on the node it left
+    /// (`check`; a shared group's message is only recorded, see [`crate::session::Session::take_stamp`]).
+    pub(super) fn take_stamp(&mut self, sid: SessionId, check: bool) -> bool {
+        let Some(stamp) = self.stamp else {
+            return true;
+        };
+        let fresh = self
+            .sessions
+            .get_mut(&sid)
+            .is_none_or(|s| s.take_stamp(stamp, check));
+        if !fresh {
+            self.count_duplicate();
+        }
+        fresh
     }
 
     /// Queues a message for a session and sends what its windows allow.

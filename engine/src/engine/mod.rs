@@ -168,6 +168,8 @@ pub struct Engine {
     encoded: encoded::EncodedCache,
     /// Scratch list of a publish's ordinary subscribers, reused (see [`Engine::route_plain`]).
     route_targets: Vec<(SessionId, deliver::Target)>,
+    /// The cluster identity of the message being routed, while one is (see [`crate::Stamp`]).
+    stamp: Option<crate::io::Stamp>,
     /// Outside publishes ([`Input::Publish`]) waiting for their storage batch, oldest first.
     external_waiting: VecDeque<external::Waiting>,
     next_session: SessionId,
@@ -242,6 +244,7 @@ impl Engine {
             events: VecDeque::new(),
             encoded: encoded::EncodedCache::default(),
             route_targets: Vec::new(),
+            stamp: None,
             external_waiting: VecDeque::new(),
             next_session: 1,
             storage_failed: None,

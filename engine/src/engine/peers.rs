@@ -73,8 +73,10 @@ impl Engine {
                 groups,
                 receipt,
                 from,
+                stamp,
             } => {
                 let mark = self.persist.mark();
+                let outer = std::mem::replace(&mut self.stamp, stamp);
                 // In a cluster, retained messages travel through the replicated log instead.
                 if message.retain && self.config.retain_available && self.cluster.is_none() {
                     if message.payload.is_empty() {
@@ -93,6 +95,7 @@ impl Engine {
                         self.stats.dropped.count(DropReason::Offline);
                     }
                 }
+                self.stamp = outer;
                 if let Some(seq) = receipt {
                     match self.persist.gate_since(mark) {
                         Some(mine) => self.receipts.push((mine, from, seq)),
@@ -109,6 +112,12 @@ impl Engine {
                 filter,
                 count,
             } => self.peer_interest(from, filter, count),
+            PeerMessage::Handover {
+                client_id,
+                claim,
+                session,
+                seen,
+            } => self.handover_arrived(client_id, claim, session, seen),
         }
     }
 
@@ -198,6 +207,8 @@ impl Engine {
 
     /// Routes a message published on this engine here and to the other engines that need it.
     pub(super) fn route_everywhere(&mut self, message: Arc<Message>) {
+        let stamp = self.next_stamp();
+        let outer = std::mem::replace(&mut self.stamp, stamp);
         self.route_plain(&message);
         let me = self.me();
         let topic = message.topic.as_str();
@@ -240,9 +251,11 @@ impl Engine {
                     groups: share.groups,
                     receipt,
                     from: me,
+                    stamp,
                 },
             );
         }
+        self.stamp = outer;
     }
 
     /// Answers the receipts whose messages are now on disk here. Only this engine's own storage

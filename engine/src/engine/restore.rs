@@ -67,7 +67,7 @@ impl Engine {
     }
 
     /// Rebuilds one session; returns it if it expired while the broker was down.
-    fn restore_session(
+    pub(super) fn restore_session(
         &mut self,
         client_id: bytestring::ByteString,
         stored: StoredSession,

@@ -51,6 +51,7 @@ impl Engine {
         else {
             return false;
         };
+        self.take_stamp(choice.sid, false);
         let qos = message.qos.min(choice.sub.options.qos);
         let retain = message.retain && choice.sub.options.retain_as_published;
         let sub_ids = choice.sub.id.into_iter().collect();
