@@ -479,6 +479,21 @@ impl ClusterSim {
                         None
                     }
                     Packet::Publish(p) => match p.delivery {
+                        Delivery::ExactlyOnce(id) if p.topic.as_str().starts_with("q2/") => {
+                            let _ = writeln!(
+                                self.log,
+                                "{:>9} {name} gets {:?} (QoS 2, id {}, dup {}, node {:?})",
+                                self.now.as_micros() / 1000,
+                                p.payload,
+                                id.get(),
+                                p.dup,
+                                c.node
+                            );
+                            if c.incoming.insert(id.get()) {
+                                c.received.push((p.topic.to_string(), p.payload));
+                            }
+                            Some(Packet::PubRec(Ack::new(id)))
+                        }
                         Delivery::AtMostOnce => {
                             c.received.push((p.topic.to_string(), p.payload));
                             None

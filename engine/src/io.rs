@@ -430,6 +430,14 @@ pub enum StoreOp {
         /// The packet identifier.
         packet_id: u16,
     },
+    /// A cluster node's session took a message from `stamp.node` (see [`Stamp`]): its
+    /// high-water mark for that origin, kept so a restart does not forget what it took.
+    PutSeen {
+        /// The client identifier.
+        client_id: ByteString,
+        /// The origin's incarnation and counter (the key is the client and the origin node).
+        stamp: Stamp,
+    },
     /// Set the retained message of a topic.
     PutRetained {
         /// The message (its topic is the key).

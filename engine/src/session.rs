@@ -163,8 +163,7 @@ impl Session {
             }
             // A restarted origin counts again from its new incarnation.
             _ => {
-                self.seen
-                    .insert(stamp.node, (stamp.incarnation, stamp.seq));
+                self.seen.insert(stamp.node, (stamp.incarnation, stamp.seq));
             }
         }
         true
@@ -221,6 +220,8 @@ impl Session {
                 .collect(),
             messages,
             incoming: self.incoming.clone(),
+            // The marks travel beside the session in a handover (`seen_stamps`).
+            seen: BTreeMap::new(),
         }
     }
 

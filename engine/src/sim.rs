@@ -110,7 +110,8 @@ impl ModelStore {
                 StoreOp::PutSubscription { client_id, .. }
                 | StoreOp::DeleteSubscription { client_id, .. }
                 | StoreOp::PutIncoming { client_id, .. }
-                | StoreOp::DeleteIncoming { client_id, .. } => self.check(client_id, op),
+                | StoreOp::DeleteIncoming { client_id, .. }
+                | StoreOp::PutSeen { client_id, .. } => self.check(client_id, op),
                 StoreOp::PutMessage {
                     client_id,
                     seq,
@@ -677,6 +678,10 @@ fn render_ops(ops: &[StoreOp]) -> String {
                 client_id,
                 packet_id,
             } => format!("delete incoming {client_id:?} pid={packet_id}"),
+            StoreOp::PutSeen { client_id, stamp } => format!(
+                "put seen {client_id:?} node={} seq={}",
+                stamp.node, stamp.seq
+            ),
             StoreOp::PutRetained { message } => format!("put retained {:?}", message.topic),
             StoreOp::DeleteRetained { topic } => format!("delete retained {topic:?}"),
             StoreOp::PutRaftEntry { index, .. } => format!("put raft entry {index}"),

@@ -52,6 +52,9 @@ pub struct StoredSession {
     pub messages: BTreeMap<u64, StoredMessage>,
     /// QoS 2 packet ids received (PUBREC sent) whose PUBREL has not come.
     pub incoming: BTreeSet<u16>,
+    /// Cluster nodes only: the last message identity taken per origin node, as (incarnation,
+    /// counter) (see [`crate::Stamp`]).
+    pub seen: BTreeMap<u16, (u64, u64)>,
 }
 
 /// A subscription as stored.
@@ -114,6 +117,16 @@ impl StoredSession {
                 packet_id: *packet_id,
             });
         }
+        for (&node, &(incarnation, seq)) in &self.seen {
+            ops.push(StoreOp::PutSeen {
+                client_id: client_id.clone(),
+                stamp: crate::Stamp {
+                    node,
+                    incarnation,
+                    seq,
+                },
+            });
+        }
         ops
     }
 }
@@ -147,6 +160,7 @@ impl StoredState {
                         subscriptions: BTreeMap::new(),
                         messages: BTreeMap::new(),
                         incoming: BTreeSet::new(),
+                        seen: BTreeMap::new(),
                     });
                 s.protocol = *protocol;
                 s.expiry_interval = *expiry_interval;
@@ -218,6 +232,11 @@ impl StoredState {
             } => {
                 if let Some(s) = self.sessions.get_mut(client_id) {
                     s.incoming.remove(packet_id);
+                }
+            }
+            StoreOp::PutSeen { client_id, stamp } => {
+                if let Some(s) = self.sessions.get_mut(client_id) {
+                    s.seen.insert(stamp.node, (stamp.incarnation, stamp.seq));
                 }
             }
             StoreOp::PutRetained { message } => {

@@ -174,11 +174,19 @@ fn a_persistent_session_follows_its_client_to_another_node() {
     sim.drop_connection("roamer");
     sim.run(ms(50));
     for i in 0..3 {
-        sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, &format!("queued{i}"));
+        sim.publish(
+            "pub",
+            "q2/a",
+            QoS::ExactlyOnce,
+            false,
+            &format!("queued{i}"),
+        );
     }
     sim.run(ms(100));
     assert_eq!(
-        sim.engine(1).and_then(|e| e.session("roamer")).map(|s| s.queued),
+        sim.engine(1)
+            .and_then(|e| e.session("roamer"))
+            .map(|s| s.queued),
         Some(3),
         "{}",
         sim.log()
@@ -194,9 +202,7 @@ fn a_persistent_session_follows_its_client_to_another_node() {
             resumed = Some(s.now());
         }
     });
-    let took = resumed
-        .expect("resumed")
-        .saturating_duration_since(start);
+    let took = resumed.expect("resumed").saturating_duration_since(start);
     assert!(took < ms(200), "handover took {took:?}\n{}", sim.log());
     assert!(sim.clients["roamer"].session_present, "{}", sim.log());
     assert_eq!(
@@ -213,7 +219,10 @@ fn a_persistent_session_follows_its_client_to_another_node() {
     settle(&mut sim, &[(3, "q2/#")], 11);
     sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "after");
     sim.run(ms(200));
-    assert_eq!(payloads(&sim, "roamer").last().map(String::as_str), Some("after"));
+    assert_eq!(
+        payloads(&sim, "roamer").last().map(String::as_str),
+        Some("after")
+    );
 }
 
 #[test]
@@ -235,13 +244,23 @@ fn a_late_copy_of_a_message_is_not_delivered_again_after_a_move() {
         sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, &format!("x{i}"));
     }
     sim.run(ms(100));
-    assert_eq!(payloads(&sim, "roamer"), ["x0", "x1", "x2"], "{}", sim.log());
+    assert_eq!(
+        payloads(&sim, "roamer"),
+        ["x0", "x1", "x2"],
+        "{}",
+        sim.log()
+    );
     sim.connect_session("roamer", 3);
     sim.run(ms(300));
     assert!(sim.clients["roamer"].session_present, "{}", sim.log());
     sim.heal();
     sim.run(secs(1));
-    assert_eq!(payloads(&sim, "roamer"), ["x0", "x1", "x2"], "{}", sim.log());
+    assert_eq!(
+        payloads(&sim, "roamer"),
+        ["x0", "x1", "x2"],
+        "{}",
+        sim.log()
+    );
     assert_eq!(payloads(&sim, "other"), ["x0", "x1", "x2"], "{}", sim.log());
     assert!(stats(&sim, 3).duplicates_dropped >= 3, "{}", sim.log());
 }
@@ -272,7 +291,11 @@ fn without_its_old_node_a_resuming_client_gets_a_fresh_session_after_the_handove
     // so node 1 drops its stale copy once it has replayed the log.
     sim.restart(1);
     sim.run(secs(3));
-    assert!(sim.engine(1).expect("up").session("roamer").is_none(), "{}", sim.log());
+    assert!(
+        sim.engine(1).expect("up").session("roamer").is_none(),
+        "{}",
+        sim.log()
+    );
     assert!(sim.clients["roamer"].connected);
 }
 
@@ -452,7 +475,16 @@ fn scenario(seed: u64) -> String {
             ));
         }
     }
-    format!("{}{:?}", sim.log(), sim.clients)
+    let handed: u64 = sim
+        .live()
+        .into_iter()
+        .map(|id| stats(&sim, id).handovers_received)
+        .sum();
+    format!(
+        "{}{:?}\nhandovers received: {handed}\n",
+        sim.log(),
+        sim.clients
+    )
 }
 
 #[test]
@@ -472,11 +504,30 @@ fn seeds() {
             (0..n).collect()
         }
     };
-    for seed in seeds {
+    let mut moved = 0;
+    for &seed in &seeds {
         let result = std::panic::catch_unwind(|| scenario(seed));
-        if let Err(e) = result {
-            eprintln!("cluster simulation failed with seed {seed}; replay: CICADA_SIM_SEED={seed} cargo test -p cicada-engine --test cluster_sim seeds");
-            std::panic::resume_unwind(e);
+        match result {
+            Ok(log) => {
+                moved += log
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("handovers received: "))
+                    .filter_map(|n| n.parse::<usize>().ok())
+                    .sum::<usize>();
+            }
+            Err(e) => {
+                eprintln!("cluster simulation failed with seed {seed}; replay: CICADA_SIM_SEED={seed} cargo test -p cicada-engine --test cluster_sim seeds");
+                std::panic::resume_unwind(e);
+            }
         }
+    }
+    // The seeds exercise what they are meant to: sessions handed over between nodes (counted on
+    // the nodes alive at the end).
+    eprintln!("{} seeds, {moved} sessions handed over", seeds.len());
+    if seeds.len() >= 100 {
+        assert!(
+            moved >= seeds.len() / 2,
+            "only {moved} sessions handed over"
+        );
     }
 }

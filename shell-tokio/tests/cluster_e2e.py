@@ -11,6 +11,8 @@ Exits non-zero with a message on the first failure; prints "cluster e2e ok" and 
    on. Every message the publisher had acknowledged reaches both subscribers.
 4. Node 1 restarts and rejoins: all three agree on the leader and the log, and a message published on
    node 1 reaches both subscribers.
+5. A persistent MQTT 5 session goes offline on node 1, which queues QoS 2 messages for it; its client
+   resumes on node 3 and gets the session (session present = 1) and each queued message once.
 """
 
 import json
@@ -24,6 +26,8 @@ import time
 import urllib.request
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 BINARY, WORK, PKI = sys.argv[1], sys.argv[2], sys.argv[3]
 NODES = (1, 2, 3)
@@ -311,6 +315,87 @@ wait_for(
     "the message from the rejoined node at both subscribers",
     lambda: all("after-rejoin" in s.received() for s in (sub2, sub3)),
 )
+
+# 5. A persistent session (MQTT 5, Session Expiry 1 h) follows its client from node 1 to node 3, with the
+#    QoS 2 messages node 1 queued for it while it was offline.
+class Roamer:
+    def __init__(self):
+        self.got = []
+        self.lock = threading.Lock()
+        self.present = None
+        self.client = None
+
+    def connect(self, node, clean_start):
+        self.present = None
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="cl-roamer", protocol=mqtt.MQTTv5
+        )
+        self.client.on_message = self.on_message
+        self.client.on_connect = self.on_connect
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        started = time.time()
+        self.client.connect(
+            "127.0.0.1", node.mqtt, keepalive=30, clean_start=clean_start, properties=props
+        )
+        self.client.loop_start()
+        wait_for(f"the roamer's CONNACK from node {node.n}", lambda: self.present is not None, timeout=10)
+        return time.time() - started
+
+    def on_connect(self, _client, _userdata, flags, reason_code, _properties):
+        self.present = bool(flags.session_present) if not reason_code.is_failure else None
+
+    def on_message(self, _client, _userdata, msg):
+        with self.lock:
+            self.got.append(msg.payload.decode())
+
+    def received(self):
+        with self.lock:
+            return list(self.got)
+
+    def leave(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+roamer = Roamer()
+roamer.connect(n1, clean_start=True)
+subscribed = threading.Event()
+roamer.client.on_subscribe = lambda *_args: subscribed.set()
+roamer.client.subscribe("roam/#", qos=2)
+wait_for("the roamer's SUBACK", subscribed.is_set)
+roamer.leave()
+queued = [f"queued-{i}" for i in range(5)]
+for payload in queued:
+    info = final.client.publish("roam/x", payload, qos=2)
+    info.wait_for_publish(3)
+    if not info.is_published():
+        fail(f"{payload} for the offline roamer was not acknowledged by node 1")
+took = roamer.connect(n3, clean_start=False)
+if not roamer.present:
+    fail("the roamer resumed on node 3 without its session (session present = 0)")
+wait_for("the queued messages on node 3", lambda: roamer.received() == queued, timeout=10)
+print(f"persistent session handed over from node 1 to node 3: CONNACK in {took * 1000:.0f} ms, "
+      f"{len(queued)} queued QoS 2 messages delivered once", flush=True)
+state1, state3 = n1.state(), n3.state()
+if state1["handovers_sent"] < 1 or state3["handovers_received"] < 1:
+    fail(f"handover counters: node 1 sent {state1['handovers_sent']}, node 3 got {state3['handovers_received']}")
+# Once node 3's interest commits, node 1 routes to it.
+after_move = iter(range(1000))
+
+
+def reached_roamer():
+    final.client.publish("roam/x", f"after-move-{next(after_move)}", qos=1)
+    time.sleep(0.1)
+    return any(m.startswith("after-move-") for m in roamer.received())
+
+
+wait_for("a message published on node 1 at the moved roamer", reached_roamer)
+got = roamer.received()
+if len(got) != len(set(got)):
+    fail(f"the roamer got a message twice: {got}")
+roamer.leave()
+
 for node in nodes:
     node.proc.terminate()
 for node in nodes:

@@ -186,6 +186,12 @@ pub(crate) fn incoming_key(client_id: &str, packet_id: u16) -> Vec<u8> {
     key
 }
 
+pub(crate) fn seen_key(client_id: &str, node: u16) -> Vec<u8> {
+    let mut key = session_prefix(client_id);
+    key.extend_from_slice(&node.to_be_bytes());
+    key
+}
+
 /// Splits a session record's key into the client identifier and the rest.
 pub(crate) fn split_key(key: &[u8]) -> Result<(ByteString, &[u8]), RecordError> {
     if key.len() < 2 {
@@ -221,7 +227,33 @@ pub(crate) fn packet_id_of(rest: &[u8]) -> Result<u16, RecordError> {
     Ok(u16::from_be_bytes(b))
 }
 
+/// The origin node of a high-water mark's key.
+pub(crate) fn node_of(rest: &[u8]) -> Result<u16, RecordError> {
+    let b: [u8; 2] = rest
+        .try_into()
+        .map_err(|_| RecordError::Invalid("origin node"))?;
+    Ok(u16::from_be_bytes(b))
+}
+
 // ----- values -----
+
+/// A high-water mark: the origin's incarnation and counter (fixed width, no format byte: the
+/// whole value is two big-endian u64).
+pub(crate) fn encode_seen(incarnation: u64, seq: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16);
+    v.extend_from_slice(&incarnation.to_be_bytes());
+    v.extend_from_slice(&seq.to_be_bytes());
+    v
+}
+
+pub(crate) fn decode_seen(value: &[u8]) -> Result<(u64, u64), RecordError> {
+    let b: [u8; 16] = value
+        .try_into()
+        .map_err(|_| RecordError::Invalid("high-water mark"))?;
+    let (inc, seq) = b.split_at(8);
+    let word = |s: &[u8]| u64::from_be_bytes(s.try_into().unwrap_or([0; 8]));
+    Ok((word(inc), word(seq)))
+}
 
 fn protocol_of(b: u8) -> Result<ProtocolVersion, RecordError> {
     match b {

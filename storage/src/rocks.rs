@@ -22,7 +22,18 @@ const INCOMING: &str = "incoming";
 const RETAINED: &str = "retained";
 /// A cluster node's raft log (key: the index, big-endian) and hard state (key: `RAFT_HARD_STATE`).
 const RAFT: &str = "raft";
-const FAMILIES: [&str; 6] = [SESSIONS, SUBSCRIPTIONS, MESSAGES, INCOMING, RETAINED, RAFT];
+/// A cluster node's sessions' high-water marks (key: the session prefix and the origin node,
+/// big-endian; value: incarnation and counter, big-endian).
+const SEEN: &str = "seen";
+const FAMILIES: [&str; 7] = [
+    SESSIONS,
+    SUBSCRIPTIONS,
+    MESSAGES,
+    INCOMING,
+    RETAINED,
+    RAFT,
+    SEEN,
+];
 /// The hard state's key: sorts before every entry (whose keys are eight bytes).
 const RAFT_HARD_STATE: &[u8] = b"hs";
 
@@ -104,6 +115,7 @@ impl RocksStore {
         let incoming = self.family(INCOMING)?;
         let raft = self.family(RAFT)?;
         let retained = self.family(RETAINED)?;
+        let seen = self.family(SEEN)?;
         for op in ops {
             match op {
                 StoreOp::PutSession {
@@ -126,7 +138,7 @@ impl RocksStore {
                     batch.delete_cf(sessions, client_id.as_bytes());
                     let from = record::session_prefix(client_id);
                     let to = record::prefix_end(&from);
-                    for cf in [subscriptions, messages, incoming] {
+                    for cf in [subscriptions, messages, incoming, seen] {
                         batch.delete_range_cf(cf, &from, &to);
                     }
                 }
@@ -176,6 +188,11 @@ impl RocksStore {
                     client_id,
                     packet_id,
                 } => batch.delete_cf(incoming, record::incoming_key(client_id, *packet_id)),
+                StoreOp::PutSeen { client_id, stamp } => batch.put_cf(
+                    seen,
+                    record::seen_key(client_id, stamp.node),
+                    record::encode_seen(stamp.incarnation, stamp.seq),
+                ),
                 StoreOp::PutRetained { message } => batch.put_cf(
                     retained,
                     message.topic.as_str().as_bytes(),
@@ -216,6 +233,7 @@ impl Store for RocksStore {
                     subscriptions: Default::default(),
                     messages: Default::default(),
                     incoming: Default::default(),
+                    seen: Default::default(),
                 },
             );
             Ok(())
@@ -245,6 +263,15 @@ impl Store for RocksStore {
             let packet_id = record::packet_id_of(rest)?;
             if let Some(s) = state.sessions.get_mut(&client_id) {
                 s.incoming.insert(packet_id);
+            }
+            Ok(())
+        })?;
+        self.scan(SEEN, |key, value| {
+            let (client_id, rest) = record::split_key(key)?;
+            let node = record::node_of(rest)?;
+            let mark = record::decode_seen(value)?;
+            if let Some(s) = state.sessions.get_mut(&client_id) {
+                s.seen.insert(node, mark);
             }
             Ok(())
         })?;

@@ -152,6 +152,56 @@ fn deleting_a_session_leaves_other_sessions_whose_ids_share_a_prefix() {
     assert_eq!(loaded, memory.load().expect("loads"));
 }
 
+#[test]
+fn a_cluster_sessions_high_water_marks_survive_reopening_and_go_with_the_session() {
+    let (_, mut state) = engine_batches();
+    let mut session = state.sessions.remove("s1").expect("s1 is stored");
+    session.seen.insert(2, (77, 41));
+    session.seen.insert(3, (5, 9));
+    // Stored the way a node stores a session handed over to it, then one more mark.
+    let mut ops = session.ops(&"roamer".into());
+    ops.push(StoreOp::PutSeen {
+        client_id: "roamer".into(),
+        stamp: cicada_engine::Stamp {
+            node: 2,
+            incarnation: 77,
+            seq: 42,
+        },
+    });
+    session.seen.insert(2, (77, 42));
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let mut store = RocksStore::open(dir.path(), FsyncPolicy::Always).expect("opens");
+        store.write(&[ops.clone()]).expect("writes");
+    }
+    let mut store = RocksStore::open(dir.path(), FsyncPolicy::Never).expect("reopens");
+    let loaded = store.load().expect("loads");
+    assert_eq!(loaded.sessions.get("roamer"), Some(&session));
+    let mut memory = MemoryStore::new();
+    memory.write(&[ops]).expect("writes");
+    assert_eq!(memory.load().expect("loads"), loaded);
+
+    let delete = vec![vec![StoreOp::DeleteSession {
+        client_id: "roamer".into(),
+    }]];
+    store.write(&delete).expect("writes");
+    let mut again = store.load().expect("loads");
+    assert!(again.sessions.is_empty());
+    // Marks written under no session are dropped at load, like every other orphan record.
+    store
+        .write(&[vec![StoreOp::PutSeen {
+            client_id: "nobody".into(),
+            stamp: cicada_engine::Stamp {
+                node: 1,
+                incarnation: 1,
+                seq: 1,
+            },
+        }]])
+        .expect("writes");
+    again = store.load().expect("loads");
+    assert!(again.sessions.is_empty());
+}
+
 /// `op` for session `from` with its client identifier replaced by `to`; `None` for other sessions'
 /// operations.
 fn rename(op: &StoreOp, from: &str, to: &str) -> Option<StoreOp> {
@@ -164,7 +214,8 @@ fn rename(op: &StoreOp, from: &str, to: &str) -> Option<StoreOp> {
         | StoreOp::PutMessage { client_id, .. }
         | StoreOp::DeleteMessage { client_id, .. }
         | StoreOp::PutIncoming { client_id, .. }
-        | StoreOp::DeleteIncoming { client_id, .. } => {
+        | StoreOp::DeleteIncoming { client_id, .. }
+        | StoreOp::PutSeen { client_id, .. } => {
             if client_id != from {
                 return None;
             }
@@ -198,6 +249,7 @@ fn a_damaged_record_is_an_error_naming_the_directory_and_nothing_is_wiped() {
             "incoming",
             "retained",
             "raft",
+            "seen",
         ];
         let db = rocksdb::DB::open_cf(&options, dir.path(), families).expect("opens raw");
         let cf = db.cf_handle("messages").expect("family");

@@ -298,12 +298,13 @@ impl Reader {
             subscriptions: Default::default(),
             messages: Default::default(),
             incoming: Default::default(),
+            seen: Default::default(),
         };
         for _ in 0..self.count("subscriptions")? {
             let filter = self.string("filter")?;
             let byte = self.u8("subscription options")?;
-            let options = subscription_options(byte, true)
-                .map_err(|e| WireError::Message(e.to_string()))?;
+            let options =
+                subscription_options(byte, true).map_err(|e| WireError::Message(e.to_string()))?;
             let id = SubscriptionId::new(self.u32("subscription id")?);
             session
                 .subscriptions
@@ -696,6 +697,7 @@ mod tests {
             subscriptions: Default::default(),
             messages: Default::default(),
             incoming: [3, 9].into_iter().collect(),
+            seen: Default::default(),
         };
         session.subscriptions.insert(
             "a/#".into(),

@@ -21,6 +21,8 @@ mod types;
 mod wire;
 
 pub use bytestring::ByteString;
+pub(crate) use decode::subscription_options;
+pub(crate) use encode::options_byte;
 pub use error::{DecodeError, EncodeError};
 pub use framer::{
     decode_one, decode_shared, peek_client_id, Decoded, Decoder, FrameHeader, Peek, MAX_PACKET_SIZE,
@@ -36,8 +38,6 @@ pub use property::{
 };
 pub use reason::ReasonCode;
 pub use render::render_bytes;
-pub(crate) use decode::subscription_options;
-pub(crate) use encode::options_byte;
 pub(crate) use topic::split_shared;
 pub use topic::{TopicFilter, TopicName, SHARED_PREFIX};
 pub use types::{PacketId, PacketType, ProtocolVersion, QoS};

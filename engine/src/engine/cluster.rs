@@ -783,7 +783,11 @@ impl Engine {
             return;
         };
         let me = node.me();
-        if node.awaiting.get(&client_id).is_some_and(|a| a.claim == claim) {
+        if node
+            .awaiting
+            .get(&client_id)
+            .is_some_and(|a| a.claim == claim)
+        {
             let Some(awaiting) = node.awaiting.remove(&client_id) else {
                 return;
             };
@@ -823,9 +827,13 @@ impl Engine {
         session: Option<Box<StoredSession>>,
         seen: Vec<Stamp>,
     ) {
-        let Some(stored) = session else {
+        let Some(mut stored) = session else {
             return;
         };
+        stored.seen = seen
+            .into_iter()
+            .map(|s| (s.node, (s.incarnation, s.seq)))
+            .collect();
         if let Some(old) = self.by_client.get(client_id).copied() {
             // A stale copy (from this node's own store): the one handed over is the session now.
             if let Some(s) = self.sessions.get_mut(&old) {
@@ -837,15 +845,6 @@ impl Engine {
             self.persist.push(op);
         }
         self.restore_session(client_id.clone(), *stored);
-        if let Some(s) = self
-            .by_client
-            .get(client_id)
-            .and_then(|sid| self.sessions.get_mut(sid))
-        {
-            for stamp in seen {
-                s.take_stamp(stamp, false);
-            }
-        }
         if let Some(node) = &mut self.cluster {
             node.stats.handovers_received += 1;
         }

@@ -81,14 +81,21 @@ impl Engine {
         let Some(stamp) = self.stamp else {
             return true;
         };
-        let fresh = self
-            .sessions
-            .get_mut(&sid)
-            .is_none_or(|s| s.take_stamp(stamp, check));
-        if !fresh {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return true;
+        };
+        if !session.take_stamp(stamp, check) {
             self.count_duplicate();
+            return false;
         }
-        fresh
+        if session.is_persistent() {
+            // Kept with the session, so a late copy is still recognised after a restart.
+            self.persist.push(StoreOp::PutSeen {
+                client_id: session.client_id.clone(),
+                stamp,
+            });
+        }
+        true
     }
 
     /// Queues a message for a session and sends what its windows allow.

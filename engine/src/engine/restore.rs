@@ -126,6 +126,7 @@ impl Engine {
             }
         }
         session.incoming = stored.incoming;
+        session.seen = stored.seen;
         let expiry = session.expiry_interval;
         let will_delay = session.will.as_ref().map(|w| w.delay.min(expiry));
         self.sessions.insert(sid, session);

@@ -38,6 +38,10 @@ pub struct ClusterSection {
     /// (default 10000).
     #[serde(default)]
     pub peer_timeout_ms: Option<u64>,
+    /// How long a resuming client waits for its session to come from the node that held it before
+    /// it gets a fresh one (default 1000).
+    #[serde(default)]
+    pub handover_timeout_ms: Option<u64>,
 }
 
 /// `[[cluster.members]]`.
@@ -124,6 +128,9 @@ impl ClusterSection {
         }
         if let Some(ms) = self.peer_timeout_ms {
             engine.peer_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.handover_timeout_ms {
+            engine.handover_timeout = Duration::from_millis(ms);
         }
         let mut seen = std::collections::BTreeSet::new();
         let mut peers = Vec::new();

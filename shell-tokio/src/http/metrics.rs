@@ -312,6 +312,26 @@ fn cluster_metrics(r: &mut Registry, c: &ClusterSnapshot) {
             "Times this node lost its leader too long and disconnected its clients",
             s.fenced,
         ),
+        (
+            "cicada_cluster_handovers_sent",
+            "Persistent sessions handed over to another node",
+            s.handovers_sent,
+        ),
+        (
+            "cicada_cluster_handovers_received",
+            "Persistent sessions handed over from another node",
+            s.handovers_received,
+        ),
+        (
+            "cicada_cluster_handover_timeouts",
+            "Resuming clients that got a fresh session because theirs did not come in time",
+            s.handover_timeouts,
+        ),
+        (
+            "cicada_cluster_duplicates_dropped",
+            "Late copies of messages a moved session had already taken",
+            s.duplicates_dropped,
+        ),
     ] {
         counter(r, name, help, value);
     }

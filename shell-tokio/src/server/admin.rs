@@ -314,6 +314,9 @@ impl EngineTask {
                         "clients_in_cluster": owners.map_or(0, |o| o.len()),
                         "unacked_messages": s.unacked,
                         "frames_received": c.received,
+                        "handovers_sent": s.handovers_sent,
+                        "handovers_received": s.handovers_received,
+                        "handover_timeouts": s.handover_timeouts,
                         "links": links,
                     }))
                 }
