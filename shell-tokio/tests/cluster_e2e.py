@@ -13,6 +13,9 @@ Exits non-zero with a message on the first failure; prints "cluster e2e ok" and 
    node 1 reaches both subscribers.
 5. A persistent MQTT 5 session goes offline on node 1, which queues QoS 2 messages for it; its client
    resumes on node 3 and gets the session (session present = 1) and each queued message once.
+6. Node 3 is drained to node 2 through the admin API: its client is disconnected with 0x9C and node 2's
+   address as Server Reference, a new CONNECT is refused the same way, and the client following the
+   reference resumes its session (with what was queued meanwhile) on node 2; ending the drain lets clients in.
 """
 
 import json
@@ -51,7 +54,9 @@ class Node:
 
     def write_config(self, nodes):
         members = "".join(
-            f'[[cluster.members]]\nnode = {m.n}\naddress = "127.0.0.1:{m.cluster}"\n\n' for m in nodes
+            f'[[cluster.members]]\nnode = {m.n}\naddress = "127.0.0.1:{m.cluster}"\n'
+            f'mqtt = "127.0.0.1:{m.mqtt}"\n\n'
+            for m in nodes
         )
         with open(self.config, "w") as f:
             f.write(
@@ -100,15 +105,19 @@ ca = "{os.path.join(PKI, 'ca.pem')}"
         self.proc.wait()
 
     def state(self):
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.http}/api/v1/cluster",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        )
         try:
-            with urllib.request.urlopen(req, timeout=1) as r:
-                return json.load(r)
+            return self.admin("GET", "/api/v1/cluster")
         except OSError:
             return None
+
+    def admin(self, method, path):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.http}{path}",
+            method=method,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        with urllib.request.urlopen(req, timeout=2) as r:
+            return json.load(r)
 
     def tail(self):
         try:
@@ -328,6 +337,7 @@ class Roamer:
         self.present = None
         self.connacked = None
         self.client = None
+        self.disconnected = None
 
     def connect(self, node, clean_start):
         self.present = None
@@ -336,6 +346,8 @@ class Roamer:
         )
         self.client.on_message = self.on_message
         self.client.on_connect = self.on_connect
+        self.client.on_disconnect = self.on_disconnect
+        self.disconnected = None
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
         started = time.time()
@@ -349,6 +361,10 @@ class Roamer:
     def on_connect(self, _client, _userdata, flags, reason_code, _properties):
         self.connacked = time.time()
         self.present = bool(flags.session_present) if not reason_code.is_failure else None
+
+    def on_disconnect(self, _client, _userdata, _flags, reason_code, properties):
+        reference = getattr(properties, "ServerReference", None) if properties else None
+        self.disconnected = (reason_code.value, reference)
 
     def on_message(self, _client, _userdata, msg):
         with self.lock:
@@ -400,6 +416,54 @@ got = roamer.received()
 if len(got) != len(set(got)):
     fail(f"the roamer got a message twice: {got}")
 roamer.leave()
+
+# 6. Drain node 3 to node 2: the roamer is sent away with 0x9C Use another server and node 2's address,
+#    new clients are refused with the same, and the session follows the client to node 2.
+roamer.connect(n3, clean_start=False)
+if not roamer.present:
+    fail("the roamer lost its session on node 3 between two connections")
+drained = n3.admin("POST", "/api/v1/cluster/drain?to=2")
+reference = f"127.0.0.1:{n2.mqtt}"
+if drained.get("draining_to") != reference:
+    fail(f"drain answered {drained}, expected draining_to {reference}")
+wait_for("the roamer's DISCONNECT from the draining node", lambda: roamer.disconnected is not None)
+roamer.client.loop_stop()
+if roamer.disconnected != (0x9C, reference):
+    fail(f"the roamer was disconnected with {roamer.disconnected}, expected (0x9C, {reference!r})")
+
+refused = []
+newcomer = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="cl-newcomer", protocol=mqtt.MQTTv5)
+newcomer.on_connect = lambda _c, _u, _f, rc, props: refused.append(
+    (rc.value, getattr(props, "ServerReference", None))
+)
+newcomer.connect("127.0.0.1", n3.mqtt, keepalive=30)
+newcomer.loop_start()
+wait_for("the draining node's CONNACK", lambda: refused)
+newcomer.loop_stop()
+if refused[0] != (0x9C, reference):
+    fail(f"a CONNECT to the draining node got {refused[0]}, expected (0x9C, {reference!r})")
+
+info = final.client.publish("roam/x", "while-draining", qos=2)
+info.wait_for_publish(3)
+if not info.is_published():
+    fail("a message for the drained roamer was not acknowledged")
+host, port = roamer.disconnected[1].rsplit(":", 1)
+target = next(n for n in nodes if n.mqtt == int(port))
+took = roamer.connect(target, clean_start=False)
+if not roamer.present:
+    fail(f"the roamer reconnected to the Server Reference (node {target.n}) without its session")
+wait_for("the message queued while draining", lambda: "while-draining" in roamer.received(), timeout=10)
+got = roamer.received()
+if len(got) != len(set(got)):
+    fail(f"the roamer got a message twice: {got}")
+print(f"drained node 3: the roamer followed the Server Reference to node {target.n} and resumed its session "
+      f"(CONNACK in {took * 1000:.0f} ms)", flush=True)
+roamer.leave()
+if n3.admin("DELETE", "/api/v1/cluster/drain").get("draining_to") is not None:
+    fail("the drain of node 3 did not end")
+back = Publisher(n3)
+back.client.disconnect()
+back.client.loop_stop()
 
 for node in nodes:
     node.proc.terminate()

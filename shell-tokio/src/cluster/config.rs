@@ -55,6 +55,10 @@ pub struct MemberSection {
     /// The name its certificate carries, when it differs from the address's host.
     #[serde(default)]
     pub server_name: Option<String>,
+    /// `host:port` where MQTT clients reach the node: the Server Reference a drain of another
+    /// node sends its clients to.
+    #[serde(default)]
+    pub mqtt: Option<String>,
 }
 
 /// `[cluster.tls]`: one certificate per node, valid for both ends of a connection (extended key
@@ -78,6 +82,8 @@ pub struct Peer {
     pub address: String,
     /// The certificate name checked when connecting to it.
     pub server_name: String,
+    /// Where its MQTT clients connect (`[[cluster.members]] mqtt`), if given.
+    pub mqtt: Option<String>,
 }
 
 /// `[cluster]`, checked.
@@ -155,12 +161,24 @@ impl ClusterSection {
                     ),
                 ));
             };
+            if let Some(mqtt) = &member.mqtt {
+                if host_of(mqtt).is_none() || mqtt.contains(char::is_whitespace) {
+                    return Err(invalid(
+                        &format!("{key}.mqtt"),
+                        format!(
+                            "expected host:port where clients reach node {}, got {mqtt:?}",
+                            member.node
+                        ),
+                    ));
+                }
+            }
             if member.node == self.node {
                 own = Some(member);
                 continue;
             }
             peers.push(Peer {
                 node: member.node,
+                mqtt: member.mqtt.clone(),
                 address: member.address.clone(),
                 server_name: member
                     .server_name
@@ -262,5 +280,20 @@ mod tests {
             err("node = 1\nplaintext = true\n[[members]]\nnode = 1\naddress = \"a:1\""),
             "cluster.listen"
         );
+        assert_eq!(
+            err("node = 1\nplaintext = true\n[[members]]\nnode = 1\naddress = \"127.0.0.1:1\"\nmqtt = \"no-port\""),
+            "cluster.members[0].mqtt"
+        );
+    }
+
+    #[test]
+    fn a_members_mqtt_address_is_kept_for_drains() {
+        let s = section(
+            "node = 1\nplaintext = true\n[[members]]\nnode = 1\naddress = \"127.0.0.1:7101\"\n\
+             [[members]]\nnode = 2\naddress = \"127.0.0.1:7102\"\nmqtt = \"mqtt2.example:1883\"",
+        )
+        .check()
+        .expect("valid");
+        assert_eq!(s.peers[0].mqtt.as_deref(), Some("mqtt2.example:1883"));
     }
 }

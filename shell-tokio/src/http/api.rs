@@ -62,6 +62,11 @@ pub enum Request {
     Listeners,
     /// This node's view of the cluster.
     Cluster,
+    /// Send this node's clients to another node (`to`, or any member with an MQTT address) and
+    /// refuse new ones with its Server Reference.
+    Drain { to: Option<u16> },
+    /// Stop redirecting: accept clients again.
+    Undrain,
     /// The authentication providers in force, to check an HTTP publisher's credentials with.
     Providers,
     /// Publish these messages as `principal` (answered once each is durable or refused).
@@ -93,6 +98,8 @@ impl Request {
             Request::RemoveBan(_) => "remove_ban",
             Request::Listeners => "listeners",
             Request::Cluster => "cluster",
+            Request::Drain { .. } => "drain",
+            Request::Undrain => "undrain",
             Request::Providers => "providers",
             Request::Publish { .. } => "publish",
         }
@@ -274,6 +281,7 @@ pub(super) fn routes() -> Router<HttpState> {
         .route("/bans", get(bans).post(add_ban).delete(remove_ban))
         .route("/listeners", get(listeners))
         .route("/cluster", get(cluster))
+        .route("/cluster/drain", post(drain).delete(undrain))
         .route(
             "/bridges",
             get(super::bridges::list).post(super::bridges::create),
@@ -388,6 +396,24 @@ async fn listeners(_: Admin, State(s): State<HttpState>) -> Response {
 
 async fn cluster(_: Admin, State(s): State<HttpState>) -> Response {
     ask(&s, Ok(Request::Cluster)).await
+}
+
+async fn drain(_: Admin, State(s): State<HttpState>, Query(q): Q) -> Response {
+    let request = Params::new(q, &["to"]).and_then(|p| {
+        let to =
+            match p.text("to") {
+                None => None,
+                Some(n) => Some(n.parse::<u16>().map_err(|_| {
+                    ApiError::bad("to", format!("expected a node number, got {n:?}"))
+                })?),
+            };
+        Ok(Request::Drain { to })
+    });
+    ask(&s, request).await
+}
+
+async fn undrain(_: Admin, State(s): State<HttpState>) -> Response {
+    ask(&s, Ok(Request::Undrain)).await
 }
 
 fn target(kind: &str, value: &str) -> Result<BanTarget, ApiError> {

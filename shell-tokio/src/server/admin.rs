@@ -317,15 +317,26 @@ impl EngineTask {
                         "handovers_sent": s.handovers_sent,
                         "handovers_received": s.handovers_received,
                         "handover_timeouts": s.handover_timeouts,
+                        "draining_to": self
+                            .engine
+                            .config()
+                            .redirect
+                            .as_ref()
+                            .map(|r| r.server_reference.clone()),
                         "links": links,
                     }))
                 }
-                None => Reply::Error(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    None,
-                    "this broker is not a cluster node ([cluster] is not configured)",
-                )),
+                None => not_a_cluster_node(),
             },
+            Request::Drain { to } => self.drain_node(to, batch),
+            Request::Undrain => {
+                if self.settings.cluster.is_none() {
+                    return not_a_cluster_node();
+                }
+                info!("admin: drain over, accepting clients again");
+                self.input(Input::SetRedirect { redirect: None }, batch);
+                ok(json!({ "draining_to": null }))
+            }
             Request::Providers => Reply::Providers(self.auth.providers()),
             // Answered later, when the engine has (see `EngineTask::publish`).
             Request::Publish { .. } => Reply::Error(ApiError::new(
@@ -377,6 +388,81 @@ impl EngineTask {
     }
 
     /// This node's cluster state and links; `None` outside a cluster.
+    /// Drains this node: new CONNECTs are refused and every connected client is disconnected, v5
+    /// clients with 0x9C Use another server and the Server Reference of node `to` (or of the first
+    /// member with an `mqtt` address whose link is up). Their sessions stay here until they
+    /// reconnect there, which hands each one over (see docs/cluster.md).
+    fn drain_node(&mut self, to: Option<u16>, batch: &mut BTreeMap<ConnId, Vec<Bytes>>) -> Reply {
+        let Some(cluster) = &self.settings.cluster else {
+            return not_a_cluster_node();
+        };
+        let connected: Vec<u16> = self.cluster.as_ref().map_or_else(Vec::new, |net| {
+            net.views()
+                .iter()
+                .filter(|l| l.connected)
+                .map(|l| l.node)
+                .collect()
+        });
+        let target = match to {
+            Some(node) => match cluster.peers.iter().find(|p| p.node == node) {
+                Some(peer) => match &peer.mqtt {
+                    Some(mqtt) => (peer.node, mqtt.clone()),
+                    None => {
+                        return Reply::Error(ApiError::new(
+                            StatusCode::CONFLICT,
+                            Some("to"),
+                            format!("node {node} has no `mqtt` address in [[cluster.members]]: add the host:port its clients connect to"),
+                        ))
+                    }
+                },
+                None => {
+                    return Reply::Error(ApiError::bad(
+                        "to",
+                        format!("node {node} is not another member of this cluster"),
+                    ))
+                }
+            },
+            None => {
+                let mut candidates: Vec<_> = cluster
+                    .peers
+                    .iter()
+                    .filter_map(|p| Some((p.node, p.mqtt.clone()?)))
+                    .collect();
+                // Nodes this one can reach first: a client sent to a dead node comes back.
+                candidates.sort_by_key(|(node, _)| !connected.contains(node));
+                match candidates.into_iter().next() {
+                    Some(target) => target,
+                    None => {
+                        return Reply::Error(ApiError::new(
+                            StatusCode::CONFLICT,
+                            None,
+                            "no other member has an `mqtt` address in [[cluster.members]]: add the host:port each node's clients connect to",
+                        ))
+                    }
+                }
+            }
+        };
+        let (node, reference) = target;
+        let clients = self.engine.connection_count();
+        info!(to = node, server_reference = %reference, clients, "admin: draining this node");
+        let redirect = cicada_engine::Redirect {
+            server_reference: reference.clone(),
+            permanent: false,
+        };
+        self.input(
+            Input::SetRedirect {
+                redirect: Some(redirect),
+            },
+            batch,
+        );
+        self.input(Input::Shutdown, batch);
+        ok(json!({
+            "draining_to": reference,
+            "node": node,
+            "clients_sent_away": clients,
+        }))
+    }
+
     fn cluster_snapshot(&self) -> Option<crate::http::metrics::ClusterSnapshot> {
         let (stats, net) = (self.engine.cluster_stats()?, self.cluster.as_ref()?);
         Some(crate::http::metrics::ClusterSnapshot {
@@ -387,6 +473,14 @@ impl EngineTask {
             links: net.views(),
         })
     }
+}
+
+fn not_a_cluster_node() -> Reply {
+    Reply::Error(ApiError::new(
+        StatusCode::NOT_FOUND,
+        None,
+        "this broker is not a cluster node ([cluster] is not configured)",
+    ))
 }
 
 fn no_session(id: &str) -> Reply {
