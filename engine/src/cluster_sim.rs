@@ -240,13 +240,16 @@ impl ClusterSim {
         self.connect_full(name, id, false, Some(3600));
     }
 
-    /// `name`'s connection drops (the client's side closes it).
-    pub fn drop_connection(&mut self, name: &str) {
-        let Some((id, conn)) = self
-            .clients
+    /// The node and connection `name` is attached to, if any.
+    fn attached(&self, name: &str) -> Option<(u16, ConnId)> {
+        self.clients
             .get(name)
             .and_then(|c| Some((c.node?, c.conn?)))
-        else {
+    }
+
+    /// `name`'s connection drops (the client's side closes it).
+    pub fn drop_connection(&mut self, name: &str) {
+        let Some((id, conn)) = self.attached(name) else {
             return;
         };
         self.line(&format!("{name} drops its connection to node {id}"));
@@ -300,11 +303,7 @@ impl ClusterSim {
 
     /// Sends `packet` from `name` to its node.
     fn send(&mut self, name: &str, packet: &Packet) {
-        let Some((id, conn)) = self
-            .clients
-            .get(name)
-            .and_then(|c| Some((c.node?, c.conn?)))
-        else {
+        let Some((id, conn)) = self.attached(name) else {
             return;
         };
         let mut buf = BytesMut::new();

@@ -82,6 +82,28 @@ pub struct StoredMessage {
 }
 
 impl StoredSession {
+    /// Keeps the session's encoding within about `budget` bytes by dropping its newest messages
+    /// (a handover travels as one link frame, which has a size limit); returns how many went.
+    pub fn trim_to(&mut self, budget: usize) -> usize {
+        /// What a message or subscription costs in a frame beyond its topic and payload: the
+        /// fields around it, generously.
+        const OVERHEAD: usize = 64;
+        let mut used: usize = self.subscriptions.keys().map(|f| f.len() + OVERHEAD).sum();
+        let mut keep = 0;
+        for m in self.messages.values() {
+            used = used.saturating_add(m.message.queued_size() + OVERHEAD);
+            if used > budget {
+                break;
+            }
+            keep += 1;
+        }
+        let dropped = self.messages.len() - keep;
+        if let Some(&first_dropped) = self.messages.keys().nth(keep) {
+            self.messages.split_off(&first_dropped);
+        }
+        dropped
+    }
+
     /// The storage writes that store this session for `client_id` from nothing (what a node writes
     /// for a session handed over to it).
     pub fn ops(&self, client_id: &ByteString) -> Vec<StoreOp> {

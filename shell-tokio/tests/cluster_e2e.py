@@ -157,15 +157,12 @@ def agreed(live):
     return states[0]["leader"]
 
 
-class Subscriber:
-    def __init__(self, name, node):
+class Inbox:
+    """The payloads a client received, in order (paho calls on_message from its network thread)."""
+
+    def __init__(self):
         self.got = []
         self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
-        self.client.on_message = self.on_message
-        self.client.connect("127.0.0.1", node.mqtt, keepalive=30)
-        self.client.loop_start()
-        self.client.subscribe("cl/#", qos=1)
 
     def on_message(self, _client, _userdata, msg):
         with self.lock:
@@ -174,6 +171,16 @@ class Subscriber:
     def received(self):
         with self.lock:
             return list(self.got)
+
+
+class Subscriber(Inbox):
+    def __init__(self, name, node):
+        super().__init__()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
+        self.client.on_message = self.on_message
+        self.client.connect("127.0.0.1", node.mqtt, keepalive=30)
+        self.client.loop_start()
+        self.client.subscribe("cl/#", qos=1)
 
 
 class Publisher:
@@ -330,10 +337,9 @@ wait_for(
 
 # 5. A persistent session (MQTT 5, Session Expiry 1 h) follows its client from node 1 to node 3, with the
 #    QoS 2 messages node 1 queued for it while it was offline.
-class Roamer:
+class Roamer(Inbox):
     def __init__(self):
-        self.got = []
-        self.lock = threading.Lock()
+        super().__init__()
         self.present = None
         self.connacked = None
         self.client = None
@@ -365,14 +371,6 @@ class Roamer:
     def on_disconnect(self, _client, _userdata, _flags, reason_code, properties):
         reference = getattr(properties, "ServerReference", None) if properties else None
         self.disconnected = (reason_code.value, reference)
-
-    def on_message(self, _client, _userdata, msg):
-        with self.lock:
-            self.got.append(msg.payload.decode())
-
-    def received(self):
-        with self.lock:
-            return list(self.got)
 
     def leave(self):
         self.client.disconnect()

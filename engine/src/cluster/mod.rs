@@ -26,6 +26,10 @@ use crate::stored::StoredRaft;
 
 pub use wire::WireError;
 
+/// What a handover carries at most, unless the maximum packet size is larger: the shell's frame
+/// limit (`max(16 MiB, max_packet_size + 1 MiB)`) less room for the rest of the frame.
+pub const HANDOVER_BUDGET: usize = 15 << 20;
+
 /// This node's place in a cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterConfig {
@@ -148,6 +152,9 @@ pub struct ClusterStats {
     pub handovers_received: u64,
     /// Resuming CONNECTs that gave up waiting for their session and started a fresh one.
     pub handover_timeouts: u64,
+    /// Queued messages left behind by a handover because the session exceeded what one link frame
+    /// carries ([`HANDOVER_BUDGET`], or the maximum packet size if larger).
+    pub handover_messages_dropped: u64,
     /// Late copies of a message that a session took before it moved here, not delivered again.
     pub duplicates_dropped: u64,
 }

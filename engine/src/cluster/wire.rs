@@ -724,6 +724,19 @@ mod tests {
     }
 
     #[test]
+    fn a_handover_too_big_for_a_frame_leaves_its_newest_messages_behind() {
+        let mut s = session();
+        let all = s.clone();
+        assert_eq!(s.trim_to(usize::MAX), 0);
+        assert_eq!(s, all);
+        // The subscription "a/#" and two messages ("a/b" + "hello"), each with 64 bytes around it.
+        assert_eq!(s.trim_to((3 + 64) + 2 * (3 + 5 + 64)), 1);
+        assert_eq!(s.messages.keys().copied().collect::<Vec<_>>(), [5, 6]);
+        assert_eq!(s.trim_to(0), 2);
+        assert!(s.messages.is_empty());
+    }
+
+    #[test]
     fn frames_round_trip() {
         let now = Instant::ZERO;
         let frames = [

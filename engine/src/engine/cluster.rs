@@ -732,21 +732,17 @@ impl Engine {
         }
         let mut session = None;
         let mut seen = Vec::new();
+        let mut left_behind = 0;
+        let budget = cluster::HANDOVER_BUDGET.max(self.config.max_packet_size as usize);
         if let Some(sid) = self.by_client.get(&client_id).copied() {
-            if let Some(conn) = self.sessions.get(&sid).and_then(|s| s.conn) {
-                self.disconnect_with(
-                    conn,
-                    ReasonCode::SessionTakenOver,
-                    None,
-                    CloseReason::SessionTakenOver,
-                    true,
-                );
-            }
+            self.take_over_connection(sid);
             // Queued messages of shared groups go to another member here, as when a session ends.
             self.hand_over_shared(sid, true);
             if let Some(s) = self.sessions.get_mut(&sid) {
                 if s.is_persistent() {
-                    session = Some(Box::new(s.snapshot()));
+                    let mut snapshot = s.snapshot();
+                    left_behind = snapshot.trim_to(budget);
+                    session = Some(Box::new(snapshot));
                     seen = s.seen_stamps();
                 }
                 // The session lives on there: as on a takeover here, its will is not published.
@@ -758,7 +754,9 @@ impl Engine {
         }
         if let Some(node) = &mut self.cluster {
             node.stats.handovers_sent += u64::from(session.is_some());
+            node.stats.handover_messages_dropped += left_behind as u64;
         }
+
         self.send_peer(
             to,
             PeerMessage::Handover {
@@ -960,6 +958,15 @@ impl Engine {
         let Some(sid) = self.by_client.get(client_id).copied() else {
             return;
         };
+        self.take_over_connection(sid);
+        if self.sessions.contains_key(&sid) {
+            self.end_session(sid);
+        }
+    }
+
+    /// Disconnects session `sid`'s client, if connected: another node's claim took it (v5: 0x8E
+    /// Session taken over).
+    fn take_over_connection(&mut self, sid: crate::session::SessionId) {
         if let Some(conn) = self.sessions.get(&sid).and_then(|s| s.conn) {
             self.disconnect_with(
                 conn,
@@ -968,9 +975,6 @@ impl Engine {
                 CloseReason::SessionTakenOver,
                 true,
             );
-        }
-        if self.sessions.contains_key(&sid) {
-            self.end_session(sid);
         }
     }
 

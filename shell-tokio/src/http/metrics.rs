@@ -328,6 +328,11 @@ fn cluster_metrics(r: &mut Registry, c: &ClusterSnapshot) {
             s.handover_timeouts,
         ),
         (
+            "cicada_cluster_handover_messages_dropped",
+            "Queued messages a handover left behind: the session held more than one link frame carries",
+            s.handover_messages_dropped,
+        ),
+        (
             "cicada_cluster_duplicates_dropped",
             "Late copies of messages a moved session had already taken",
             s.duplicates_dropped,
