@@ -163,11 +163,10 @@ pub enum PeerMessage {
         client_id: ByteString,
         /// The claim it is handed over for: the new owner's (incarnation, token).
         claim: (u64, u64),
-        /// The session as a store would hold it, without its will; `None` when the old owner held
-        /// no session worth keeping (the new owner then starts a fresh one at once).
+        /// The session as a store would hold it (with its high-water marks), without its will;
+        /// `None` when the old owner held no session worth keeping (the new owner then starts a
+        /// fresh one at once).
         session: Option<Box<crate::stored::StoredSession>>,
-        /// The session's high-water mark per origin node: the last message identity it took.
-        seen: Vec<Stamp>,
     },
 }
 

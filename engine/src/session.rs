@@ -169,18 +169,6 @@ impl Session {
         true
     }
 
-    /// The high-water marks, to travel with the session.
-    pub(crate) fn seen_stamps(&self) -> Vec<Stamp> {
-        self.seen
-            .iter()
-            .map(|(&node, &(incarnation, seq))| Stamp {
-                node,
-                incarnation,
-                seq,
-            })
-            .collect()
-    }
-
     /// The session as a store holds it, without its will: what a handover carries to another node.
     /// QoS 0 messages still queued stay behind (at most once allows it).
     pub(crate) fn snapshot(&self) -> StoredSession {
@@ -220,8 +208,7 @@ impl Session {
                 .collect(),
             messages,
             incoming: self.incoming.clone(),
-            // The marks travel beside the session in a handover (`seen_stamps`).
-            seen: BTreeMap::new(),
+            seen: self.seen.clone(),
         }
     }
 

@@ -202,6 +202,14 @@ impl Writer {
         for id in &session.incoming {
             self.u16(*id);
         }
+        self.u32(u32::try_from(session.seen.len()).unwrap_or(u32::MAX));
+        for (&node, &(incarnation, seq)) in &session.seen {
+            self.stamp(Some(&Stamp {
+                node,
+                incarnation,
+                seq,
+            }));
+        }
         self
     }
 
@@ -347,6 +355,11 @@ impl Reader {
         for _ in 0..self.count("incoming")? {
             session.incoming.insert(self.u16("incoming packet id")?);
         }
+        for _ in 0..self.count("high-water marks")? {
+            if let Some(s) = self.stamp()? {
+                session.seen.insert(s.node, (s.incarnation, s.seq));
+            }
+        }
         Ok(session)
     }
 
@@ -410,7 +423,6 @@ impl Frame {
                         client_id,
                         claim,
                         session,
-                        seen,
                     } => {
                         w.u8(PEER_HANDOVER)
                             .bytes(client_id.as_bytes())
@@ -420,10 +432,6 @@ impl Frame {
                             Some(session) => w.u8(1).session(session, now),
                             None => w.u8(0),
                         };
-                        w.u32(u32::try_from(seen.len()).unwrap_or(u32::MAX));
-                        for s in seen {
-                            w.stamp(Some(s));
-                        }
                     }
                     PeerMessage::Stored { seq } => {
                         w.u8(PEER_STORED).u64(*seq);
@@ -478,16 +486,10 @@ impl Frame {
                             0 => None,
                             _ => Some(Box::new(r.session(now)?)),
                         };
-                        let n = r.u32("seen")?;
-                        let mut seen = Vec::new();
-                        for _ in 0..n {
-                            seen.extend(r.stamp()?);
-                        }
                         PeerMessage::Handover {
                             client_id,
                             claim,
                             session,
-                            seen,
                         }
                     }
                     PEER_STORED => PeerMessage::Stored {
@@ -697,7 +699,7 @@ mod tests {
             subscriptions: Default::default(),
             messages: Default::default(),
             incoming: [3, 9].into_iter().collect(),
-            seen: Default::default(),
+            seen: [(1, (4, 99)), (3, (8, 2))].into_iter().collect(),
         };
         session.subscriptions.insert(
             "a/#".into(),
@@ -772,11 +774,6 @@ mod tests {
                     client_id: "roamer".into(),
                     claim: (8, 3),
                     session: Some(Box::new(session())),
-                    seen: vec![Stamp {
-                        node: 1,
-                        incarnation: 4,
-                        seq: 99,
-                    }],
                 },
             },
             Frame::Data {
@@ -787,7 +784,6 @@ mod tests {
                     client_id: "gone".into(),
                     claim: (8, 4),
                     session: None,
-                    seen: Vec::new(),
                 },
             },
             Frame::Ack {

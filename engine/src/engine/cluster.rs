@@ -80,7 +80,6 @@ struct Awaiting {
 struct Early {
     claim: (u64, u64),
     session: Option<Box<StoredSession>>,
-    seen: Vec<Stamp>,
     arrived: Instant,
 }
 
@@ -675,7 +674,7 @@ impl Engine {
         }
         match early.filter(|e| e.claim == claim) {
             Some(early) => {
-                self.install_session(&client_id, early.session, early.seen);
+                self.install_session(&client_id, early.session);
                 self.admit_claimed(client_id, claim.1, conn);
             }
             None => {
@@ -731,7 +730,6 @@ impl Engine {
             }
         }
         let mut session = None;
-        let mut seen = Vec::new();
         let mut left_behind = 0;
         let budget = cluster::HANDOVER_BUDGET.max(self.config.max_packet_size as usize);
         if let Some(sid) = self.by_client.get(&client_id).copied() {
@@ -743,7 +741,6 @@ impl Engine {
                     let mut snapshot = s.snapshot();
                     left_behind = snapshot.trim_to(budget);
                     session = Some(Box::new(snapshot));
-                    seen = s.seen_stamps();
                 }
                 // The session lives on there: as on a takeover here, its will is not published.
                 s.will = None;
@@ -763,7 +760,6 @@ impl Engine {
                 client_id,
                 claim,
                 session,
-                seen,
             },
         );
     }
@@ -774,7 +770,6 @@ impl Engine {
         client_id: ByteString,
         claim: (u64, u64),
         session: Option<Box<StoredSession>>,
-        seen: Vec<Stamp>,
     ) {
         let now = self.now;
         let Some(node) = &mut self.cluster else {
@@ -794,11 +789,10 @@ impl Engine {
                     client_id,
                     claim: theirs,
                     session,
-                    seen,
                 };
                 return self.send_peer(to, message);
             }
-            self.install_session(&client_id, session, seen);
+            self.install_session(&client_id, session);
             return self.admit_claimed(client_id, awaiting.token, awaiting.conn);
         }
         // Ahead of its claim (the old owner applied it first)? Anything else is stale: a wait
@@ -810,7 +804,6 @@ impl Engine {
             let early = Early {
                 claim,
                 session,
-                seen,
                 arrived: now,
             };
             node.early.insert(client_id, early);
@@ -819,19 +812,10 @@ impl Engine {
 
     /// Takes a handed-over session in: stores it, restores it (offline until its CONNECT is
     /// admitted) with the high-water marks it brought.
-    fn install_session(
-        &mut self,
-        client_id: &ByteString,
-        session: Option<Box<StoredSession>>,
-        seen: Vec<Stamp>,
-    ) {
-        let Some(mut stored) = session else {
+    fn install_session(&mut self, client_id: &ByteString, session: Option<Box<StoredSession>>) {
+        let Some(stored) = session else {
             return;
         };
-        stored.seen = seen
-            .into_iter()
-            .map(|s| (s.node, (s.incarnation, s.seq)))
-            .collect();
         if let Some(old) = self.by_client.get(client_id).copied() {
             // A stale copy (from this node's own store): the one handed over is the session now.
             if let Some(s) = self.sessions.get_mut(&old) {
@@ -880,7 +864,6 @@ impl Engine {
                         client_id,
                         claim,
                         session: None,
-                        seen: Vec::new(),
                     },
                 ),
                 None => self.admit_claimed(client_id, awaiting.token, awaiting.conn),

@@ -116,8 +116,7 @@ impl Engine {
                 client_id,
                 claim,
                 session,
-                seen,
-            } => self.handover_arrived(client_id, claim, session, seen),
+            } => self.handover_arrived(client_id, claim, session),
         }
     }
 
