@@ -552,7 +552,8 @@ impl ClusterSim {
     }
 
     /// Runs the cluster for `d`: delivers frames, fires timers, confirms disk writes (each node's
-    /// pending batches become durable at every step), calling `each` after every step.
+    /// pending batches become durable at every step, and at most a millisecond after they were
+    /// written), calling `each` after every step.
     pub fn run_checked(&mut self, d: Duration, each: &mut dyn FnMut(&ClusterSim)) {
         let until = self.now + d;
         loop {
@@ -569,10 +570,17 @@ impl ClusterSim {
                     ))
                 })
                 .min();
-            let next = match (next_frame, next_timer) {
-                (Some(a), Some(b)) => a.min(b),
-                (a, b) => a.or(b).unwrap_or(until),
-            };
+            // A disk confirms what it was given within a millisecond.
+            let next_disk = self
+                .nodes
+                .iter()
+                .any(|n| n.engine.is_some() && !n.unconfirmed.is_empty())
+                .then(|| self.now + Duration::from_millis(1));
+            let next = [next_frame, next_timer, next_disk]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(until);
             if next > until {
                 self.now = until;
                 return;

@@ -466,6 +466,29 @@ pub enum StoreOp {
     },
 }
 
+impl StoreOp {
+    /// The client whose persistent session this write changes (`None` for retained messages and
+    /// the raft log).
+    pub fn session_client(&self) -> Option<&ByteString> {
+        match self {
+            StoreOp::PutSession { client_id, .. }
+            | StoreOp::DeleteSession { client_id }
+            | StoreOp::PutSubscription { client_id, .. }
+            | StoreOp::DeleteSubscription { client_id, .. }
+            | StoreOp::PutMessage { client_id, .. }
+            | StoreOp::DeleteMessage { client_id, .. }
+            | StoreOp::PutIncoming { client_id, .. }
+            | StoreOp::DeleteIncoming { client_id, .. }
+            | StoreOp::PutSeen { client_id, .. } => Some(client_id),
+            StoreOp::PutRetained { .. }
+            | StoreOp::DeleteRetained { .. }
+            | StoreOp::PutRaftEntry { .. }
+            | StoreOp::TruncateRaftLog { .. }
+            | StoreOp::PutRaftHardState { .. } => None,
+        }
+    }
+}
+
 /// Why the engine closes a connection or saw it end.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

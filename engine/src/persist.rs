@@ -16,6 +16,9 @@ pub(crate) struct Persistence {
     /// Batches that also wait for other engines to store what they were forwarded (see
     /// [`Persistence::await_peer`]): how many answers each still needs.
     receipts: std::collections::BTreeMap<u64, usize>,
+    /// Batches that also wait for their session writes to commit in a cluster's log (see
+    /// [`Persistence::await_replication`]): how many log entries each still needs.
+    replication: std::collections::BTreeMap<u64, usize>,
     /// Receipts registered on the batch being built; counted in marks, so a gate covers them.
     building_receipts: usize,
 }
@@ -28,6 +31,7 @@ impl Persistence {
             next_seq: 1,
             durable_upto: 0,
             receipts: std::collections::BTreeMap::new(),
+            replication: std::collections::BTreeMap::new(),
             building_receipts: 0,
         }
     }
@@ -42,6 +46,16 @@ impl Persistence {
         if self.enabled {
             self.ops.push(op);
         }
+    }
+
+    /// The operations added to the batch being built from position `from` on.
+    pub(crate) fn ops_since(&self, from: usize) -> &[StoreOp] {
+        self.ops.get(from..).unwrap_or_default()
+    }
+
+    /// How many operations the batch being built holds.
+    pub(crate) fn len(&self) -> usize {
+        self.ops.len()
     }
 
     /// How many operations the batch holds so far: compare before and after handling a packet to know
@@ -66,12 +80,27 @@ impl Persistence {
 
     /// Another engine stored what batch `seq` forwarded to it.
     pub(crate) fn peer_stored(&mut self, seq: u64) {
-        if let Some(waiting) = self.receipts.get_mut(&seq) {
-            *waiting -= 1;
-            if *waiting == 0 {
-                self.receipts.remove(&seq);
-            }
-        }
+        count_down(&mut self.receipts, seq);
+    }
+
+    /// Makes the batch being built wait, besides storage, for one more log entry of its session
+    /// writes to commit ([`Persistence::replicated`]); returns the batch.
+    pub(crate) fn await_replication(&mut self) -> u64 {
+        self.building_receipts += 1;
+        *self.replication.entry(self.next_seq).or_insert(0) += 1;
+        self.next_seq
+    }
+
+    /// One log entry of batch `seq`'s session writes committed.
+    pub(crate) fn replicated(&mut self, seq: u64) {
+        count_down(&mut self.replication, seq);
+    }
+
+    /// Whether batch `seq` is on disk and its session writes committed (what a forwarded message
+    /// stored in it may be confirmed on: replication never waits for another batch, so two nodes
+    /// confirming to each other cannot wait on each other).
+    pub(crate) fn is_replicated(&self, seq: u64) -> bool {
+        self.is_stored(seq) && self.replication.range(..=seq).next().is_none()
     }
 
     /// Whether batch `seq` is on disk (other engines' receipts aside).
@@ -86,7 +115,7 @@ impl Persistence {
 
     /// Whether batch `seq` is durable, and every engine it forwarded messages to stored them.
     pub(crate) fn is_durable(&self, seq: u64) -> bool {
-        seq <= self.durable_upto && self.receipts.range(..=seq).next().is_none()
+        self.is_replicated(seq) && self.receipts.range(..=seq).next().is_none()
     }
 
     /// Records that batches up to `upto` are durable; ignores reports that go backwards.
@@ -105,5 +134,15 @@ impl Persistence {
         let seq = PersistSeq(self.next_seq);
         self.next_seq += 1;
         Some((seq, std::mem::take(&mut self.ops)))
+    }
+}
+
+/// Takes one from batch `seq`'s count, forgetting it at zero.
+fn count_down(counts: &mut std::collections::BTreeMap<u64, usize>, seq: u64) {
+    if let Some(waiting) = counts.get_mut(&seq) {
+        *waiting -= 1;
+        if *waiting == 0 {
+            counts.remove(&seq);
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! See `docs/cluster.md` for the consistency model of each kind of state.
 
 pub(crate) mod link;
+pub(crate) mod replica;
 pub(crate) mod table;
 pub(crate) mod wire;
 
@@ -29,6 +30,10 @@ pub use wire::WireError;
 /// What a handover carries at most, unless the maximum packet size is larger: the shell's frame
 /// limit (`max(16 MiB, max_packet_size + 1 MiB)`) less room for the rest of the frame.
 pub const HANDOVER_BUDGET: usize = 15 << 20;
+
+/// What one [`wire::Command::Session`] log entry carries at most (a single larger write goes
+/// alone): raft's own limit per message, so replication never needs frames near the shell's limit.
+pub(crate) const WRITES_BUDGET: usize = 1 << 20;
 
 /// This node's place in a cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,6 +162,14 @@ pub struct ClusterStats {
     pub handover_messages_dropped: u64,
     /// Late copies of a message that a session took before it moved here, not delivered again.
     pub duplicates_dropped: u64,
+    /// Persistent sessions of other nodes copied here (from their writes in the log).
+    pub replicated_sessions: u64,
+    /// Session writes of this node proposed to the log and not yet committed (what holds its
+    /// acknowledgements).
+    pub writes_uncommitted: u64,
+    /// Resuming CONNECTs whose old node never handed the session over (dead, or cut off) and that
+    /// got it from this node's copy instead.
+    pub failovers: u64,
 }
 
 /// The raft node and its storage, as the engine drives it.

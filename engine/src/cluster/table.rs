@@ -22,6 +22,8 @@ pub(crate) struct Table {
     /// Topic → the proposal (node, incarnation, token) that set its retained message last: a
     /// resent older one from the same node is ignored.
     pub(crate) retained_by: BTreeMap<ByteString, (u16, u64, u64)>,
+    /// The last [`Command::Session`] applied per node, in its current incarnation.
+    pub(crate) session_seq: BTreeMap<u16, u64>,
 }
 
 /// What applying a command changed, for the engine to act on.
@@ -45,6 +47,8 @@ pub(crate) enum Change {
     },
     /// `node` restarted: these filters of its old incarnation are gone.
     Forgotten { node: u16, filters: Vec<ByteString> },
+    /// `node`'s session writes number `seq` are next in order: apply them.
+    SessionWrites { node: u16, seq: u64 },
 }
 
 impl Table {
@@ -93,6 +97,7 @@ impl Table {
                     // A resent Start must not forget what the incarnation subscribed since.
                     return Change::None;
                 }
+                self.session_seq.remove(node);
                 let mut filters = Vec::new();
                 self.interest.retain(|(n, filter), _| {
                     if n == node {
@@ -127,6 +132,27 @@ impl Table {
                 }
             }
             Command::Retain { .. } => Change::None,
+            Command::Session {
+                node,
+                incarnation,
+                seq,
+                ..
+            } => {
+                if self.incarnations.get(node) != Some(incarnation) {
+                    return Change::None;
+                }
+                let last = self.session_seq.entry(*node).or_insert(0);
+                if *seq != *last + 1 {
+                    // A duplicate (at or below), or past a gap its proposer will fill by
+                    // proposing again from the gap.
+                    return Change::None;
+                }
+                *last = *seq;
+                Change::SessionWrites {
+                    node: *node,
+                    seq: *seq,
+                }
+            }
         }
     }
 
@@ -205,6 +231,31 @@ mod tests {
             }
         );
         assert_eq!(t.count(2, &"a/#".into()), 0);
+    }
+
+    #[test]
+    fn session_writes_apply_once_in_order_per_incarnation() {
+        let mut t = Table::default();
+        let writes = |incarnation, seq| Command::Session {
+            node: 2,
+            incarnation,
+            seq,
+            ops: Vec::new(),
+        };
+        let start = |incarnation| Command::Start {
+            node: 2,
+            incarnation,
+        };
+        assert_eq!(t.apply(&writes(9, 1)), Change::None, "before its Start");
+        t.apply(&start(9));
+        let next = |seq| Change::SessionWrites { node: 2, seq };
+        assert_eq!(t.apply(&writes(9, 2)), Change::None, "past a gap");
+        assert_eq!(t.apply(&writes(9, 1)), next(1));
+        assert_eq!(t.apply(&writes(9, 1)), Change::None, "a duplicate");
+        assert_eq!(t.apply(&writes(9, 2)), next(2));
+        t.apply(&start(10));
+        assert_eq!(t.apply(&writes(9, 3)), Change::None, "an old incarnation");
+        assert_eq!(t.apply(&writes(10, 1)), next(1), "counts again from 1");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::codec::{
     decode_shared, options_byte, subscription_options, Delivery, PacketId, ProtocolVersion,
     Publish, QoS, SubscriptionId, TopicName,
 };
-use crate::io::{OutboundState, PeerMessage, Stamp};
+use crate::io::{OutboundState, PeerMessage, Stamp, StoreOp};
 use crate::message::Message;
 use crate::stored::{StoredMessage, StoredSession, StoredSubscription};
 use crate::time::Instant;
@@ -120,6 +120,20 @@ pub(crate) enum Command {
         /// The message.
         message: Arc<Message>,
     },
+    /// What `node` wrote to its store for the persistent sessions it owns, number `seq` of its
+    /// incarnation: every other node applies it to its copy of those sessions, so they survive
+    /// `node`. Applied only in order (`seq` one past the last applied), so a resent or reordered
+    /// proposal never undoes a later one.
+    Session {
+        /// The owner that wrote it.
+        node: u16,
+        /// Its incarnation.
+        incarnation: u64,
+        /// Counts from 1 in each incarnation.
+        seq: u64,
+        /// The writes, all of persistent sessions ([`StoreOp::session_client`]).
+        ops: Vec<StoreOp>,
+    },
 }
 
 /// Writes fields.
@@ -176,27 +190,11 @@ impl Writer {
             .u32(session.expiry_interval);
         self.u32(u32::try_from(session.subscriptions.len()).unwrap_or(u32::MAX));
         for (filter, sub) in &session.subscriptions {
-            self.bytes(filter.as_bytes())
-                .u8(options_byte(&sub.options, true))
-                .u32(sub.id.map_or(0, SubscriptionId::get));
+            self.subscription(filter, sub);
         }
         self.u32(u32::try_from(session.messages.len()).unwrap_or(u32::MAX));
         for (seq, m) in &session.messages {
-            let (state, packet_id) = match m.state {
-                OutboundState::Queued => (0, 0),
-                OutboundState::Sent(id) => (1, id),
-                OutboundState::Released(id) => (2, id),
-            };
-            self.u64(*seq)
-                .u8(m.qos.as_u8())
-                .u8(state)
-                .u16(packet_id)
-                .u8(u8::from(m.retain));
-            self.u32(u32::try_from(m.sub_ids.len()).unwrap_or(u32::MAX));
-            for id in &m.sub_ids {
-                self.u32(id.get());
-            }
-            self.message(&m.message, now);
+            self.stored_message(*seq, m, now);
         }
         self.u32(u32::try_from(session.incoming.len()).unwrap_or(u32::MAX));
         for id in &session.incoming {
@@ -211,6 +209,118 @@ impl Writer {
             }));
         }
         self
+    }
+
+    fn subscription(&mut self, filter: &ByteString, sub: &StoredSubscription) -> &mut Self {
+        self.bytes(filter.as_bytes())
+            .u8(options_byte(&sub.options, true))
+            .u32(sub.id.map_or(0, SubscriptionId::get))
+    }
+
+    fn stored_message(&mut self, seq: u64, m: &StoredMessage, now: Instant) -> &mut Self {
+        let (state, packet_id) = match m.state {
+            OutboundState::Queued => (0, 0),
+            OutboundState::Sent(id) => (1, id),
+            OutboundState::Released(id) => (2, id),
+        };
+        self.u64(seq)
+            .u8(m.qos.as_u8())
+            .u8(state)
+            .u16(packet_id)
+            .u8(u8::from(m.retain));
+        self.u32(u32::try_from(m.sub_ids.len()).unwrap_or(u32::MAX));
+        for id in &m.sub_ids {
+            self.u32(id.get());
+        }
+        self.message(&m.message, now)
+    }
+
+    /// A storage write of a persistent session (nothing for any other write, which never goes in
+    /// a [`Command::Session`]). A session's will and the time it went offline stay on its node,
+    /// as in a handover.
+    fn session_op(&mut self, op: &StoreOp, now: Instant) -> &mut Self {
+        match op {
+            StoreOp::PutSession {
+                client_id,
+                protocol,
+                expiry_interval,
+                ..
+            } => self
+                .u8(OP_PUT_SESSION)
+                .bytes(client_id.as_bytes())
+                .u8(protocol.level())
+                .u32(*expiry_interval),
+            StoreOp::DeleteSession { client_id } => {
+                self.u8(OP_DELETE_SESSION).bytes(client_id.as_bytes())
+            }
+            StoreOp::PutSubscription {
+                client_id,
+                filter,
+                options,
+                id,
+            } => self
+                .u8(OP_PUT_SUBSCRIPTION)
+                .bytes(client_id.as_bytes())
+                .subscription(
+                    filter,
+                    &StoredSubscription {
+                        options: *options,
+                        id: *id,
+                    },
+                ),
+            StoreOp::DeleteSubscription { client_id, filter } => self
+                .u8(OP_DELETE_SUBSCRIPTION)
+                .bytes(client_id.as_bytes())
+                .bytes(filter.as_bytes()),
+            StoreOp::PutMessage {
+                client_id,
+                seq,
+                qos,
+                state,
+                retain,
+                sub_ids,
+                message,
+            } => {
+                let m = StoredMessage {
+                    qos: *qos,
+                    state: *state,
+                    retain: *retain,
+                    sub_ids: sub_ids.clone(),
+                    message: message.clone(),
+                };
+                self.u8(OP_PUT_MESSAGE)
+                    .bytes(client_id.as_bytes())
+                    .stored_message(*seq, &m, now)
+            }
+            StoreOp::DeleteMessage { client_id, seq } => self
+                .u8(OP_DELETE_MESSAGE)
+                .bytes(client_id.as_bytes())
+                .u64(*seq),
+            StoreOp::PutIncoming {
+                client_id,
+                packet_id,
+            } => self
+                .u8(OP_PUT_INCOMING)
+                .bytes(client_id.as_bytes())
+                .u16(*packet_id),
+            StoreOp::DeleteIncoming {
+                client_id,
+                packet_id,
+            } => self
+                .u8(OP_DELETE_INCOMING)
+                .bytes(client_id.as_bytes())
+                .u16(*packet_id),
+            StoreOp::PutSeen { client_id, stamp } => self
+                .u8(OP_PUT_SEEN)
+                .bytes(client_id.as_bytes())
+                .stamp(Some(stamp)),
+            // Not a session's: `Command::Session` leaves these out (see `StoreOp::session_client`).
+            StoreOp::PutRetained { .. }
+            | StoreOp::DeleteRetained { .. }
+            | StoreOp::PutRaftEntry { .. }
+            | StoreOp::TruncateRaftLog { .. }
+            | StoreOp::PutRaftHardState { .. } => self,
+        }
     }
 
     fn done(&mut self) -> Bytes {
@@ -287,17 +397,7 @@ impl Reader {
     }
 
     fn session(&mut self, now: Instant) -> Result<StoredSession, WireError> {
-        let protocol = match self.u8("session protocol")? {
-            3 => ProtocolVersion::V3_1,
-            4 => ProtocolVersion::V3_1_1,
-            5 => ProtocolVersion::V5,
-            tag => {
-                return Err(WireError::UnknownTag {
-                    what: "protocol",
-                    tag,
-                })
-            }
-        };
+        let protocol = self.protocol()?;
         let mut session = StoredSession {
             protocol,
             expiry_interval: self.u32("session expiry")?,
@@ -309,48 +409,12 @@ impl Reader {
             seen: Default::default(),
         };
         for _ in 0..self.count("subscriptions")? {
-            let filter = self.string("filter")?;
-            let byte = self.u8("subscription options")?;
-            let options =
-                subscription_options(byte, true).map_err(|e| WireError::Message(e.to_string()))?;
-            let id = SubscriptionId::new(self.u32("subscription id")?);
-            session
-                .subscriptions
-                .insert(filter, StoredSubscription { options, id });
+            let (filter, sub) = self.subscription()?;
+            session.subscriptions.insert(filter, sub);
         }
         for _ in 0..self.count("messages")? {
-            let seq = self.u64("message seq")?;
-            let qos = QoS::from_u8(self.u8("message qos")?).ok_or(WireError::UnknownTag {
-                what: "qos",
-                tag: 3,
-            })?;
-            let state = match (self.u8("message state")?, self.u16("packet id")?) {
-                (0, _) => OutboundState::Queued,
-                (1, id) => OutboundState::Sent(id),
-                (2, id) => OutboundState::Released(id),
-                (tag, _) => {
-                    return Err(WireError::UnknownTag {
-                        what: "message state",
-                        tag,
-                    })
-                }
-            };
-            let retain = self.u8("retain")? != 0;
-            let mut sub_ids = Vec::new();
-            for _ in 0..self.count("subscription ids")? {
-                sub_ids.extend(SubscriptionId::new(self.u32("subscription id")?));
-            }
-            let message = self.message(now)?;
-            session.messages.insert(
-                seq,
-                StoredMessage {
-                    qos,
-                    state,
-                    retain,
-                    sub_ids,
-                    message,
-                },
-            );
+            let (seq, m) = self.stored_message(now)?;
+            session.messages.insert(seq, m);
         }
         for _ in 0..self.count("incoming")? {
             session.incoming.insert(self.u16("incoming packet id")?);
@@ -361,6 +425,122 @@ impl Reader {
             }
         }
         Ok(session)
+    }
+
+    fn protocol(&mut self) -> Result<ProtocolVersion, WireError> {
+        match self.u8("session protocol")? {
+            3 => Ok(ProtocolVersion::V3_1),
+            4 => Ok(ProtocolVersion::V3_1_1),
+            5 => Ok(ProtocolVersion::V5),
+            tag => Err(WireError::UnknownTag {
+                what: "protocol",
+                tag,
+            }),
+        }
+    }
+
+    fn subscription(&mut self) -> Result<(ByteString, StoredSubscription), WireError> {
+        let filter = self.string("filter")?;
+        let byte = self.u8("subscription options")?;
+        let options =
+            subscription_options(byte, true).map_err(|e| WireError::Message(e.to_string()))?;
+        let id = SubscriptionId::new(self.u32("subscription id")?);
+        Ok((filter, StoredSubscription { options, id }))
+    }
+
+    fn stored_message(&mut self, now: Instant) -> Result<(u64, StoredMessage), WireError> {
+        let seq = self.u64("message seq")?;
+        let qos = QoS::from_u8(self.u8("message qos")?).ok_or(WireError::UnknownTag {
+            what: "qos",
+            tag: 3,
+        })?;
+        let state = match (self.u8("message state")?, self.u16("packet id")?) {
+            (0, _) => OutboundState::Queued,
+            (1, id) => OutboundState::Sent(id),
+            (2, id) => OutboundState::Released(id),
+            (tag, _) => {
+                return Err(WireError::UnknownTag {
+                    what: "message state",
+                    tag,
+                })
+            }
+        };
+        let retain = self.u8("retain")? != 0;
+        let mut sub_ids = Vec::new();
+        for _ in 0..self.count("subscription ids")? {
+            sub_ids.extend(SubscriptionId::new(self.u32("subscription id")?));
+        }
+        let message = self.message(now)?;
+        let m = StoredMessage {
+            qos,
+            state,
+            retain,
+            sub_ids,
+            message,
+        };
+        Ok((seq, m))
+    }
+
+    fn session_op(&mut self, now: Instant) -> Result<StoreOp, WireError> {
+        let tag = self.u8("session op")?;
+        let client_id = self.string("client id")?;
+        Ok(match tag {
+            OP_PUT_SESSION => StoreOp::PutSession {
+                client_id,
+                protocol: self.protocol()?,
+                expiry_interval: self.u32("session expiry")?,
+                offline_since: None,
+                will: None,
+            },
+            OP_DELETE_SESSION => StoreOp::DeleteSession { client_id },
+            OP_PUT_SUBSCRIPTION => {
+                let (filter, sub) = self.subscription()?;
+                StoreOp::PutSubscription {
+                    client_id,
+                    filter,
+                    options: sub.options,
+                    id: sub.id,
+                }
+            }
+            OP_DELETE_SUBSCRIPTION => StoreOp::DeleteSubscription {
+                client_id,
+                filter: self.string("filter")?,
+            },
+            OP_PUT_MESSAGE => {
+                let (seq, m) = self.stored_message(now)?;
+                StoreOp::PutMessage {
+                    client_id,
+                    seq,
+                    qos: m.qos,
+                    state: m.state,
+                    retain: m.retain,
+                    sub_ids: m.sub_ids,
+                    message: m.message,
+                }
+            }
+            OP_DELETE_MESSAGE => StoreOp::DeleteMessage {
+                client_id,
+                seq: self.u64("message seq")?,
+            },
+            OP_PUT_INCOMING => StoreOp::PutIncoming {
+                client_id,
+                packet_id: self.u16("packet id")?,
+            },
+            OP_DELETE_INCOMING => StoreOp::DeleteIncoming {
+                client_id,
+                packet_id: self.u16("packet id")?,
+            },
+            OP_PUT_SEEN => match self.stamp()? {
+                Some(stamp) => StoreOp::PutSeen { client_id, stamp },
+                None => return Err(WireError::Truncated("high-water mark")),
+            },
+            tag => {
+                return Err(WireError::UnknownTag {
+                    what: "session op",
+                    tag,
+                })
+            }
+        })
     }
 
     fn message(&mut self, now: Instant) -> Result<Arc<Message>, WireError> {
@@ -382,6 +562,17 @@ const CMD_RELEASE: u8 = 2;
 const CMD_INTEREST: u8 = 3;
 const CMD_START: u8 = 4;
 const CMD_RETAIN: u8 = 5;
+const CMD_SESSION: u8 = 6;
+
+const OP_PUT_SESSION: u8 = 1;
+const OP_DELETE_SESSION: u8 = 2;
+const OP_PUT_SUBSCRIPTION: u8 = 3;
+const OP_DELETE_SUBSCRIPTION: u8 = 4;
+const OP_PUT_MESSAGE: u8 = 5;
+const OP_DELETE_MESSAGE: u8 = 6;
+const OP_PUT_INCOMING: u8 = 7;
+const OP_DELETE_INCOMING: u8 = 8;
+const OP_PUT_SEEN: u8 = 9;
 
 impl Frame {
     /// The frame's bytes; a message's expiry is sent as what remains of it at `now`.
@@ -564,6 +755,24 @@ impl Command {
                 Writer::new(CMD_START).u16(*node).u64(*incarnation).done()
             }
             Command::Retain { message } => Writer::new(CMD_RETAIN).message(message, now).done(),
+            Command::Session {
+                node,
+                incarnation,
+                seq,
+                ops,
+            } => {
+                let mut w = Writer::new(CMD_SESSION);
+                w.u16(*node).u64(*incarnation).u64(*seq);
+                let ops: Vec<&StoreOp> = ops
+                    .iter()
+                    .filter(|op| op.session_client().is_some())
+                    .collect();
+                w.u32(u32::try_from(ops.len()).unwrap_or(u32::MAX));
+                for op in ops {
+                    w.session_op(op, now);
+                }
+                w.done()
+            }
         };
         bytes.to_vec()
     }
@@ -598,6 +807,21 @@ impl Command {
             CMD_RETAIN => Command::Retain {
                 message: r.message(now)?,
             },
+            CMD_SESSION => {
+                let node = r.u16("node")?;
+                let incarnation = r.u64("incarnation")?;
+                let seq = r.u64("seq")?;
+                let mut ops = Vec::new();
+                for _ in 0..r.count("session ops")? {
+                    ops.push(r.session_op(now)?);
+                }
+                Command::Session {
+                    node,
+                    incarnation,
+                    seq,
+                    ops,
+                }
+            }
             tag => {
                 return Err(WireError::UnknownTag {
                     what: "command",
@@ -826,6 +1050,33 @@ mod tests {
                 incarnation: 5,
             },
             Command::Retain { message: message() },
+            Command::Session {
+                node: 2,
+                incarnation: 6,
+                seq: 1,
+                ops: {
+                    // Every kind of session write: a whole session's, then the deletions.
+                    let mut ops = session().ops(&"roamer".into());
+                    ops.extend([
+                        StoreOp::DeleteSubscription {
+                            client_id: "roamer".into(),
+                            filter: "a/#".into(),
+                        },
+                        StoreOp::DeleteMessage {
+                            client_id: "roamer".into(),
+                            seq: 5,
+                        },
+                        StoreOp::DeleteIncoming {
+                            client_id: "roamer".into(),
+                            packet_id: 3,
+                        },
+                        StoreOp::DeleteSession {
+                            client_id: "roamer".into(),
+                        },
+                    ]);
+                    ops
+                },
+            },
         ];
         for cmd in cmds {
             let bytes = Bytes::from(cmd.encode(Instant::ZERO));

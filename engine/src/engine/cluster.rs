@@ -1,18 +1,19 @@
 //! The engine as one node of a cluster (see [`crate::cluster`]): driving raft, applying the
 //! replicated table, parking CONNECTs until their claim commits, and the links to other nodes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use bytestring::ByteString;
 
 use crate::cluster::link::Links;
+use crate::cluster::replica::Replicas;
 use crate::cluster::table::{Change, Table};
 use crate::cluster::wire::{Command, Frame};
 use crate::cluster::{self, ClusterConfig, ClusterStats, Raft};
 use crate::codec::{Connect, ReasonCode};
-use crate::io::{CloseReason, ConnId, Event, PeerMessage, Stamp};
+use crate::io::{CloseReason, ConnId, Event, PeerMessage, Stamp, StoreOp};
 use crate::message::Message;
 use crate::stored::{StoredRaft, StoredSession};
 use crate::time::Instant;
@@ -55,7 +56,29 @@ pub(super) struct Node {
     /// The log index this node had committed before it restarted: replaying up to it rebuilds the
     /// table without acting on sessions again (handovers were sent, sessions ended, before).
     replay_until: u64,
+    /// Copies of the persistent sessions other nodes own.
+    replicas: Replicas,
+    /// This node's session writes not yet proposed, oldest first: (writes, their cost, the batch
+    /// that waits for them).
+    queued_writes: VecDeque<(Vec<StoreOp>, usize, Option<u64>)>,
+    /// The session writes in the log's hands: one entry at a time, so they commit in order
+    /// whatever the network does to proposals (see `propose_writes`).
+    writes: Option<Writes>,
+    /// The number of the last session writes entry this incarnation made.
+    next_write: u64,
+    /// How far into the batch being built (its number, a position) session writes were taken.
+    writes_cursor: (u64, usize),
     stats: ClusterStats,
+}
+
+/// Session writes of this node proposed to the log ([`Command::Session`]).
+#[derive(Debug)]
+struct Writes {
+    command: Command,
+    /// The storage batches that wait for their commit.
+    batches: Vec<u64>,
+    /// When they were last proposed.
+    proposed: Instant,
 }
 
 /// A session on its way here from another node.
@@ -134,6 +157,11 @@ impl Node {
             awaiting: BTreeMap::new(),
             early: BTreeMap::new(),
             replay_until: 0,
+            replicas: Replicas::default(),
+            queued_writes: VecDeque::new(),
+            writes: None,
+            next_write: 0,
+            writes_cursor: (0, 0),
             stats: ClusterStats::default(),
         };
         let me = node.me();
@@ -376,6 +404,132 @@ impl Engine {
                 *last = now.max(Instant::from_micros(1));
             }
         }
+        self.propose_writes();
+    }
+
+    /// Proposes this node's next session writes entry, or again the one in the log's hands if it
+    /// did not commit within the retransmission interval (a proposal lost with a leader). One
+    /// entry at a time: proposals from one node can reach the leader out of order (raft forwards
+    /// them as they come), and writes must apply in the order they were made. What queues
+    /// meanwhile goes in the next entry together, so the log sees fewer, larger entries under load.
+    fn propose_writes(&mut self) {
+        let now = self.now;
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        if node.raft.leader().is_none()
+            || node.table.incarnations.get(&node.me()) != Some(&node.incarnation)
+        {
+            // Raft drops proposals without a leader, and the table refuses session writes
+            // before this incarnation's Start applied.
+            return;
+        }
+        if node.writes.is_none() && !node.queued_writes.is_empty() {
+            let mut ops = Vec::new();
+            let mut batches = Vec::new();
+            let mut used = 0;
+            while let Some((_, cost, _)) = node.queued_writes.front() {
+                if !ops.is_empty() && used + cost > cluster::WRITES_BUDGET {
+                    break;
+                }
+                let Some((more, cost, batch)) = node.queued_writes.pop_front() else {
+                    break;
+                };
+                used += cost;
+                ops.extend(more);
+                batches.extend(batch);
+            }
+            node.next_write += 1;
+            node.writes = Some(Writes {
+                command: Command::Session {
+                    node: node.config.node,
+                    incarnation: node.incarnation,
+                    seq: node.next_write,
+                    ops,
+                },
+                batches,
+                proposed: Instant::ZERO,
+            });
+        }
+        let retransmit = node.config.retransmit;
+        if let Some(w) = &mut node.writes {
+            let due = w.proposed == Instant::ZERO
+                || now.saturating_duration_since(w.proposed) >= retransmit;
+            if due
+                && node
+                    .raft
+                    .node
+                    .propose(Vec::new(), w.command.encode(now))
+                    .is_ok()
+            {
+                w.proposed = now.max(Instant::from_micros(1));
+            }
+        }
+    }
+
+    /// Sends the session writes added to the batch being built since the last call through the
+    /// log: the batch is durable only once they committed, so nothing is acknowledged that one
+    /// node's loss could take (acknowledge after the replicated commit). Returns whether there
+    /// were any.
+    pub(super) fn replicate_writes(&mut self) -> bool {
+        let Some(node) = &mut self.cluster else {
+            return false;
+        };
+        let batch = self.persist.building();
+        let from = match node.writes_cursor {
+            (b, at) if b == batch => at,
+            _ => 0,
+        };
+        node.writes_cursor = (batch, self.persist.len());
+        let ops: Vec<StoreOp> = self
+            .persist
+            .ops_since(from)
+            .iter()
+            .filter(|op| op.session_client().is_some())
+            .cloned()
+            .collect();
+        if ops.is_empty() {
+            return false;
+        }
+        self.queue_writes(ops, true);
+        self.propose_writes();
+        true
+    }
+
+    /// Queues `ops` as session writes (in pieces of at most [`cluster::WRITES_BUDGET`]), the
+    /// batch being built waiting for each piece if `hold`.
+    fn queue_writes(&mut self, ops: Vec<StoreOp>, hold: bool) {
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        for (ops, cost) in split_writes(ops) {
+            let batch = hold.then(|| self.persist.await_replication());
+            node.queued_writes.push_back((ops, cost, batch));
+        }
+    }
+
+    /// This node's session writes entry `seq` committed: the batches it held are released, and
+    /// the next entry goes.
+    fn writes_committed(&mut self, seq: u64) {
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        let done = matches!(
+            &node.writes,
+            Some(Writes { command: Command::Session { seq: s, .. }, .. }) if *s == seq
+        );
+        if !done {
+            return;
+        }
+        let batches = node.writes.take().map(|w| w.batches).unwrap_or_default();
+        for batch in &batches {
+            self.persist.replicated(*batch);
+        }
+        if !batches.is_empty() {
+            self.release_held();
+            self.answer_receipts();
+        }
+        self.propose_writes();
     }
 
     /// Records the router's interest changes and proposes them; unless `changes_only`, also
@@ -499,7 +653,10 @@ impl Engine {
             let persisted = rd.take_persisted_messages();
             let number = rd.number();
             node.raft.node.advance_append_async(rd);
-            match self.persist.gate_since(mark).filter(|_| enabled) {
+            // A ready with nothing to store still waits behind an earlier one that has: raft
+            // takes persistence reports in order, and one would cover the other.
+            let gate = self.persist.gate_since(mark).filter(|_| enabled);
+            match gate.or_else(|| node.raft.held.back().map(|(batch, _, _)| *batch)) {
                 Some(batch) => node.raft.held.push_back((batch, number, persisted)),
                 None => {
                     node.raft.node.on_persist_ready(number);
@@ -525,6 +682,9 @@ impl Engine {
             node.stats.leader = node.raft.is_leader();
             node.stats.term = node.raft.node.raft.term;
             node.stats.unacked = node.links.unacked() as u64;
+            node.stats.replicated_sessions = node.replicas.len() as u64;
+            node.stats.writes_uncommitted =
+                (node.queued_writes.len() + usize::from(node.writes.is_some())) as u64;
         }
     }
 
@@ -587,8 +747,37 @@ impl Engine {
         }
         let me = node.me();
         let my_incarnation = node.incarnation;
-        match node.table.apply(&command) {
+        let change = node.table.apply(&command);
+        if let Command::Release { client_id, .. } = &command {
+            if !node.table.owners.contains_key(client_id) {
+                // The session ended for good.
+                node.replicas.forget(client_id);
+            }
+        }
+        match change {
             Change::None => {}
+            Change::SessionWrites { node: from, seq } => {
+                let Command::Session {
+                    incarnation, ops, ..
+                } = command
+                else {
+                    return;
+                };
+                if from == me {
+                    if incarnation == my_incarnation {
+                        self.writes_committed(seq);
+                    }
+                    return;
+                }
+                for op in &ops {
+                    // Only the owner in force writes a session: what an old owner wrote after
+                    // the client moved went with its handover.
+                    let owner = op.session_client().and_then(|c| node.table.owners.get(c));
+                    if owner == Some(&from) {
+                        node.replicas.apply(from, op);
+                    }
+                }
+            }
             Change::Owner {
                 client_id,
                 from,
@@ -670,11 +859,13 @@ impl Engine {
             return;
         }
         if !(elsewhere && resuming) {
+            // A fresh session, or the one already here: a copy of another node's is stale.
+            node.replicas.forget(&client_id);
             return self.admit_claimed(client_id, claim.1, conn);
         }
         match early.filter(|e| e.claim == claim) {
             Some(early) => {
-                self.install_session(&client_id, early.session);
+                self.install_session(&client_id, early.session, false);
                 self.admit_claimed(client_id, claim.1, conn);
             }
             None => {
@@ -792,7 +983,7 @@ impl Engine {
                 };
                 return self.send_peer(to, message);
             }
-            self.install_session(&client_id, session);
+            self.install_session(&client_id, session, false);
             return self.admit_claimed(client_id, awaiting.token, awaiting.conn);
         }
         // Ahead of its claim (the old owner applied it first)? Anything else is stale: a wait
@@ -810,9 +1001,18 @@ impl Engine {
         }
     }
 
-    /// Takes a handed-over session in: stores it, restores it (offline until its CONNECT is
-    /// admitted) with the high-water marks it brought.
-    fn install_session(&mut self, client_id: &ByteString, session: Option<Box<StoredSession>>) {
+    /// Takes a session in, handed over or (`failover`) from this node's copy: stores it, restores
+    /// it (offline until its CONNECT is admitted) with the high-water marks it brought. Its writes
+    /// go through the log whole, so every other node's copy starts over from it.
+    fn install_session(
+        &mut self,
+        client_id: &ByteString,
+        session: Option<Box<StoredSession>>,
+        failover: bool,
+    ) {
+        if let Some(node) = &mut self.cluster {
+            node.replicas.forget(client_id);
+        }
         let Some(stored) = session else {
             return;
         };
@@ -828,12 +1028,17 @@ impl Engine {
         }
         self.restore_session(client_id.clone(), *stored);
         if let Some(node) = &mut self.cluster {
-            node.stats.handovers_received += 1;
+            if failover {
+                node.stats.failovers += 1;
+            } else {
+                node.stats.handovers_received += 1;
+            }
         }
     }
 
-    /// Ends the waits for handovers that did not come in time: the CONNECT gets a fresh session
-    /// (or, when the client moved on meanwhile, its new node is told there is none); and forgets
+    /// Ends the waits for handovers that did not come in time (the old owner is dead or cut
+    /// off): the CONNECT gets the session from this node's copy, or a fresh one without a copy
+    /// (when the client moved on meanwhile, the copy goes to its new node instead); and forgets
     /// early handovers whose claim never applied.
     fn handover_deadlines(&mut self) {
         let now = self.now;
@@ -857,23 +1062,29 @@ impl Engine {
                 continue;
             };
             node.stats.handover_timeouts += 1;
+            let copy = node.replicas.take(&client_id).map(Box::new);
             match awaiting.owed {
                 Some((to, claim)) => self.send_peer(
                     to,
                     PeerMessage::Handover {
                         client_id,
                         claim,
-                        session: None,
+                        session: copy,
                     },
                 ),
-                None => self.admit_claimed(client_id, awaiting.token, awaiting.conn),
+                None => {
+                    self.install_session(&client_id, copy, true);
+                    self.admit_claimed(client_id, awaiting.token, awaiting.conn);
+                }
             }
         }
     }
 
     /// After a restart replayed the log: sessions restored from this node's store whose client the
     /// table gives to another node are stale copies (the handover happened before the crash, or
-    /// the new owner gave up waiting) and end, without their wills.
+    /// the new owner gave up waiting) and end, without their wills. The sessions it still owns are
+    /// written whole through the log: the crash may have lost writes here that committed there,
+    /// or the reverse, and the other nodes' copies must be this store's.
     fn drop_unowned_sessions(&mut self) {
         let Some(node) = &self.cluster else {
             return;
@@ -885,6 +1096,16 @@ impl Engine {
             .filter(|(_, s)| node.table.owners.get(&s.client_id) != Some(&me))
             .map(|(sid, _)| *sid)
             .collect();
+        let mut owned = Vec::new();
+        for s in self.sessions.values() {
+            if s.is_persistent() && node.table.owners.get(&s.client_id) == Some(&me) {
+                owned.push(StoreOp::DeleteSession {
+                    client_id: s.client_id.clone(),
+                });
+                owned.extend(s.snapshot().ops(&s.client_id));
+            }
+        }
+        self.queue_writes(owned, false);
         for sid in stale {
             if let Some(s) = self.sessions.get_mut(&sid) {
                 s.will = None;
@@ -989,6 +1210,37 @@ impl Engine {
     pub fn cluster_leader(&self) -> Option<u16> {
         self.cluster.as_ref().and_then(|n| n.raft.leader())
     }
+}
+
+/// Session writes cut into pieces of at most [`cluster::WRITES_BUDGET`] (a single larger write
+/// goes alone), in order, each with its cost.
+fn split_writes(ops: Vec<StoreOp>) -> Vec<(Vec<StoreOp>, usize)> {
+    /// What a write costs beyond its client identifier, topic, filter and payload, generously.
+    const OVERHEAD: usize = 64;
+    let cost = |op: &StoreOp| {
+        let extra = match op {
+            StoreOp::PutMessage { message, .. } => {
+                message.topic.as_str().len() + message.payload.len()
+            }
+            StoreOp::PutSubscription { filter, .. } | StoreOp::DeleteSubscription { filter, .. } => {
+                filter.len()
+            }
+            _ => 0,
+        };
+        op.session_client().map_or(0, |c| c.len()) + extra + OVERHEAD
+    };
+    let mut pieces: Vec<(Vec<StoreOp>, usize)> = Vec::new();
+    for op in ops {
+        let c = cost(&op);
+        match pieces.last_mut() {
+            Some((last, used)) if *used + c <= cluster::WRITES_BUDGET => {
+                last.push(op);
+                *used += c;
+            }
+            _ => pieces.push((vec![op], c)),
+        }
+    }
+    pieces
 }
 
 fn push_raft(

@@ -379,6 +379,11 @@ impl Engine {
             self.cluster_ready();
             self.announce_interest();
             self.cluster_ready();
+            // Session writes go through the log before the batch counts as durable; proposing
+            // them may apply entries that write more.
+            while self.replicate_writes() {
+                self.cluster_ready();
+            }
         }
         self.encoded.clear();
         if let Some((seq, ops)) = self.persist.seal() {

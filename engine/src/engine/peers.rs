@@ -257,13 +257,14 @@ impl Engine {
         self.stamp = outer;
     }
 
-    /// Answers the receipts whose messages are now on disk here. Only this engine's own storage
-    /// counts (not receipts it waits for in turn), so two engines never wait on each other.
+    /// Answers the receipts whose messages are now on disk here (and, in a cluster, in the log
+    /// with the session writes that queued them). Only this engine's own storage and log count
+    /// (not receipts it waits for in turn), so two engines never wait on each other.
     pub(super) fn answer_receipts(&mut self) {
         let persist = &self.persist;
         let mut answers = Vec::new();
         self.receipts.retain(|&(mine, to, seq)| {
-            if !persist.is_stored(mine) {
+            if !persist.is_replicated(mine) {
                 return true;
             }
             answers.push((to, seq));

@@ -1,0 +1,108 @@
+//! Copies of the persistent sessions other nodes own, kept by applying the session writes they put
+//! in the log ([`super::wire::Command::Session`]). When an owner dies, the node its client
+//! reconnects to takes the session from its copy: every write the owner acknowledged anything for
+//! had committed, so the copy holds it (see `docs/cluster.md`, "Replicated sessions").
+
+use std::collections::BTreeMap;
+
+use bytestring::ByteString;
+
+use crate::io::StoreOp;
+use crate::stored::{StoredSession, StoredState};
+
+/// The copies on one node.
+#[derive(Debug, Default)]
+pub(crate) struct Replicas {
+    /// The sessions, as a store would hold them (only `sessions` is used).
+    state: StoredState,
+    /// The node whose writes built each copy.
+    writer: BTreeMap<ByteString, u16>,
+}
+
+impl Replicas {
+    /// Applies a write `node` made to the session it owns. A write from a node other than the one
+    /// that built the copy starts the copy over: the session moved, and its new owner's first
+    /// writes are the whole session (a handover or a copy it took in) or a new one.
+    pub(crate) fn apply(&mut self, node: u16, op: &StoreOp) {
+        let Some(client_id) = op.session_client() else {
+            return;
+        };
+        if self.writer.get(client_id) != Some(&node) {
+            self.state.sessions.remove(client_id);
+            self.writer.insert(client_id.clone(), node);
+        }
+        self.state.apply(std::slice::from_ref(op));
+        if !self.state.sessions.contains_key(client_id) {
+            self.writer.remove(client_id);
+        }
+    }
+
+    /// Takes the copy of `client_id`'s session out (this node owns it now).
+    pub(crate) fn take(&mut self, client_id: &ByteString) -> Option<StoredSession> {
+        self.writer.remove(client_id);
+        self.state.sessions.remove(client_id)
+    }
+
+    /// Drops the copy of `client_id`'s session (it ended, or this node holds it).
+    pub(crate) fn forget(&mut self, client_id: &ByteString) {
+        self.take(client_id);
+    }
+
+    /// How many sessions are copied here.
+    pub(crate) fn len(&self) -> usize {
+        self.state.sessions.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::ProtocolVersion;
+
+    fn put_session(client: &str) -> StoreOp {
+        StoreOp::PutSession {
+            client_id: client.into(),
+            protocol: ProtocolVersion::V5,
+            expiry_interval: 60,
+            offline_since: None,
+            will: None,
+        }
+    }
+
+    fn put_incoming(client: &str, packet_id: u16) -> StoreOp {
+        StoreOp::PutIncoming {
+            client_id: client.into(),
+            packet_id,
+        }
+    }
+
+    #[test]
+    fn a_new_writer_starts_the_copy_over() {
+        let mut r = Replicas::default();
+        r.apply(1, &put_session("c"));
+        r.apply(1, &put_incoming("c", 7));
+        assert_eq!(r.len(), 1);
+        // Node 2 took the session over and writes it whole: what node 1 wrote is gone.
+        r.apply(2, &put_session("c"));
+        r.apply(2, &put_incoming("c", 8));
+        let copy = r.take(&"c".into()).expect("a copy");
+        assert_eq!(copy.incoming.into_iter().collect::<Vec<_>>(), [8]);
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn writes_to_no_session_are_ignored_and_deletion_forgets() {
+        let mut r = Replicas::default();
+        r.apply(1, &put_incoming("c", 7));
+        assert_eq!(r.len(), 0);
+        r.apply(1, &put_session("c"));
+        r.apply(
+            1,
+            &StoreOp::DeleteSession {
+                client_id: "c".into(),
+            },
+        );
+        assert_eq!(r.len(), 0);
+        assert!(r.writer.is_empty());
+    }
+}
