@@ -72,6 +72,13 @@ pub struct Client {
     next_id: u16,
     /// Whether it was ever disconnected after connecting.
     pub interrupted: bool,
+    /// Whether its last CONNECT asked to resume its session (clean start 0).
+    resuming: bool,
+    /// Whether the broker acknowledged a SUBSCRIBE of a session it resumes.
+    subscribed: bool,
+    /// Accepted resuming CONNECTs answered without its session after a SUBSCRIBE was
+    /// acknowledged: the session was lost (its node died, and no copy survived).
+    pub sessions_lost: u32,
 }
 
 /// The simulated cluster.
@@ -270,6 +277,10 @@ impl ClusterSim {
         client.node = Some(id);
         client.conn = Some(conn);
         client.connected = false;
+        client.resuming = !clean_start;
+        if clean_start {
+            client.subscribed = false;
+        }
         let mut decoder = Decoder::new(1 << 20);
         decoder.set_version(ProtocolVersion::V5);
         client.decoder = Some(decoder);
@@ -464,6 +475,9 @@ impl ClusterSim {
                     Packet::ConnAck(ack) => {
                         c.connected = ack.reason == crate::codec::ReasonCode::Success;
                         c.session_present = ack.session_present;
+                        if c.connected && c.resuming && c.subscribed && !ack.session_present {
+                            c.sessions_lost += 1;
+                        }
                         if !ack.session_present {
                             // A new session: QoS 2 flows of the old one are over.
                             c.incoming.clear();
@@ -524,6 +538,11 @@ impl ClusterSim {
                         None
                     }
                     Packet::PubRec(ack) => Some(Packet::PubRel(Ack::new(ack.packet_id))),
+                    Packet::SubAck(ack) => {
+                        c.subscribed |= c.resuming
+                            && ack.reasons.iter().all(|r| r.as_u8() < 0x80);
+                        None
+                    }
                     _ => None,
                 }
             };

@@ -388,8 +388,8 @@ fn scenario(seed: u64) -> String {
     sim.subscribe("s2", "q2/#", QoS::ExactlyOnce);
     sim.subscribe("s2", "t/#", QoS::AtLeastOnce);
     sim.connect("p", 2);
-    // A persistent session that moves between nodes (only its QoS 2 messages are checked: never
-    // twice).
+    // A persistent session that moves between nodes, and survives the loss of its node (its QoS 2
+    // messages are checked never to arrive twice, and its session never to be lost).
     sim.connect_session("roamer", 1 + (seed % u64::from(n)) as u16);
     sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
     // Interest is eventually consistent (docs/cluster.md): traffic starts once every node applied
@@ -484,6 +484,11 @@ fn scenario(seed: u64) -> String {
                 sim.fail(&format!("seed {seed}: {name} never got acknowledged {m:?}"));
             }
         }
+    }
+    // A persistent session survives whatever happened to its nodes: once a SUBSCRIBE of it was
+    // acknowledged, every resuming CONNECT accepted found it.
+    if sim.clients["roamer"].sessions_lost > 0 {
+        sim.fail(&format!("seed {seed}: the roamer's session was lost"));
     }
     // Retained messages converge on every node.
     for k in 0..3 {

@@ -43,6 +43,11 @@ impl Replicas {
         self.state.sessions.remove(client_id)
     }
 
+    /// A copy of the copy of `client_id`'s session, which stays.
+    pub(crate) fn copy(&self, client_id: &ByteString) -> Option<StoredSession> {
+        self.state.sessions.get(client_id).cloned()
+    }
+
     /// Drops the copy of `client_id`'s session (it ended, or this node holds it).
     pub(crate) fn forget(&mut self, client_id: &ByteString) {
         self.take(client_id);

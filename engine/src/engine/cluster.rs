@@ -832,6 +832,14 @@ impl Engine {
         early: Option<Early>,
     ) {
         let now = self.now;
+        // A CONNECT whose connection closed while its claim was on its way is no CONNECT: the
+        // session must still come here (the old owner hands it over), or it would be lost.
+        let conn = conn.filter(|conn| {
+            matches!(
+                self.conns.get(conn).map(|c| &c.phase),
+                Some(Phase::Claiming(_))
+            )
+        });
         let resuming = conn.is_none_or(|conn| {
             matches!(
                 self.conns.get(&conn).map(|c| &c.phase),
@@ -941,6 +949,12 @@ impl Engine {
             }
         }
         if let Some(node) = &mut self.cluster {
+            if session.is_none() && !self.by_client.contains_key(&client_id) {
+                // This node owned the client without ever holding its session (its claim
+                // committed while it was down): what it knows is its copy of the last owner's.
+                // It keeps the copy: the next owner may die before it writes the session.
+                session = node.replicas.copy(&client_id).map(Box::new);
+            }
             node.stats.handovers_sent += u64::from(session.is_some());
             node.stats.handover_messages_dropped += left_behind as u64;
         }
@@ -986,8 +1000,7 @@ impl Engine {
             self.install_session(&client_id, session, false);
             return self.admit_claimed(client_id, awaiting.token, awaiting.conn);
         }
-        // Ahead of its claim (the old owner applied it first)? Anything else is stale: a wait
-        // that timed out, or an old owner replaying its log.
+        // Ahead of its claim (the old owner applied it first)?
         let applied = node.table.claims.get(&(client_id.clone(), me));
         let ahead = claim.0 == node.incarnation
             && applied.is_none_or(|(inc, token)| *inc != claim.0 || *token < claim.1);
@@ -998,6 +1011,32 @@ impl Engine {
                 arrived: now,
             };
             node.early.insert(client_id, early);
+            return;
+        }
+        // Late: a wait that timed out, a claim this node made before it restarted, or an old owner
+        // replaying its log. The session is not dropped while nobody else has it: it stays here
+        // if this node still owns the client and holds nothing for it, or goes on to the node that
+        // owns it now (which takes it if it still waits for it).
+        let Some(session) = session else {
+            return;
+        };
+        match node.table.owners.get(&client_id).copied() {
+            Some(owner) if owner == me => {
+                if !self.by_client.contains_key(&client_id) {
+                    self.install_session(&client_id, Some(session), false);
+                }
+            }
+            Some(owner) => {
+                if let Some(&claim) = node.table.claims.get(&(client_id.clone(), owner)) {
+                    let message = PeerMessage::Handover {
+                        client_id,
+                        claim,
+                        session: Some(session),
+                    };
+                    self.send_peer(owner, message);
+                }
+            }
+            None => {}
         }
     }
 
@@ -1062,7 +1101,12 @@ impl Engine {
                 continue;
             };
             node.stats.handover_timeouts += 1;
-            let copy = node.replicas.take(&client_id).map(Box::new);
+            let copy = match awaiting.owed {
+                // Passed on, the copy is kept here too: the next owner may die before it writes.
+                Some(_) => node.replicas.copy(&client_id),
+                None => node.replicas.take(&client_id),
+            }
+            .map(Box::new);
             match awaiting.owed {
                 Some((to, claim)) => self.send_peer(
                     to,
