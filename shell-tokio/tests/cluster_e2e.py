@@ -463,6 +463,40 @@ back = Publisher(n3)
 back.client.disconnect()
 back.client.loop_stop()
 
+# 7. Fail-over: node 2 holds the roamer's session (offline) with five QoS 2 messages queued and is killed
+#    with SIGKILL. The roamer resumes on node 3 from node 3's copy, replicated through the log: session
+#    present = 1 and every acknowledged message, once.
+owner = target
+survivor = next(n for n in nodes if n is not owner and n is not n1)
+final = Publisher(n1)  # the same client id as `back`, which just left
+failover = [f"failover-{i}" for i in range(5)]
+for payload in failover:
+    info = final.client.publish("roam/x", payload, qos=2)
+    info.wait_for_publish(3)
+    if not info.is_published():
+        fail(f"{payload} for the offline roamer was not acknowledged")
+owner.kill()
+took = roamer.connect(survivor, clean_start=False)
+if not roamer.present:
+    fail(f"the roamer lost its session with node {owner.n} (session present = 0 on node {survivor.n})")
+wait_for(
+    "the messages queued on the dead node",
+    lambda: all(m in roamer.received() for m in failover),
+    timeout=10,
+)
+got = roamer.received()
+if len(got) != len(set(got)):
+    fail(f"the roamer got a message twice after the fail-over: {got}")
+state = survivor.state()
+if state["failovers"] < 1:
+    fail(f"node {survivor.n} took no session from its copy: {state}")
+print(f"node {owner.n} killed with the roamer's session: it resumed on node {survivor.n} from the replicated "
+      f"copy (CONNACK in {took * 1000:.0f} ms, {len(failover)} acknowledged QoS 2 messages delivered once)",
+      flush=True)
+roamer.leave()
+owner.start()
+wait_for(f"node {owner.n} to rejoin", lambda: agreed(nodes))
+
 for node in nodes:
     node.proc.terminate()
 for node in nodes:

@@ -283,6 +283,16 @@ fn cluster_metrics(r: &mut Registry, c: &ClusterSnapshot) {
             "Messages to other nodes waiting for their acknowledgement",
             as_usize(s.unacked),
         ),
+        (
+            "cicada_cluster_replicated_sessions",
+            "Persistent sessions of other nodes copied here from the log",
+            as_usize(s.replicated_sessions),
+        ),
+        (
+            "cicada_cluster_writes_uncommitted",
+            "Session write entries of this node not yet committed (they hold its acknowledgements)",
+            as_usize(s.writes_uncommitted),
+        ),
     ] {
         gauge(r, name, help, value);
     }
@@ -336,6 +346,11 @@ fn cluster_metrics(r: &mut Registry, c: &ClusterSnapshot) {
             "cicada_cluster_duplicates_dropped",
             "Late copies of messages a moved session had already taken",
             s.duplicates_dropped,
+        ),
+        (
+            "cicada_cluster_failovers",
+            "Resuming clients whose node had died that got their session from this node's copy",
+            s.failovers,
         ),
     ] {
         counter(r, name, help, value);

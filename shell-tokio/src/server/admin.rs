@@ -317,6 +317,9 @@ impl EngineTask {
                         "handovers_sent": s.handovers_sent,
                         "handovers_received": s.handovers_received,
                         "handover_timeouts": s.handover_timeouts,
+                        "failovers": s.failovers,
+                        "replicated_sessions": s.replicated_sessions,
+                        "writes_uncommitted": s.writes_uncommitted,
                         "draining_to": self
                             .engine
                             .config()
