@@ -539,8 +539,7 @@ impl ClusterSim {
                     }
                     Packet::PubRec(ack) => Some(Packet::PubRel(Ack::new(ack.packet_id))),
                     Packet::SubAck(ack) => {
-                        c.subscribed |= c.resuming
-                            && ack.reasons.iter().all(|r| r.as_u8() < 0x80);
+                        c.subscribed |= c.resuming && ack.reasons.iter().all(|r| r.as_u8() < 0x80);
                         None
                     }
                     _ => None,

@@ -276,7 +276,13 @@ fn a_persistent_session_survives_the_loss_of_its_node() {
     sim.drop_connection("roamer");
     sim.run(ms(50));
     for i in 0..3 {
-        sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, &format!("queued{i}"));
+        sim.publish(
+            "pub",
+            "q2/a",
+            QoS::ExactlyOnce,
+            false,
+            &format!("queued{i}"),
+        );
     }
     sim.run(ms(100));
     assert_eq!(sim.clients["pub"].acked.len(), 3, "{}", sim.log());

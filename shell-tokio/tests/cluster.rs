@@ -1,7 +1,8 @@
 //! Three `cicada` processes as one cluster on loopback, linked over mTLS, with Eclipse Paho clients:
 //! a node killed with SIGKILL mid-traffic (a bystander, then the publisher's), the publisher moving to a
-//! survivor, every acknowledged message received, and killed nodes restarting and rejoining. The
-//! scenario is in `cluster_e2e.py`; this starts it with the binary and a generated PKI.
+//! survivor, every acknowledged message received, killed nodes restarting and rejoining, and persistent
+//! sessions handed over, drained and failed over when their node is killed. The scenario is in
+//! `cluster_e2e.py`; this starts it with the binary and a generated PKI.
 
 mod support;
 

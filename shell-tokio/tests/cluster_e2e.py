@@ -16,6 +16,9 @@ Exits non-zero with a message on the first failure; prints "cluster e2e ok" and 
 6. Node 3 is drained to node 2 through the admin API: its client is disconnected with 0x9C and node 2's
    address as Server Reference, a new CONNECT is refused the same way, and the client following the
    reference resumes its session (with what was queued meanwhile) on node 2; ending the drain lets clients in.
+7. Node 2, now holding that session offline with five acknowledged QoS 2 messages queued, is killed with
+   SIGKILL; the client resumes on node 3 from its replicated copy (session present = 1) and gets each of
+   the five once; node 2 restarts and rejoins.
 """
 
 import json

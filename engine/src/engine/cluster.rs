@@ -846,7 +846,10 @@ impl Engine {
                 Some(Phase::Claiming(c)) if !c.connect.clean_start
             )
         });
-        let elsewhere = from.is_some_and(|from| from != self.me());
+        // Another node held the session, or this node did before it restarted without it ever
+        // arriving here (a claim of its earlier incarnation committed while it was down).
+        let elsewhere =
+            from.is_some_and(|from| from != self.me() || !self.by_client.contains_key(&client_id));
         let Some(node) = &mut self.cluster else {
             return;
         };
@@ -981,10 +984,15 @@ impl Engine {
             return;
         };
         let me = node.me();
+        // What this node waits for; or a session sent for a claim this node made in an earlier
+        // incarnation, while the table still gives it the client: the same session, sent before
+        // the old owner learnt of the newer claim.
+        let before_restart =
+            claim.0 != node.incarnation && node.table.owners.get(&client_id) == Some(&me);
         if node
             .awaiting
             .get(&client_id)
-            .is_some_and(|a| a.claim == claim)
+            .is_some_and(|a| a.claim == claim || before_restart)
         {
             let Some(awaiting) = node.awaiting.remove(&client_id) else {
                 return;
@@ -1021,11 +1029,10 @@ impl Engine {
             return;
         };
         match node.table.owners.get(&client_id).copied() {
-            Some(owner) if owner == me => {
-                if !self.by_client.contains_key(&client_id) {
-                    self.install_session(&client_id, Some(session), false);
-                }
+            Some(owner) if owner == me && !self.by_client.contains_key(&client_id) => {
+                self.install_session(&client_id, Some(session), false);
             }
+            Some(owner) if owner == me => {}
             Some(owner) => {
                 if let Some(&claim) = node.table.claims.get(&(client_id.clone(), owner)) {
                     let message = PeerMessage::Handover {
@@ -1266,9 +1273,8 @@ fn split_writes(ops: Vec<StoreOp>) -> Vec<(Vec<StoreOp>, usize)> {
             StoreOp::PutMessage { message, .. } => {
                 message.topic.as_str().len() + message.payload.len()
             }
-            StoreOp::PutSubscription { filter, .. } | StoreOp::DeleteSubscription { filter, .. } => {
-                filter.len()
-            }
+            StoreOp::PutSubscription { filter, .. }
+            | StoreOp::DeleteSubscription { filter, .. } => filter.len(),
             _ => 0,
         };
         op.session_client().map_or(0, |c| c.len()) + extra + OVERHEAD
