@@ -37,6 +37,13 @@ impl Replicas {
         }
     }
 
+    /// Keeps `session` as the copy of `client_id`'s, as if `writer` had written it (a node that
+    /// hands a session over keeps what it sent).
+    pub(crate) fn keep(&mut self, client_id: &ByteString, session: StoredSession, writer: u16) {
+        self.state.sessions.insert(client_id.clone(), session);
+        self.writer.insert(client_id.clone(), writer);
+    }
+
     /// Takes the copy of `client_id`'s session out (this node owns it now).
     pub(crate) fn take(&mut self, client_id: &ByteString) -> Option<StoredSession> {
         self.writer.remove(client_id);

@@ -962,10 +962,9 @@ mod tests {
         assert!(s.messages.is_empty());
     }
 
-    #[test]
-    fn frames_round_trip() {
-        let now = Instant::ZERO;
-        let frames = [
+    /// A frame of each kind.
+    fn sample_frames() -> Vec<Frame> {
+        vec![
             Frame::Raft(Bytes::from_static(b"\x08\x01")),
             Frame::Data {
                 incarnation: 7,
@@ -1014,8 +1013,13 @@ mod tests {
                 incarnation: 7,
                 upto: 10,
             },
-        ];
-        for frame in frames {
+        ]
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let now = Instant::ZERO;
+        for frame in sample_frames() {
             assert_eq!(
                 Frame::decode(frame.encode(now), now).expect("decodes"),
                 frame
@@ -1023,9 +1027,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn commands_round_trip_and_expiry_is_relative() {
-        let cmds = [
+    /// A log entry of each kind, one with every session write.
+    fn sample_commands() -> Vec<Command> {
+        vec![
             Command::Claim {
                 client_id: "c".into(),
                 node: 3,
@@ -1077,8 +1081,12 @@ mod tests {
                     ops
                 },
             },
-        ];
-        for cmd in cmds {
+        ]
+    }
+
+    #[test]
+    fn commands_round_trip_and_expiry_is_relative() {
+        for cmd in sample_commands() {
             let bytes = Bytes::from(cmd.encode(Instant::ZERO));
             assert_eq!(Command::decode(bytes, Instant::ZERO).expect("decodes"), cmd);
         }
@@ -1089,6 +1097,33 @@ mod tests {
             panic!("not a retain")
         };
         assert_eq!(m.expires_at, Some(later + Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics() {
+        // Valid frames and log entries of each kind with bytes changed and cut, so the damage
+        // reaches deep fields (sessions in handovers, every session write).
+        let mut samples: Vec<Vec<u8>> = sample_frames()
+            .iter()
+            .map(|f| f.encode(Instant::ZERO).to_vec())
+            .collect();
+        samples.extend(sample_commands().iter().map(|c| c.encode(Instant::ZERO)));
+        bolero::check!()
+            .with_type::<(u8, u16, Vec<(u16, u8)>)>()
+            .with_test_time(std::time::Duration::from_secs(2))
+            .for_each(|(which, cut, edits)| {
+                let mut bytes = samples[usize::from(*which) % samples.len()].clone();
+                for (at, value) in edits {
+                    let at = usize::from(*at) % bytes.len().max(1);
+                    if let Some(b) = bytes.get_mut(at) {
+                        *b = *value;
+                    }
+                }
+                bytes.truncate(usize::from(*cut));
+                let bytes = Bytes::from(bytes);
+                let _ = Frame::decode(bytes.clone(), Instant::ZERO);
+                let _ = Command::decode(bytes, Instant::ZERO);
+            });
     }
 
     #[test]

@@ -952,6 +952,11 @@ impl Engine {
             }
         }
         if let Some(node) = &mut self.cluster {
+            if let Some(sent) = &session {
+                // Kept as this node's copy until the new owner writes the session: if it dies
+                // first, this copy is the session (the other nodes' copies may lag what was sent).
+                node.replicas.keep(&client_id, sent.as_ref().clone(), node.config.node);
+            }
             if session.is_none() && !self.by_client.contains_key(&client_id) {
                 // This node owned the client without ever holding its session (its claim
                 // committed while it was down): what it knows is its copy of the last owner's.
