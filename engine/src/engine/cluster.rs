@@ -68,6 +68,8 @@ pub(super) struct Node {
     next_write: u64,
     /// How far into the batch being built (its number, a position) session writes were taken.
     writes_cursor: (u64, usize),
+    /// Writes of batches (by number, positions) that stay off the log (see `end_unreplicated`).
+    unreplicated: Vec<(u64, std::ops::Range<usize>)>,
     stats: ClusterStats,
 }
 
@@ -96,6 +98,8 @@ struct Awaiting {
     /// A newer claim took the client to another node meanwhile: what arrives goes on there, for
     /// that claim.
     owed: Option<(u16, (u64, u64))>,
+    /// A session that arrived for an older claim of this node meanwhile.
+    late: Option<Box<StoredSession>>,
 }
 
 /// A handover ahead of its claim.
@@ -162,6 +166,7 @@ impl Node {
             writes: None,
             next_write: 0,
             writes_cursor: (0, 0),
+            unreplicated: Vec::new(),
             stats: ClusterStats::default(),
         };
         let me = node.me();
@@ -481,12 +486,12 @@ impl Engine {
             _ => 0,
         };
         node.writes_cursor = (batch, self.persist.len());
-        let ops: Vec<StoreOp> = self
-            .persist
-            .ops_since(from)
-            .iter()
-            .filter(|op| op.session_client().is_some())
-            .cloned()
+        node.unreplicated.retain(|(b, _)| *b == batch);
+        let skipped = |at: usize| node.unreplicated.iter().any(|(_, r)| r.contains(&at));
+        let ops: Vec<StoreOp> = (from..)
+            .zip(self.persist.ops_since(from))
+            .filter(|(at, op)| op.session_client().is_some() && !skipped(*at))
+            .map(|(_, op)| op.clone())
             .collect();
         if ops.is_empty() {
             return false;
@@ -889,6 +894,7 @@ impl Engine {
                         conn,
                         deadline,
                         owed: None,
+                        late: None,
                     },
                 );
             }
@@ -948,14 +954,15 @@ impl Engine {
                 s.will = None;
             }
             if self.sessions.contains_key(&sid) {
-                self.end_session(sid);
+                self.end_unreplicated(sid);
             }
         }
         if let Some(node) = &mut self.cluster {
             if let Some(sent) = &session {
                 // Kept as this node's copy until the new owner writes the session: if it dies
                 // first, this copy is the session (the other nodes' copies may lag what was sent).
-                node.replicas.keep(&client_id, sent.as_ref().clone(), node.config.node);
+                node.replicas
+                    .keep(&client_id, sent.as_ref().clone(), node.config.node);
             }
             if session.is_none() && !self.by_client.contains_key(&client_id) {
                 // This node owned the client without ever holding its session (its claim
@@ -989,15 +996,10 @@ impl Engine {
             return;
         };
         let me = node.me();
-        // What this node waits for; or a session sent for a claim this node made in an earlier
-        // incarnation, while the table still gives it the client: the same session, sent before
-        // the old owner learnt of the newer claim.
-        let before_restart =
-            claim.0 != node.incarnation && node.table.owners.get(&client_id) == Some(&me);
         if node
             .awaiting
             .get(&client_id)
-            .is_some_and(|a| a.claim == claim || before_restart)
+            .is_some_and(|a| a.claim == claim)
         {
             let Some(awaiting) = node.awaiting.remove(&client_id) else {
                 return;
@@ -1034,10 +1036,15 @@ impl Engine {
             return;
         };
         match node.table.owners.get(&client_id).copied() {
-            Some(owner) if owner == me && !self.by_client.contains_key(&client_id) => {
-                self.install_session(&client_id, Some(session), false);
+            Some(owner) if owner == me => {
+                if let Some(awaiting) = node.awaiting.get_mut(&client_id) {
+                    // Sent for an older claim of this node (perhaps before it restarted): the
+                    // session if the one awaited never comes and this node has no copy.
+                    awaiting.late = Some(session);
+                } else if !self.by_client.contains_key(&client_id) {
+                    self.install_session(&client_id, Some(session), false);
+                }
             }
-            Some(owner) if owner == me => {}
             Some(owner) => {
                 if let Some(&claim) = node.table.claims.get(&(client_id.clone(), owner)) {
                     let message = PeerMessage::Handover {
@@ -1118,7 +1125,8 @@ impl Engine {
                 Some(_) => node.replicas.copy(&client_id),
                 None => node.replicas.take(&client_id),
             }
-            .map(Box::new);
+            .map(Box::new)
+            .or(awaiting.late);
             match awaiting.owed {
                 Some((to, claim)) => self.send_peer(
                     to,
@@ -1166,7 +1174,21 @@ impl Engine {
             if let Some(s) = self.sessions.get_mut(&sid) {
                 s.will = None;
             }
-            self.end_session(sid);
+            self.end_unreplicated(sid);
+        }
+    }
+
+    /// Ends session `sid` because another node owns its client now. Its store deletions are this
+    /// node's own, not writes of the session's owner: they never reach the copies, even when this
+    /// node claims the client back before the batch is sealed (then the table would take them for
+    /// the owner's).
+    fn end_unreplicated(&mut self, sid: crate::session::SessionId) {
+        let start = self.persist.len();
+        self.end_session(sid);
+        let end = self.persist.len();
+        if let Some(node) = &mut self.cluster {
+            node.unreplicated
+                .push((self.persist.building(), start..end));
         }
     }
 
@@ -1220,7 +1242,7 @@ impl Engine {
         };
         self.take_over_connection(sid);
         if self.sessions.contains_key(&sid) {
-            self.end_session(sid);
+            self.end_unreplicated(sid);
         }
     }
 
