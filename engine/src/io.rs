@@ -467,6 +467,50 @@ pub enum StoreOp {
 }
 
 impl StoreOp {
+    /// The write that stores message `m` at `seq` of `client_id`'s session.
+    pub fn put_message(
+        client_id: ByteString,
+        seq: u64,
+        m: crate::stored::StoredMessage,
+    ) -> StoreOp {
+        StoreOp::PutMessage {
+            client_id,
+            seq,
+            qos: m.qos,
+            state: m.state,
+            retain: m.retain,
+            sub_ids: m.sub_ids,
+            message: m.message,
+        }
+    }
+
+    /// A [`StoreOp::PutMessage`] as its client, position and message as stored; `None` for any
+    /// other write.
+    pub fn stored_message(&self) -> Option<(&ByteString, u64, crate::stored::StoredMessage)> {
+        match self {
+            StoreOp::PutMessage {
+                client_id,
+                seq,
+                qos,
+                state,
+                retain,
+                sub_ids,
+                message,
+            } => Some((
+                client_id,
+                *seq,
+                crate::stored::StoredMessage {
+                    qos: *qos,
+                    state: *state,
+                    retain: *retain,
+                    sub_ids: sub_ids.clone(),
+                    message: message.clone(),
+                },
+            )),
+            _ => None,
+        }
+    }
+
     /// The client whose persistent session this write changes (`None` for retained messages and
     /// the raft log).
     pub fn session_client(&self) -> Option<&ByteString> {

@@ -123,15 +123,7 @@ impl StoredSession {
             });
         }
         for (seq, m) in &self.messages {
-            ops.push(StoreOp::PutMessage {
-                client_id: client_id.clone(),
-                seq: *seq,
-                qos: m.qos,
-                state: m.state,
-                retain: m.retain,
-                sub_ids: m.sub_ids.clone(),
-                message: m.message.clone(),
-            });
+            ops.push(StoreOp::put_message(client_id.clone(), *seq, m.clone()));
         }
         for packet_id in &self.incoming {
             ops.push(StoreOp::PutIncoming {
@@ -213,26 +205,11 @@ impl StoredState {
                     s.subscriptions.remove(filter);
                 }
             }
-            StoreOp::PutMessage {
-                client_id,
-                seq,
-                qos,
-                state,
-                retain,
-                sub_ids,
-                message,
-            } => {
-                if let Some(s) = self.sessions.get_mut(client_id) {
-                    s.messages.insert(
-                        *seq,
-                        StoredMessage {
-                            qos: *qos,
-                            state: *state,
-                            retain: *retain,
-                            sub_ids: sub_ids.clone(),
-                            message: message.clone(),
-                        },
-                    );
+            StoreOp::PutMessage { .. } => {
+                if let Some((client_id, seq, m)) = op.stored_message() {
+                    if let Some(s) = self.sessions.get_mut(client_id) {
+                        s.messages.insert(seq, m);
+                    }
                 }
             }
             StoreOp::DeleteMessage { client_id, seq } => {

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cicada_engine::{StoreOp, StoredMessage, StoredSession, StoredState, StoredSubscription};
+use cicada_engine::{StoreOp, StoredSession, StoredState, StoredSubscription};
 use rocksdb::{
     ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
@@ -158,25 +158,15 @@ impl RocksStore {
                 StoreOp::DeleteSubscription { client_id, filter } => {
                     batch.delete_cf(subscriptions, record::subscription_key(client_id, filter));
                 }
-                StoreOp::PutMessage {
-                    client_id,
-                    seq,
-                    qos,
-                    state,
-                    retain,
-                    sub_ids,
-                    message,
-                } => batch.put_cf(
-                    messages,
-                    record::message_key(client_id, *seq),
-                    record::encode_stored_message(&StoredMessage {
-                        qos: *qos,
-                        state: *state,
-                        retain: *retain,
-                        sub_ids: sub_ids.clone(),
-                        message: message.clone(),
-                    }),
-                ),
+                StoreOp::PutMessage { .. } => {
+                    if let Some((client_id, seq, m)) = op.stored_message() {
+                        batch.put_cf(
+                            messages,
+                            record::message_key(client_id, seq),
+                            record::encode_stored_message(&m),
+                        );
+                    }
+                }
                 StoreOp::DeleteMessage { client_id, seq } => {
                     batch.delete_cf(messages, record::message_key(client_id, *seq));
                 }

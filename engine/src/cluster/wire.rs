@@ -272,26 +272,13 @@ impl Writer {
                 .u8(OP_DELETE_SUBSCRIPTION)
                 .bytes(client_id.as_bytes())
                 .bytes(filter.as_bytes()),
-            StoreOp::PutMessage {
-                client_id,
-                seq,
-                qos,
-                state,
-                retain,
-                sub_ids,
-                message,
-            } => {
-                let m = StoredMessage {
-                    qos: *qos,
-                    state: *state,
-                    retain: *retain,
-                    sub_ids: sub_ids.clone(),
-                    message: message.clone(),
-                };
-                self.u8(OP_PUT_MESSAGE)
+            StoreOp::PutMessage { .. } => match op.stored_message() {
+                Some((client_id, seq, m)) => self
+                    .u8(OP_PUT_MESSAGE)
                     .bytes(client_id.as_bytes())
-                    .stored_message(*seq, &m, now)
-            }
+                    .stored_message(seq, &m, now),
+                None => self,
+            },
             StoreOp::DeleteMessage { client_id, seq } => self
                 .u8(OP_DELETE_MESSAGE)
                 .bytes(client_id.as_bytes())
@@ -508,15 +495,7 @@ impl Reader {
             },
             OP_PUT_MESSAGE => {
                 let (seq, m) = self.stored_message(now)?;
-                StoreOp::PutMessage {
-                    client_id,
-                    seq,
-                    qos: m.qos,
-                    state: m.state,
-                    retain: m.retain,
-                    sub_ids: m.sub_ids,
-                    message: m.message,
-                }
+                StoreOp::put_message(client_id, seq, m)
             }
             OP_DELETE_MESSAGE => StoreOp::DeleteMessage {
                 client_id,
