@@ -1029,9 +1029,9 @@ impl Engine {
             return;
         }
         // Late: a wait that timed out, a claim this node made before it restarted, or an old owner
-        // replaying its log. The session is not dropped while nobody else has it: it stays here
-        // if this node still owns the client and holds nothing for it, or goes on to the node that
-        // owns it now (which takes it if it still waits for it).
+        // replaying its log. The session is not dropped while nobody else may have it: it stays
+        // here if this node still owns the client and holds nothing for it, or goes on to the node
+        // that owns it now, which treats it the same way.
         let Some(session) = session else {
             return;
         };
@@ -1046,14 +1046,14 @@ impl Engine {
                 }
             }
             Some(owner) => {
-                if let Some(&claim) = node.table.claims.get(&(client_id.clone(), owner)) {
-                    let message = PeerMessage::Handover {
-                        client_id,
-                        claim,
-                        session: Some(session),
-                    };
-                    self.send_peer(owner, message);
-                }
+                // Under the claim it came for, not the owner's: the owner must not take it for
+                // the handover it may be waiting for (which is newer), only as its fallback.
+                let message = PeerMessage::Handover {
+                    client_id,
+                    claim,
+                    session: Some(session),
+                };
+                self.send_peer(owner, message);
             }
             None => {}
         }
