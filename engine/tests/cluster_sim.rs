@@ -173,15 +173,7 @@ fn a_persistent_session_follows_its_client_to_another_node() {
     // Offline: node 1 queues for it.
     sim.drop_connection("roamer");
     sim.run(ms(50));
-    for i in 0..3 {
-        sim.publish(
-            "pub",
-            "q2/a",
-            QoS::ExactlyOnce,
-            false,
-            &format!("queued{i}"),
-        );
-    }
+    publish_q2(&mut sim, "queued", 3);
     sim.run(ms(100));
     assert_eq!(
         sim.engine(1)
@@ -240,9 +232,7 @@ fn a_late_copy_of_a_message_is_not_delivered_again_after_a_move() {
     settle(&mut sim, &[(1, "q2/#"), (3, "q2/#")], 12);
     // Frames from node 2 to node 3 are held back, not lost: the link resends them.
     sim.partition(3, &[2]);
-    for i in 0..3 {
-        sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, &format!("x{i}"));
-    }
+    publish_q2(&mut sim, "x", 3);
     sim.run(ms(100));
     assert_eq!(
         payloads(&sim, "roamer"),
@@ -275,15 +265,7 @@ fn a_persistent_session_survives_the_loss_of_its_node() {
     settle(&mut sim, &[(1, "q2/#")], 13);
     sim.drop_connection("roamer");
     sim.run(ms(50));
-    for i in 0..3 {
-        sim.publish(
-            "pub",
-            "q2/a",
-            QoS::ExactlyOnce,
-            false,
-            &format!("queued{i}"),
-        );
-    }
+    publish_q2(&mut sim, "queued", 3);
     sim.run(ms(100));
     assert_eq!(sim.clients["pub"].acked.len(), 3, "{}", sim.log());
     // Node 1 dies with the queued messages; whatever it had not confirmed to disk is lost too.
@@ -343,9 +325,7 @@ fn a_node_lost_in_the_middle_of_qos2_deliveries_loses_none_and_repeats_none() {
         sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
         sim.connect("pub", 2);
         settle(&mut sim, &[(1, "q2/#")], 14);
-        for i in 0..5 {
-            sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, &format!("m{i}"));
-        }
+        publish_q2(&mut sim, "m", 5);
         sim.run(ms(crash_after));
         let acked = sim.clients["pub"].acked.len();
         sim.crash(1);
@@ -360,6 +340,19 @@ fn a_node_lost_in_the_middle_of_qos2_deliveries_loses_none_and_repeats_none() {
             let payload = String::from_utf8_lossy(payload).into_owned();
             assert!(got.contains(&payload), "{payload} lost: {got:?}, {at}");
         }
+    }
+}
+
+/// `pub` publishes `n` QoS 2 messages to q2/a, with payloads `prefix`0, `prefix`1, ...
+fn publish_q2(sim: &mut ClusterSim, prefix: &str, n: usize) {
+    for i in 0..n {
+        sim.publish(
+            "pub",
+            "q2/a",
+            QoS::ExactlyOnce,
+            false,
+            &format!("{prefix}{i}"),
+        );
     }
 }
 

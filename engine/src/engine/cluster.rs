@@ -839,18 +839,12 @@ impl Engine {
         let now = self.now;
         // A CONNECT whose connection closed while its claim was on its way is no CONNECT: the
         // session must still come here (the old owner hands it over), or it would be lost.
-        let conn = conn.filter(|conn| {
-            matches!(
-                self.conns.get(conn).map(|c| &c.phase),
-                Some(Phase::Claiming(_))
-            )
+        let claiming = conn.and_then(|conn| match self.conns.get(&conn).map(|c| &c.phase) {
+            Some(Phase::Claiming(c)) => Some((conn, !c.connect.clean_start)),
+            _ => None,
         });
-        let resuming = conn.is_none_or(|conn| {
-            matches!(
-                self.conns.get(&conn).map(|c| &c.phase),
-                Some(Phase::Claiming(c)) if !c.connect.clean_start
-            )
-        });
+        let conn = claiming.map(|(conn, _)| conn);
+        let resuming = claiming.is_none_or(|(_, resuming)| resuming);
         // Another node held the session, or this node did before it restarted without it ever
         // arriving here (a claim of its earlier incarnation committed while it was down).
         let elsewhere =
