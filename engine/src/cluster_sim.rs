@@ -98,7 +98,40 @@ pub struct ClusterSim {
     log: String,
 }
 
+/// Entries between snapshots in the simulation.
+pub const SNAPSHOT_ENTRIES: usize = 25;
+
+impl Node {
+    fn start(config: &Config, mut cluster: ClusterConfig, rng: &mut Rng) -> Node {
+        let mut config = config.clone();
+        // Small, so every seed takes snapshots, and nodes that fell behind get one.
+        cluster.snapshot_entries = SNAPSHOT_ENTRIES;
+        config.cluster = Some(cluster);
+        let engine = Engine::new(config.clone(), rng.next_u64());
+        Node {
+            engine: Some(engine.unwrap_or_else(|e| panic!("config: {e}"))),
+            config,
+            disk: StoredState::default(),
+            unconfirmed: Vec::new(),
+            skew: Duration::ZERO,
+            starts: 1,
+        }
+    }
+}
+
 impl ClusterSim {
+    /// Starts node `n + 1` (for `n` nodes so far) to join the cluster (`cluster.join`, the others
+    /// as its seeds); it takes part once a member adds it ([`Input::ClusterAddMember`]).
+    pub fn start_joining(&mut self, config: &Config) -> u16 {
+        let id = self.nodes.len() as u16 + 1;
+        let mut cluster = ClusterConfig::new(id, (1..=id).collect());
+        cluster.join = true;
+        let node = Node::start(config, cluster, &mut self.rng);
+        self.nodes.push(node);
+        self.line(&format!("node {id} starts to join"));
+        id
+    }
+
     /// `n` nodes (numbered 1..=n) configured by `config` (its `cluster` is set per node), all drawn
     /// from `seed`.
     pub fn new(n: u16, config: &Config, seed: u64) -> ClusterSim {
@@ -106,19 +139,7 @@ impl ClusterSim {
         let mut rng = Rng::new(seed);
         let nodes = members
             .iter()
-            .map(|&id| {
-                let mut config = config.clone();
-                config.cluster = Some(ClusterConfig::new(id, members.clone()));
-                let engine = Engine::new(config.clone(), rng.next_u64());
-                Node {
-                    engine: Some(engine.unwrap_or_else(|e| panic!("config: {e}"))),
-                    config,
-                    disk: StoredState::default(),
-                    unconfirmed: Vec::new(),
-                    skew: Duration::ZERO,
-                    starts: 1,
-                }
-            })
+            .map(|&id| Node::start(config, ClusterConfig::new(id, members.clone()), &mut rng))
             .collect();
         ClusterSim {
             rng,
@@ -655,6 +676,14 @@ impl ClusterSim {
                     if e.cluster_owners() != engine.cluster_owners() {
                         self.fail(&format!(
                             "nodes {other} and {id} applied the log to {applied} but disagree on owners"
+                        ));
+                    }
+                    if e.cluster_digest() != engine.cluster_digest() {
+                        self.fail(&format!(
+                            "nodes {other} and {id} applied the log to {applied} but disagree on \
+                             the table or the session copies:\n{:?}\n{:?}",
+                            e.cluster_digest(),
+                            engine.cluster_digest()
                         ));
                     }
                 }

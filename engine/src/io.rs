@@ -307,6 +307,21 @@ pub enum Input {
         /// The redirection, if any.
         redirect: Option<crate::config::Redirect>,
     },
+    /// Adds node `node`, reached at `address`, to the cluster: a raft configuration change,
+    /// proposed until it commits, then applied on every node ([`Event::ClusterMembers`]). The new
+    /// node starts with `cluster.join` and gets the state as a snapshot.
+    ClusterAddMember {
+        /// Its number.
+        node: u16,
+        /// Where it is reached.
+        address: crate::cluster::MemberAddress,
+    },
+    /// Removes node `node` from the cluster (drain it first: its clients' sessions fail over only
+    /// when they reconnect elsewhere).
+    ClusterRemoveMember {
+        /// Its number.
+        node: u16,
+    },
 }
 
 /// A message published from outside MQTT ([`Input::Publish`]).
@@ -459,6 +474,14 @@ pub enum StoreOp {
         /// The first index deleted.
         from: u64,
     },
+    /// Store a raft snapshot (cluster nodes), replacing the last one, and delete every stored log
+    /// entry up to its index (the snapshot holds what they did).
+    PutRaftSnapshot {
+        /// The snapshot's last index.
+        index: u64,
+        /// The snapshot, as raft encodes it.
+        snapshot: Bytes,
+    },
     /// Store raft's hard state (term, vote, commit).
     PutRaftHardState {
         /// The hard state, as raft encodes it.
@@ -528,6 +551,7 @@ impl StoreOp {
             | StoreOp::DeleteRetained { .. }
             | StoreOp::PutRaftEntry { .. }
             | StoreOp::TruncateRaftLog { .. }
+            | StoreOp::PutRaftSnapshot { .. }
             | StoreOp::PutRaftHardState { .. } => None,
         }
     }
@@ -775,6 +799,14 @@ pub enum Event {
         to: u16,
         /// The frame, whole; the transport delimits it.
         frame: Bytes,
+    },
+    /// The cluster's members are now these (after a change through the log, or as the log or a
+    /// snapshot told this node at start): every other member, with the address the log gave it
+    /// (`None`: one of the founding members, whose address is in the configuration). Links to
+    /// nodes not listed can go.
+    ClusterMembers {
+        /// The other members.
+        members: Vec<(u16, Option<crate::cluster::MemberAddress>)>,
     },
     /// A frame (or replicated log entry) from another node could not be read, and was ignored.
     ClusterFrameRejected {

@@ -33,7 +33,7 @@ mod stored;
 mod time;
 mod timer;
 
-pub use cluster::{ClusterConfig, ClusterStats};
+pub use cluster::{ClusterConfig, ClusterStats, MemberAddress};
 pub use config::{
     Authentication, Config, ConfigError, OverloadPolicy, Quotas, Rate, RateLimit, Redirect,
     SharedStrategy, Tenant,

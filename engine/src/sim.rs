@@ -137,6 +137,7 @@ impl ModelStore {
                 StoreOp::DeleteRetained { .. }
                 | StoreOp::PutRaftEntry { .. }
                 | StoreOp::TruncateRaftLog { .. }
+                | StoreOp::PutRaftSnapshot { .. }
                 | StoreOp::PutRaftHardState { .. } => {}
             }
             self.state.apply(std::slice::from_ref(op));
@@ -537,7 +538,9 @@ impl Sim {
                     self.line(&text);
                 }
                 // A single-engine simulation has no cluster (see `cluster_sim`).
-                Event::Cluster { .. } | Event::ClusterFrameRejected { .. } => {}
+                Event::Cluster { .. }
+                | Event::ClusterMembers { .. }
+                | Event::ClusterFrameRejected { .. } => {}
                 Event::MessagePublished { message } => {
                     let from = message.origin.as_deref().unwrap_or("-");
                     let text = format!("watched publish by {from}: {:?}", message.topic.as_str());
@@ -686,6 +689,7 @@ fn render_ops(ops: &[StoreOp]) -> String {
             StoreOp::DeleteRetained { topic } => format!("delete retained {topic:?}"),
             StoreOp::PutRaftEntry { index, .. } => format!("put raft entry {index}"),
             StoreOp::TruncateRaftLog { from } => format!("truncate raft log from {from}"),
+            StoreOp::PutRaftSnapshot { index, .. } => format!("put raft snapshot at {index}"),
             StoreOp::PutRaftHardState { .. } => "put raft hard state".to_string(),
         })
         .collect();

@@ -31,8 +31,10 @@ pub struct StoredState {
 pub struct StoredRaft {
     /// The hard state (term, vote, commit), as raft encodes it.
     pub hard_state: Option<bytes::Bytes>,
-    /// Log entries by index, as raft encodes them.
+    /// Log entries by index, as raft encodes them (those after the snapshot).
     pub entries: BTreeMap<u64, bytes::Bytes>,
+    /// The last snapshot, as raft encodes it: the state the entries continue.
+    pub snapshot: Option<bytes::Bytes>,
 }
 
 /// A persistent session as stored.
@@ -250,6 +252,10 @@ impl StoredState {
             }
             StoreOp::TruncateRaftLog { from } => {
                 self.raft.entries.split_off(from);
+            }
+            StoreOp::PutRaftSnapshot { index, snapshot } => {
+                self.raft.snapshot = Some(snapshot.clone());
+                self.raft.entries = self.raft.entries.split_off(&(index + 1));
             }
             StoreOp::PutRaftHardState { hard_state } => {
                 self.raft.hard_state = Some(hard_state.clone());

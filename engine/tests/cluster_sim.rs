@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cicada_engine::cluster_sim::{ClusterSim, Faults};
 use cicada_engine::codec::{QoS, TopicName};
-use cicada_engine::Config;
+use cicada_engine::{Config, Input, MemberAddress};
 
 fn config() -> Config {
     Config {
@@ -341,6 +341,151 @@ fn a_node_lost_in_the_middle_of_qos2_deliveries_loses_none_and_repeats_none() {
             assert!(got.contains(&payload), "{payload} lost: {got:?}, {at}");
         }
     }
+}
+
+#[test]
+fn a_node_back_from_behind_a_snapshot_gets_the_state_from_it_and_can_take_a_session_over() {
+    let mut sim = ClusterSim::new(3, &config(), 15);
+    sim.run(secs(3));
+    sim.connect_session("roamer", 1);
+    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
+    sim.connect("pub", 2);
+    settle(&mut sim, &[(1, "q2/#")], 15);
+    sim.drop_connection("roamer");
+    sim.run(ms(50));
+    sim.crash(3);
+    sim.run(secs(3));
+    // While node 3 is down, the log grows by more than two snapshots' worth, and the others
+    // drop what node 3 would need: it can only catch up from a snapshot.
+    publish_q2(&mut sim, "queued", 3);
+    for i in 0..2 * cicada_engine::cluster_sim::SNAPSHOT_ENTRIES {
+        sim.publish(
+            "pub",
+            &format!("r/{}", i % 7),
+            QoS::AtLeastOnce,
+            true,
+            &format!("r{i}"),
+        );
+        sim.run(ms(20));
+    }
+    sim.run(ms(300));
+    assert!(stats(&sim, 1).snapshots_taken >= 2, "{:?}", stats(&sim, 1));
+    assert!(stats(&sim, 1).snapshot_index > stats(&sim, 1).applied - 25 - 1);
+    sim.restart(3);
+    sim.run_checked(secs(3), &mut |s| s.check());
+    let (s1, s3) = (stats(&sim, 1), stats(&sim, 3));
+    assert!(s3.snapshots_received >= 1, "{s3:?}\n{}", sim.log());
+    assert_eq!(s3.applied, s1.applied);
+    let (e1, e3) = (sim.engine(1).expect("up"), sim.engine(3).expect("up"));
+    assert_eq!(e3.cluster_digest(), e1.cluster_digest());
+    for k in 0..7 {
+        let topic = TopicName::new(format!("r/{k}")).expect("topic");
+        assert_eq!(
+            e3.retained(&topic).map(|m| m.payload.clone()),
+            e1.retained(&topic).map(|m| m.payload.clone()),
+            "r/{k}"
+        );
+    }
+    // Node 1 dies: node 3's copy of the session, which came in the snapshot, is the session.
+    sim.crash(1);
+    sim.connect_session("roamer", 3);
+    sim.run_checked(secs(4), &mut |s| s.check());
+    assert!(sim.clients["roamer"].session_present, "{}", sim.log());
+    assert_eq!(
+        payloads(&sim, "roamer"),
+        ["queued0", "queued1", "queued2"],
+        "{}",
+        sim.log()
+    );
+}
+
+#[test]
+fn a_node_added_through_a_member_gets_the_state_serves_and_counts_and_a_member_leaves() {
+    let mut sim = ClusterSim::new(3, &config(), 16);
+    sim.run(secs(3));
+    sim.connect_session("roamer", 1);
+    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
+    sim.connect("pub", 2);
+    settle(&mut sim, &[(1, "q2/#")], 16);
+    sim.publish("pub", "r/x", QoS::AtLeastOnce, true, "before-join");
+    sim.drop_connection("roamer");
+    sim.run(ms(50));
+    publish_q2(&mut sim, "queued", 2);
+    sim.run(ms(300));
+
+    // Node 4 starts with no configuration: it takes no part until a member adds it.
+    let id = sim.start_joining(&config());
+    assert_eq!(id, 4);
+    sim.run(secs(1));
+    assert_eq!(stats(&sim, 4).applied, 0);
+    let address = MemberAddress {
+        address: "10.0.0.4:7101".into(),
+        server_name: None,
+        mqtt: Some("10.0.0.4:1883".into()),
+    };
+    sim.input(
+        2,
+        Input::ClusterAddMember {
+            node: 4,
+            address: address.clone(),
+        },
+    );
+    sim.run_checked(secs(3), &mut |s| s.check());
+    let (s1, s4) = (stats(&sim, 1), stats(&sim, 4));
+    assert!(s4.snapshots_received >= 1, "{s4:?}\n{}", sim.log());
+    assert_eq!(s4.applied, s1.applied, "{}", sim.log());
+    let (e1, e4) = (sim.engine(1).expect("up"), sim.engine(4).expect("up"));
+    assert_eq!(e4.cluster_digest(), e1.cluster_digest());
+    let members = e1.cluster_members().expect("a cluster node");
+    assert!(members.contains(&(4, Some(address))), "{members:?}");
+    assert_eq!(e4.cluster_members().map(|m| m.len()), Some(4));
+    let topic = TopicName::new("r/x").expect("topic");
+    assert_eq!(
+        e4.retained(&topic).map(|m| m.payload.clone()),
+        Some(Bytes::from("before-join"))
+    );
+
+    // It serves clients: their subscriptions reach the others, publishes reach them.
+    sim.connect("s4", 4);
+    sim.subscribe("s4", "t/#", QoS::AtLeastOnce);
+    settle(&mut sim, &[(4, "t/#")], 16);
+    sim.publish("pub", "t/a", QoS::AtLeastOnce, false, "to-4");
+    sim.run(ms(300));
+    assert_eq!(payloads(&sim, "s4"), ["to-4"], "{}", sim.log());
+
+    // It holds a copy of every session, and takes one over when its node dies.
+    sim.crash(1);
+    sim.connect_session("roamer", 4);
+    sim.run_checked(secs(4), &mut |s| s.check());
+    assert!(sim.clients["roamer"].session_present, "{}", sim.log());
+    assert_eq!(
+        payloads(&sim, "roamer"),
+        ["queued0", "queued1"],
+        "{}",
+        sim.log()
+    );
+
+    // Node 3 leaves: it serves no one, and the other two of {1, 2, 4} (1 is down) still make a
+    // majority.
+    sim.input(2, Input::ClusterRemoveMember { node: 3 });
+    sim.run_checked(secs(4), &mut |s| s.check());
+    assert!(
+        sim.engine(3).expect("up").cluster_removed(),
+        "{}",
+        sim.log()
+    );
+    let members: Vec<u16> = sim
+        .engine(2)
+        .and_then(|e| e.cluster_members())
+        .map(|m| m.into_iter().map(|(n, _)| n).collect())
+        .unwrap_or_default();
+    assert!(!members.contains(&3) && members.len() == 3, "{members:?}");
+    sim.connect("late", 2);
+    sim.run(secs(2));
+    assert!(sim.clients["late"].connected, "{}", sim.log());
+    sim.connect("refused", 3);
+    sim.run(ms(100));
+    assert!(!sim.clients["refused"].connected, "{}", sim.log());
 }
 
 /// `pub` publishes `n` QoS 2 messages to q2/a, with payloads `prefix`0, `prefix`1, ...

@@ -34,8 +34,14 @@ const FAMILIES: [&str; 7] = [
     RAFT,
     SEEN,
 ];
-/// The hard state's key: sorts before every entry (whose keys are eight bytes).
-const RAFT_HARD_STATE: &[u8] = b"hs";
+/// The hard state's key: sorts after every entry (whose keys are eight bytes, at most eight 0xff),
+/// so no range deletion of entries reaches it.
+const RAFT_HARD_STATE: &[u8] = b"\xff\xff\xff\xff\xff\xff\xff\xffhs";
+/// The hard state's key in earlier builds: it sorted among the entries, and a truncation of the log
+/// deleted it. Still read, never written.
+const RAFT_HARD_STATE_OLD: &[u8] = b"hs";
+/// The snapshot's key, after every entry as well.
+const RAFT_SNAPSHOT: &[u8] = b"\xff\xff\xff\xff\xff\xff\xff\xffsnapshot";
 
 /// RocksDB in a directory.
 pub struct RocksStore {
@@ -199,7 +205,12 @@ impl RocksStore {
                     batch.delete_cf(raft, u64::MAX.to_be_bytes());
                 }
                 StoreOp::PutRaftHardState { hard_state } => {
+                    batch.delete_cf(raft, RAFT_HARD_STATE_OLD);
                     batch.put_cf(raft, RAFT_HARD_STATE, hard_state);
+                }
+                StoreOp::PutRaftSnapshot { index, snapshot } => {
+                    batch.put_cf(raft, RAFT_SNAPSHOT, snapshot);
+                    batch.delete_range_cf(raft, 0u64.to_be_bytes(), (index + 1).to_be_bytes());
                 }
             }
         }
@@ -278,8 +289,12 @@ impl Store for RocksStore {
         })?;
         self.scan(RAFT, |key, value| {
             let value = bytes::Bytes::copy_from_slice(value);
-            if key == RAFT_HARD_STATE {
+            if key == RAFT_HARD_STATE || key == RAFT_HARD_STATE_OLD {
                 state.raft.hard_state = Some(value);
+                return Ok(());
+            }
+            if key == RAFT_SNAPSHOT {
+                state.raft.snapshot = Some(value);
                 return Ok(());
             }
             let index: [u8; 8] = key

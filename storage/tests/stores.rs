@@ -225,6 +225,7 @@ fn rename(op: &StoreOp, from: &str, to: &str) -> Option<StoreOp> {
         | StoreOp::DeleteRetained { .. }
         | StoreOp::PutRaftEntry { .. }
         | StoreOp::TruncateRaftLog { .. }
+        | StoreOp::PutRaftSnapshot { .. }
         | StoreOp::PutRaftHardState { .. } => {}
     }
     Some(op)
@@ -292,7 +293,7 @@ fn a_directory_that_cannot_be_opened_is_a_clear_error() {
 }
 
 #[test]
-fn a_cluster_nodes_raft_log_survives_reopening_with_truncations_applied() {
+fn a_cluster_nodes_raft_log_survives_reopening_with_truncations_and_snapshots_applied() {
     let entry = |i: u64, tag: &'static str| StoreOp::PutRaftEntry {
         index: i,
         entry: Bytes::from(format!("{tag}{i}")),
@@ -310,6 +311,17 @@ fn a_cluster_nodes_raft_log_survives_reopening_with_truncations_applied() {
         vec![StoreOp::PutRaftHardState {
             hard_state: Bytes::from_static(b"term 3"),
         }],
+        // A truncation alone leaves the hard state be.
+        vec![
+            entry(3, "b"),
+            entry(4, "b"),
+            StoreOp::TruncateRaftLog { from: 4 },
+        ],
+        // A snapshot at 1 drops the entries up to it.
+        vec![StoreOp::PutRaftSnapshot {
+            index: 1,
+            snapshot: Bytes::from_static(b"state at 1"),
+        }],
     ];
     let dir = tempfile::tempdir().expect("temp dir");
     {
@@ -320,7 +332,11 @@ fn a_cluster_nodes_raft_log_survives_reopening_with_truncations_applied() {
     let loaded = store.load().expect("loads");
     assert_eq!(loaded.raft.hard_state, Some(Bytes::from_static(b"term 3")));
     let entries: Vec<_> = loaded.raft.entries.values().cloned().collect();
-    assert_eq!(entries, vec![Bytes::from("a1"), Bytes::from("b2")]);
+    assert_eq!(entries, vec![Bytes::from("b2"), Bytes::from("b3")]);
+    assert_eq!(
+        loaded.raft.snapshot,
+        Some(Bytes::from_static(b"state at 1"))
+    );
     let mut memory = MemoryStore::new();
     memory.write(&batches).expect("writes");
     assert_eq!(memory.load().expect("loads"), loaded);

@@ -7,6 +7,7 @@
 //! See `docs/cluster.md` for the consistency model of each kind of state.
 
 pub(crate) mod link;
+pub(crate) mod log;
 pub(crate) mod replica;
 pub(crate) mod table;
 pub(crate) mod wire;
@@ -16,8 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message as RaftMessage};
-use raft::storage::MemStorage;
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message as RaftMessage, Snapshot};
 use raft::{RawNode, StateRole};
 
 use crate::config::ConfigError;
@@ -35,13 +35,33 @@ pub const HANDOVER_BUDGET: usize = 15 << 20;
 /// alone): raft's own limit per message, so replication never needs frames near the shell's limit.
 pub(crate) const WRITES_BUDGET: usize = 1 << 20;
 
+/// Where a node is reached, as the admin API's join gives it and the log carries it to every node
+/// (opaque to the engine: the shell dials it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberAddress {
+    /// `host:port` of its cluster listener.
+    pub address: String,
+    /// The name its certificate carries, if not the address's host.
+    pub server_name: Option<String>,
+    /// `host:port` where its MQTT clients connect (a drain's Server Reference).
+    pub mqtt: Option<String>,
+}
+
 /// This node's place in a cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterConfig {
     /// This node's number, 1 to 65535, unique in the cluster.
     pub node: u16,
-    /// Every node of the cluster, this one included (the static seed list; the raft voters).
+    /// Every node of the cluster at its first start, this one included (the static seed list; the
+    /// raft voters until the admin API adds or removes one). For a node that joins, the nodes it
+    /// may hear from before it is added.
     pub members: Vec<u16>,
+    /// Whether this node joins a running cluster (it starts with no raft configuration and waits
+    /// to be added through a member's admin API) rather than founding one with `members`.
+    pub join: bool,
+    /// Log entries applied since the last snapshot before the node takes another and drops them
+    /// (a node that falls behind, or joins, gets the snapshot).
+    pub snapshot_entries: usize,
     /// The raft tick.
     pub tick: Duration,
     /// Ticks without a leader before a follower stands for election (each node waits between this
@@ -75,6 +95,8 @@ impl ClusterConfig {
         ClusterConfig {
             node,
             members,
+            join: false,
+            snapshot_entries: 10_000,
             tick: Duration::from_millis(100),
             election_ticks: 10,
             heartbeat_ticks: 2,
@@ -97,6 +119,12 @@ impl ClusterConfig {
             return Err(ConfigError {
                 key: "cluster.members",
                 fix: "list every node of the cluster, this one (cluster.node) included",
+            });
+        }
+        if self.snapshot_entries == 0 {
+            return Err(ConfigError {
+                key: "cluster.snapshot_entries",
+                fix: "take a snapshot after at least 1 entry",
             });
         }
         if self.members.contains(&0) {
@@ -170,14 +198,26 @@ pub struct ClusterStats {
     /// Resuming CONNECTs whose old node never handed the session over (dead, or cut off) and that
     /// got it from this node's copy instead.
     pub failovers: u64,
+    /// The index of the last snapshot (the log starts after it).
+    pub snapshot_index: u64,
+    /// Log entries held after the snapshot.
+    pub log_entries: u64,
+    /// Snapshots this node took of its applied state.
+    pub snapshots_taken: u64,
+    /// Snapshots this node received from a leader (it had fallen behind what the log still
+    /// held, or joined).
+    pub snapshots_received: u64,
 }
 
 /// The raft node and its storage, as the engine drives it.
 pub(crate) struct Raft {
-    pub(crate) node: RawNode<MemStorage>,
+    pub(crate) node: RawNode<log::LogStore>,
     /// Readies appended but waiting for their storage batch: (batch, ready number, the messages
     /// that may only leave once it is durable).
     pub(crate) held: VecDeque<(u64, u64, Vec<RaftMessage>)>,
+    /// A snapshot received from the leader, applied to the state but not yet reported to raft
+    /// as applied (raft only takes that once it is durable).
+    snapshot_applied: Option<u64>,
 }
 
 impl std::fmt::Debug for Raft {
@@ -191,26 +231,35 @@ impl std::fmt::Debug for Raft {
 }
 
 impl Raft {
-    /// A raft node for `config`, over the log and hard state `stored` (empty on a first start).
+    /// A raft node for `config`, over the snapshot, log and hard state `stored` (empty on a first
+    /// start). The snapshot's state is the caller's to restore.
     pub(crate) fn new(config: &ClusterConfig, rng: &mut Rng, stored: &StoredRaft) -> Raft {
-        let voters: Vec<u64> = config.members.iter().map(|n| u64::from(*n)).collect();
-        let storage = MemStorage::new_with_conf_state(ConfState::from((voters, vec![])));
+        let voters: Vec<u64> = if config.join {
+            Vec::new()
+        } else {
+            config.members.iter().map(|n| u64::from(*n)).collect()
+        };
+        let mut storage = log::LogStore::new(ConfState::from((voters, vec![])));
+        if let Some(snapshot) = stored
+            .snapshot
+            .as_ref()
+            .and_then(|b| Snapshot::parse_from_bytes(b).ok())
         {
-            let mut core = storage.wl();
-            let entries: Vec<Entry> = stored
-                .entries
-                .values()
-                .filter_map(|b| Entry::parse_from_bytes(b).ok())
-                .collect();
-            // Stored entries are contiguous from 1 (the log is never compacted).
-            let _ = core.append(&entries);
-            if let Some(hs) = stored
-                .hard_state
-                .as_ref()
-                .and_then(|b| HardState::parse_from_bytes(b).ok())
-            {
-                core.set_hardstate(hs);
-            }
+            storage.install(snapshot, false);
+        }
+        let entries: Vec<Entry> = stored
+            .entries
+            .values()
+            .filter_map(|b| Entry::parse_from_bytes(b).ok())
+            .collect();
+        // Stored entries are contiguous from the snapshot's index on.
+        storage.append(&entries);
+        if let Some(hs) = stored
+            .hard_state
+            .as_ref()
+            .and_then(|b| HardState::parse_from_bytes(b).ok())
+        {
+            storage.set_hard_state(hs);
         }
         // raft-rs draws each election timeout from an unseeded generator in [min, max): pinning
         // max = min + 1 takes it out. The jitter that keeps nodes from standing together comes from
@@ -231,7 +280,7 @@ impl Raft {
             ..Default::default()
         };
         let logger = slog::Logger::root(slog::Discard, slog::o!());
-        // The configuration is ours and valid, and a fresh MemStorage cannot fail to load.
+        // The configuration is ours and valid, and the log store cannot fail to load.
         let node = match RawNode::new(&raft_config, storage, &logger) {
             Ok(node) => node,
             Err(e) => unreachable_config(&e),
@@ -239,7 +288,70 @@ impl Raft {
         Raft {
             node,
             held: VecDeque::new(),
+            snapshot_applied: None,
         }
+    }
+
+    /// Tells raft that ready `number` (and every one before it) is durable.
+    pub(crate) fn persisted(&mut self, number: u64) {
+        self.node.on_persist_ready(number);
+        if let Some(index) = self.snapshot_applied {
+            let log = &self.node.raft.raft_log;
+            if log.persisted >= index {
+                if log.applied < index {
+                    self.node.advance_apply_to(index);
+                }
+                self.snapshot_applied = None;
+            }
+        }
+    }
+
+    /// Makes a snapshot received from the leader the log's start (its state is the caller's to
+    /// restore); returns the storage writes.
+    pub(crate) fn install_received(&mut self, snapshot: &Snapshot) -> [StoreOp; 2] {
+        let index = snapshot.get_metadata().index;
+        self.node.mut_store().install(snapshot.clone(), false);
+        self.snapshot_applied = Some(index);
+        [
+            StoreOp::PutRaftSnapshot {
+                index,
+                snapshot: Bytes::from(snapshot.write_to_bytes().unwrap_or_default()),
+            },
+            StoreOp::TruncateRaftLog { from: index + 1 },
+        ]
+    }
+
+    /// A snapshot of the applied state `data` at the last applied index, which replaces the log up
+    /// to it; returns its storage write (`None` if nothing was applied since the last snapshot).
+    pub(crate) fn compact(&mut self, data: Bytes) -> Option<StoreOp> {
+        let index = self.node.raft.raft_log.applied;
+        if index <= self.node.store().snapshot_index() {
+            return None;
+        }
+        let term = self.node.store().term_of(index)?;
+        let mut snapshot = Snapshot {
+            data,
+            ..Snapshot::default()
+        };
+        let meta = snapshot.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(self.node.raft.prs().conf().to_conf_state());
+        let bytes = Bytes::from(snapshot.write_to_bytes().unwrap_or_default());
+        self.node.mut_store().install(snapshot, true);
+        Some(StoreOp::PutRaftSnapshot {
+            index,
+            snapshot: bytes,
+        })
+    }
+
+    /// Entries applied since the last snapshot.
+    pub(crate) fn since_snapshot(&self) -> u64 {
+        self.node
+            .raft
+            .raft_log
+            .applied
+            .saturating_sub(self.node.store().snapshot_index())
     }
 
     pub(crate) fn is_leader(&self) -> bool {
@@ -255,7 +367,7 @@ impl Raft {
 
 #[cold]
 fn unreachable_config(e: &raft::Error) -> ! {
-    // Only a configuration error can make RawNode::new fail over a MemStorage, and ours is checked.
+    // Only a configuration error can make RawNode::new fail over a LogStore, and ours is checked.
     panic!("raft rejected the engine's configuration: {e}")
 }
 

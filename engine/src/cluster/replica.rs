@@ -1,7 +1,9 @@
-//! Copies of the persistent sessions other nodes own, kept by applying the session writes they put
-//! in the log ([`super::wire::Command::Session`]). When an owner dies, the node its client
-//! reconnects to takes the session from its copy: every write the owner acknowledged anything for
-//! had committed, so the copy holds it (see `docs/cluster.md`, "Replicated sessions").
+//! Copies of every persistent session of the cluster, kept by applying the session writes owners
+//! put in the log ([`super::wire::Command::Session`]), this node's own included. When an owner
+//! dies, the node its client reconnects to takes the session from its copy: every write the owner
+//! acknowledged anything for had committed, so the copy holds it (see `docs/cluster.md`,
+//! "Replicated sessions"). Built from the log alone, the copies are the same on every node at the
+//! same index, so a snapshot of them is the log's.
 
 use std::collections::BTreeMap;
 
@@ -37,32 +39,44 @@ impl Replicas {
         }
     }
 
-    /// Keeps `session` as the copy of `client_id`'s, as if `writer` had written it (a node that
-    /// hands a session over keeps what it sent).
-    pub(crate) fn keep(&mut self, client_id: &ByteString, session: StoredSession, writer: u16) {
-        self.state.sessions.insert(client_id.clone(), session);
-        self.writer.insert(client_id.clone(), writer);
-    }
-
-    /// Takes the copy of `client_id`'s session out (this node owns it now).
-    pub(crate) fn take(&mut self, client_id: &ByteString) -> Option<StoredSession> {
-        self.writer.remove(client_id);
-        self.state.sessions.remove(client_id)
-    }
-
     /// A copy of the copy of `client_id`'s session, which stays.
     pub(crate) fn copy(&self, client_id: &ByteString) -> Option<StoredSession> {
         self.state.sessions.get(client_id).cloned()
     }
 
-    /// Drops the copy of `client_id`'s session (it ended, or this node holds it).
+    /// Whether there is a copy of `client_id`'s session.
+    pub(crate) fn has(&self, client_id: &ByteString) -> bool {
+        self.state.sessions.contains_key(client_id)
+    }
+
+    /// Drops the copy of `client_id`'s session (it ended for good).
     pub(crate) fn forget(&mut self, client_id: &ByteString) {
-        self.take(client_id);
+        self.writer.remove(client_id);
+        self.state.sessions.remove(client_id);
     }
 
     /// How many sessions are copied here.
     pub(crate) fn len(&self) -> usize {
         self.state.sessions.len()
+    }
+
+    /// Every copy with its writer, for a snapshot.
+    pub(crate) fn export(&self) -> Vec<(ByteString, u16, StoredSession)> {
+        self.state
+            .sessions
+            .iter()
+            .filter_map(|(c, s)| Some((c.clone(), *self.writer.get(c)?, s.clone())))
+            .collect()
+    }
+
+    /// The copies a snapshot carried.
+    pub(crate) fn restore(copies: Vec<(ByteString, u16, StoredSession)>) -> Replicas {
+        let mut r = Replicas::default();
+        for (client, writer, session) in copies {
+            r.writer.insert(client.clone(), writer);
+            r.state.sessions.insert(client, session);
+        }
+        r
     }
 }
 
@@ -97,9 +111,12 @@ mod tests {
         // Node 2 took the session over and writes it whole: what node 1 wrote is gone.
         r.apply(2, &put_session("c"));
         r.apply(2, &put_incoming("c", 8));
-        let copy = r.take(&"c".into()).expect("a copy");
+        let copy = r.copy(&"c".into()).expect("a copy");
         assert_eq!(copy.incoming.into_iter().collect::<Vec<_>>(), [8]);
-        assert_eq!(r.len(), 0);
+        // A snapshot carries the copy and its writer.
+        let restored = Replicas::restore(r.export());
+        assert_eq!(restored.export(), r.export());
+        assert_eq!(restored.writer.get("c"), Some(&2));
     }
 
     #[test]

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use bytestring::ByteString;
 
 use super::wire::Command;
+use super::MemberAddress;
 
 /// The applied state.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Table {
     /// Client identifier → the node that owns its session.
     pub(crate) owners: BTreeMap<ByteString, u16>,
@@ -24,6 +25,9 @@ pub(crate) struct Table {
     pub(crate) retained_by: BTreeMap<ByteString, (u16, u64, u64)>,
     /// The last [`Command::Session`] applied per node, in its current incarnation.
     pub(crate) session_seq: BTreeMap<u16, u64>,
+    /// The addresses of the nodes added through the admin API (the founding members' are in each
+    /// node's configuration).
+    pub(crate) members: BTreeMap<u16, MemberAddress>,
 }
 
 /// What applying a command changed, for the engine to act on.

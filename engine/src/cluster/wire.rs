@@ -7,6 +7,8 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
+use super::table::Table;
+use super::MemberAddress;
 use crate::codec::{
     decode_shared, options_byte, subscription_options, Delivery, PacketId, ProtocolVersion,
     Publish, QoS, SubscriptionId, TopicName,
@@ -306,6 +308,7 @@ impl Writer {
             | StoreOp::DeleteRetained { .. }
             | StoreOp::PutRaftEntry { .. }
             | StoreOp::TruncateRaftLog { .. }
+            | StoreOp::PutRaftSnapshot { .. }
             | StoreOp::PutRaftHardState { .. } => self,
         }
     }
@@ -542,6 +545,9 @@ const CMD_INTEREST: u8 = 3;
 const CMD_START: u8 = 4;
 const CMD_RETAIN: u8 = 5;
 const CMD_SESSION: u8 = 6;
+
+const STATE_V1: u8 = 1;
+const MEMBER_V1: u8 = 1;
 
 const OP_PUT_SESSION: u8 = 1;
 const OP_DELETE_SESSION: u8 = 2;
@@ -809,6 +815,176 @@ impl Command {
             }
         };
         r.end(command)
+    }
+}
+
+/// What a snapshot carries: the applied state at its index, as every node builds it from the log.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) table: Table,
+    /// Every persistent session's copy: (client identifier, the node whose writes built it, the
+    /// session).
+    pub(crate) copies: Vec<(ByteString, u16, StoredSession)>,
+    /// The retained messages.
+    pub(crate) retained: Vec<Arc<Message>>,
+}
+
+fn len_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl Writer {
+    fn text(&mut self, v: &str) -> &mut Self {
+        self.bytes(v.as_bytes())
+    }
+
+    fn optional(&mut self, v: Option<&str>) -> &mut Self {
+        match v {
+            Some(v) => self.u8(1).text(v),
+            None => self.u8(0),
+        }
+    }
+
+    fn member(&mut self, m: &MemberAddress) -> &mut Self {
+        self.text(&m.address)
+            .optional(m.server_name.as_deref())
+            .optional(m.mqtt.as_deref())
+    }
+}
+
+impl Reader {
+    fn optional(&mut self, field: &'static str) -> Result<Option<String>, WireError> {
+        Ok(match self.u8(field)? {
+            0 => None,
+            _ => Some(self.string(field)?.to_string()),
+        })
+    }
+
+    fn member(&mut self) -> Result<MemberAddress, WireError> {
+        Ok(MemberAddress {
+            address: self.string("member address")?.to_string(),
+            server_name: self.optional("member server name")?,
+            mqtt: self.optional("member mqtt address")?,
+        })
+    }
+}
+
+impl MemberAddress {
+    /// The context of the configuration change that adds a node: its address, for every node.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        Writer::new(MEMBER_V1).member(self).done().to_vec()
+    }
+
+    pub(crate) fn decode(bytes: Bytes) -> Result<MemberAddress, WireError> {
+        let mut r = Reader(bytes);
+        match r.u8("member tag")? {
+            MEMBER_V1 => {
+                let m = r.member()?;
+                r.end(m)
+            }
+            tag => Err(WireError::UnknownTag {
+                what: "member",
+                tag,
+            }),
+        }
+    }
+}
+
+impl State {
+    /// The snapshot's data. Expiry is relative to `now`, as in the log.
+    pub(crate) fn encode(&self, now: Instant) -> Bytes {
+        let t = &self.table;
+        let mut w = Writer::new(STATE_V1);
+        w.u32(len_u32(t.owners.len()));
+        for (client, node) in &t.owners {
+            w.bytes(client.as_bytes()).u16(*node);
+        }
+        w.u32(len_u32(t.claims.len()));
+        for ((client, node), (inc, token)) in &t.claims {
+            w.bytes(client.as_bytes()).u16(*node).u64(*inc).u64(*token);
+        }
+        w.u32(len_u32(t.incarnations.len()));
+        for (node, inc) in &t.incarnations {
+            w.u16(*node).u64(*inc);
+        }
+        w.u32(len_u32(t.interest.len()));
+        for ((node, filter), (version, count)) in &t.interest {
+            w.u16(*node)
+                .bytes(filter.as_bytes())
+                .u64(*version)
+                .u32(*count);
+        }
+        w.u32(len_u32(t.retained_by.len()));
+        for (topic, (node, inc, token)) in &t.retained_by {
+            w.bytes(topic.as_bytes()).u16(*node).u64(*inc).u64(*token);
+        }
+        w.u32(len_u32(t.session_seq.len()));
+        for (node, seq) in &t.session_seq {
+            w.u16(*node).u64(*seq);
+        }
+        w.u32(len_u32(t.members.len()));
+        for (node, member) in &t.members {
+            w.u16(*node).member(member);
+        }
+        w.u32(len_u32(self.copies.len()));
+        for (client, writer, session) in &self.copies {
+            w.bytes(client.as_bytes())
+                .u16(*writer)
+                .session(session, now);
+        }
+        w.u32(len_u32(self.retained.len()));
+        for message in &self.retained {
+            w.message(message, now);
+        }
+        w.done()
+    }
+
+    /// Reads a snapshot's data at `now`.
+    pub(crate) fn decode(bytes: Bytes, now: Instant) -> Result<State, WireError> {
+        let mut r = Reader(bytes);
+        let tag = r.u8("state tag")?;
+        if tag != STATE_V1 {
+            return Err(WireError::UnknownTag { what: "state", tag });
+        }
+        let mut state = State::default();
+        let t = &mut state.table;
+        for _ in 0..r.count("owners")? {
+            t.owners.insert(r.string("client id")?, r.u16("owner")?);
+        }
+        for _ in 0..r.count("claims")? {
+            let key = (r.string("client id")?, r.u16("claim node")?);
+            t.claims
+                .insert(key, (r.u64("claim incarnation")?, r.u64("claim token")?));
+        }
+        for _ in 0..r.count("incarnations")? {
+            t.incarnations.insert(r.u16("node")?, r.u64("incarnation")?);
+        }
+        for _ in 0..r.count("interest")? {
+            let key = (r.u16("interest node")?, r.string("filter")?);
+            t.interest
+                .insert(key, (r.u64("interest version")?, r.u32("interest count")?));
+        }
+        for _ in 0..r.count("retained by")? {
+            let topic = r.string("topic")?;
+            let by = (r.u16("node")?, r.u64("incarnation")?, r.u64("token")?);
+            t.retained_by.insert(topic, by);
+        }
+        for _ in 0..r.count("session seqs")? {
+            t.session_seq.insert(r.u16("node")?, r.u64("seq")?);
+        }
+        for _ in 0..r.count("members")? {
+            let node = r.u16("member node")?;
+            t.members.insert(node, r.member()?);
+        }
+        for _ in 0..r.count("copies")? {
+            let client = r.string("client id")?;
+            let writer = r.u16("writer")?;
+            state.copies.push((client, writer, r.session(now)?));
+        }
+        for _ in 0..r.count("retained")? {
+            state.retained.push(r.message(now)?);
+        }
+        r.end(state)
     }
 }
 
@@ -1087,6 +1263,8 @@ mod tests {
             .map(|f| f.encode(Instant::ZERO).to_vec())
             .collect();
         samples.extend(sample_commands().iter().map(|c| c.encode(Instant::ZERO)));
+        samples.push(sample_state().encode(Instant::ZERO).to_vec());
+        samples.push(sample_member().encode());
         bolero::check!()
             .with_type::<(u8, u16, Vec<(u16, u8)>)>()
             .with_test_time(std::time::Duration::from_secs(2))
@@ -1101,8 +1279,49 @@ mod tests {
                 bytes.truncate(usize::from(*cut));
                 let bytes = Bytes::from(bytes);
                 let _ = Frame::decode(bytes.clone(), Instant::ZERO);
-                let _ = Command::decode(bytes, Instant::ZERO);
+                let _ = Command::decode(bytes.clone(), Instant::ZERO);
+                let _ = State::decode(bytes.clone(), Instant::ZERO);
+                let _ = MemberAddress::decode(bytes);
             });
+    }
+
+    fn sample_member() -> MemberAddress {
+        MemberAddress {
+            address: "10.0.0.4:7883".into(),
+            server_name: Some("node4.cluster".into()),
+            mqtt: None,
+        }
+    }
+
+    fn sample_state() -> State {
+        let mut table = Table::default();
+        table.owners.insert("c".into(), 2);
+        table.claims.insert(("c".into(), 2), (7, 3));
+        table.incarnations.insert(2, 7);
+        table.interest.insert((2, "t/#".into()), (4, 1));
+        table.retained_by.insert("r/x".into(), (1, 9, 12));
+        table.session_seq.insert(2, 5);
+        table.members.insert(4, sample_member());
+        State {
+            table,
+            copies: vec![("c".into(), 2, session())],
+            retained: vec![message()],
+        }
+    }
+
+    #[test]
+    fn a_snapshot_state_and_a_member_round_trip() {
+        let state = sample_state();
+        let back = State::decode(state.encode(Instant::ZERO), Instant::ZERO).expect("decodes");
+        assert_eq!(back.table, state.table);
+        assert_eq!(back.copies, state.copies);
+        assert_eq!(back.retained.len(), 1);
+        assert_eq!(back.retained[0].payload, state.retained[0].payload);
+        let member = sample_member();
+        assert_eq!(
+            MemberAddress::decode(Bytes::from(member.encode())),
+            Ok(member)
+        );
     }
 
     #[test]

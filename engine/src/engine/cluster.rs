@@ -7,14 +7,19 @@ use std::sync::Arc;
 use bytes::Bytes;
 use bytestring::ByteString;
 
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeType, EntryType, MessageType};
+use raft::SnapshotStatus;
+
 use crate::cluster::link::Links;
 use crate::cluster::replica::Replicas;
 use crate::cluster::table::{Change, Table};
-use crate::cluster::wire::{Command, Frame};
+use crate::cluster::wire::{Command, Frame, State};
 use crate::cluster::{self, ClusterConfig, ClusterStats, Raft};
 use crate::codec::{Connect, ReasonCode};
 use crate::io::{CloseReason, ConnId, Event, PeerMessage, Stamp, StoreOp};
 use crate::message::Message;
+use crate::retained::RetainedStore;
 use crate::stored::{StoredRaft, StoredSession};
 use crate::time::Instant;
 use crate::timer::TimerKind;
@@ -70,8 +75,20 @@ pub(super) struct Node {
     writes_cursor: (u64, usize),
     /// Writes of batches (by number, positions) that stay off the log (see `end_unreplicated`).
     unreplicated: Vec<(u64, std::ops::Range<usize>)>,
+    /// A membership change asked for through the admin API, proposed until it applies, and
+    /// when it was last proposed.
+    conf_pending: Option<(ConfChange, Instant)>,
+    /// The membership changed: take a snapshot at once (a node that joins needs one that
+    /// includes it).
+    force_snapshot: bool,
+    /// This node was removed from the cluster: it serves no client and proposes nothing.
+    removed: bool,
     stats: ClusterStats,
 }
+
+/// How often a membership change is proposed again until it applies (raft drops one proposed
+/// while another is under way).
+const CONF_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Session writes of this node proposed to the log ([`Command::Session`]).
 #[derive(Debug)]
@@ -167,6 +184,9 @@ impl Node {
             next_write: 0,
             writes_cursor: (0, 0),
             unreplicated: Vec::new(),
+            conf_pending: None,
+            force_snapshot: false,
+            removed: false,
             stats: ClusterStats::default(),
         };
         let me = node.me();
@@ -188,6 +208,24 @@ impl Node {
 
     fn me(&self) -> u16 {
         self.config.node
+    }
+
+    /// The voters and learners of the raft configuration in force here.
+    fn conf_members(&self) -> Vec<u16> {
+        let conf = self.raft.node.raft.prs().conf().to_conf_state();
+        conf.voters
+            .iter()
+            .chain(&conf.learners)
+            .filter_map(|id| u16::try_from(*id).ok())
+            .collect()
+    }
+
+    /// Whether frames from `node` are taken: a member, a founding member (the configuration's
+    /// seeds), or anyone while this node has no configuration yet (it joins, and the leader that
+    /// brings it in may be a node added after its seeds were written).
+    fn knows(&self, node: u16) -> bool {
+        let members = self.conf_members();
+        members.is_empty() || members.contains(&node) || self.config.members.contains(&node)
     }
 }
 
@@ -219,14 +257,226 @@ impl Engine {
         }
     }
 
-    /// Restarts raft over what the store held (before any other input).
+    /// Restarts raft over what the store held (before any other input): the snapshot's state,
+    /// then the log after it, replayed at the first input.
     pub(super) fn restore_cluster(&mut self, stored: &StoredRaft) {
-        if let Some(node) = &mut self.cluster {
-            if !stored.entries.is_empty() || stored.hard_state.is_some() {
-                node.raft = Raft::new(&node.config, &mut self.rng, stored);
-                node.replay_until = node.raft.node.raft.raft_log.committed;
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        if stored.entries.is_empty() && stored.hard_state.is_none() && stored.snapshot.is_none() {
+            return;
+        }
+        node.raft = Raft::new(&node.config, &mut self.rng, stored);
+        node.replay_until = node.raft.node.raft.raft_log.committed;
+        let data = node.raft.node.store().last_snapshot().data.clone();
+        if !data.is_empty() {
+            self.install_state(&data, false);
+        }
+    }
+
+    /// Takes a snapshot of the applied state once `snapshot_entries` entries were applied since
+    /// the last one, and drops the log up to it.
+    fn compact_log(&mut self) {
+        let now = self.now;
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        let force = std::mem::take(&mut node.force_snapshot);
+        if !force && node.raft.since_snapshot() < node.config.snapshot_entries as u64 {
+            return;
+        }
+        let state = State {
+            table: node.table.clone(),
+            copies: node.replicas.export(),
+            retained: self
+                .retained
+                .all()
+                .into_iter()
+                .filter(|m| !m.is_expired(now))
+                .collect(),
+        };
+        if let Some(op) = node.raft.compact(state.encode(now)) {
+            node.stats.snapshots_taken += 1;
+            self.persist.push(op);
+        }
+    }
+
+    /// Replaces the applied state with a snapshot's: at a restart (`live` false: the sessions are
+    /// not restored yet, and the log replay that follows settles them), or from the leader (this
+    /// node fell behind what the log still holds): then it acts as at the end of a replay.
+    fn install_state(&mut self, data: &Bytes, live: bool) {
+        let now = self.now;
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        let state = match State::decode(data.clone(), now) {
+            Ok(state) => state,
+            Err(error) => {
+                // Every node would fail on it alike: nothing better to do than say so.
+                node.stats.bad_frames += 1;
+                self.events.push_back(Event::ClusterFrameRejected {
+                    from: 0,
+                    why: format!("snapshot: {error}"),
+                });
+                return;
+            }
+        };
+        let me = node.me();
+        let old = std::mem::replace(&mut node.table, state.table);
+        node.replicas = Replicas::restore(state.copies);
+        let gone: Vec<(u16, ByteString)> =
+            old.interest.into_keys().filter(|(n, _)| *n != me).collect();
+        let interest: Vec<(u16, ByteString, u32)> = node
+            .table
+            .interest
+            .iter()
+            .filter(|((n, _), (_, count))| *n != me && *count > 0)
+            .map(|((n, filter), (_, count))| (*n, filter.clone(), *count))
+            .collect();
+        // This node's writes entry in the log's hands, if what the snapshot covers committed it.
+        let committed = match (&node.writes, node.table.session_seq.get(&me)) {
+            (
+                Some(Writes {
+                    command: Command::Session { seq, .. },
+                    ..
+                }),
+                Some(applied),
+            ) if seq <= applied && node.table.incarnations.get(&me) == Some(&node.incarnation) => {
+                Some(*seq)
+            }
+            _ => None,
+        };
+        for (n, filter) in gone {
+            self.peer_interest(n, filter, 0);
+        }
+        for (n, filter, count) in interest {
+            self.peer_interest(n, filter, count);
+        }
+        if self.config.retain_available {
+            self.retained = RetainedStore::default();
+            for message in state.retained {
+                self.retained.insert(message);
             }
         }
+        self.members_changed();
+        if live {
+            if let Some(seq) = committed {
+                self.writes_committed(seq);
+            }
+            self.drop_unowned_sessions();
+        }
+    }
+
+    /// Asks the cluster to add `node` (see [`crate::Input::ClusterAddMember`]).
+    pub(super) fn add_member(&mut self, node: u16, address: cluster::MemberAddress) {
+        let mut cc = ConfChange::default();
+        cc.set_change_type(ConfChangeType::AddNode);
+        cc.node_id = u64::from(node);
+        cc.context = Bytes::from(address.encode());
+        self.change_members(cc);
+    }
+
+    /// Asks the cluster to remove `node` (see [`crate::Input::ClusterRemoveMember`]).
+    pub(super) fn remove_member(&mut self, node: u16) {
+        let mut cc = ConfChange::default();
+        cc.set_change_type(ConfChangeType::RemoveNode);
+        cc.node_id = u64::from(node);
+        self.change_members(cc);
+    }
+
+    fn change_members(&mut self, cc: ConfChange) {
+        if let Some(node) = &mut self.cluster {
+            if cc.node_id != 0 && !node.removed {
+                node.conf_pending = Some((cc, Instant::ZERO));
+            }
+        }
+    }
+
+    /// A membership change committed: raft takes it, the table keeps the new node's address (or
+    /// forgets the old one's, and what it subscribed to), and the shell hears who the members are.
+    fn apply_conf_change(&mut self, entry: &raft::eraftpb::Entry) {
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        let Ok(cc) = ConfChange::parse_from_bytes(&entry.data) else {
+            node.stats.bad_frames += 1;
+            return;
+        };
+        let done = node.conf_pending.as_ref().is_some_and(|(pending, _)| {
+            pending.node_id == cc.node_id && pending.get_change_type() == cc.get_change_type()
+        });
+        if done {
+            node.conf_pending = None;
+        }
+        // Raft refuses what would break it (the last voter leaving), on every node alike.
+        if node.raft.node.apply_conf_change(&cc).is_err() {
+            return;
+        }
+        let Ok(id) = u16::try_from(cc.node_id) else {
+            return;
+        };
+        let me = node.me();
+        let mut gone = Vec::new();
+        match cc.get_change_type() {
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                if let Ok(address) = cluster::MemberAddress::decode(cc.context.clone()) {
+                    node.table.members.insert(id, address);
+                }
+                node.force_snapshot = true;
+            }
+            ConfChangeType::RemoveNode => {
+                node.table.members.remove(&id);
+                node.table.incarnations.remove(&id);
+                node.table.session_seq.remove(&id);
+                node.table.interest.retain(|(n, filter), _| {
+                    if *n == id {
+                        gone.push(filter.clone());
+                    }
+                    *n != id
+                });
+                if id == me {
+                    node.removed = true;
+                    node.pending.clear();
+                    node.queued_writes.clear();
+                    if node.raft.is_leader() {
+                        // Not in the configuration any more: let the others elect a leader.
+                        let term = node.raft.node.raft.term;
+                        node.raft.node.raft.become_follower(term, raft::INVALID_ID);
+                    }
+                }
+            }
+        }
+        if id == me && node.removed {
+            let conns: Vec<ConnId> = self.sessions.values().filter_map(|s| s.conn).collect();
+            for conn in conns {
+                let why = "this node was removed from the cluster".to_string();
+                self.kick(conn, ReasonCode::ServerUnavailable, why);
+            }
+        } else {
+            for filter in gone {
+                self.peer_interest(id, filter, 0);
+            }
+        }
+        self.members_changed();
+    }
+
+    /// Tells the shell who the other members are now (nothing while this node has no
+    /// configuration: it is joining, and keeps its seeds).
+    fn members_changed(&mut self) {
+        let Some(node) = &self.cluster else {
+            return;
+        };
+        let all = node.conf_members();
+        if all.is_empty() {
+            return;
+        }
+        let me = node.me();
+        let members = all
+            .into_iter()
+            .filter(|n| *n != me)
+            .map(|n| (n, node.table.members.get(&n).cloned()))
+            .collect();
+        self.events.push_back(Event::ClusterMembers { members });
     }
 
     /// A frame from node `from`.
@@ -235,7 +485,7 @@ impl Engine {
         let Some(node) = &mut self.cluster else {
             return;
         };
-        if from == node.me() || !node.config.members.contains(&from) {
+        if from == node.me() || !node.knows(from) {
             node.stats.bad_frames += 1;
             return;
         }
@@ -369,6 +619,14 @@ impl Engine {
         let Some(node) = &mut self.cluster else {
             return;
         };
+        if node.removed {
+            // Out of the cluster: no claim of this node can commit.
+            return self.refuse(
+                conn,
+                claiming.connect.protocol,
+                ReasonCode::ServerUnavailable,
+            );
+        }
         let (me, incarnation) = (node.me(), node.incarnation);
         let client_id = claiming.client_id.clone();
         let token = node.submit(|token| Command::Claim {
@@ -393,6 +651,29 @@ impl Engine {
         if node.raft.leader().is_none() {
             // Raft drops proposals without a leader; they wait for one.
             return;
+        }
+        if node.removed {
+            return;
+        }
+        let heir = node
+            .conf_members()
+            .into_iter()
+            .find(|n| *n != node.config.node);
+        if let Some((cc, last)) = &mut node.conf_pending {
+            if *last == Instant::ZERO || now.saturating_duration_since(*last) >= CONF_RETRY {
+                let removing_leader = cc.get_change_type() == ConfChangeType::RemoveNode
+                    && node.raft.is_leader()
+                    && cc.node_id == u64::from(node.config.node);
+                match heir.filter(|_| removing_leader) {
+                    // A leader that leaves hands the leadership on first: a removed leader would
+                    // go on leading a cluster it is not in.
+                    Some(heir) => node.raft.node.transfer_leader(u64::from(heir)),
+                    None => {
+                        let _ = node.raft.node.propose_conf_change(Vec::new(), cc.clone());
+                    }
+                }
+                *last = now.max(Instant::from_micros(1));
+            }
         }
         let (me, inc, retransmit) = (node.me(), node.incarnation, node.config.retransmit);
         for (token, (command, last)) in node.pending.iter_mut() {
@@ -639,36 +920,56 @@ impl Engine {
                 break;
             }
             let mut rd = node.raft.node.ready();
+            let mut snapshots_sent = Vec::new();
             for m in rd.take_messages() {
+                if m.get_msg_type() == MessageType::MsgSnapshot {
+                    snapshots_sent.push(m.to);
+                }
                 push_raft(&mut self.events, &m, now);
             }
             let committed = rd.take_committed_entries();
             let entries = rd.take_entries();
             let mark = self.persist.mark();
+            let snapshot = (!rd.snapshot().is_empty()).then(|| rd.snapshot().clone());
+            if let Some(s) = &snapshot {
+                for op in node.raft.install_received(s) {
+                    self.persist.push(op);
+                }
+                node.stats.snapshots_received += 1;
+            }
             if !entries.is_empty() {
-                let _ = node.raft.node.mut_store().wl().append(&entries);
+                node.raft.node.mut_store().append(&entries);
                 for op in cluster::entry_ops(&entries) {
                     self.persist.push(op);
                 }
             }
             if let Some(hs) = rd.hs() {
-                node.raft.node.mut_store().wl().set_hardstate(hs.clone());
+                node.raft.node.mut_store().set_hard_state(hs.clone());
                 self.persist.push(cluster::hard_state_op(hs));
             }
             let persisted = rd.take_persisted_messages();
             let number = rd.number();
             node.raft.node.advance_append_async(rd);
+            // Frames carry no delivery report: the leader takes a snapshot as sent, and the
+            // follower's next answer shows whether it arrived (if not, it goes again). Otherwise
+            // raft would wait for a report forever.
+            for to in snapshots_sent {
+                node.raft.node.report_snapshot(to, SnapshotStatus::Finish);
+            }
             // A ready with nothing to store still waits behind an earlier one that has: raft
             // takes persistence reports in order, and one would cover the other.
             let gate = self.persist.gate_since(mark).filter(|_| enabled);
             match gate.or_else(|| node.raft.held.back().map(|(batch, _, _)| *batch)) {
                 Some(batch) => node.raft.held.push_back((batch, number, persisted)),
                 None => {
-                    node.raft.node.on_persist_ready(number);
+                    node.raft.persisted(number);
                     for m in &persisted {
                         push_raft(&mut self.events, m, now);
                     }
                 }
+            }
+            if let Some(s) = snapshot {
+                self.install_state(&s.data, true);
             }
             let last = committed.last().map(|e| e.index);
             for entry in committed {
@@ -676,14 +977,24 @@ impl Engine {
             }
             if let (Some(index), Some(node)) = (last, &mut self.cluster) {
                 node.raft.node.advance_apply_to(index);
-                node.stats.applied = index;
-                if node.replay_until != 0 && index >= node.replay_until {
-                    node.replay_until = 0;
-                    self.drop_unowned_sessions();
-                }
             }
+            self.compact_log();
+        }
+        let replayed = self.cluster.as_ref().is_some_and(|node| {
+            node.replay_until != 0 && node.raft.node.raft.raft_log.applied >= node.replay_until
+        });
+        if replayed {
+            if let Some(node) = &mut self.cluster {
+                node.replay_until = 0;
+            }
+            self.drop_unowned_sessions();
         }
         if let Some(node) = &mut self.cluster {
+            // A received snapshot is applied before raft hears it was (once it is durable).
+            let snapshot = node.raft.node.store().snapshot_index();
+            node.stats.applied = node.raft.node.raft.raft_log.applied.max(snapshot);
+            node.stats.snapshot_index = snapshot;
+            node.stats.log_entries = node.raft.node.store().len() as u64;
             node.stats.leader = node.raft.is_leader();
             node.stats.term = node.raft.node.raft.term;
             node.stats.unacked = node.links.unacked() as u64;
@@ -705,7 +1016,7 @@ impl Engine {
             }
             let number = *number;
             if let Some((_, _, messages)) = node.raft.held.pop_front() {
-                node.raft.node.on_persist_ready(number);
+                node.raft.persisted(number);
                 for m in &messages {
                     push_raft(&mut self.events, m, now);
                 }
@@ -714,6 +1025,9 @@ impl Engine {
     }
 
     fn apply_entry(&mut self, entry: &raft::eraftpb::Entry) {
+        if entry.get_entry_type() == EntryType::EntryConfChange {
+            return self.apply_conf_change(entry);
+        }
         if !cluster::is_command(entry) {
             return;
         }
@@ -768,12 +1082,6 @@ impl Engine {
                 else {
                     return;
                 };
-                if from == me {
-                    if incarnation == my_incarnation {
-                        self.writes_committed(seq);
-                    }
-                    return;
-                }
                 for op in &ops {
                     // Only the owner in force writes a session: what an old owner wrote after
                     // the client moved went with its handover.
@@ -781,6 +1089,9 @@ impl Engine {
                     if owner == Some(&from) {
                         node.replicas.apply(from, op);
                     }
+                }
+                if from == me && incarnation == my_incarnation {
+                    self.writes_committed(seq);
                 }
             }
             Change::Owner {
@@ -870,7 +1181,7 @@ impl Engine {
         }
         if !(elsewhere && resuming) {
             // A fresh session, or the one already here: a copy of another node's is stale.
-            node.replicas.forget(&client_id);
+            self.discard_copy(&client_id);
             return self.admit_claimed(client_id, claim.1, conn);
         }
         match early.filter(|e| e.claim == claim) {
@@ -951,13 +1262,9 @@ impl Engine {
                 self.end_unreplicated(sid);
             }
         }
+        // The copies of the session (this node's too) stay as this node last wrote it until the
+        // new owner writes: if it dies first, they are the session.
         if let Some(node) = &mut self.cluster {
-            if let Some(sent) = &session {
-                // Kept as this node's copy until the new owner writes the session: if it dies
-                // first, this copy is the session (the other nodes' copies may lag what was sent).
-                node.replicas
-                    .keep(&client_id, sent.as_ref().clone(), node.config.node);
-            }
             if session.is_none() && !self.by_client.contains_key(&client_id) {
                 // This node owned the client without ever holding its session (its claim
                 // committed while it was down): what it knows is its copy of the last owner's.
@@ -1062,12 +1369,11 @@ impl Engine {
         session: Option<Box<StoredSession>>,
         failover: bool,
     ) {
-        if let Some(node) = &mut self.cluster {
-            node.replicas.forget(client_id);
-        }
         let Some(stored) = session else {
+            self.discard_copy(client_id);
             return;
         };
+        let start = self.persist.len();
         if let Some(old) = self.by_client.get(client_id).copied() {
             // A stale copy (from this node's own store): the one handed over is the session now.
             if let Some(s) = self.sessions.get_mut(&old) {
@@ -1075,9 +1381,21 @@ impl Engine {
             }
             self.end_session(old);
         }
-        for op in stored.ops(client_id) {
-            self.persist.push(op);
+        let ops = stored.ops(client_id);
+        for op in &ops {
+            self.persist.push(op.clone());
         }
+        // Through the log as one entry, a delete in front: every copy is replaced at once, never
+        // deleted without the session that replaces it (the node may die between two entries).
+        let mut writes = vec![StoreOp::DeleteSession {
+            client_id: client_id.clone(),
+        }];
+        writes.extend(ops);
+        if let Some(node) = &mut self.cluster {
+            let batch = self.persist.building();
+            node.unreplicated.push((batch, start..self.persist.len()));
+        }
+        self.queue_writes(writes, true);
         self.restore_session(client_id.clone(), *stored);
         if let Some(node) = &mut self.cluster {
             if failover {
@@ -1085,6 +1403,25 @@ impl Engine {
             } else {
                 node.stats.handovers_received += 1;
             }
+        }
+    }
+
+    /// Deletes every copy of `client_id`'s session through the log, ahead of whatever this node
+    /// writes for it next, unless this node holds the session (then its own writes keep the
+    /// copies right). The copy is stale: the client starts afresh here, or its session arrived
+    /// from elsewhere and is written whole, and a copy this node wrote last would otherwise take
+    /// the new writes on top of the old ones.
+    fn discard_copy(&mut self, client_id: &ByteString) {
+        let stale = !self.by_client.contains_key(client_id)
+            && self
+                .cluster
+                .as_ref()
+                .is_some_and(|node| node.replicas.has(client_id));
+        if stale {
+            let delete = StoreOp::DeleteSession {
+                client_id: client_id.clone(),
+            };
+            self.queue_writes(vec![delete], false);
         }
     }
 
@@ -1114,13 +1451,11 @@ impl Engine {
                 continue;
             };
             node.stats.handover_timeouts += 1;
-            let copy = match awaiting.owed {
-                // Passed on, the copy is kept here too: the next owner may die before it writes.
-                Some(_) => node.replicas.copy(&client_id),
-                None => node.replicas.take(&client_id),
-            }
-            .map(Box::new)
-            .or(awaiting.late);
+            let copy = node
+                .replicas
+                .copy(&client_id)
+                .map(Box::new)
+                .or(awaiting.late);
             match awaiting.owed {
                 Some((to, claim)) => self.send_peer(
                     to,
@@ -1269,6 +1604,41 @@ impl Engine {
     /// Every client identifier's owner in this node's applied table.
     pub fn cluster_owners(&self) -> Option<&BTreeMap<ByteString, u16>> {
         self.cluster.as_ref().map(|n| &n.table.owners)
+    }
+
+    /// What this node built from the log: its table and its copies of the persistent sessions
+    /// (who wrote each, its filters, messages and packet identifiers), as text. Nodes that applied
+    /// the same prefix of the log give the same, whatever snapshots each took or received.
+    pub fn cluster_digest(&self) -> Option<String> {
+        let node = self.cluster.as_ref()?;
+        let copies: Vec<_> = node
+            .replicas
+            .export()
+            .into_iter()
+            .map(|(client, writer, s)| {
+                let filters: Vec<_> = s.subscriptions.keys().cloned().collect();
+                let messages: Vec<_> = s.messages.keys().copied().collect();
+                (client, writer, filters, messages, s.incoming)
+            })
+            .collect();
+        Some(format!("{:?} {copies:?}", node.table))
+    }
+
+    /// The cluster's members as this node's raft configuration has them (itself included), and
+    /// the addresses the log gave the ones added since the first start.
+    pub fn cluster_members(&self) -> Option<Vec<(u16, Option<cluster::MemberAddress>)>> {
+        let node = self.cluster.as_ref()?;
+        Some(
+            node.conf_members()
+                .into_iter()
+                .map(|n| (n, node.table.members.get(&n).cloned()))
+                .collect(),
+        )
+    }
+
+    /// Whether this node was removed from the cluster.
+    pub fn cluster_removed(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|n| n.removed)
     }
 
     /// How many subscriptions to `filter` this node's applied table gives `node`.

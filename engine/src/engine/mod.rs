@@ -324,6 +324,8 @@ impl Engine {
             } => self.external_publish(request, &principal, publish),
             Input::Timeout => self.fire_timers(),
             Input::SetRedirect { redirect } => self.config.redirect = redirect,
+            Input::ClusterAddMember { node, address } => self.add_member(node, address),
+            Input::ClusterRemoveMember { node } => self.remove_member(node),
             Input::SetAcl { acl } => self.set_acl(acl),
             Input::SetBans { bans } => self.set_bans(bans),
             Input::Kick { conn, reason, why } => {

@@ -42,6 +42,14 @@ pub struct ClusterSection {
     /// it gets a fresh one (default 1000).
     #[serde(default)]
     pub handover_timeout_ms: Option<u64>,
+    /// Log entries applied between two snapshots (default 10000): the log is dropped up to each.
+    #[serde(default)]
+    pub snapshot_entries: Option<usize>,
+    /// Join a running cluster instead of founding one: start with no membership and wait until a
+    /// member adds this node (`POST /api/v1/cluster/members`). `members` then lists this node and
+    /// the nodes it may first hear from. Ignored once the node has a raft log.
+    #[serde(default)]
+    pub join: bool,
 }
 
 /// `[[cluster.members]]`.
@@ -86,6 +94,22 @@ pub struct Peer {
     pub mqtt: Option<String>,
 }
 
+impl Peer {
+    /// A node added through the admin API, as the log gave its address.
+    pub fn from_member(node: u16, member: &cicada_engine::MemberAddress) -> Option<Peer> {
+        let host = host_of(&member.address)?;
+        Some(Peer {
+            node,
+            address: member.address.clone(),
+            server_name: member
+                .server_name
+                .clone()
+                .unwrap_or_else(|| host.to_string()),
+            mqtt: member.mqtt.clone(),
+        })
+    }
+}
+
 /// `[cluster]`, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSettings {
@@ -105,8 +129,8 @@ fn invalid(key: &str, fix: impl Into<String>) -> Invalid {
     (key.to_string(), fix.into())
 }
 
-/// The host of `host:port` (brackets of an IPv6 address removed) and whether a port follows.
-fn host_of(address: &str) -> Option<&str> {
+/// The host of `host:port` (brackets of an IPv6 address removed), if a port follows.
+pub(crate) fn host_of(address: &str) -> Option<&str> {
     let (host, port) = address.rsplit_once(':')?;
     port.parse::<u16>().ok().filter(|p| *p != 0)?;
     let host = host
@@ -138,6 +162,10 @@ impl ClusterSection {
         if let Some(ms) = self.handover_timeout_ms {
             engine.handover_timeout = Duration::from_millis(ms);
         }
+        if let Some(n) = self.snapshot_entries {
+            engine.snapshot_entries = n;
+        }
+        engine.join = self.join;
         let mut seen = std::collections::BTreeSet::new();
         let mut peers = Vec::new();
         let mut own = None;

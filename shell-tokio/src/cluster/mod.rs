@@ -16,7 +16,7 @@
 
 pub mod config;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -83,14 +83,24 @@ pub struct LinkView {
 
 /// The outgoing side of one other node.
 struct Link {
-    address: String,
+    peer: config::Peer,
     queue: mpsc::Sender<Bytes>,
     state: Arc<LinkState>,
+    dialer: JoinHandle<()>,
 }
+
+/// The nodes whose connections are accepted: the members, or anyone (`None`) while this node
+/// joins and knows none yet (mTLS still admits only holders of a cluster certificate).
+type Accepted = Arc<std::sync::RwLock<Option<BTreeSet<u16>>>>;
 
 /// The running links: a dialer per other node and the listener for theirs.
 pub struct ClusterNet {
+    node: u16,
+    security: Security,
+    /// The founding members' addresses, from `[[cluster.members]]`.
+    configured: Vec<config::Peer>,
     links: BTreeMap<u16, Link>,
+    accepted: Accepted,
     /// Frames received from other nodes, over every accepted connection.
     pub received: Arc<AtomicU64>,
     tasks: Vec<JoinHandle<()>>,
@@ -162,43 +172,99 @@ impl ClusterNet {
             })?;
         info!(node = settings.node, listen = %settings.listen, "cluster: listening for nodes");
         let received = Arc::new(AtomicU64::new(0));
-        let members: Vec<u16> = settings.engine.members.clone();
-        let mut tasks = vec![tokio::spawn(accept(
+        let accepted: Accepted = Arc::new(std::sync::RwLock::new(
+            (!settings.engine.join).then(|| settings.engine.members.iter().copied().collect()),
+        ));
+        let tasks = vec![tokio::spawn(accept(
             listener,
             security.clone(),
             Accepting {
                 node: settings.node,
-                members,
+                members: accepted.clone(),
                 max_frame,
                 inbound,
                 received: received.clone(),
             },
         ))];
-        let mut links = BTreeMap::new();
-        for peer in &settings.peers {
-            let (queue, rx) = mpsc::channel(QUEUE);
-            let state = Arc::new(LinkState::default());
-            tasks.push(tokio::spawn(dial(
-                settings.node,
-                peer.clone(),
-                security.clone(),
-                rx,
-                state.clone(),
-            )));
-            links.insert(
-                peer.node,
-                Link {
-                    address: peer.address.clone(),
-                    queue,
-                    state,
-                },
-            );
-        }
-        Ok(ClusterNet {
-            links,
+        let mut net = ClusterNet {
+            node: settings.node,
+            security,
+            configured: settings.peers.clone(),
+            links: BTreeMap::new(),
+            accepted,
             received,
             tasks,
-        })
+        };
+        for peer in &settings.peers {
+            net.link(peer.clone());
+        }
+        Ok(net)
+    }
+
+    /// Starts dialing `peer`.
+    fn link(&mut self, peer: config::Peer) {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let state = Arc::new(LinkState::default());
+        let dialer = tokio::spawn(dial(
+            self.node,
+            peer.clone(),
+            self.security.clone(),
+            rx,
+            state.clone(),
+        ));
+        self.links.insert(
+            peer.node,
+            Link {
+                peer,
+                queue,
+                state,
+                dialer,
+            },
+        );
+    }
+
+    /// The membership changed ([`cicada_engine::Event::ClusterMembers`]): links to new members
+    /// start, links to members gone stop, and only members' connections are accepted.
+    pub fn set_members(&mut self, members: &[(u16, Option<cicada_engine::MemberAddress>)]) {
+        let mut wanted = BTreeMap::new();
+        for (node, address) in members {
+            let peer = match address {
+                Some(address) => config::Peer::from_member(*node, address),
+                None => self.configured.iter().find(|p| p.node == *node).cloned(),
+            };
+            match peer {
+                Some(peer) => {
+                    wanted.insert(*node, peer);
+                }
+                None => warn!(
+                    node,
+                    "cluster: a member with no address (not in cluster.members, nor added with one)"
+                ),
+            }
+        }
+        self.links.retain(|node, link| {
+            let keep = wanted.get(node) == Some(&link.peer);
+            if !keep {
+                info!(node, "cluster: no longer a member; link closed");
+                link.dialer.abort();
+            }
+            keep
+        });
+        for (node, peer) in wanted {
+            if !self.links.contains_key(&node) {
+                info!(node, address = %peer.address, "cluster: new member; dialing it");
+                self.link(peer);
+            }
+        }
+        let nodes: BTreeSet<u16> = members.iter().map(|(n, _)| *n).collect();
+        if let Ok(mut accepted) = self.accepted.write() {
+            *accepted = Some(nodes);
+        }
+    }
+
+    /// The other members as this node knows them (address, certificate name, MQTT address).
+    pub fn peers(&self) -> Vec<config::Peer> {
+        self.links.values().map(|l| l.peer.clone()).collect()
     }
 
     /// Queues `frame` for node `to`; drops it if the node's queue is full or unknown.
@@ -221,7 +287,7 @@ impl ClusterNet {
             .iter()
             .map(|(node, link)| LinkView {
                 node: *node,
-                address: link.address.clone(),
+                address: link.peer.address.clone(),
                 connected: link.state.connected.load(Ordering::Relaxed),
                 dials: link.state.dials.load(Ordering::Relaxed),
                 sent: link.state.sent.load(Ordering::Relaxed),
@@ -235,6 +301,9 @@ impl Drop for ClusterNet {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
+        }
+        for link in self.links.values() {
+            link.dialer.abort();
         }
     }
 }
@@ -373,7 +442,7 @@ async fn write_frames(
 #[derive(Clone)]
 struct Accepting {
     node: u16,
-    members: Vec<u16>,
+    members: Accepted,
     max_frame: usize,
     inbound: mpsc::Sender<(u16, Bytes)>,
     received: Arc<AtomicU64>,
@@ -444,7 +513,12 @@ async fn greet(
             accepting.node
         ));
     }
-    if from == accepting.node || !accepting.members.contains(&from) {
+    let member = accepting
+        .members
+        .read()
+        .map(|m| m.as_ref().is_none_or(|m| m.contains(&from)))
+        .unwrap_or(false);
+    if from == accepting.node || !member {
         return Err(format!(
             "node {from} is not another member of this cluster (cluster.members)"
         ));

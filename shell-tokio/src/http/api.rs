@@ -67,6 +67,13 @@ pub enum Request {
     Drain { to: Option<u16> },
     /// Stop redirecting: accept clients again.
     Undrain,
+    /// Add a node to the cluster (a raft configuration change).
+    AddMember {
+        node: u16,
+        address: cicada_engine::MemberAddress,
+    },
+    /// Remove a node from the cluster.
+    RemoveMember(u16),
     /// The authentication providers in force, to check an HTTP publisher's credentials with.
     Providers,
     /// Publish these messages as `principal` (answered once each is durable or refused).
@@ -100,6 +107,8 @@ impl Request {
             Request::Cluster => "cluster",
             Request::Drain { .. } => "drain",
             Request::Undrain => "undrain",
+            Request::AddMember { .. } => "add_member",
+            Request::RemoveMember(_) => "remove_member",
             Request::Providers => "providers",
             Request::Publish { .. } => "publish",
         }
@@ -282,6 +291,8 @@ pub(super) fn routes() -> Router<HttpState> {
         .route("/listeners", get(listeners))
         .route("/cluster", get(cluster))
         .route("/cluster/drain", post(drain).delete(undrain))
+        .route("/cluster/members", post(add_member))
+        .route("/cluster/members/{node}", delete(remove_member))
         .route(
             "/bridges",
             get(super::bridges::list).post(super::bridges::create),
@@ -414,6 +425,70 @@ async fn drain(_: Admin, State(s): State<HttpState>, Query(q): Q) -> Response {
 
 async fn undrain(_: Admin, State(s): State<HttpState>) -> Response {
     ask(&s, Ok(Request::Undrain)).await
+}
+
+async fn add_member(_: Admin, State(s): State<HttpState>, body: Bytes) -> Response {
+    ask(&s, member(&body)).await
+}
+
+async fn remove_member(_: Admin, State(s): State<HttpState>, Path(node): Path<String>) -> Response {
+    let request = node_number("node", &node).map(Request::RemoveMember);
+    ask(&s, request).await
+}
+
+fn node_number(field: &str, text: &str) -> Result<u16, ApiError> {
+    text.parse::<u16>().ok().filter(|n| *n != 0).ok_or_else(|| {
+        ApiError::bad(
+            field,
+            format!("expected a node number 1..65535, got {text:?}"),
+        )
+    })
+}
+
+/// `POST /cluster/members`: `{"node": 4, "address": "10.0.0.4:7101", "server_name": "...",
+/// "mqtt": "10.0.0.4:1883"}`.
+fn member(body: &[u8]) -> Result<Request, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        node: u16,
+        address: String,
+        #[serde(default)]
+        server_name: Option<String>,
+        #[serde(default)]
+        mqtt: Option<String>,
+    }
+    let body: Body = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            None,
+            format!("expected {{\"node\": 1..65535, \"address\": \"host:port\", \"server_name\"?, \"mqtt\"?}}: {e}"),
+        )
+    })?;
+    if body.node == 0 {
+        return Err(ApiError::bad("node", "number nodes from 1 to 65535"));
+    }
+    for (field, value) in [
+        ("address", Some(&body.address)),
+        ("mqtt", body.mqtt.as_ref()),
+    ] {
+        if let Some(v) = value {
+            if crate::cluster::config::host_of(v).is_none() {
+                return Err(ApiError::bad(
+                    field,
+                    format!("expected host:port, got {v:?}"),
+                ));
+            }
+        }
+    }
+    Ok(Request::AddMember {
+        node: body.node,
+        address: cicada_engine::MemberAddress {
+            address: body.address,
+            server_name: body.server_name,
+            mqtt: body.mqtt,
+        },
+    })
 }
 
 fn target(kind: &str, value: &str) -> Result<BanTarget, ApiError> {

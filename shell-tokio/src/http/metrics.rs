@@ -293,6 +293,16 @@ fn cluster_metrics(r: &mut Registry, c: &ClusterSnapshot) {
             "Session write entries of this node not yet committed (they hold its acknowledgements)",
             as_usize(s.writes_uncommitted),
         ),
+        (
+            "cicada_cluster_log_entries",
+            "Raft log entries held after the last snapshot",
+            as_usize(s.log_entries),
+        ),
+        (
+            "cicada_cluster_snapshot_index",
+            "The log index of the last snapshot",
+            as_usize(s.snapshot_index),
+        ),
     ] {
         gauge(r, name, help, value);
     }
@@ -351,6 +361,16 @@ fn cluster_metrics(r: &mut Registry, c: &ClusterSnapshot) {
             "cicada_cluster_failovers",
             "Resuming clients whose node had died that got their session from this node's copy",
             s.failovers,
+        ),
+        (
+            "cicada_cluster_snapshots_taken",
+            "Snapshots of the applied state this node took (and dropped the log up to)",
+            s.snapshots_taken,
+        ),
+        (
+            "cicada_cluster_snapshots_received",
+            "Snapshots this node received from a leader after falling behind the log, or joining",
+            s.snapshots_received,
         ),
     ] {
         counter(r, name, help, value);

@@ -302,6 +302,19 @@ impl EngineTask {
                         })
                         .collect();
                     let s = c.stats;
+                    let members: Vec<Value> = self
+                        .engine
+                        .cluster_members()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(node, added)| {
+                            json!({
+                                "node": node,
+                                "address": added.as_ref().map(|a| a.address.clone()),
+                                "mqtt": added.and_then(|a| a.mqtt),
+                            })
+                        })
+                        .collect();
                     let owners = self.engine.cluster_owners();
                     let owned = owners.map_or(0, |o| o.values().filter(|n| **n == c.node).count());
                     ok(json!({
@@ -320,6 +333,12 @@ impl EngineTask {
                         "failovers": s.failovers,
                         "replicated_sessions": s.replicated_sessions,
                         "writes_uncommitted": s.writes_uncommitted,
+                        "members": members,
+                        "removed": self.engine.cluster_removed(),
+                        "snapshot_index": s.snapshot_index,
+                        "log_entries": s.log_entries,
+                        "snapshots_taken": s.snapshots_taken,
+                        "snapshots_received": s.snapshots_received,
                         "draining_to": self
                             .engine
                             .config()
@@ -332,6 +351,52 @@ impl EngineTask {
                 None => not_a_cluster_node(),
             },
             Request::Drain { to } => self.drain_node(to, batch),
+            Request::AddMember { node, address } => {
+                let Some(members) = self.engine.cluster_members() else {
+                    return not_a_cluster_node();
+                };
+                if members.iter().any(|(n, _)| *n == node) {
+                    return Reply::Error(ApiError::new(
+                        StatusCode::CONFLICT,
+                        Some("node"),
+                        format!("node {node} is a member already"),
+                    ));
+                }
+                info!(node, address = %address.address, "admin: adding a node to the cluster");
+                let view = json!({
+                    "node": node,
+                    "address": address.address,
+                    "server_name": address.server_name,
+                    "mqtt": address.mqtt,
+                    "state": "proposed",
+                });
+                self.input(Input::ClusterAddMember { node, address }, batch);
+                Reply::Json(StatusCode::ACCEPTED, view)
+            }
+            Request::RemoveMember(node) => {
+                let Some(members) = self.engine.cluster_members() else {
+                    return not_a_cluster_node();
+                };
+                if !members.iter().any(|(n, _)| *n == node) {
+                    return Reply::Error(ApiError::not_found(
+                        "node",
+                        format!("node {node} is not a member"),
+                    ));
+                }
+                if members.len() == 1 {
+                    return Reply::Error(ApiError::new(
+                        StatusCode::CONFLICT,
+                        Some("node"),
+                        "the last member cannot leave",
+                    ));
+                }
+                info!(node, "admin: removing a node from the cluster");
+                self.input(Input::ClusterRemoveMember { node }, batch);
+                Reply::Json(
+                    StatusCode::ACCEPTED,
+                    json!({ "node": node, "state": "proposed" }),
+                )
+            }
             Request::Undrain => {
                 if self.settings.cluster.is_none() {
                     return not_a_cluster_node();
@@ -396,9 +461,14 @@ impl EngineTask {
     /// member with an `mqtt` address whose link is up). Their sessions stay here until they
     /// reconnect there, which hands each one over (see docs/cluster.md).
     fn drain_node(&mut self, to: Option<u16>, batch: &mut BTreeMap<ConnId, Vec<Bytes>>) -> Reply {
-        let Some(cluster) = &self.settings.cluster else {
+        if self.settings.cluster.is_none() {
             return not_a_cluster_node();
-        };
+        }
+        let peers = self
+            .cluster
+            .as_ref()
+            .map(|net| net.peers())
+            .unwrap_or_default();
         let connected: Vec<u16> = self.cluster.as_ref().map_or_else(Vec::new, |net| {
             net.views()
                 .iter()
@@ -407,7 +477,7 @@ impl EngineTask {
                 .collect()
         });
         let target = match to {
-            Some(node) => match cluster.peers.iter().find(|p| p.node == node) {
+            Some(node) => match peers.iter().find(|p| p.node == node) {
                 Some(peer) => match &peer.mqtt {
                     Some(mqtt) => (peer.node, mqtt.clone()),
                     None => {
@@ -426,8 +496,7 @@ impl EngineTask {
                 }
             },
             None => {
-                let mut candidates: Vec<_> = cluster
-                    .peers
+                let mut candidates: Vec<_> = peers
                     .iter()
                     .filter_map(|p| Some((p.node, p.mqtt.clone()?)))
                     .collect();

@@ -818,6 +818,11 @@ impl EngineTask {
                         cluster.send(to, frame);
                     }
                 }
+                Event::ClusterMembers { members } => {
+                    if let Some(cluster) = &mut self.cluster {
+                        cluster.set_members(&members);
+                    }
+                }
                 Event::Authenticate { conn, username, .. } if self.bridged.contains(&conn) => {
                     let principal = cicada_engine::Principal {
                         username,
