@@ -1,7 +1,8 @@
 //! Three `cicada` processes as one cluster on loopback, linked over mTLS, with Eclipse Paho clients:
 //! a node killed with SIGKILL mid-traffic (a bystander, then the publisher's), the publisher moving to a
 //! survivor, every acknowledged message received, killed nodes restarting and rejoining, and persistent
-//! sessions handed over, drained and failed over when their node is killed. The scenario is in
+//! sessions handed over, drained and failed over when their node is killed, and a fourth node
+//! joining through the admin API (its state by snapshot) and leaving again. The scenario is in
 //! `cluster_e2e.py`; this starts it with the binary and a generated PKI.
 
 mod support;
@@ -16,7 +17,7 @@ use support::{run, BINARY};
 fn three_nodes_survive_kill_9_and_rejoin() {
     let work = tempfile::tempdir().expect("work dir");
     let pki = TestPki::generate(&work.path().join("pki"));
-    for node in ["1", "2", "3"] {
+    for node in ["1", "2", "3", "4"] {
         pki.node(node);
     }
     let out = run(

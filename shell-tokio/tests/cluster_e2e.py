@@ -1,7 +1,7 @@
 """Three `cicada` processes as one cluster, driven by Eclipse Paho clients (paho-mqtt 2.x).
 
 Usage: python3 cluster_e2e.py BINARY WORKDIR PKI_DIR
-PKI_DIR holds ca.pem and node-N.pem / node-N.key for N = 1, 2, 3 (mTLS between the nodes).
+PKI_DIR holds ca.pem and node-N.pem / node-N.key for N = 1, 2, 3, 4 (mTLS between the nodes).
 Exits non-zero with a message on the first failure; prints "cluster e2e ok" and the figures it measured.
 
 1. A subscriber on node 2, a QoS 1 publisher on node 1.
@@ -55,7 +55,7 @@ class Node:
         self.log = os.path.join(WORK, f"node{n}.log")
         self.proc = None
 
-    def write_config(self, nodes):
+    def write_config(self, nodes, join=False):
         members = "".join(
             f'[[cluster.members]]\nnode = {m.n}\naddress = "127.0.0.1:{m.cluster}"\n'
             f'mqtt = "127.0.0.1:{m.mqtt}"\n\n'
@@ -76,6 +76,7 @@ admin_token_file = "{os.path.join(WORK, 'token')}"
 
 [cluster]
 node = {self.n}
+join = {"true" if join else "false"}
 
 [cluster.tls]
 cert = "{os.path.join(PKI, f'node-{self.n}.pem')}"
@@ -113,11 +114,12 @@ ca = "{os.path.join(PKI, 'ca.pem')}"
         except OSError:
             return None
 
-    def admin(self, method, path):
+    def admin(self, method, path, body=None):
         req = urllib.request.Request(
             f"http://127.0.0.1:{self.http}{path}",
             method=method,
-            headers={"Authorization": f"Bearer {TOKEN}"},
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+            data=None if body is None else json.dumps(body).encode(),
         )
         with urllib.request.urlopen(req, timeout=2) as r:
             return json.load(r)
@@ -499,6 +501,51 @@ print(f"node {owner.n} killed with the roamer's session: it resumed on node {sur
 roamer.leave()
 owner.start()
 wait_for(f"node {owner.n} to rejoin", lambda: agreed(nodes))
+
+# 8. Join and leave: node 4 starts with `cluster.join = true` (nodes 1-3 as its seeds) and takes no part
+#    until node 1's admin API adds it. It gets the cluster's state as a snapshot (a retained message set
+#    before it existed), serves a subscriber that gets a message published on node 1, and counts in the
+#    majority. Then node 4 leaves through node 2's admin API and disconnects its client.
+final = Publisher(n1)
+info = final.client.publish("cl/retained", "set-before-the-join", qos=1, retain=True)
+info.wait_for_publish(3)
+if not info.is_published():
+    fail("the retained message was not acknowledged")
+n4 = Node(4, (free_port(), free_port(), free_port()))
+n4.write_config(nodes + [n4], join=True)
+nodes.append(n4)
+n4.start()
+time.sleep(1)
+if n4.state()["members"]:
+    fail(f"node 4 is a member before it was added: {n4.state()}")
+started = time.time()
+answer = n1.admin(
+    "POST",
+    "/api/v1/cluster/members",
+    {"node": 4, "address": f"127.0.0.1:{n4.cluster}", "mqtt": f"127.0.0.1:{n4.mqtt}"},
+)
+if answer.get("state") != "proposed":
+    fail(f"adding node 4 was answered {answer}")
+live = [n for n in nodes if n.proc.poll() is None]
+wait_for("node 4 to join", lambda: agreed(live) and len(n4.state()["members"]) == 4)
+joined = time.time() - started
+state4 = n4.state()
+if state4["snapshots_received"] < 1:
+    fail(f"node 4 joined without a snapshot: {state4}")
+watcher = Subscriber("cl-watcher", n4)
+wait_for("the retained message on node 4", lambda: "set-before-the-join" in watcher.received(), timeout=10)
+probe_until_received(n1, [watcher], "node 4's subscriber")
+print(f"node 4 joined through node 1's admin API in {joined * 1000:.0f} ms (state by snapshot at index "
+      f"{state4['snapshot_index']}); its subscriber gets messages published on node 1", flush=True)
+gone = []
+watcher.client.on_disconnect = lambda *_args: gone.append(time.time())
+answer = n2.admin("DELETE", "/api/v1/cluster/members/4")
+if answer.get("state") != "proposed":
+    fail(f"removing node 4 was answered {answer}")
+wait_for("node 4 to leave", lambda: n4.state()["removed"] and len(n1.state()["members"]) == 3)
+wait_for("node 4 to disconnect its client", lambda: gone)
+watcher.client.loop_stop()
+print("node 4 left through node 2's admin API and disconnected its client", flush=True)
 
 for node in nodes:
     node.proc.terminate()
