@@ -539,13 +539,18 @@ print(f"node 4 joined through node 1's admin API in {joined * 1000:.0f} ms (stat
       f"{state4['snapshot_index']}); its subscriber gets messages published on node 1", flush=True)
 gone = []
 watcher.client.on_disconnect = lambda *_args: gone.append(time.time())
+removing = time.time()
 answer = n2.admin("DELETE", "/api/v1/cluster/members/4")
 if answer.get("state") != "proposed":
     fail(f"removing node 4 was answered {answer}")
-wait_for("node 4 to leave", lambda: n4.state()["removed"] and len(n1.state()["members"]) == 3)
-wait_for("node 4 to disconnect its client", lambda: gone)
+wait_for("node 4 to leave", lambda: all(len(n.state()["members"]) == 3 for n in (n1, n2, n3)))
+# Node 4 disconnects its client when it applies its removal, or, if the commit never reaches it (the
+# leader stops talking to it once the removal applies), when it finds itself without a leader
+# (election timeout, then fence_after).
+wait_for("node 4 to disconnect its client", lambda: gone, timeout=30)
 watcher.client.loop_stop()
-print("node 4 left through node 2's admin API and disconnected its client", flush=True)
+print(f"node 4 left through node 2's admin API and disconnected its client {gone[0] - removing:.1f} s after "
+      f"the DELETE (learned its removal: {n4.state()['removed']})", flush=True)
 
 for node in nodes:
     node.proc.terminate()
