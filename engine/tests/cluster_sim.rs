@@ -257,14 +257,7 @@ fn a_late_copy_of_a_message_is_not_delivered_again_after_a_move() {
 
 #[test]
 fn a_persistent_session_survives_the_loss_of_its_node() {
-    let mut sim = ClusterSim::new(3, &config(), 13);
-    sim.run(secs(3));
-    sim.connect_session("roamer", 1);
-    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
-    sim.connect("pub", 2);
-    settle(&mut sim, &[(1, "q2/#")], 13);
-    sim.drop_connection("roamer");
-    sim.run(ms(50));
+    let mut sim = roamer_offline_on_node_1(13);
     publish_q2(&mut sim, "queued", 3);
     sim.run(ms(100));
     assert_eq!(sim.clients["pub"].acked.len(), 3, "{}", sim.log());
@@ -345,14 +338,7 @@ fn a_node_lost_in_the_middle_of_qos2_deliveries_loses_none_and_repeats_none() {
 
 #[test]
 fn a_node_back_from_behind_a_snapshot_gets_the_state_from_it_and_can_take_a_session_over() {
-    let mut sim = ClusterSim::new(3, &config(), 15);
-    sim.run(secs(3));
-    sim.connect_session("roamer", 1);
-    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
-    sim.connect("pub", 2);
-    settle(&mut sim, &[(1, "q2/#")], 15);
-    sim.drop_connection("roamer");
-    sim.run(ms(50));
+    let mut sim = roamer_offline_on_node_1(15);
     sim.crash(3);
     sim.run(secs(3));
     // While node 3 is down, the log grows by more than two snapshots' worth, and the others
@@ -401,15 +387,8 @@ fn a_node_back_from_behind_a_snapshot_gets_the_state_from_it_and_can_take_a_sess
 
 #[test]
 fn a_node_added_through_a_member_gets_the_state_serves_and_counts_and_a_member_leaves() {
-    let mut sim = ClusterSim::new(3, &config(), 16);
-    sim.run(secs(3));
-    sim.connect_session("roamer", 1);
-    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
-    sim.connect("pub", 2);
-    settle(&mut sim, &[(1, "q2/#")], 16);
+    let mut sim = roamer_offline_on_node_1(16);
     sim.publish("pub", "r/x", QoS::AtLeastOnce, true, "before-join");
-    sim.drop_connection("roamer");
-    sim.run(ms(50));
     publish_q2(&mut sim, "queued", 2);
     sim.run(ms(300));
 
@@ -486,6 +465,19 @@ fn a_node_added_through_a_member_gets_the_state_serves_and_counts_and_a_member_l
     sim.connect("refused", 3);
     sim.run(ms(100));
     assert!(!sim.clients["refused"].connected, "{}", sim.log());
+}
+
+/// Three nodes; "roamer", a persistent QoS 2 subscriber of q2/# on node 1, offline; "pub" on node 2.
+fn roamer_offline_on_node_1(seed: u64) -> ClusterSim {
+    let mut sim = ClusterSim::new(3, &config(), seed);
+    sim.run(secs(3));
+    sim.connect_session("roamer", 1);
+    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
+    sim.connect("pub", 2);
+    settle(&mut sim, &[(1, "q2/#")], seed);
+    sim.drop_connection("roamer");
+    sim.run(ms(50));
+    sim
 }
 
 /// `pub` publishes `n` QoS 2 messages to q2/a, with payloads `prefix`0, `prefix`1, ...
