@@ -185,16 +185,7 @@ fn a_persistent_session_follows_its_client_to_another_node() {
     );
 
     // It comes back on node 3: the session, its queue and its subscription come along.
-    let start = sim.now();
-    sim.connect_session("roamer", 3);
-    let mut resumed = None;
-    sim.run_checked(secs(1), &mut |s| {
-        s.check();
-        if resumed.is_none() && s.clients["roamer"].connected {
-            resumed = Some(s.now());
-        }
-    });
-    let took = resumed.expect("resumed").saturating_duration_since(start);
+    let took = resume_timed(&mut sim, 3, secs(1));
     assert!(took < ms(200), "handover took {took:?}\n{}", sim.log());
     assert!(sim.clients["roamer"].session_present, "{}", sim.log());
     assert_eq!(
@@ -263,16 +254,7 @@ fn a_persistent_session_survives_the_loss_of_its_node() {
     assert_eq!(sim.clients["pub"].acked.len(), 3, "{}", sim.log());
     // Node 1 dies with the queued messages; whatever it had not confirmed to disk is lost too.
     sim.crash(1);
-    let start = sim.now();
-    sim.connect_session("roamer", 3);
-    let mut admitted = None;
-    sim.run_checked(secs(3), &mut |s| {
-        s.check();
-        if admitted.is_none() && s.clients["roamer"].connected {
-            admitted = Some(s.now());
-        }
-    });
-    let took = admitted.expect("admitted").saturating_duration_since(start);
+    let took = resume_timed(&mut sim, 3, secs(3));
     // It waited for a handover that could not come, then took node 3's copy.
     assert!(took >= secs(1), "it waited {took:?}\n{}", sim.log());
     assert!(sim.clients["roamer"].session_present, "{}", sim.log());
@@ -465,6 +447,21 @@ fn a_node_added_through_a_member_gets_the_state_serves_and_counts_and_a_member_l
     sim.connect("refused", 3);
     sim.run(ms(100));
     assert!(!sim.clients["refused"].connected, "{}", sim.log());
+}
+
+/// Resumes "roamer" on node `id` and runs `within` with the invariants checked after every step;
+/// returns how long its CONNECT took to be accepted.
+fn resume_timed(sim: &mut ClusterSim, id: u16, within: Duration) -> Duration {
+    let start = sim.now();
+    sim.connect_session("roamer", id);
+    let mut admitted = None;
+    sim.run_checked(within, &mut |s| {
+        s.check();
+        if admitted.is_none() && s.clients["roamer"].connected {
+            admitted = Some(s.now());
+        }
+    });
+    admitted.expect("admitted").saturating_duration_since(start)
 }
 
 /// Three nodes; "roamer", a persistent QoS 2 subscriber of q2/# on node 1, offline; "pub" on node 2.

@@ -222,6 +222,14 @@ class Publisher:
         return False
 
 
+def publish_acked(publisher, topic, payload, qos, what, retain=False):
+    """Publishes and fails the test unless the broker acknowledges within 3 s."""
+    info = publisher.client.publish(topic, payload, qos=qos, retain=retain)
+    info.wait_for_publish(3)
+    if not info.is_published():
+        fail(f"{payload} {what} was not acknowledged")
+
+
 def probe_until_received(publisher_node, subscribers, what):
     """Interest reaches other nodes through the raft log: probe until every subscriber gets one."""
     probe = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"cl-probe-{publisher_node.n}")
@@ -391,10 +399,7 @@ wait_for("the roamer's SUBACK", subscribed.is_set)
 roamer.leave()
 queued = [f"queued-{i}" for i in range(5)]
 for payload in queued:
-    info = final.client.publish("roam/x", payload, qos=2)
-    info.wait_for_publish(3)
-    if not info.is_published():
-        fail(f"{payload} for the offline roamer was not acknowledged by node 1")
+    publish_acked(final, "roam/x", payload, 2, "for the offline roamer")
 took = roamer.connect(n3, clean_start=False)
 if not roamer.present:
     fail("the roamer resumed on node 3 without its session (session present = 0)")
@@ -446,10 +451,7 @@ newcomer.loop_stop()
 if refused[0] != (0x9C, reference):
     fail(f"a CONNECT to the draining node got {refused[0]}, expected (0x9C, {reference!r})")
 
-info = final.client.publish("roam/x", "while-draining", qos=2)
-info.wait_for_publish(3)
-if not info.is_published():
-    fail("a message for the drained roamer was not acknowledged")
+publish_acked(final, "roam/x", "while-draining", 2, "for the drained roamer")
 host, port = roamer.disconnected[1].rsplit(":", 1)
 target = next(n for n in nodes if n.mqtt == int(port))
 took = roamer.connect(target, clean_start=False)
@@ -476,10 +478,7 @@ survivor = next(n for n in nodes if n is not owner and n is not n1)
 final = Publisher(n1)  # the same client id as `back`, which just left
 failover = [f"failover-{i}" for i in range(5)]
 for payload in failover:
-    info = final.client.publish("roam/x", payload, qos=2)
-    info.wait_for_publish(3)
-    if not info.is_published():
-        fail(f"{payload} for the offline roamer was not acknowledged")
+    publish_acked(final, "roam/x", payload, 2, "for the offline roamer")
 owner.kill()
 took = roamer.connect(survivor, clean_start=False)
 if not roamer.present:
@@ -507,10 +506,7 @@ wait_for(f"node {owner.n} to rejoin", lambda: agreed(nodes))
 #    before it existed), serves a subscriber that gets a message published on node 1, and counts in the
 #    majority. Then node 4 leaves through node 2's admin API and disconnects its client.
 final = Publisher(n1)
-info = final.client.publish("cl/retained", "set-before-the-join", qos=1, retain=True)
-info.wait_for_publish(3)
-if not info.is_published():
-    fail("the retained message was not acknowledged")
+publish_acked(final, "cl/retained", "set-before-the-join", 1, "(retained)", retain=True)
 n4 = Node(4, (free_port(), free_port(), free_port()))
 n4.write_config(nodes + [n4], join=True)
 nodes.append(n4)

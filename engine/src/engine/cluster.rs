@@ -223,9 +223,13 @@ impl Node {
     /// Whether frames from `node` are taken: a member, a founding member (the configuration's
     /// seeds), or anyone while this node has no configuration yet (it joins, and the leader that
     /// brings it in may be a node added after its seeds were written).
+    /// Asked for every frame: raft's progress map (one entry per voter and learner) answers
+    /// without building the configuration.
     fn knows(&self, node: u16) -> bool {
-        let members = self.conf_members();
-        members.is_empty() || members.contains(&node) || self.config.members.contains(&node)
+        let progress = self.raft.node.raft.prs();
+        progress.get(u64::from(node)).is_some()
+            || self.config.members.contains(&node)
+            || progress.iter().len() == 0
     }
 }
 
