@@ -188,6 +188,14 @@ impl ClusterSim {
         self.line(&format!("partition {a} | {others:?}"));
     }
 
+    /// Node `a` stops hearing from `others` (it still reaches them): a one-way cut.
+    pub fn deafen(&mut self, a: u16, others: &[u16]) {
+        for &b in others {
+            self.cut.insert((b, a));
+        }
+        self.line(&format!("deafen {a} to {others:?}"));
+    }
+
     /// Heals every partition.
     pub fn heal(&mut self) {
         self.cut.clear();

@@ -368,6 +368,42 @@ fn a_node_back_from_behind_a_snapshot_gets_the_state_from_it_and_can_take_a_sess
 }
 
 #[test]
+fn a_connect_whose_claim_committed_inside_a_snapshot_is_admitted() {
+    let mut sim = ClusterSim::new(3, &config(), 21);
+    sim.run(secs(3));
+    let leader = *leaders(&sim).iter().next().expect("a leader");
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let others: Vec<u16> = (1..=3).filter(|id| *id != follower).collect();
+    sim.connect("pub", leader);
+    sim.run(ms(300));
+    // The follower's proposals reach the leader but nothing comes back: its claim commits without
+    // it, and the log moves on past a snapshot, so it can only learn of the claim from one.
+    sim.deafen(follower, &others);
+    sim.connect("late", follower);
+    for i in 0..2 * cicada_engine::cluster_sim::SNAPSHOT_ENTRIES {
+        let topic = format!("r/{}", i % 5);
+        sim.publish("pub", &topic, QoS::AtLeastOnce, true, &format!("r{i}"));
+        sim.run(ms(20));
+    }
+    assert!(!sim.clients["late"].connected, "{}", sim.log());
+    assert_eq!(
+        sim.engine(leader).expect("up").cluster_owner("late"),
+        Some(follower),
+        "{}",
+        sim.log()
+    );
+    assert!(stats(&sim, leader).snapshot_index > 0);
+    sim.heal();
+    sim.run_checked(secs(2), &mut |s| s.check());
+    assert!(
+        stats(&sim, follower).snapshots_received >= 1,
+        "{}",
+        sim.log()
+    );
+    assert!(sim.clients["late"].connected, "{}", sim.log());
+}
+
+#[test]
 fn a_node_added_through_a_member_gets_the_state_serves_and_counts_and_a_member_leaves() {
     let mut sim = roamer_offline_on_node_1(16);
     sim.publish("pub", "r/x", QoS::AtLeastOnce, true, "before-join");

@@ -368,6 +368,49 @@ impl Engine {
                 self.writes_committed(seq);
             }
             self.drop_unowned_sessions();
+            self.claims_in_snapshot();
+        }
+    }
+
+    /// This node's claims that committed inside a snapshot it received (it never saw their
+    /// entries) take effect as if it had applied them: the CONNECT parked for one is admitted, or
+    /// refused if a later claim took the client on. The snapshot does not say which node owned the
+    /// client before; the writer of this node's copy of the session stands for it, so a session
+    /// held elsewhere is still waited for.
+    fn claims_in_snapshot(&mut self) {
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        let (me, incarnation) = (node.me(), node.incarnation);
+        let settled: Vec<(u64, ByteString, bool)> = node
+            .pending
+            .iter()
+            .filter_map(|(token, (command, _))| match command {
+                Command::Claim { client_id, .. }
+                    if node.table.claims.get(&(client_id.clone(), me))
+                        == Some(&(incarnation, *token)) =>
+                {
+                    let owned = node.table.owners.get(client_id) == Some(&me);
+                    Some((*token, client_id.clone(), owned))
+                }
+                _ => None,
+            })
+            .collect();
+        for (token, client_id, owned) in settled {
+            let Some(node) = &mut self.cluster else {
+                return;
+            };
+            node.pending.remove(&token);
+            let conn = node.parked.remove(&token).map(|(conn, _)| conn);
+            if !owned {
+                if let Some(conn) = conn {
+                    self.refuse_claiming(conn);
+                }
+                continue;
+            }
+            let early = node.early.remove(&client_id);
+            let from = node.replicas.writer(&client_id);
+            self.own_claim(client_id, from, (incarnation, token), conn, early);
         }
     }
 
