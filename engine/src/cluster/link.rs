@@ -6,14 +6,23 @@
 //! order exactly once per incarnation pair: a frame at or below what it delivered is a duplicate
 //! (acknowledged again, not delivered), a frame ahead of a gap waits for the gap. A receiver that
 //! does not know the sender's incarnation (its own restart, or the sender's) starts at the oldest
-//! number the sender still holds, which every data frame carries.
+//! number the sender still holds, which every data frame carries; so does one whose sender gave up
+//! on older messages.
+//!
+//! **An acknowledgement means done, durably.** The receiver acknowledges a message only once what
+//! it did with it is stored (and, for session writes, committed in the log): the engine reports
+//! the storage batch each delivered message wrote to ([`Links::processed`]) and acknowledges as
+//! batches become durable ([`Links::confirm`]). A receiver that crashes before then gets the
+//! message again from the sender after its restart. This is also the receipt a publisher's
+//! acknowledgement waits for: acknowledging on arrival once left a publisher waiting for ever for
+//! a receipt the crashed receiver never sent (the simulation's seed 6).
 //!
 //! A peer that acknowledged nothing for the give-up interval while messages waited for it is
 //! considered gone: what waits for it is dropped (and reported, so the publishers'
 //! acknowledgements it held are released). Progress is counted from acknowledgements, not from any
 //! traffic: two raft followers never talk to each other, so silence alone says nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::io::PeerMessage;
@@ -42,6 +51,10 @@ struct Link {
     unacked: BTreeMap<u64, (PeerMessage, Instant)>,
     /// The incarnation of the peer last heard from, and how far it was delivered here in order.
     theirs: Option<(u64, u64)>,
+    /// How far what was delivered here in order is done durably (acknowledged).
+    confirmed: u64,
+    /// Delivered, not yet done durably: (sequence number, the storage batch it wrote to).
+    unconfirmed: VecDeque<(u64, Option<u64>)>,
     /// Frames of `theirs` ahead of a gap.
     early: BTreeMap<u64, PeerMessage>,
     /// Since when the oldest unacknowledged message waits without progress: the first send into
@@ -76,8 +89,9 @@ impl Links {
         }
     }
 
-    /// Takes a data frame from `from`: the messages now deliverable in order, and the
-    /// acknowledgement to send back.
+    /// Takes a data frame from `from`: the messages now deliverable in order, with their sequence
+    /// numbers (report each to [`Links::processed`] once handled), and the acknowledgement to send
+    /// back (of what is done so far).
     pub(crate) fn receive(
         &mut self,
         from: u16,
@@ -85,38 +99,90 @@ impl Links {
         base: u64,
         seq: u64,
         message: PeerMessage,
-    ) -> (Vec<PeerMessage>, Frame) {
+    ) -> (Vec<(u64, PeerMessage)>, Frame) {
         let link = self.links.entry(from).or_default();
         let delivered = match link.theirs {
-            Some((inc, delivered)) if inc == incarnation => delivered,
+            // The sender gave up on what lies below `base`: it never comes.
+            Some((inc, delivered)) if inc == incarnation => delivered.max(base.saturating_sub(1)),
             _ => {
                 link.early.clear();
+                link.unconfirmed.clear();
+                link.confirmed = base.saturating_sub(1);
                 base.saturating_sub(1)
             }
         };
+        link.early.retain(|s, _| *s > delivered);
+        link.confirmed = link.confirmed.max(base.saturating_sub(1));
+        let confirmed = link.confirmed;
+        link.unconfirmed.retain(|(s, _)| *s > confirmed);
         let mut upto = delivered;
         let mut out = Vec::new();
         if seq > delivered {
             link.early.insert(seq, message);
             while let Some(next) = link.early.remove(&(upto + 1)) {
                 upto += 1;
-                out.push(next);
+                out.push((upto, next));
             }
         }
         link.theirs = Some((incarnation, upto));
-        (out, Frame::Ack { incarnation, upto })
+        let ack = Frame::Ack {
+            incarnation,
+            upto: link.confirmed,
+        };
+        (out, ack)
     }
 
-    /// Takes an acknowledgement from `from`.
-    pub(crate) fn acked(&mut self, from: u16, incarnation: u64, upto: u64, now: Instant) {
-        let link = self.links.entry(from).or_default();
-        if incarnation == self.incarnation {
-            let before = link.unacked.len();
-            link.unacked = link.unacked.split_off(&(upto + 1));
-            if link.unacked.len() < before {
-                link.progress = now;
+    /// Message `seq` from `from` was handled; `batch` is the storage batch it wrote to, if any.
+    pub(crate) fn processed(&mut self, from: u16, seq: u64, batch: Option<u64>) {
+        if let Some(link) = self.links.get_mut(&from) {
+            if seq > link.confirmed {
+                link.unconfirmed.push_back((seq, batch));
             }
         }
+    }
+
+    /// Acknowledges, to each sender, what is now done durably (`durable` says whether a storage
+    /// batch is).
+    pub(crate) fn confirm(&mut self, durable: impl Fn(u64) -> bool) -> Vec<(u16, Frame)> {
+        let mut acks = Vec::new();
+        for (&from, link) in &mut self.links {
+            let Some((incarnation, _)) = link.theirs else {
+                continue;
+            };
+            let before = link.confirmed;
+            while let Some(&(seq, batch)) = link.unconfirmed.front() {
+                if !batch.is_none_or(&durable) {
+                    break;
+                }
+                link.confirmed = link.confirmed.max(seq);
+                link.unconfirmed.pop_front();
+            }
+            if link.confirmed > before {
+                let upto = link.confirmed;
+                acks.push((from, Frame::Ack { incarnation, upto }));
+            }
+        }
+        acks
+    }
+
+    /// Takes an acknowledgement from `from`: the messages it confirms.
+    pub(crate) fn acked(
+        &mut self,
+        from: u16,
+        incarnation: u64,
+        upto: u64,
+        now: Instant,
+    ) -> Vec<PeerMessage> {
+        let link = self.links.entry(from).or_default();
+        if incarnation != self.incarnation {
+            return Vec::new();
+        }
+        let kept = link.unacked.split_off(&(upto + 1));
+        let done = std::mem::replace(&mut link.unacked, kept);
+        if !done.is_empty() {
+            link.progress = now;
+        }
+        done.into_values().map(|(m, _)| m).collect()
     }
 
     /// What to resend at `now`, and the messages dropped for peers given up on.
@@ -199,7 +265,7 @@ mod tests {
         for i in [2, 0, 0, 1, 2] {
             let (inc, base, seq, m) = frames[i].clone();
             let (out, _) = b.receive(1, inc, base, seq, m);
-            got.extend(out);
+            got.extend(out.into_iter().map(|(_, m)| m));
         }
         assert_eq!(got, vec![msg(1), msg(2), msg(3)]);
     }
@@ -214,7 +280,7 @@ mod tests {
         let (resend, dropped) = a.poll(later);
         assert_eq!(resend.len(), 1);
         assert!(dropped.is_empty());
-        a.acked(2, 11, 1, later);
+        assert_eq!(a.acked(2, 11, 1, later), vec![msg(1)]);
         assert!(!a.pending());
     }
 
@@ -226,20 +292,88 @@ mod tests {
         for i in 1..=2 {
             let (inc, base, seq, m) = data(a.send(2, msg(i), t));
             b.receive(1, inc, base, seq, m);
+            b.processed(1, seq, None);
         }
-        a.acked(2, 11, 2, t);
+        for (_, ack) in b.confirm(|_| true) {
+            let Frame::Ack { incarnation, upto } = ack else {
+                panic!("not an ack: {ack:?}");
+            };
+            assert_eq!(a.acked(2, incarnation, upto, t), vec![msg(1), msg(2)]);
+        }
         let f3 = data(a.send(2, msg(3), t));
         // b restarts and lost everything.
         let mut b = Links::new(23, Duration::from_millis(100), Duration::from_secs(5));
         let (out, ack) = b.receive(1, f3.0, f3.1, f3.2, f3.3);
-        assert_eq!(out, vec![msg(3)]);
+        assert_eq!(out, vec![(3, msg(3))]);
         assert_eq!(
             ack,
             Frame::Ack {
                 incarnation: 11,
-                upto: 3
+                upto: 2
             }
         );
+        b.processed(1, 3, None);
+        assert_eq!(
+            b.confirm(|_| true),
+            vec![(
+                1,
+                Frame::Ack {
+                    incarnation: 11,
+                    upto: 3
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn a_message_is_acknowledged_once_what_it_wrote_is_durable_and_resent_to_a_crashed_receiver() {
+        let t = Instant::ZERO;
+        let mut a = Links::new(11, Duration::from_millis(100), Duration::from_secs(5));
+        let mut b = Links::new(22, Duration::from_millis(100), Duration::from_secs(5));
+        let (inc, base, seq, m) = data(a.send(2, msg(1), t));
+        let (out, ack) = b.receive(1, inc, base, seq, m);
+        assert_eq!(out.len(), 1);
+        b.processed(1, seq, Some(7));
+        assert_eq!(
+            ack,
+            Frame::Ack {
+                incarnation: 11,
+                upto: 0
+            }
+        );
+        assert!(
+            b.confirm(|batch| batch < 7).is_empty(),
+            "batch 7 not durable"
+        );
+        // b crashes before batch 7 is durable: a still holds the message and sends it again.
+        let later = t + Duration::from_millis(100);
+        let (resend, _) = a.poll(later);
+        let (inc, base, seq, m) = data(resend.into_iter().next().expect("resent").1);
+        let mut b = Links::new(23, Duration::from_millis(100), Duration::from_secs(5));
+        let (out, _) = b.receive(1, inc, base, seq, m);
+        assert_eq!(out, vec![(1, msg(1))]);
+    }
+
+    #[test]
+    fn a_receiver_skips_what_the_sender_gave_up_on() {
+        let t = Instant::ZERO;
+        let mut a = Links::new(11, Duration::from_millis(100), Duration::from_secs(1));
+        let mut b = Links::new(22, Duration::from_millis(100), Duration::from_secs(1));
+        let (inc, base, seq, m) = data(a.send(2, msg(1), t));
+        b.receive(1, inc, base, seq, m);
+        b.processed(1, seq, None);
+        for (_, ack) in b.confirm(|_| true) {
+            if let Frame::Ack { incarnation, upto } = ack {
+                a.acked(2, incarnation, upto, t);
+            }
+        }
+        let _lost = a.send(2, msg(2), t);
+        let (_, dropped) = a.poll(t + Duration::from_secs(1));
+        assert_eq!(dropped, vec![msg(2)]);
+        // Message 2 never arrives; message 3 must not wait for it.
+        let (inc, base, seq, m) = data(a.send(2, msg(3), t + Duration::from_secs(2)));
+        let (out, _) = b.receive(1, inc, base, seq, m);
+        assert_eq!(out, vec![(3, msg(3))]);
     }
 
     #[test]

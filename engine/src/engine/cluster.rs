@@ -555,7 +555,22 @@ impl Engine {
                 }
                 None => node.stats.bad_frames += 1,
             },
-            Frame::Ack { incarnation, upto } => node.links.acked(from, incarnation, upto, now),
+            Frame::Ack { incarnation, upto } => {
+                let mut stored = false;
+                for message in node.links.acked(from, incarnation, upto, now) {
+                    // The acknowledgement is the receipt: `from` stored the message.
+                    if let PeerMessage::Publish {
+                        receipt: Some(seq), ..
+                    } = message
+                    {
+                        self.persist.peer_stored(seq);
+                        stored = true;
+                    }
+                }
+                if stored {
+                    self.release_held();
+                }
+            }
             Frame::Data {
                 incarnation,
                 base,
@@ -567,10 +582,31 @@ impl Engine {
                     to: from,
                     frame: ack.encode(now),
                 });
-                for m in messages {
+                for (seq, m) in messages {
+                    let mark = self.persist.mark();
                     self.peer_message(m);
+                    let batch = self.persist.gate_since(mark);
+                    if let Some(node) = &mut self.cluster {
+                        node.links.processed(from, seq, batch);
+                    }
                 }
+                self.confirm_links();
             }
+        }
+    }
+
+    /// Acknowledges on each link what is now done durably (see [`cluster::link`]).
+    pub(super) fn confirm_links(&mut self) {
+        let now = self.now;
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        let persist = &self.persist;
+        for (to, frame) in node.links.confirm(|batch| persist.is_replicated(batch)) {
+            self.events.push_back(Event::Cluster {
+                to,
+                frame: frame.encode(now),
+            });
         }
     }
 

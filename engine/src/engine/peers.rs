@@ -96,6 +96,9 @@ impl Engine {
                     }
                 }
                 self.stamp = outer;
+                // Between nodes, the link's acknowledgement is the receipt (it waits for what
+                // this wrote to be durable, see `cluster::link`).
+                let receipt = receipt.filter(|_| self.cluster.is_none());
                 if let Some(seq) = receipt {
                     match self.persist.gate_since(mark) {
                         Some(mine) => self.receipts.push((mine, from, seq)),
@@ -273,6 +276,7 @@ impl Engine {
         for (to, seq) in answers {
             self.send_peer(to, PeerMessage::Stored { seq });
         }
+        self.confirm_links();
     }
 
     /// Tells the other engines which filters gained their first or lost their last subscription here.
