@@ -135,11 +135,25 @@ impl ClusterSim {
     /// `n` nodes (numbered 1..=n) configured by `config` (its `cluster` is set per node), all drawn
     /// from `seed`.
     pub fn new(n: u16, config: &Config, seed: u64) -> ClusterSim {
+        ClusterSim::tuned(n, config, seed, |_| {})
+    }
+
+    /// Like [`ClusterSim::new`], with each node's cluster configuration changed by `tune`.
+    pub fn tuned(
+        n: u16,
+        config: &Config,
+        seed: u64,
+        tune: impl Fn(&mut ClusterConfig),
+    ) -> ClusterSim {
         let members: Vec<u16> = (1..=n).collect();
         let mut rng = Rng::new(seed);
         let nodes = members
             .iter()
-            .map(|&id| Node::start(config, ClusterConfig::new(id, members.clone()), &mut rng))
+            .map(|&id| {
+                let mut cluster = ClusterConfig::new(id, members.clone());
+                tune(&mut cluster);
+                Node::start(config, cluster, &mut rng)
+            })
             .collect();
         ClusterSim {
             rng,

@@ -78,6 +78,11 @@ impl Persistence {
         self.next_seq
     }
 
+    /// Makes batch `seq` (built or sealed, still waiting for a receipt) wait for one more.
+    pub(crate) fn await_more(&mut self, seq: u64) {
+        *self.receipts.entry(seq).or_insert(0) += 1;
+    }
+
     /// Another engine stored what batch `seq` forwarded to it.
     pub(crate) fn peer_stored(&mut self, seq: u64) {
         count_down(&mut self.receipts, seq);

@@ -289,6 +289,97 @@ fn a_persistent_session_survives_the_loss_of_its_node() {
 }
 
 #[test]
+fn a_dead_nodes_sessions_and_their_messages_go_to_the_leader_that_declares_it_down() {
+    let mut sim = roamer_offline_on_node_1(17);
+    publish_q2(&mut sim, "before", 2);
+    sim.run(ms(100));
+    sim.crash(1);
+    // Published for node 1's session while node 1 is dead: they wait for it.
+    publish_q2(&mut sim, "while", 3);
+    sim.run_checked(secs(3), &mut |s| s.check());
+    assert_eq!(sim.clients["pub"].acked.len(), 2, "{}", sim.log());
+    // The leader declares node 1 down after peer_timeout (10 s), takes the session from its copy,
+    // and the waiting messages go to it: their publisher is acknowledged once it stored them.
+    sim.run_checked(secs(10), &mut |s| s.check());
+    assert_eq!(sim.clients["pub"].acked.len(), 5, "{}", sim.log());
+    let adopter = *leaders(&sim).iter().next().expect("a leader");
+    assert_eq!(stats(&sim, adopter).sessions_adopted, 1, "{}", sim.log());
+    for id in [2, 3] {
+        assert_eq!(stats(&sim, id).nodes_down, 1);
+        let owner = sim.engine(id).expect("up").cluster_owner("roamer");
+        assert_eq!(owner, Some(adopter));
+    }
+    // Nothing waits for node 1 any more: a publish now is acknowledged at once.
+    publish_q2(&mut sim, "after", 1);
+    sim.run(ms(300));
+    assert_eq!(sim.clients["pub"].acked.len(), 6, "{}", sim.log());
+    // The client comes back on the other node: the adopter hands the session over, every
+    // message in it, each once.
+    let other = if adopter == 2 { 3 } else { 2 };
+    sim.connect_session("roamer", other);
+    sim.run_checked(secs(2), &mut |s| s.check());
+    assert!(sim.clients["roamer"].session_present, "{}", sim.log());
+    assert_eq!(
+        payloads(&sim, "roamer"),
+        ["before0", "before1", "while0", "while1", "while2", "after0"],
+        "{}",
+        sim.log()
+    );
+    // Node 1 comes back: its stale session goes, and it serves again.
+    sim.restart(1);
+    sim.run_checked(secs(3), &mut |s| s.check());
+    assert!(sim.engine(1).expect("up").session("roamer").is_none());
+    sim.connect("local", 1);
+    sim.subscribe("local", "q2/#", QoS::ExactlyOnce);
+    settle(&mut sim, &[(1, "q2/#")], 17);
+    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "again");
+    sim.run_checked(secs(1), &mut |s| s.check());
+    assert_eq!(payloads(&sim, "local"), ["again"], "{}", sim.log());
+    assert_eq!(
+        payloads(&sim, "roamer").last().map(String::as_str),
+        Some("again")
+    );
+}
+
+#[test]
+fn a_node_cut_off_for_longer_than_peer_timeout_gives_its_sessions_up_and_comes_back() {
+    let mut sim = roamer_offline_on_node_1(19);
+    sim.partition(1, &[2, 3]);
+    publish_q2(&mut sim, "cut", 2);
+    sim.run_checked(secs(14), &mut |s| s.check());
+    assert_eq!(sim.clients["pub"].acked.len(), 2, "{}", sim.log());
+    let adopter = *leaders(&sim)
+        .iter()
+        .find(|id| **id != 1)
+        .expect("a leader in the majority");
+    assert_eq!(stats(&sim, adopter).sessions_adopted, 1, "{}", sim.log());
+    // Healed, node 1 learns it was declared down: it drops the session (the adopter's now), says
+    // it is back, and serves again.
+    sim.heal();
+    sim.run_checked(secs(3), &mut |s| s.check());
+    assert!(
+        sim.engine(1).expect("up").session("roamer").is_none(),
+        "{}",
+        sim.log()
+    );
+    sim.connect("local", 1);
+    sim.subscribe("local", "q2/#", QoS::ExactlyOnce);
+    settle(&mut sim, &[(1, "q2/#")], 19);
+    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "again");
+    sim.run_checked(secs(1), &mut |s| s.check());
+    assert_eq!(payloads(&sim, "local"), ["again"], "{}", sim.log());
+    sim.connect_session("roamer", 1);
+    sim.run_checked(secs(2), &mut |s| s.check());
+    assert!(sim.clients["roamer"].session_present, "{}", sim.log());
+    assert_eq!(
+        payloads(&sim, "roamer"),
+        ["cut0", "cut1", "again"],
+        "{}",
+        sim.log()
+    );
+}
+
+#[test]
 fn a_node_lost_in_the_middle_of_qos2_deliveries_loses_none_and_repeats_none() {
     // The subscriber's node dies at a different point of the flows in each run (every
     // millisecond of the ~20 ms they take): before, between and after PUBLISH, PUBREC, PUBREL and
@@ -548,7 +639,17 @@ fn settle(sim: &mut ClusterSim, wanted: &[(u16, &str)], seed: u64) {
 /// the log otherwise.
 fn scenario(seed: u64) -> String {
     let n = 3 + (seed % 3) as u16;
-    let mut sim = ClusterSim::new(n, &config(), seed);
+    // Odd seeds give up on a silent node after 3.5 s instead of 10: their crashes and partitions
+    // often outlast it, so nodes are declared down, their sessions adopted, and cut-off nodes
+    // come back. A cut-off node still fences its clients first: within an election timeout
+    // (0.5-1.25 s) plus 1 s, with room for a clock jump of 1 s.
+    let mut sim = ClusterSim::tuned(n, &config(), seed, |c| {
+        if seed % 2 == 1 {
+            c.election_ticks = 5;
+            c.fence_after = secs(1);
+            c.peer_timeout = ms(3500);
+        }
+    });
     sim.run(secs(3));
     sim.connect("s1", 1);
     sim.connect("s2", n);
@@ -718,8 +819,14 @@ fn scenario(seed: u64) -> String {
         .into_iter()
         .map(|id| stats(&sim, id).handovers_received)
         .sum();
+    let down: u64 = sim
+        .live()
+        .into_iter()
+        .map(|id| stats(&sim, id).nodes_down)
+        .max()
+        .unwrap_or(0);
     format!(
-        "{}{:?}\nhandovers received: {handed}\n",
+        "{}{:?}\nhandovers received: {handed}\nnodes declared down: {down}\n",
         sim.log(),
         sim.clients
     )
@@ -742,7 +849,7 @@ fn seeds() {
             (0..n).collect()
         }
     };
-    let mut moved = 0;
+    let (mut moved, mut downs) = (0, 0);
     for &seed in &seeds {
         let result = std::panic::catch_unwind(|| scenario(seed));
         match result {
@@ -750,6 +857,11 @@ fn seeds() {
                 moved += log
                     .lines()
                     .filter_map(|l| l.strip_prefix("handovers received: "))
+                    .filter_map(|n| n.parse::<usize>().ok())
+                    .sum::<usize>();
+                downs += log
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("nodes declared down: "))
                     .filter_map(|n| n.parse::<usize>().ok())
                     .sum::<usize>();
             }
@@ -761,11 +873,19 @@ fn seeds() {
     }
     // The seeds exercise what they are meant to: sessions handed over between nodes (counted on
     // the nodes alive at the end).
-    eprintln!("{} seeds, {moved} sessions handed over", seeds.len());
+    eprintln!(
+        "{} seeds, {moved} sessions handed over, {downs} nodes declared down",
+        seeds.len()
+    );
     if seeds.len() >= 100 {
         assert!(
             moved >= seeds.len() / 2,
             "only {moved} sessions handed over"
+        );
+        // and nodes declared down, in the seeds that give up on a silent node sooner.
+        assert!(
+            downs >= seeds.len() / 20,
+            "only {downs} nodes declared down"
         );
     }
 }

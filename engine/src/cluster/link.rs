@@ -223,6 +223,20 @@ impl Links {
         (resend, dropped)
     }
 
+    /// Takes what waits for `to` (a node declared down): it goes elsewhere now. The next message to
+    /// `to` carries a base past it, so `to` does not wait for it.
+    pub(crate) fn take(&mut self, to: u16) -> Vec<PeerMessage> {
+        self.links
+            .get_mut(&to)
+            .map(|link| {
+                std::mem::take(&mut link.unacked)
+                    .into_values()
+                    .map(|(m, _)| m)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Whether anything waits for an acknowledgement.
     #[cfg(test)]
     pub(crate) fn pending(&self) -> bool {

@@ -71,8 +71,9 @@ pub struct ClusterConfig {
     pub heartbeat_ticks: usize,
     /// How long a link message waits for its acknowledgement before it is sent again.
     pub retransmit: Duration,
-    /// How long a node may leave link messages unacknowledged before what waits for it is dropped
-    /// (and the publishers' acknowledgements it held are released).
+    /// How long the leader hears nothing from a member before it declares it down (its sessions
+    /// and what was routed to it go to the leader). A link whose messages stay unacknowledged
+    /// for twice this drops them (and releases the publishers' acknowledgements they held).
     pub peer_timeout: Duration,
     /// How long a node may go without a raft leader before it disconnects its clients (v5: 0x88
     /// Server unavailable) so they reconnect to a node in the majority. Shorter than
@@ -207,6 +208,11 @@ pub struct ClusterStats {
     /// Snapshots this node received from a leader (it had fallen behind what the log still
     /// held, or joined).
     pub snapshots_received: u64,
+    /// Nodes declared down, as this node applied it (their sessions adopted by the leader that
+    /// declared them).
+    pub nodes_down: u64,
+    /// Sessions this node adopted from nodes declared down.
+    pub sessions_adopted: u64,
 }
 
 /// The raft node and its storage, as the engine drives it.

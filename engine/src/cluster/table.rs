@@ -28,6 +28,23 @@ pub(crate) struct Table {
     /// The addresses of the nodes added through the admin API (the founding members' are in each
     /// node's configuration).
     pub(crate) members: BTreeMap<u16, MemberAddress>,
+    /// Nodes declared down ([`Command::Down`]): node → (its incarnation then, the node that
+    /// adopted its sessions). Such a node owns nothing and is routed nothing, and its claims and
+    /// interest are ignored, until it starts again or says it is back ([`Command::Up`]).
+    pub(crate) down: BTreeMap<u16, (u64, u16)>,
+    /// How many `Down`s were applied: a publish routed after one carries this count, and its
+    /// receiver handles it only once it applied as many (so the adopter holds the sessions the
+    /// publish was routed to it for).
+    pub(crate) downs: u64,
+}
+
+/// What declaring a node down changed (see [`Table::adopt`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Adoption {
+    /// The clients whose sessions the adopter now owns (they had a copy).
+    pub(crate) moved: Vec<ByteString>,
+    /// Applied counts that changed: (node, filter, count).
+    pub(crate) interest: Vec<(u16, ByteString, u32)>,
 }
 
 /// What applying a command changed, for the engine to act on.
@@ -53,6 +70,8 @@ pub(crate) enum Change {
     Forgotten { node: u16, filters: Vec<ByteString> },
     /// `node`'s session writes number `seq` are next in order: apply them.
     SessionWrites { node: u16, seq: u64 },
+    /// `node` is down, `adopter` takes its sessions: call [`Table::adopt`].
+    Down { node: u16, adopter: u16 },
 }
 
 impl Table {
@@ -65,6 +84,9 @@ impl Table {
                 incarnation,
                 token,
             } => {
+                if self.is_down(*node, *incarnation) {
+                    return Change::None;
+                }
                 let key = (client_id.clone(), *node);
                 if let Some((inc, t)) = self.claims.get(&key) {
                     if inc == incarnation && t >= token {
@@ -102,6 +124,7 @@ impl Table {
                     return Change::None;
                 }
                 self.session_seq.remove(node);
+                self.down.remove(node);
                 let mut filters = Vec::new();
                 self.interest.retain(|(n, filter), _| {
                     if n == node {
@@ -121,7 +144,9 @@ impl Table {
                 filter,
                 count,
             } => {
-                if self.incarnations.get(node) != Some(incarnation) {
+                if self.incarnations.get(node) != Some(incarnation)
+                    || self.is_down(*node, *incarnation)
+                {
                     return Change::None;
                 }
                 let key = (*node, filter.clone());
@@ -136,6 +161,33 @@ impl Table {
                 }
             }
             Command::Retain { .. } => Change::None,
+            Command::Down {
+                node,
+                incarnation,
+                adopter,
+            } => {
+                let adopter_live =
+                    self.incarnations.contains_key(adopter) && !self.down.contains_key(adopter);
+                if node == adopter
+                    || self.incarnations.get(node) != Some(incarnation)
+                    || self.down.contains_key(node)
+                    || !adopter_live
+                {
+                    return Change::None;
+                }
+                self.down.insert(*node, (*incarnation, *adopter));
+                self.downs += 1;
+                Change::Down {
+                    node: *node,
+                    adopter: *adopter,
+                }
+            }
+            Command::Up { node, incarnation } => {
+                if self.is_down(*node, *incarnation) {
+                    self.down.remove(node);
+                }
+                Change::None
+            }
             Command::Session {
                 node,
                 incarnation,
@@ -158,6 +210,73 @@ impl Table {
                 }
             }
         }
+    }
+
+    /// Whether `node`'s `incarnation` is declared down.
+    pub(crate) fn is_down(&self, node: u16, incarnation: u64) -> bool {
+        self.down
+            .get(&node)
+            .is_some_and(|(inc, _)| *inc == incarnation)
+    }
+
+    /// Hands the down `node`'s clients to `adopter`: those with a copy of their session
+    /// (`has_copy`) become the adopter's, the others (their sessions died with the node) nobody's.
+    /// The node's interest in plain filters becomes the adopter's, added to its own, so publishes
+    /// reach the adopted sessions at once; the adopter corrects its counts to what its sessions
+    /// subscribe to by its next interest entries. Its shared-group counts go: any other member
+    /// may take those messages.
+    pub(crate) fn adopt(
+        &mut self,
+        node: u16,
+        adopter: u16,
+        has_copy: impl Fn(&ByteString) -> bool,
+    ) -> Adoption {
+        let mut adoption = Adoption::default();
+        let adopter_incarnation = self.incarnations.get(&adopter).copied().unwrap_or(0);
+        let clients: Vec<ByteString> = self
+            .owners
+            .iter()
+            .filter(|(_, owner)| **owner == node)
+            .map(|(c, _)| c.clone())
+            .collect();
+        for client in clients {
+            if has_copy(&client) {
+                self.owners.insert(client.clone(), adopter);
+                let key = (client.clone(), adopter);
+                // The adopter releases it under this claim; a claim of its own in this
+                // incarnation is newer than none, so token 0 never shadows one.
+                let current = self
+                    .claims
+                    .get(&key)
+                    .filter(|(inc, _)| *inc == adopter_incarnation);
+                if current.is_none() {
+                    self.claims.insert(key, (adopter_incarnation, 0));
+                }
+                adoption.moved.push(client);
+            } else {
+                self.owners.remove(&client);
+                self.claims.retain(|(c, _), _| *c != client);
+            }
+        }
+        let filters: Vec<(ByteString, u32)> = self
+            .interest
+            .iter()
+            .filter(|((n, _), _)| *n == node)
+            .map(|((_, f), (_, count))| (f.clone(), *count))
+            .collect();
+        for (filter, count) in filters {
+            self.interest.remove(&(node, filter.clone()));
+            adoption.interest.push((node, filter.clone(), 0));
+            if count > 0 && crate::codec::split_shared(&filter).is_none() {
+                let entry = self
+                    .interest
+                    .entry((adopter, filter.clone()))
+                    .or_insert((0, 0));
+                entry.1 += count;
+                adoption.interest.push((adopter, filter, entry.1));
+            }
+        }
+        adoption
     }
 
     /// Whether a retained message proposed as `by` (node, incarnation, token) for `topic` is newer

@@ -117,6 +117,25 @@ pub(crate) enum Command {
         /// Its new incarnation.
         incarnation: u64,
     },
+    /// `node`'s `incarnation` is down: the leader (`adopter`) heard nothing from it for
+    /// `peer_timeout`. Its persistent sessions become the adopter's (from their copies), and what
+    /// was routed to it goes to the adopter (see [`super::table::Table::adopt`]).
+    Down {
+        /// The node declared down.
+        node: u16,
+        /// Its incarnation (a `Down` of an earlier one is ignored).
+        incarnation: u64,
+        /// The node that takes its sessions.
+        adopter: u16,
+    },
+    /// `node` is back after it applied its own `Down` (it was cut off, not dead): it owns nothing,
+    /// and serves again.
+    Up {
+        /// The node.
+        node: u16,
+        /// Its incarnation, declared down.
+        incarnation: u64,
+    },
     /// The retained message of a topic (an empty payload clears it).
     Retain {
         /// The message.
@@ -545,6 +564,8 @@ const CMD_INTEREST: u8 = 3;
 const CMD_START: u8 = 4;
 const CMD_RETAIN: u8 = 5;
 const CMD_SESSION: u8 = 6;
+const CMD_DOWN: u8 = 7;
+const CMD_UP: u8 = 8;
 
 const STATE_V1: u8 = 1;
 const MEMBER_V1: u8 = 1;
@@ -584,6 +605,7 @@ impl Frame {
                         receipt,
                         from,
                         stamp,
+                        after,
                     } => {
                         w.u8(PEER_PUBLISH)
                             .message(message, now)
@@ -593,7 +615,7 @@ impl Frame {
                             w.bytes(g.as_bytes());
                         }
                         w.u64(receipt.map_or(0, |r| r + 1)).u16(*from);
-                        w.stamp(stamp.as_ref());
+                        w.stamp(stamp.as_ref()).u64(*after);
                     }
                     PeerMessage::Handover {
                         client_id,
@@ -653,6 +675,7 @@ impl Frame {
                             receipt,
                             from,
                             stamp,
+                            after: r.u64("after")?,
                         }
                     }
                     PEER_HANDOVER => {
@@ -739,6 +762,18 @@ impl Command {
             Command::Start { node, incarnation } => {
                 Writer::new(CMD_START).u16(*node).u64(*incarnation).done()
             }
+            Command::Down {
+                node,
+                incarnation,
+                adopter,
+            } => Writer::new(CMD_DOWN)
+                .u16(*node)
+                .u64(*incarnation)
+                .u16(*adopter)
+                .done(),
+            Command::Up { node, incarnation } => {
+                Writer::new(CMD_UP).u16(*node).u64(*incarnation).done()
+            }
             Command::Retain { message } => Writer::new(CMD_RETAIN).message(message, now).done(),
             Command::Session {
                 node,
@@ -791,6 +826,15 @@ impl Command {
             },
             CMD_RETAIN => Command::Retain {
                 message: r.message(now)?,
+            },
+            CMD_DOWN => Command::Down {
+                node: r.u16("node")?,
+                incarnation: r.u64("incarnation")?,
+                adopter: r.u16("adopter")?,
+            },
+            CMD_UP => Command::Up {
+                node: r.u16("node")?,
+                incarnation: r.u64("incarnation")?,
             },
             CMD_SESSION => {
                 let node = r.u16("node")?;
@@ -926,6 +970,11 @@ impl State {
         for (node, member) in &t.members {
             w.u16(*node).member(member);
         }
+        w.u32(len_u32(t.down.len()));
+        for (node, (inc, adopter)) in &t.down {
+            w.u16(*node).u64(*inc).u16(*adopter);
+        }
+        w.u64(t.downs);
         w.u32(len_u32(self.copies.len()));
         for (client, writer, session) in &self.copies {
             w.bytes(client.as_bytes())
@@ -976,6 +1025,12 @@ impl State {
             let node = r.u16("member node")?;
             t.members.insert(node, r.member()?);
         }
+        for _ in 0..r.count("down")? {
+            let node = r.u16("down node")?;
+            t.down
+                .insert(node, (r.u64("down incarnation")?, r.u16("adopter")?));
+        }
+        t.downs = r.u64("downs")?;
         for _ in 0..r.count("copies")? {
             let client = r.string("client id")?;
             let writer = r.u16("writer")?;
@@ -1136,6 +1191,7 @@ mod tests {
                         incarnation: 5,
                         seq: 17,
                     }),
+                    after: 3,
                 },
             },
             Frame::Data {
@@ -1196,6 +1252,15 @@ mod tests {
                 node: 3,
                 incarnation: 4,
                 token: 5,
+            },
+            Command::Down {
+                node: 2,
+                incarnation: 6,
+                adopter: 1,
+            },
+            Command::Up {
+                node: 2,
+                incarnation: 6,
             },
             Command::Interest {
                 node: 1,
@@ -1302,6 +1367,8 @@ mod tests {
         table.retained_by.insert("r/x".into(), (1, 9, 12));
         table.session_seq.insert(2, 5);
         table.members.insert(4, sample_member());
+        table.down.insert(3, (8, 2));
+        table.downs = 2;
         State {
             table,
             copies: vec![("c".into(), 2, session())],

@@ -83,6 +83,18 @@ pub(super) struct Node {
     force_snapshot: bool,
     /// This node was removed from the cluster: it serves no client and proposes nothing.
     removed: bool,
+    /// When a frame last came from each node (the leader declares a silent member down).
+    heard: BTreeMap<u16, Instant>,
+    /// Since when this node leads: silence before that counts from then.
+    leading_since: Option<Instant>,
+    /// When this node, leading, last proposed each node down.
+    down_proposed: BTreeMap<u16, Instant>,
+    /// Messages from each node held, in order, until this node applied as many `Down`s as their
+    /// sender had (a publish's `after`): (link sequence number, message).
+    held: BTreeMap<u16, VecDeque<(u64, PeerMessage)>>,
+    /// Publishes redirected to this node itself from a node declared down: (the batch here that
+    /// stored them, the publisher's batch waiting for that).
+    self_receipts: Vec<(u64, u64)>,
     stats: ClusterStats,
 }
 
@@ -158,7 +170,9 @@ impl Node {
     pub(super) fn new(config: ClusterConfig, rng: &mut crate::rng::Rng) -> Node {
         let raft = Raft::new(&config, rng, &StoredRaft::default());
         let incarnation = rng.next_u64();
-        let links = Links::new(incarnation, config.retransmit, config.peer_timeout);
+        // A link gives up later than the leader declares its peer down, so what waits for a dead
+        // node is redirected to its sessions' adopter rather than dropped.
+        let links = Links::new(incarnation, config.retransmit, config.peer_timeout * 2);
         let mut node = Node {
             config,
             raft,
@@ -187,6 +201,11 @@ impl Node {
             conf_pending: None,
             force_snapshot: false,
             removed: false,
+            heard: BTreeMap::new(),
+            leading_since: None,
+            down_proposed: BTreeMap::new(),
+            held: BTreeMap::new(),
+            self_receipts: Vec::new(),
             stats: ClusterStats::default(),
         };
         let me = node.me();
@@ -474,6 +493,7 @@ impl Engine {
             ConfChangeType::RemoveNode => {
                 node.table.members.remove(&id);
                 node.table.incarnations.remove(&id);
+                node.table.down.remove(&id);
                 node.table.session_seq.remove(&id);
                 node.table.interest.retain(|(n, filter), _| {
                     if *n == id {
@@ -536,6 +556,7 @@ impl Engine {
             node.stats.bad_frames += 1;
             return;
         }
+        node.heard.insert(from, now);
         let frame = match Frame::decode(frame, now) {
             Ok(frame) => frame,
             Err(error) => {
@@ -583,19 +604,62 @@ impl Engine {
                     frame: ack.encode(now),
                 });
                 for (seq, m) in messages {
-                    let mark = self.persist.mark();
-                    self.peer_message(m);
-                    let batch = self.persist.gate_since(mark);
-                    if let Some(node) = &mut self.cluster {
-                        node.links.processed(from, seq, batch);
-                    }
+                    self.take_link_message(from, seq, m);
                 }
                 self.confirm_links();
             }
         }
     }
 
-    /// Acknowledges on each link what is now done durably (see [`cluster::link`]).
+    /// Handles a message from `from`'s link, or holds it, with what follows it from `from`, until
+    /// this node applied as many `Down`s as its sender had when it routed it: a node that adopted
+    /// a down node's sessions must hold them before their messages arrive.
+    fn take_link_message(&mut self, from: u16, seq: u64, message: PeerMessage) {
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        let downs = node.table.downs;
+        let queue = node.held.entry(from).or_default();
+        if !queue.is_empty() || ahead_of(&message, downs) {
+            queue.push_back((seq, message));
+            return;
+        }
+        self.handle_link_message(from, seq, message);
+    }
+
+    fn handle_link_message(&mut self, from: u16, seq: u64, message: PeerMessage) {
+        let mark = self.persist.mark();
+        self.peer_message(message);
+        let batch = self.persist.gate_since(mark);
+        if let Some(node) = &mut self.cluster {
+            node.links.processed(from, seq, batch);
+        }
+    }
+
+    /// Handles the held link messages whose `Down`s this node has now applied.
+    fn release_link_holds(&mut self) {
+        loop {
+            let Some(node) = &mut self.cluster else {
+                return;
+            };
+            let downs = node.table.downs;
+            let next = node.held.iter_mut().find_map(|(from, queue)| {
+                let ready = queue.front().is_some_and(|(_, m)| !ahead_of(m, downs));
+                ready
+                    .then(|| queue.pop_front().map(|(seq, m)| (*from, seq, m)))
+                    .flatten()
+            });
+            node.held.retain(|_, queue| !queue.is_empty());
+            let Some((from, seq, message)) = next else {
+                break;
+            };
+            self.handle_link_message(from, seq, message);
+        }
+        self.confirm_links();
+    }
+
+    /// Acknowledges on each link what is now done durably (see [`cluster::link`]), and releases
+    /// the publishers' acknowledgements that wait for what was redirected to this node itself.
     pub(super) fn confirm_links(&mut self) {
         let now = self.now;
         let Some(node) = &mut self.cluster else {
@@ -606,6 +670,203 @@ impl Engine {
             self.events.push_back(Event::Cluster {
                 to,
                 frame: frame.encode(now),
+            });
+        }
+        let mut stored = Vec::new();
+        node.self_receipts.retain(|&(batch, seq)| {
+            let done = persist.is_replicated(batch);
+            if done {
+                stored.push(seq);
+            }
+            !done
+        });
+        if !stored.is_empty() {
+            for seq in stored {
+                self.persist.peer_stored(seq);
+            }
+            self.release_held();
+        }
+    }
+
+    /// The leader declares down a member it heard nothing from for `peer_timeout` (counted from
+    /// when it became leader): the node's sessions become the leader's, and so does what was
+    /// routed to it. The node itself fenced its clients before (`fence_after` is shorter).
+    fn declare_down(&mut self) {
+        let now = self.now;
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        if !node.raft.is_leader() || node.removed {
+            node.leading_since = None;
+            return;
+        }
+        let since = *node.leading_since.get_or_insert(now);
+        let (me, timeout) = (node.me(), node.config.peer_timeout);
+        let silent: Vec<(u16, u64)> = node
+            .conf_members()
+            .into_iter()
+            .filter(|n| *n != me && !node.table.down.contains_key(n))
+            .filter_map(|n| Some((n, *node.table.incarnations.get(&n)?)))
+            .filter(|(n, _)| {
+                let last = node.heard.get(n).map_or(since, |h| (*h).max(since));
+                let again = node
+                    .down_proposed
+                    .get(n)
+                    .is_none_or(|at| now.saturating_duration_since(*at) >= timeout);
+                again && now.saturating_duration_since(last) >= timeout
+            })
+            .collect();
+        for (gone, incarnation) in silent {
+            node.down_proposed.insert(gone, now);
+            node.submit(|_| Command::Down {
+                node: gone,
+                incarnation,
+                adopter: me,
+            });
+        }
+    }
+
+    /// Node `gone` is declared down and `adopter` takes its sessions (see [`Table::adopt`]).
+    fn node_down(&mut self, gone: u16, adopter: u16, replaying: bool) {
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        let me = node.me();
+        let my_incarnation = node.incarnation;
+        let replicas = &node.replicas;
+        let adoption = node.table.adopt(gone, adopter, |c| replicas.has(c));
+        node.stats.nodes_down += 1;
+        let waiting = if gone == me {
+            Vec::new()
+        } else {
+            node.links.take(gone)
+        };
+        for (n, filter, count) in adoption.interest {
+            if n != me {
+                self.peer_interest(n, filter, count);
+            }
+        }
+        if replaying {
+            return;
+        }
+        if gone == me {
+            return self.taken_down(my_incarnation);
+        }
+        if adopter == me {
+            for client_id in adoption.moved {
+                self.adopt_session(client_id);
+            }
+        }
+        for message in waiting {
+            self.redirect(adopter, message);
+        }
+    }
+
+    /// Takes in, from its copy, the session of a client this node adopted from a node declared
+    /// down: offline until its client comes back (here, or elsewhere through a handover).
+    fn adopt_session(&mut self, client_id: ByteString) {
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        let Some(copy) = node.replicas.copy(&client_id) else {
+            return;
+        };
+        let claim = node.table.claims.get(&(client_id.clone(), node.me()));
+        let token = claim.map_or(0, |(_, token)| *token);
+        node.stats.sessions_adopted += 1;
+        self.install_session(&client_id, Some(Box::new(copy)), true);
+        if let Some(node) = &mut self.cluster {
+            node.admitted.insert(client_id, token);
+        }
+    }
+
+    /// A message that waited for a node declared down goes where that node's sessions went: a
+    /// publish to the adopter (its shared groups to another member), under the same receipt. A
+    /// handover dies with the node (the session lives on in the copies, which the adopter took).
+    fn redirect(&mut self, adopter: u16, message: PeerMessage) {
+        let PeerMessage::Publish {
+            message,
+            plain,
+            groups,
+            receipt,
+            from,
+            stamp,
+            ..
+        } = message
+        else {
+            return;
+        };
+        let me = self.me();
+        let after = self.cluster.as_ref().map_or(0, |node| node.table.downs);
+        let mut shares: BTreeMap<u16, (bool, Vec<ByteString>)> = BTreeMap::new();
+        if plain {
+            shares.entry(adopter).or_default().0 = true;
+        }
+        for group in groups {
+            if let Some(chosen) = self.choose_engine(&group, &message) {
+                shares.entry(chosen).or_default().1.push(group);
+            }
+        }
+        for (to, (plain, groups)) in shares {
+            if let Some(seq) = receipt {
+                self.persist.await_more(seq);
+            }
+            let publish = PeerMessage::Publish {
+                message: message.clone(),
+                plain,
+                groups,
+                receipt,
+                from,
+                stamp,
+                after,
+            };
+            if to != me {
+                self.send_peer(to, publish);
+                continue;
+            }
+            let mark = self.persist.mark();
+            self.peer_message(publish);
+            if let Some(seq) = receipt {
+                match (self.persist.gate_since(mark), &mut self.cluster) {
+                    (Some(batch), Some(node)) => node.self_receipts.push((batch, seq)),
+                    _ => self.persist.peer_stored(seq),
+                }
+            }
+        }
+        if let Some(seq) = receipt {
+            // The down node's share, now the others'.
+            self.persist.peer_stored(seq);
+            self.release_held();
+        }
+    }
+
+    /// This node applied its own `Down`: it was cut off, and the others gave up on it. Its
+    /// sessions are the adopter's now, so it ends them here (their wills with them: the sessions
+    /// live on there) and disconnects any client left; then it says it is back, and serves anew.
+    fn taken_down(&mut self, incarnation: u64) {
+        for s in self.sessions.values_mut() {
+            s.will = None;
+        }
+        let conns: Vec<ConnId> = self.sessions.values().filter_map(|s| s.conn).collect();
+        for conn in conns {
+            let why = "the cluster declared this node down".to_string();
+            self.kick(conn, ReasonCode::ServerUnavailable, why);
+        }
+        if let Some(node) = &mut self.cluster {
+            let waiting: Vec<ConnId> = std::mem::take(&mut node.awaiting)
+                .into_values()
+                .filter_map(|a| a.conn)
+                .collect();
+            for conn in waiting {
+                self.refuse_claiming(conn);
+            }
+        }
+        self.drop_unowned_sessions();
+        if let Some(node) = &mut self.cluster {
+            let me = node.me();
+            node.submit(|_| Command::Up {
+                node: me,
+                incarnation,
             });
         }
     }
@@ -668,6 +929,7 @@ impl Engine {
         self.handover_deadlines();
         self.reconcile_interest(false);
         self.fence();
+        self.declare_down();
     }
 
     /// A node cut off from the majority disconnects its clients before the others give up on it,
@@ -1062,6 +1324,7 @@ impl Engine {
                 node.raft.node.advance_apply_to(index);
             }
             self.compact_log();
+            self.release_link_holds();
         }
         let replayed = self.cluster.as_ref().is_some_and(|node| {
             node.replay_until != 0 && node.raft.node.raft.raft_log.applied >= node.replay_until
@@ -1158,6 +1421,13 @@ impl Engine {
         }
         match change {
             Change::None => {}
+            Change::Down {
+                node: gone,
+                adopter,
+            } => {
+                let replaying = entry.index <= node.replay_until;
+                self.node_down(gone, adopter, replaying);
+            }
             Change::SessionWrites { node: from, seq } => {
                 let Command::Session {
                     incarnation, ops, ..
@@ -1778,4 +2048,9 @@ fn push_raft(
             frame: Frame::Raft(cluster::encode_raft(m)).encode(now),
         });
     }
+}
+
+/// Whether `message` was routed after more `Down`s than the `downs` this node applied.
+fn ahead_of(message: &PeerMessage, downs: u64) -> bool {
+    matches!(message, PeerMessage::Publish { after, .. } if *after > downs)
 }

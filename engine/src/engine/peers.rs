@@ -74,6 +74,7 @@ impl Engine {
                 receipt,
                 from,
                 stamp,
+                after: _,
             } => {
                 let mark = self.persist.mark();
                 let outer = std::mem::replace(&mut self.stamp, stamp);
@@ -158,7 +159,7 @@ impl Engine {
     /// The engine whose member of `group` gets `message`, following the configured strategy over
     /// every member of the group on every engine: each engine weighs as many members as it has,
     /// and then picks one of its own by the same strategy.
-    fn choose_engine(&mut self, group: &ByteString, message: &Message) -> Option<u16> {
+    pub(super) fn choose_engine(&mut self, group: &ByteString, message: &Message) -> Option<u16> {
         let me = self.me();
         let mut slots: Vec<(u16, u64)> = self
             .peers
@@ -243,6 +244,7 @@ impl Engine {
         }
         // The publisher's acknowledgement waits until every engine stored its share.
         let durable = message.qos != QoS::AtMostOnce && self.persist.enabled();
+        let after = self.cluster.as_ref().map_or(0, |node| node.table.downs);
         for (to, share) in shares {
             let receipt = durable.then(|| self.persist.await_peer());
             self.send_peer(
@@ -254,6 +256,7 @@ impl Engine {
                     receipt,
                     from: me,
                     stamp,
+                    after,
                 },
             );
         }
