@@ -501,6 +501,55 @@ roamer.leave()
 owner.start()
 wait_for(f"node {owner.n} to rejoin", lambda: agreed(nodes))
 
+# 7b. Declared down: the roamer's session moves back to that node, which is killed again while it holds
+#     the session offline. QoS 2 messages published for it meanwhile wait for the dead node; after
+#     peer_timeout (10 s) the leader declares the node down, adopts the session from its copy and takes
+#     the waiting messages: their publisher is acknowledged, and the roamer, back on another node, gets
+#     each once.
+roamer.connect(owner, clean_start=False)
+if not roamer.present:
+    fail(f"the roamer lost its session moving to node {owner.n}")
+probes = iter(range(1000))
+
+
+def reached_roamer_on_owner():
+    final.client.publish("roam/x", f"probe-{next(probes)}", qos=1)
+    time.sleep(0.1)
+    return any(m.startswith("probe-") for m in roamer.received())
+
+
+wait_for(f"a message published on node 1 at the roamer on node {owner.n}", reached_roamer_on_owner)
+roamer.leave()
+owner.kill()
+killed = time.time()
+dead = [f"while-dead-{i}" for i in range(3)]
+infos = [final.client.publish("roam/x", payload, qos=2) for payload in dead]
+for info in infos:
+    info.wait_for_publish(25)
+    if not info.is_published():
+        fail(f"a message published for node {owner.n}'s session while it was dead was never acknowledged")
+acked_after = time.time() - killed
+took = roamer.connect(survivor, clean_start=False)
+if not roamer.present:
+    fail(f"the roamer lost its session when node {owner.n} was declared down")
+wait_for(
+    "the messages published while the node was dead",
+    lambda: all(m in roamer.received() for m in dead),
+    timeout=10,
+)
+got = roamer.received()
+if any(got.count(m) != 1 for m in dead):
+    fail(f"the roamer got a message twice after its node was declared down: {got}")
+adopted = sum(n.state()["sessions_adopted"] for n in (n1, survivor))
+if adopted < 1:
+    fail(f"no node adopted the dead node's session: {n1.state()} {survivor.state()}")
+print(f"node {owner.n} killed holding the roamer's session: declared down and the session adopted; the "
+      f"{len(dead)} QoS 2 messages published meanwhile were acknowledged {acked_after:.1f} s after the kill "
+      f"and reached the roamer once on node {survivor.n} (CONNACK in {took * 1000:.0f} ms)", flush=True)
+roamer.leave()
+owner.start()
+wait_for(f"node {owner.n} to rejoin after it was declared down", lambda: agreed(nodes))
+
 # 8. Join and leave: node 4 starts with `cluster.join = true` (nodes 1-3 as its seeds) and takes no part
 #    until node 1's admin API adds it. It gets the cluster's state as a snapshot (a retained message set
 #    before it existed), serves a subscriber that gets a message published on node 1, and counts in the

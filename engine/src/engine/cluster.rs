@@ -388,6 +388,15 @@ impl Engine {
             }
             self.drop_unowned_sessions();
             self.claims_in_snapshot();
+            let me_down = self
+                .cluster
+                .as_ref()
+                .filter(|node| node.table.is_down(node.me(), node.incarnation))
+                .map(|node| node.incarnation);
+            if let Some(incarnation) = me_down {
+                // Declared down while cut off, and the snapshot says so (not the entry).
+                self.taken_down(incarnation);
+            }
         }
     }
 

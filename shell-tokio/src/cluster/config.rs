@@ -34,8 +34,8 @@ pub struct ClusterSection {
     /// How long a node may go without a leader before it disconnects its clients (default 4000).
     #[serde(default)]
     pub fence_after_ms: Option<u64>,
-    /// How long a node may leave messages unacknowledged before the others give up on it
-    /// (default 10000).
+    /// How long the leader hears nothing from a member before it declares it down and adopts its
+    /// sessions (default 10000); a link gives up on its peer after twice this.
     #[serde(default)]
     pub peer_timeout_ms: Option<u64>,
     /// How long a resuming client waits for its session to come from the node that held it before

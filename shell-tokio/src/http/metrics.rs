@@ -372,6 +372,16 @@ fn cluster_metrics(r: &mut Registry, c: &ClusterSnapshot) {
             "Snapshots this node received from a leader after falling behind the log, or joining",
             s.snapshots_received,
         ),
+        (
+            "cicada_cluster_nodes_down",
+            "Nodes declared down (silent for peer_timeout), as this node applied it",
+            s.nodes_down,
+        ),
+        (
+            "cicada_cluster_sessions_adopted",
+            "Sessions this node adopted from nodes declared down",
+            s.sessions_adopted,
+        ),
     ] {
         counter(r, name, help, value);
     }

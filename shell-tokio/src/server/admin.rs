@@ -339,6 +339,8 @@ impl EngineTask {
                         "log_entries": s.log_entries,
                         "snapshots_taken": s.snapshots_taken,
                         "snapshots_received": s.snapshots_received,
+                        "nodes_down": s.nodes_down,
+                        "sessions_adopted": s.sessions_adopted,
                         "draining_to": self
                             .engine
                             .config()
