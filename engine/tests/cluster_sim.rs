@@ -329,16 +329,22 @@ fn a_dead_nodes_sessions_and_their_messages_go_to_the_leader_that_declares_it_do
     sim.restart(1);
     sim.run_checked(secs(3), &mut |s| s.check());
     assert!(sim.engine(1).expect("up").session("roamer").is_none());
-    sim.connect("local", 1);
-    sim.subscribe("local", "q2/#", QoS::ExactlyOnce);
-    settle(&mut sim, &[(1, "q2/#")], 17);
-    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "again");
-    sim.run_checked(secs(1), &mut |s| s.check());
-    assert_eq!(payloads(&sim, "local"), ["again"], "{}", sim.log());
+    serves_again(&mut sim, 1, 17);
     assert_eq!(
         payloads(&sim, "roamer").last().map(String::as_str),
         Some("again")
     );
+}
+
+/// Node `id`, back after it was declared down, serves again: a subscriber there gets a message
+/// ("again") published on node 2.
+fn serves_again(sim: &mut ClusterSim, id: u16, seed: u64) {
+    sim.connect("local", id);
+    sim.subscribe("local", "q2/#", QoS::ExactlyOnce);
+    settle(sim, &[(id, "q2/#")], seed);
+    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "again");
+    sim.run_checked(secs(1), &mut |s| s.check());
+    assert_eq!(payloads(sim, "local"), ["again"], "{}", sim.log());
 }
 
 #[test]
@@ -362,12 +368,7 @@ fn a_node_cut_off_for_longer_than_peer_timeout_gives_its_sessions_up_and_comes_b
         "{}",
         sim.log()
     );
-    sim.connect("local", 1);
-    sim.subscribe("local", "q2/#", QoS::ExactlyOnce);
-    settle(&mut sim, &[(1, "q2/#")], 19);
-    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "again");
-    sim.run_checked(secs(1), &mut |s| s.check());
-    assert_eq!(payloads(&sim, "local"), ["again"], "{}", sim.log());
+    serves_again(&mut sim, 1, 19);
     sim.connect_session("roamer", 1);
     sim.run_checked(secs(2), &mut |s| s.check());
     assert!(sim.clients["roamer"].session_present, "{}", sim.log());

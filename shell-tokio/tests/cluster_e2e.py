@@ -209,6 +209,12 @@ class Publisher:
         # Timed in the CONNACK callback, not by the 50 ms polling of wait_for.
         return connacked[0] - started
 
+    def leave(self):
+        """Disconnects for good: a paho client left looping reconnects and takes the client id back
+        from the next publisher, every second."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
     def publish(self, seq, timeout=3.0):
         """True once the broker acknowledged the message."""
         info = self.client.publish("cl/data", str(seq), qos=1)
@@ -338,8 +344,7 @@ print(f"{len(publisher.acked)} acknowledged messages, all received by both subsc
 # 4. Node 1 restarts and rejoins.
 n1.start()
 wait_for("node 1 to rejoin", lambda: agreed(nodes))
-publisher.client.disconnect()
-publisher.client.loop_stop()
+publisher.leave()
 final = Publisher(n1)
 if not final.publish("after-rejoin"):
     fail("a message published on the rejoined node 1 was not acknowledged")
@@ -466,9 +471,26 @@ print(f"drained node 3: the roamer followed the Server Reference to node {target
 roamer.leave()
 if n3.admin("DELETE", "/api/v1/cluster/drain").get("draining_to") is not None:
     fail("the drain of node 3 did not end")
+final.leave()
 back = Publisher(n3)
-back.client.disconnect()
-back.client.loop_stop()
+back.leave()
+
+def resume_with(node, expected, why):
+    """The roamer resumes on `node` after `why`: its session must be there, with each of `expected`
+    once."""
+    took = roamer.connect(node, clean_start=False)
+    if not roamer.present:
+        fail(f"the roamer resumed on node {node.n} without its session after {why}")
+    wait_for(
+        f"the roamer's messages after {why}",
+        lambda: all(m in roamer.received() for m in expected),
+        timeout=10,
+    )
+    got = roamer.received()
+    if any(got.count(m) != 1 for m in expected):
+        fail(f"the roamer got a message twice after {why}: {got}")
+    return took
+
 
 # 7. Fail-over: node 2 holds the roamer's session (offline) with five QoS 2 messages queued and is killed
 #    with SIGKILL. The roamer resumes on node 3 from node 3's copy, replicated through the log: session
@@ -480,14 +502,7 @@ failover = [f"failover-{i}" for i in range(5)]
 for payload in failover:
     publish_acked(final, "roam/x", payload, 2, "for the offline roamer")
 owner.kill()
-took = roamer.connect(survivor, clean_start=False)
-if not roamer.present:
-    fail(f"the roamer lost its session with node {owner.n} (session present = 0 on node {survivor.n})")
-wait_for(
-    "the messages queued on the dead node",
-    lambda: all(m in roamer.received() for m in failover),
-    timeout=10,
-)
+took = resume_with(survivor, failover, f"node {owner.n} died")
 got = roamer.received()
 if len(got) != len(set(got)):
     fail(f"the roamer got a message twice after the fail-over: {got}")
@@ -529,17 +544,7 @@ for info in infos:
     if not info.is_published():
         fail(f"a message published for node {owner.n}'s session while it was dead was never acknowledged")
 acked_after = time.time() - killed
-took = roamer.connect(survivor, clean_start=False)
-if not roamer.present:
-    fail(f"the roamer lost its session when node {owner.n} was declared down")
-wait_for(
-    "the messages published while the node was dead",
-    lambda: all(m in roamer.received() for m in dead),
-    timeout=10,
-)
-got = roamer.received()
-if any(got.count(m) != 1 for m in dead):
-    fail(f"the roamer got a message twice after its node was declared down: {got}")
+took = resume_with(survivor, dead, f"node {owner.n} was declared down")
 adopted = sum(n.state()["sessions_adopted"] for n in (n1, survivor))
 if adopted < 1:
     fail(f"no node adopted the dead node's session: {n1.state()} {survivor.state()}")
@@ -554,6 +559,7 @@ wait_for(f"node {owner.n} to rejoin after it was declared down", lambda: agreed(
 #    until node 1's admin API adds it. It gets the cluster's state as a snapshot (a retained message set
 #    before it existed), serves a subscriber that gets a message published on node 1, and counts in the
 #    majority. Then node 4 leaves through node 2's admin API and disconnects its client.
+final.leave()
 final = Publisher(n1)
 publish_acked(final, "cl/retained", "set-before-the-join", 1, "(retained)", retain=True)
 n4 = Node(4, (free_port(), free_port(), free_port()))
