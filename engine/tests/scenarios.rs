@@ -1092,6 +1092,7 @@ fn messages_from_peer_engines_reach_local_subscribers() {
             receipt: None,
             from: 1,
             stamp: None,
+            after: 0,
         },
     });
     assert_eq!(payloads(&sim.recv_all("s")), ["from afar"]);
