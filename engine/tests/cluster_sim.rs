@@ -187,13 +187,7 @@ fn a_persistent_session_follows_its_client_to_another_node() {
     // It comes back on node 3: the session, its queue and its subscription come along.
     let took = resume_timed(&mut sim, 3, secs(1));
     assert!(took < ms(200), "handover took {took:?}\n{}", sim.log());
-    assert!(sim.clients["roamer"].session_present, "{}", sim.log());
-    assert_eq!(
-        payloads(&sim, "roamer"),
-        ["online", "queued0", "queued1", "queued2"],
-        "{}",
-        sim.log()
-    );
+    assert_resumed_with(&sim, &["online", "queued0", "queued1", "queued2"]);
     assert!(sim.engine(1).expect("up").session("roamer").is_none());
     assert_eq!(stats(&sim, 1).handovers_sent, 1);
     assert_eq!(stats(&sim, 3).handovers_received, 1);
@@ -257,13 +251,7 @@ fn a_persistent_session_survives_the_loss_of_its_node() {
     let took = resume_timed(&mut sim, 3, secs(3));
     // It waited for a handover that could not come, then took node 3's copy.
     assert!(took >= secs(1), "it waited {took:?}\n{}", sim.log());
-    assert!(sim.clients["roamer"].session_present, "{}", sim.log());
-    assert_eq!(
-        payloads(&sim, "roamer"),
-        ["queued0", "queued1", "queued2"],
-        "{}",
-        sim.log()
-    );
+    assert_resumed_with(&sim, &["queued0", "queued1", "queued2"]);
     assert_eq!(stats(&sim, 3).failovers, 1);
     assert_eq!(stats(&sim, 3).handover_timeouts, 1);
 
@@ -316,14 +304,11 @@ fn a_dead_nodes_sessions_and_their_messages_go_to_the_leader_that_declares_it_do
     // The client comes back on the other node: the adopter hands the session over, every
     // message in it, each once.
     let other = if adopter == 2 { 3 } else { 2 };
-    sim.connect_session("roamer", other);
-    sim.run_checked(secs(2), &mut |s| s.check());
-    assert!(sim.clients["roamer"].session_present, "{}", sim.log());
-    assert_eq!(
-        payloads(&sim, "roamer"),
-        ["before0", "before1", "while0", "while1", "while2", "after0"],
-        "{}",
-        sim.log()
+    resume_checked(
+        &mut sim,
+        other,
+        secs(2),
+        &["before0", "before1", "while0", "while1", "while2", "after0"],
     );
     // Node 1 comes back: its stale session goes, and it serves again.
     sim.restart(1);
@@ -369,15 +354,7 @@ fn a_node_cut_off_for_longer_than_peer_timeout_gives_its_sessions_up_and_comes_b
         sim.log()
     );
     serves_again(&mut sim, 1, 19);
-    sim.connect_session("roamer", 1);
-    sim.run_checked(secs(2), &mut |s| s.check());
-    assert!(sim.clients["roamer"].session_present, "{}", sim.log());
-    assert_eq!(
-        payloads(&sim, "roamer"),
-        ["cut0", "cut1", "again"],
-        "{}",
-        sim.log()
-    );
+    resume_checked(&mut sim, 1, secs(2), &["cut0", "cut1", "again"]);
 }
 
 #[test]
@@ -448,15 +425,7 @@ fn a_node_back_from_behind_a_snapshot_gets_the_state_from_it_and_can_take_a_sess
     }
     // Node 1 dies: node 3's copy of the session, which came in the snapshot, is the session.
     sim.crash(1);
-    sim.connect_session("roamer", 3);
-    sim.run_checked(secs(4), &mut |s| s.check());
-    assert!(sim.clients["roamer"].session_present, "{}", sim.log());
-    assert_eq!(
-        payloads(&sim, "roamer"),
-        ["queued0", "queued1", "queued2"],
-        "{}",
-        sim.log()
-    );
+    resume_checked(&mut sim, 3, secs(4), &["queued0", "queued1", "queued2"]);
 }
 
 #[test]
@@ -544,15 +513,7 @@ fn a_node_added_through_a_member_gets_the_state_serves_and_counts_and_a_member_l
 
     // It holds a copy of every session, and takes one over when its node dies.
     sim.crash(1);
-    sim.connect_session("roamer", 4);
-    sim.run_checked(secs(4), &mut |s| s.check());
-    assert!(sim.clients["roamer"].session_present, "{}", sim.log());
-    assert_eq!(
-        payloads(&sim, "roamer"),
-        ["queued0", "queued1"],
-        "{}",
-        sim.log()
-    );
+    resume_checked(&mut sim, 4, secs(4), &["queued0", "queued1"]);
 
     // Node 3 leaves: it serves no one, and the other two of {1, 2, 4} (1 is down) still make a
     // majority.
@@ -603,6 +564,20 @@ fn roamer_offline_on_node_1(seed: u64) -> ClusterSim {
     sim.drop_connection("roamer");
     sim.run(ms(50));
     sim
+}
+
+/// The roamer resumes on node `id` (checking the invariants for `within`) with its session and
+/// exactly `expected`, in order.
+fn resume_checked(sim: &mut ClusterSim, id: u16, within: Duration, expected: &[&str]) {
+    sim.connect_session("roamer", id);
+    sim.run_checked(within, &mut |s| s.check());
+    assert_resumed_with(sim, expected);
+}
+
+/// The roamer resumed with its session and got exactly `expected`, in order.
+fn assert_resumed_with(sim: &ClusterSim, expected: &[&str]) {
+    assert!(sim.clients["roamer"].session_present, "{}", sim.log());
+    assert_eq!(payloads(sim, "roamer"), expected, "{}", sim.log());
 }
 
 /// `pub` publishes `n` QoS 2 messages to q2/a, with payloads `prefix`0, `prefix`1, ...

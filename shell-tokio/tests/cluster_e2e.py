@@ -415,16 +415,20 @@ state1, state3 = n1.state(), n3.state()
 if state1["handovers_sent"] < 1 or state3["handovers_received"] < 1:
     fail(f"handover counters: node 1 sent {state1['handovers_sent']}, node 3 got {state3['handovers_received']}")
 # Once node 3's interest commits, node 1 routes to it.
-after_move = iter(range(1000))
+def probes_reach_roamer(prefix):
+    """Publishes `prefix`0, `prefix`1, ... on node 1 until one reaches the roamer (its node's interest
+    travels through the log)."""
+    sent = iter(range(1000))
+
+    def reached():
+        final.client.publish("roam/x", f"{prefix}{next(sent)}", qos=1)
+        time.sleep(0.1)
+        return any(m.startswith(prefix) for m in roamer.received())
+
+    return reached
 
 
-def reached_roamer():
-    final.client.publish("roam/x", f"after-move-{next(after_move)}", qos=1)
-    time.sleep(0.1)
-    return any(m.startswith("after-move-") for m in roamer.received())
-
-
-wait_for("a message published on node 1 at the moved roamer", reached_roamer)
+wait_for("a message published on node 1 at the moved roamer", probes_reach_roamer("after-move-"))
 got = roamer.received()
 if len(got) != len(set(got)):
     fail(f"the roamer got a message twice: {got}")
@@ -524,16 +528,7 @@ wait_for(f"node {owner.n} to rejoin", lambda: agreed(nodes))
 roamer.connect(owner, clean_start=False)
 if not roamer.present:
     fail(f"the roamer lost its session moving to node {owner.n}")
-probes = iter(range(1000))
-
-
-def reached_roamer_on_owner():
-    final.client.publish("roam/x", f"probe-{next(probes)}", qos=1)
-    time.sleep(0.1)
-    return any(m.startswith("probe-") for m in roamer.received())
-
-
-wait_for(f"a message published on node 1 at the roamer on node {owner.n}", reached_roamer_on_owner)
+wait_for(f"a message published on node 1 at the roamer on node {owner.n}", probes_reach_roamer("probe-"))
 roamer.leave()
 owner.kill()
 killed = time.time()
