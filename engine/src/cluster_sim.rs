@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::codec::{
     Ack, Connect, Decoded, Decoder, Delivery, Packet, PacketId, ProtocolVersion, Publish, QoS,
-    Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName,
+    Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName, Will,
 };
 use crate::{ClusterConfig, Config, ConnId, ConnMeta, Engine, Event, Input, Instant, Rng};
 use crate::{PersistSeq, StoreOp, StoredState};
@@ -281,13 +281,51 @@ impl ClusterSim {
 
     /// Connects `name` to node `id` with `clean_start`.
     pub fn connect_with(&mut self, name: &str, id: u16, clean_start: bool) {
-        self.connect_full(name, id, clean_start, None);
+        self.connect_full(name, id, clean_start, None, None);
+    }
+
+    /// Connects `name` to node `id` (clean start) with a QoS 2 will of `payload` to `topic`, and
+    /// Session Expiry Interval `expiry` (none: the session ends with the connection).
+    pub fn connect_with_will(
+        &mut self,
+        name: &str,
+        id: u16,
+        expiry: Option<u32>,
+        topic: &str,
+        payload: &str,
+    ) {
+        let Ok(topic) = TopicName::new(topic.to_string()) else {
+            return;
+        };
+        let will = Will {
+            topic,
+            payload: Bytes::from(payload.to_string()),
+            qos: QoS::ExactlyOnce,
+            retain: false,
+            properties: Default::default(),
+        };
+        self.connect_full(name, id, true, expiry, Some(will));
+    }
+
+    /// `name` sends DISCONNECT (normal: no will) and closes its connection.
+    pub fn disconnect(&mut self, name: &str) {
+        let Some((id, conn)) = self.attached(name) else {
+            return;
+        };
+        self.line(&format!("{name} disconnects from node {id}"));
+        let disconnect = crate::codec::Disconnect {
+            reason: crate::codec::ReasonCode::Success,
+            properties: Default::default(),
+        };
+        self.send(name, &Packet::Disconnect(disconnect));
+        self.closed(conn);
+        self.input(id, Input::Closed { conn });
     }
 
     /// Connects `name` to node `id` resuming its persistent session, if the cluster has it (clean
     /// start 0, Session Expiry Interval one hour).
     pub fn connect_session(&mut self, name: &str, id: u16) {
-        self.connect_full(name, id, false, Some(3600));
+        self.connect_full(name, id, false, Some(3600), None);
     }
 
     /// The node and connection `name` is attached to, if any.
@@ -307,7 +345,14 @@ impl ClusterSim {
         self.input(id, Input::Closed { conn });
     }
 
-    fn connect_full(&mut self, name: &str, id: u16, clean_start: bool, expiry: Option<u32>) {
+    fn connect_full(
+        &mut self,
+        name: &str,
+        id: u16,
+        clean_start: bool,
+        expiry: Option<u32>,
+        will: Option<Will>,
+    ) {
         if self.engine(id).is_none() {
             return;
         }
@@ -348,7 +393,7 @@ impl ClusterSim {
                 ..Default::default()
             },
             client_id: name.into(),
-            will: None,
+            will,
             username: None,
             password: None,
         };

@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use bytestring::ByteString;
 
-use crate::codec::{PublishProperties, QoS, TopicName};
+use crate::codec::{PublishProperties, QoS, TopicName, Will};
 use crate::time::Instant;
 
 /// A message's v5 properties, boxed only when there are any.
@@ -88,6 +88,30 @@ impl Message {
     /// The expiry instant for a message received at `now` with interval `seconds`.
     pub(crate) fn expiry_from(now: Instant, seconds: Option<u32>) -> Option<Instant> {
         seconds.map(|s| now + Duration::from_secs(u64::from(s)))
+    }
+
+    /// The message a will becomes when it is published at `now` for client `origin` (its will
+    /// properties are the message's, but for the delay).
+    pub(crate) fn from_will(will: Will, origin: ByteString, now: Instant) -> Message {
+        let p = will.properties;
+        Message {
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+            properties: PublishProperties {
+                payload_format_indicator: p.payload_format_indicator,
+                message_expiry_interval: p.message_expiry_interval,
+                content_type: p.content_type,
+                response_topic: p.response_topic,
+                correlation_data: p.correlation_data,
+                user_properties: p.user_properties,
+                ..Default::default()
+            }
+            .into(),
+            origin: Some(origin),
+            expires_at: Message::expiry_from(now, p.message_expiry_interval),
+        }
     }
 }
 

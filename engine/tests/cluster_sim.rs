@@ -357,6 +357,87 @@ fn a_node_cut_off_for_longer_than_peer_timeout_gives_its_sessions_up_and_comes_b
     resume_checked(&mut sim, 1, secs(2), &["cut0", "cut1", "again"]);
 }
 
+/// Three nodes; "watcher" on node 2 subscribes to status/#; on node 1, "clean" (session ends with
+/// the connection) and "kept" (persistent) connect with wills, and "polite" connects with one and
+/// disconnects normally.
+fn wills_on_node_1(seed: u64, tune: impl Fn(&mut cicada_engine::ClusterConfig)) -> ClusterSim {
+    let mut sim = ClusterSim::tuned(3, &config(), seed, tune);
+    sim.run(secs(3));
+    sim.connect("watcher", 2);
+    sim.subscribe("watcher", "status/#", QoS::AtLeastOnce);
+    sim.connect_with_will("clean", 1, None, "status/clean", "clean-gone");
+    sim.connect_with_will("kept", 1, Some(3600), "status/kept", "kept-gone");
+    sim.connect_with_will("polite", 1, None, "status/polite", "polite-gone");
+    settle(&mut sim, &[(2, "status/#")], seed);
+    sim.disconnect("polite");
+    sim.run(ms(300));
+    for name in ["clean", "kept"] {
+        assert!(sim.clients[name].connected, "{name}\n{}", sim.log());
+    }
+    assert!(payloads(&sim, "watcher").is_empty(), "{}", sim.log());
+    sim
+}
+
+/// The watcher got exactly the wills of "clean" and "kept", each once.
+fn assert_wills_once(sim: &ClusterSim) {
+    let mut got = payloads(sim, "watcher");
+    got.sort();
+    assert_eq!(got, ["clean-gone", "kept-gone"], "{}", sim.log());
+}
+
+#[test]
+fn the_wills_of_a_dead_nodes_clients_are_published_once_by_the_adopter() {
+    let mut sim = wills_on_node_1(23, |_| {});
+    sim.crash(1);
+    sim.run_checked(secs(3), &mut |s| s.check());
+    assert!(payloads(&sim, "watcher").is_empty(), "{}", sim.log());
+    // Declared down after peer_timeout: the adopter publishes the clean session's will from the
+    // table and the persistent one's from the session's copy; not the polite client's.
+    sim.run_checked(secs(10), &mut |s| s.check());
+    assert_wills_once(&sim);
+    // Node 1 comes back: it publishes none of them again.
+    sim.restart(1);
+    sim.run_checked(secs(5), &mut |s| s.check());
+    assert_wills_once(&sim);
+}
+
+#[test]
+fn a_node_that_restarts_before_it_is_declared_down_publishes_its_clients_wills_once() {
+    let mut sim = wills_on_node_1(29, |_| {});
+    sim.crash(1);
+    sim.run_checked(secs(2), &mut |s| s.check());
+    // The clean session's will from the table (its last incarnation's), the persistent one's
+    // from its own store.
+    sim.restart(1);
+    sim.run_checked(secs(4), &mut |s| s.check());
+    assert_wills_once(&sim);
+    sim.run_checked(secs(12), &mut |s| s.check());
+    assert_wills_once(&sim);
+    assert_eq!(stats(&sim, 2).nodes_down, 0, "{}", sim.log());
+}
+
+#[test]
+fn a_node_cut_off_keeps_its_clients_wills_back_until_the_log_says_whose_they_are() {
+    // Cut off for longer than fence_after but not peer_timeout: node 1 disconnects its clients
+    // and keeps their wills back; once it hears the log again, it publishes them.
+    let mut sim = wills_on_node_1(31, |_| {});
+    sim.partition(1, &[2, 3]);
+    sim.run_checked(secs(7), &mut |s| s.check());
+    assert!(!sim.clients["clean"].connected, "fenced\n{}", sim.log());
+    assert!(payloads(&sim, "watcher").is_empty(), "{}", sim.log());
+    sim.heal();
+    sim.run_checked(secs(3), &mut |s| s.check());
+    assert_wills_once(&sim);
+    // Cut off for longer than peer_timeout: the adopter publishes them, and node 1, back, does not.
+    let mut sim = wills_on_node_1(37, |_| {});
+    sim.partition(1, &[2, 3]);
+    sim.run_checked(secs(14), &mut |s| s.check());
+    assert_wills_once(&sim);
+    sim.heal();
+    sim.run_checked(secs(5), &mut |s| s.check());
+    assert_wills_once(&sim);
+}
+
 #[test]
 fn a_node_lost_in_the_middle_of_qos2_deliveries_loses_none_and_repeats_none() {
     // The subscriber's node dies at a different point of the flows in each run (every
@@ -656,6 +737,19 @@ fn scenario(seed: u64) -> String {
             let live = sim.live();
             let at = live[sim.rng().below(live.len() as u64) as usize];
             sim.connect("p", at);
+        }
+        // A client with a QoS 2 will, a new payload at each connection, to q2/: the QoS 2 check
+        // then also says no will is published twice (by its node and by an adopter, say).
+        match sim.rng().below(10) {
+            0 => sim.drop_connection("willing"),
+            1 => {
+                let live = sim.live();
+                let at = live[sim.rng().below(live.len() as u64) as usize];
+                let expiry = (seed % 4 >= 2).then_some(3600);
+                let payload = format!("will{step}");
+                sim.connect_with_will("willing", at, expiry, "q2/will", &payload);
+            }
+            _ => {}
         }
         match sim.rng().below(8) {
             0 => sim.drop_connection("roamer"),

@@ -19,6 +19,9 @@ Exits non-zero with a message on the first failure; prints "cluster e2e ok" and 
 7. Node 2, now holding that session offline with five acknowledged QoS 2 messages queued, is killed with
    SIGKILL; the client resumes on node 3 from its replicated copy (session present = 1) and gets each of
    the five once; node 2 restarts and rejoins.
+7b. The session moves back to node 2, which is killed again holding it offline, with two clients with
+   wills connected: the leader declares it down after peer_timeout, the messages published meanwhile are
+   acknowledged and reach the client on another node once, and both wills reach a subscriber once.
 """
 
 import json
@@ -179,13 +182,37 @@ class Inbox:
 
 
 class Subscriber(Inbox):
-    def __init__(self, name, node):
+    def __init__(self, name, node, filters=("cl/#",)):
         super().__init__()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
         self.client.on_message = self.on_message
         self.client.connect("127.0.0.1", node.mqtt, keepalive=30)
         self.client.loop_start()
-        self.client.subscribe("cl/#", qos=1)
+        for f in filters:
+            self.client.subscribe(f, qos=1)
+
+
+def with_will(name, node, payload, v5):
+    """A client on `node` with a QoS 1 will to dev/<name>: MQTT 3.1.1 with a clean session, or MQTT 5 with
+    a persistent session (expiry 300 s) and a will delay of 2 s. Its network loop is stopped once
+    connected, so it never reconnects: its node's death is its connection's end."""
+    if v5:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
+        will = Properties(PacketTypes.WILLMESSAGE)
+        will.WillDelayInterval = 2
+        client.will_set(f"dev/{name}", payload, qos=1, properties=will)
+        connect = Properties(PacketTypes.CONNECT)
+        connect.SessionExpiryInterval = 300
+        client.connect("127.0.0.1", node.mqtt, keepalive=60, clean_start=True, properties=connect)
+    else:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv311,
+                             clean_session=True)
+        client.will_set(f"dev/{name}", payload, qos=1)
+        client.connect("127.0.0.1", node.mqtt, keepalive=60)
+    client.loop_start()
+    wait_for(f"{name}'s CONNACK", client.is_connected, timeout=10)
+    client.loop_stop()
+    return client
 
 
 class Publisher:
@@ -530,6 +557,13 @@ if not roamer.present:
     fail(f"the roamer lost its session moving to node {owner.n}")
 wait_for(f"a message published on node 1 at the roamer on node {owner.n}", probes_reach_roamer("probe-"))
 roamer.leave()
+# Two clients with wills on the node about to die, and a watcher of their wills on the survivor: their
+# connections die with the node, so the adopter publishes both wills, each once (the clean session's
+# from the table, the persistent one's from its copy after its delay).
+status = Subscriber("cl-status", survivor, filters=("dev/#", "cl/#"))
+probe_until_received(owner, [status], "the will watcher's interest on every node")
+devices = [with_will("cl-device", owner, "device-offline", v5=False),
+           with_will("cl-sensor", owner, "sensor-offline", v5=True)]
 owner.kill()
 killed = time.time()
 dead = [f"while-dead-{i}" for i in range(3)]
@@ -546,6 +580,19 @@ if adopted < 1:
 print(f"node {owner.n} killed holding the roamer's session: declared down and the session adopted; the "
       f"{len(dead)} QoS 2 messages published meanwhile were acknowledged {acked_after:.1f} s after the kill "
       f"and reached the roamer once on node {survivor.n} (CONNACK in {took * 1000:.0f} ms)", flush=True)
+wills = ["device-offline", "sensor-offline"]
+wait_for("the wills of the dead node's clients",
+         lambda: all(w in status.received() for w in wills), timeout=15)
+wills_after = time.time() - killed
+time.sleep(1)
+got = [p for p in status.received() if p in wills]
+if sorted(got) != wills:
+    fail(f"the dead node's wills were not published once each: {got}")
+print(f"the wills of node {owner.n}'s two clients (MQTT 3.1.1 clean session; MQTT 5 persistent with a 2 s "
+      f"will delay) reached a subscriber on node {survivor.n} once each, {wills_after:.1f} s after the kill",
+      flush=True)
+status.client.disconnect()
+status.client.loop_stop()
 roamer.leave()
 owner.start()
 wait_for(f"node {owner.n} to rejoin after it was declared down", lambda: agreed(nodes))

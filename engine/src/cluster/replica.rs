@@ -44,12 +44,12 @@ impl Replicas {
         self.state.sessions.get(client_id).cloned()
     }
 
-    /// Whether there is a copy of `client_id`'s session.
     /// The node whose writes built the copy of `client_id`'s session.
     pub(crate) fn writer(&self, client_id: &ByteString) -> Option<u16> {
         self.writer.get(client_id).copied()
     }
 
+    /// Whether there is a copy of `client_id`'s session.
     pub(crate) fn has(&self, client_id: &ByteString) -> bool {
         self.state.sessions.contains_key(client_id)
     }

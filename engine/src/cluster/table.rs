@@ -8,6 +8,7 @@ use bytestring::ByteString;
 
 use super::wire::Command;
 use super::MemberAddress;
+use crate::codec::Will;
 
 /// The applied state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -36,6 +37,13 @@ pub(crate) struct Table {
     /// receiver handles it only once it applied as many (so the adopter holds the sessions the
     /// publish was routed to it for).
     pub(crate) downs: u64,
+    /// The wills of clients whose sessions end with their connection, as their claim carried
+    /// them: client identifier → (owner, its incarnation, the will). Whoever takes one out of
+    /// the table through the log publishes it, so it is published once: the adopter of a node
+    /// declared down, or the node itself when it starts again. A release or a newer claim of the
+    /// client drops it (the owner published it, or had no reason to). Persistent sessions' wills
+    /// travel in their copies instead.
+    pub(crate) wills: BTreeMap<ByteString, (u16, u64, Will)>,
 }
 
 /// What declaring a node down changed (see [`Table::adopt`]).
@@ -45,6 +53,8 @@ pub(crate) struct Adoption {
     pub(crate) moved: Vec<ByteString>,
     /// Applied counts that changed: (node, filter, count).
     pub(crate) interest: Vec<(u16, ByteString, u32)>,
+    /// The wills of the node's clients whose sessions died with it, for the adopter to publish.
+    pub(crate) wills: Vec<(ByteString, Will)>,
 }
 
 /// What applying a command changed, for the engine to act on.
@@ -66,12 +76,19 @@ pub(crate) enum Change {
         filter: ByteString,
         count: u32,
     },
-    /// `node` restarted: these filters of its old incarnation are gone.
-    Forgotten { node: u16, filters: Vec<ByteString> },
+    /// `node` restarted: these filters of its old incarnation are gone, and so are the
+    /// connections its old incarnation held, whose wills `node` now publishes.
+    Forgotten {
+        node: u16,
+        filters: Vec<ByteString>,
+        wills: Vec<(ByteString, Will)>,
+    },
     /// `node`'s session writes number `seq` are next in order: apply them.
     SessionWrites { node: u16, seq: u64 },
     /// `node` is down, `adopter` takes its sessions: call [`Table::adopt`].
     Down { node: u16, adopter: u16 },
+    /// `node`, not declared down, publishes the wills it kept back.
+    WillsDue { node: u16 },
 }
 
 impl Table {
@@ -83,6 +100,7 @@ impl Table {
                 node,
                 incarnation,
                 token,
+                will,
             } => {
                 if self.is_down(*node, *incarnation) {
                     return Change::None;
@@ -95,6 +113,16 @@ impl Table {
                 }
                 self.claims.insert(key, (*incarnation, *token));
                 let from = self.owners.insert(client_id.clone(), *node);
+                // The connection before, if any, is replaced: its will is its owner's business.
+                match will {
+                    Some(will) => {
+                        let entry = (*node, *incarnation, (**will).clone());
+                        self.wills.insert(client_id.clone(), entry);
+                    }
+                    None => {
+                        self.wills.remove(client_id);
+                    }
+                }
                 Change::Owner {
                     client_id: client_id.clone(),
                     from,
@@ -115,6 +143,7 @@ impl Table {
                 {
                     self.owners.remove(client_id);
                     self.claims.retain(|(c, _), _| c != client_id);
+                    self.wills.remove(client_id);
                 }
                 Change::None
             }
@@ -132,9 +161,18 @@ impl Table {
                     }
                     n != node
                 });
+                let mut wills = Vec::new();
+                self.wills.retain(|client, (n, inc, will)| {
+                    let old = n == node && inc != incarnation;
+                    if old {
+                        wills.push((client.clone(), will.clone()));
+                    }
+                    !old
+                });
                 Change::Forgotten {
                     node: *node,
                     filters,
+                    wills,
                 }
             }
             Command::Interest {
@@ -161,6 +199,14 @@ impl Table {
                 }
             }
             Command::Retain { .. } => Change::None,
+            Command::Wills { node, incarnation } => {
+                if self.incarnations.get(node) != Some(incarnation)
+                    || self.is_down(*node, *incarnation)
+                {
+                    return Change::None;
+                }
+                Change::WillsDue { node: *node }
+            }
             Command::Down {
                 node,
                 incarnation,
@@ -221,6 +267,8 @@ impl Table {
 
     /// Hands the down `node`'s clients to `adopter`: those with a copy of their session
     /// (`has_copy`) become the adopter's, the others (their sessions died with the node) nobody's.
+    /// The wills of the sessions that died go to the adopter to publish; those of the sessions it
+    /// takes in are in their copies.
     /// The node's interest in plain filters becomes the adopter's, added to its own, so publishes
     /// reach the adopted sessions at once; the adopter corrects its counts to what its sessions
     /// subscribe to by its next interest entries. Its shared-group counts go: any other member
@@ -240,6 +288,7 @@ impl Table {
             .map(|(c, _)| c.clone())
             .collect();
         for client in clients {
+            let will = self.wills.remove(&client).map(|(_, _, will)| will);
             if has_copy(&client) {
                 self.owners.insert(client.clone(), adopter);
                 let key = (client.clone(), adopter);
@@ -256,6 +305,9 @@ impl Table {
             } else {
                 self.owners.remove(&client);
                 self.claims.retain(|(c, _), _| *c != client);
+                if let Some(will) = will {
+                    adoption.wills.push((client, will));
+                }
             }
         }
         let filters: Vec<(ByteString, u32)> = self
@@ -350,7 +402,8 @@ mod tests {
             restart,
             Change::Forgotten {
                 node: 2,
-                filters: vec!["a/#".into()]
+                filters: vec!["a/#".into()],
+                wills: Vec::new(),
             }
         );
         assert_eq!(t.count(2, &"a/#".into()), 0);
@@ -389,6 +442,7 @@ mod tests {
             node,
             incarnation: 1,
             token,
+            will: None,
         };
         t.apply(&claim(1, 1));
         assert_eq!(
@@ -420,5 +474,100 @@ mod tests {
         );
         t.apply(&release(2, 2));
         assert!(t.owners.is_empty());
+    }
+
+    fn will(payload: &'static str) -> Will {
+        Will {
+            topic: crate::codec::TopicName::new("status").expect("a topic"),
+            payload: bytes::Bytes::from_static(payload.as_bytes()),
+            qos: crate::codec::QoS::AtLeastOnce,
+            retain: false,
+            properties: Default::default(),
+        }
+    }
+
+    fn claim_with_will(client: &str, node: u16, token: u64, payload: &'static str) -> Command {
+        Command::Claim {
+            client_id: client.into(),
+            node,
+            incarnation: 1,
+            token,
+            will: Some(Box::new(will(payload))),
+        }
+    }
+
+    #[test]
+    fn a_claims_will_lives_until_release_or_the_next_claim_and_is_handed_out_once() {
+        let mut t = Table::default();
+        for node in [1, 2] {
+            t.apply(&Command::Start {
+                node,
+                incarnation: 1,
+            });
+        }
+        t.apply(&claim_with_will("a", 1, 1, "a-first"));
+        // A newer claim replaces the will (its owner dealt with the one before).
+        t.apply(&claim_with_will("a", 1, 2, "a-second"));
+        assert_eq!(
+            t.wills.get("a").map(|w| w.2.payload.as_ref()),
+            Some(&b"a-second"[..])
+        );
+        t.apply(&claim_with_will("b", 1, 3, "b"));
+        t.apply(&Command::Release {
+            client_id: "b".into(),
+            node: 1,
+            incarnation: 1,
+            token: 3,
+        });
+        assert!(
+            !t.wills.contains_key("b"),
+            "released: its owner published it or had no reason to"
+        );
+        t.apply(&claim_with_will("c", 1, 4, "c"));
+        t.apply(&claim_with_will("d", 1, 5, "d"));
+        // Node 1 is declared down: the wills of clients without a copy go to the adopter, once.
+        t.apply(&Command::Down {
+            node: 1,
+            incarnation: 1,
+            adopter: 2,
+        });
+        let adoption = t.adopt(1, 2, |c| c == "d");
+        let payloads: Vec<(&str, &[u8])> = adoption
+            .wills
+            .iter()
+            .map(|(c, w)| (&**c, w.payload.as_ref()))
+            .collect();
+        assert_eq!(payloads, [("a", &b"a-second"[..]), ("c", &b"c"[..])]);
+        assert!(
+            t.wills.is_empty(),
+            "d's will is in its copy, the rest went to the adopter"
+        );
+        // A restarted node gets back the wills its last incarnation left in the table.
+        t.apply(&claim_with_will("e", 2, 1, "e"));
+        let restart = t.apply(&Command::Start {
+            node: 2,
+            incarnation: 2,
+        });
+        let Change::Forgotten { wills, .. } = restart else {
+            panic!("not a restart: {restart:?}");
+        };
+        assert_eq!(wills.len(), 1);
+        assert!(t.wills.is_empty());
+        // Its wills are due only if it was not declared down.
+        let due = Command::Wills {
+            node: 2,
+            incarnation: 2,
+        };
+        assert_eq!(t.apply(&due), Change::WillsDue { node: 2 });
+        t.apply(&Command::Start {
+            node: 3,
+            incarnation: 1,
+        });
+        t.apply(&Command::Down {
+            node: 2,
+            incarnation: 2,
+            adopter: 3,
+        });
+        assert_eq!(t.apply(&due), Change::None);
     }
 }

@@ -11,7 +11,7 @@ use super::table::Table;
 use super::MemberAddress;
 use crate::codec::{
     decode_shared, options_byte, subscription_options, Delivery, PacketId, ProtocolVersion,
-    Publish, QoS, SubscriptionId, TopicName,
+    Publish, QoS, SubscriptionId, TopicName, Will, WillProperties,
 };
 use crate::io::{OutboundState, PeerMessage, Stamp, StoreOp};
 use crate::message::Message;
@@ -83,6 +83,9 @@ pub(crate) enum Command {
         /// Increases with each claim of the incarnation: a resent claim already applied, or older
         /// than one applied, is ignored (so a late duplicate never takes a client back).
         token: u64,
+        /// The will of a CONNECT whose session ends with its connection, so that another node
+        /// can publish it if this one dies (a persistent session's will is in its copies).
+        will: Option<Box<Will>>,
     },
     /// `node` no longer holds the session it admitted under claim `token` of `incarnation`
     /// (ignored unless that claim is still the one in force: a newer claim, here or elsewhere, wins).
@@ -134,6 +137,14 @@ pub(crate) enum Command {
         /// The node.
         node: u16,
         /// Its incarnation, declared down.
+        incarnation: u64,
+    },
+    /// `node` heard the log again after a time without a leader, and publishes the wills it kept
+    /// back meanwhile, unless it was declared down first (then their sessions' adopter did).
+    Wills {
+        /// The node.
+        node: u16,
+        /// Its incarnation.
         incarnation: u64,
     },
     /// The retained message of a topic (an empty payload clears it).
@@ -197,6 +208,20 @@ impl Writer {
         self.bytes(&encode_message(message, now))
     }
 
+    /// A will, as the message it becomes (its expiry interval stays what the client set: it
+    /// runs from publication) and its delay.
+    fn will(&mut self, will: Option<&Will>, now: Instant) -> &mut Self {
+        let Some(will) = will else {
+            return self.u8(0);
+        };
+        let message = Message::from_will(will.clone(), ByteString::new(), now);
+        self.u8(1).message(&message, now);
+        match will.properties.will_delay_interval {
+            Some(delay) => self.u8(1).u32(delay),
+            None => self.u8(0),
+        }
+    }
+
     fn stamp(&mut self, stamp: Option<&Stamp>) -> &mut Self {
         match stamp {
             Some(s) => self.u8(1).u16(s.node).u64(s.incarnation).u64(s.seq),
@@ -257,20 +282,22 @@ impl Writer {
     }
 
     /// A storage write of a persistent session (nothing for any other write, which never goes in
-    /// a [`Command::Session`]). A session's will and the time it went offline stay on its node,
-    /// as in a handover.
+    /// a [`Command::Session`]). A session's will goes with it, so the node that takes the session
+    /// in when this one dies can publish it; the time it went offline stays on its node.
     fn session_op(&mut self, op: &StoreOp, now: Instant) -> &mut Self {
         match op {
             StoreOp::PutSession {
                 client_id,
                 protocol,
                 expiry_interval,
+                will,
                 ..
             } => self
                 .u8(OP_PUT_SESSION)
                 .bytes(client_id.as_bytes())
                 .u8(protocol.level())
-                .u32(*expiry_interval),
+                .u32(*expiry_interval)
+                .will(will.as_ref(), now),
             StoreOp::DeleteSession { client_id } => {
                 self.u8(OP_DELETE_SESSION).bytes(client_id.as_bytes())
             }
@@ -499,7 +526,7 @@ impl Reader {
                 protocol: self.protocol()?,
                 expiry_interval: self.u32("session expiry")?,
                 offline_since: None,
-                will: None,
+                will: self.will(now)?,
             },
             OP_DELETE_SESSION => StoreOp::DeleteSession { client_id },
             OP_PUT_SUBSCRIPTION => {
@@ -548,6 +575,34 @@ impl Reader {
         let bytes = self.bytes("message")?;
         decode_message(bytes, now).map(Arc::new)
     }
+
+    fn will(&mut self, now: Instant) -> Result<Option<Will>, WireError> {
+        if self.u8("will")? == 0 {
+            return Ok(None);
+        }
+        let m = decode_message(self.bytes("will message")?, now)?;
+        let will_delay_interval = match self.u8("will delay")? {
+            0 => None,
+            _ => Some(self.u32("will delay")?),
+        };
+        let message_expiry_interval = m.remaining_expiry(now);
+        let p = (*m.properties).clone();
+        Ok(Some(Will {
+            topic: m.topic,
+            payload: m.payload,
+            qos: m.qos,
+            retain: m.retain,
+            properties: WillProperties {
+                will_delay_interval,
+                payload_format_indicator: p.payload_format_indicator,
+                message_expiry_interval,
+                content_type: p.content_type,
+                response_topic: p.response_topic,
+                correlation_data: p.correlation_data,
+                user_properties: p.user_properties,
+            },
+        }))
+    }
 }
 
 const FRAME_RAFT: u8 = 1;
@@ -566,6 +621,7 @@ const CMD_RETAIN: u8 = 5;
 const CMD_SESSION: u8 = 6;
 const CMD_DOWN: u8 = 7;
 const CMD_UP: u8 = 8;
+const CMD_WILLS: u8 = 9;
 
 const STATE_V1: u8 = 1;
 const MEMBER_V1: u8 = 1;
@@ -729,11 +785,13 @@ impl Command {
                 node,
                 incarnation,
                 token,
+                will,
             } => Writer::new(CMD_CLAIM)
                 .bytes(client_id.as_bytes())
                 .u16(*node)
                 .u64(*incarnation)
                 .u64(*token)
+                .will(will.as_deref(), now)
                 .done(),
             Command::Release {
                 client_id,
@@ -774,6 +832,9 @@ impl Command {
             Command::Up { node, incarnation } => {
                 Writer::new(CMD_UP).u16(*node).u64(*incarnation).done()
             }
+            Command::Wills { node, incarnation } => {
+                Writer::new(CMD_WILLS).u16(*node).u64(*incarnation).done()
+            }
             Command::Retain { message } => Writer::new(CMD_RETAIN).message(message, now).done(),
             Command::Session {
                 node,
@@ -806,6 +867,7 @@ impl Command {
                 node: r.u16("node")?,
                 incarnation: r.u64("incarnation")?,
                 token: r.u64("token")?,
+                will: r.will(now)?.map(Box::new),
             },
             CMD_RELEASE => Command::Release {
                 client_id: r.string("client id")?,
@@ -833,6 +895,10 @@ impl Command {
                 adopter: r.u16("adopter")?,
             },
             CMD_UP => Command::Up {
+                node: r.u16("node")?,
+                incarnation: r.u64("incarnation")?,
+            },
+            CMD_WILLS => Command::Wills {
                 node: r.u16("node")?,
                 incarnation: r.u64("incarnation")?,
             },
@@ -975,11 +1041,19 @@ impl State {
             w.u16(*node).u64(*inc).u16(*adopter);
         }
         w.u64(t.downs);
+        w.u32(len_u32(t.wills.len()));
+        for (client, (node, inc, will)) in &t.wills {
+            w.bytes(client.as_bytes())
+                .u16(*node)
+                .u64(*inc)
+                .will(Some(will), now);
+        }
         w.u32(len_u32(self.copies.len()));
         for (client, writer, session) in &self.copies {
             w.bytes(client.as_bytes())
                 .u16(*writer)
-                .session(session, now);
+                .session(session, now)
+                .will(session.will.as_ref(), now);
         }
         w.u32(len_u32(self.retained.len()));
         for message in &self.retained {
@@ -1031,10 +1105,19 @@ impl State {
                 .insert(node, (r.u64("down incarnation")?, r.u16("adopter")?));
         }
         t.downs = r.u64("downs")?;
+        for _ in 0..r.count("wills")? {
+            let client = r.string("client id")?;
+            let (node, inc) = (r.u16("will node")?, r.u64("will incarnation")?);
+            if let Some(will) = r.will(now)? {
+                t.wills.insert(client, (node, inc, will));
+            }
+        }
         for _ in 0..r.count("copies")? {
             let client = r.string("client id")?;
             let writer = r.u16("writer")?;
-            state.copies.push((client, writer, r.session(now)?));
+            let mut session = r.session(now)?;
+            session.will = r.will(now)?;
+            state.copies.push((client, writer, session));
         }
         for _ in 0..r.count("retained")? {
             state.retained.push(r.message(now)?);
@@ -1114,6 +1197,36 @@ mod tests {
             origin: Some("pub-1".into()),
             expires_at: Some(Instant::ZERO + Duration::from_secs(30)),
         })
+    }
+
+    /// A will with every property.
+    fn will() -> Will {
+        Will {
+            topic: TopicName::new("dev/1/status").expect("a topic"),
+            payload: Bytes::from_static(b"offline"),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            properties: WillProperties {
+                will_delay_interval: Some(5),
+                payload_format_indicator: Some(true),
+                message_expiry_interval: Some(60),
+                content_type: Some("text/plain".into()),
+                response_topic: Some(TopicName::new("dev/1/reply").expect("a topic")),
+                correlation_data: Some(Bytes::from_static(b"\x01")),
+                user_properties: vec![crate::codec::UserProperty {
+                    name: "site".into(),
+                    value: "north".into(),
+                }],
+            },
+        }
+    }
+
+    /// `session()` with a will, as the copies hold it (a handover carries none).
+    fn session_with_will() -> StoredSession {
+        StoredSession {
+            will: Some(will()),
+            ..session()
+        }
     }
 
     /// A session with one of everything a handover carries.
@@ -1246,6 +1359,14 @@ mod tests {
                 node: 3,
                 incarnation: 4,
                 token: 5,
+                will: None,
+            },
+            Command::Claim {
+                client_id: "d".into(),
+                node: 3,
+                incarnation: 4,
+                token: 6,
+                will: Some(Box::new(will())),
             },
             Command::Release {
                 client_id: "c".into(),
@@ -1259,6 +1380,10 @@ mod tests {
                 adopter: 1,
             },
             Command::Up {
+                node: 2,
+                incarnation: 6,
+            },
+            Command::Wills {
                 node: 2,
                 incarnation: 6,
             },
@@ -1280,7 +1405,7 @@ mod tests {
                 seq: 1,
                 ops: {
                     // Every kind of session write: a whole session's, then the deletions.
-                    let mut ops = session().ops(&"roamer".into());
+                    let mut ops = session_with_will().ops(&"roamer".into());
                     ops.extend([
                         StoreOp::DeleteSubscription {
                             client_id: "roamer".into(),
@@ -1369,9 +1494,13 @@ mod tests {
         table.members.insert(4, sample_member());
         table.down.insert(3, (8, 2));
         table.downs = 2;
+        table.wills.insert("d".into(), (2, 7, will()));
         State {
             table,
-            copies: vec![("c".into(), 2, session())],
+            copies: vec![
+                ("c".into(), 2, session_with_will()),
+                ("e".into(), 1, session()),
+            ],
             retained: vec![message()],
         }
     }

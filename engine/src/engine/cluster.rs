@@ -95,6 +95,13 @@ pub(super) struct Node {
     /// Publishes redirected to this node itself from a node declared down: (the batch here that
     /// stored them, the publisher's batch waiting for that).
     self_receipts: Vec<(u64, u64)>,
+    /// Wills that came due while this node had no leader: (client identifier, message). The
+    /// cluster may be declaring this node down meanwhile, and then the adopter publishes them
+    /// (from the table or the sessions' copies); so they wait for a [`Command::Wills`] of this
+    /// node to apply, which the log orders after any such `Down`.
+    withheld: Vec<(ByteString, Arc<Message>)>,
+    /// Whether the `Wills` for them is proposed.
+    wills_proposed: bool,
     stats: ClusterStats,
 }
 
@@ -206,6 +213,8 @@ impl Node {
             down_proposed: BTreeMap::new(),
             held: BTreeMap::new(),
             self_receipts: Vec::new(),
+            withheld: Vec::new(),
+            wills_proposed: false,
             stats: ClusterStats::default(),
         };
         let me = node.me();
@@ -765,6 +774,7 @@ impl Engine {
             for client_id in adoption.moved {
                 self.adopt_session(client_id);
             }
+            self.publish_cluster_wills(adoption.wills);
         }
         for message in waiting {
             self.redirect(adopter, message);
@@ -786,6 +796,28 @@ impl Engine {
         self.install_session(&client_id, Some(Box::new(copy)), true);
         if let Some(node) = &mut self.cluster {
             node.admitted.insert(client_id, token);
+        }
+    }
+
+    /// Publishes a will that came due for `client_id`'s session here, unless this node has no
+    /// leader: then it waits in `withheld`.
+    pub(super) fn publish_will_message(&mut self, client_id: &ByteString, message: Message) {
+        let message = Arc::new(message);
+        if let Some(node) = &mut self.cluster {
+            if node.raft.leader().is_none() {
+                node.withheld.push((client_id.clone(), message));
+                return;
+            }
+        }
+        self.accept_message(message);
+    }
+
+    /// Publishes the wills this node took out of the table (see [`Table::wills`]): their
+    /// connections died with their node.
+    fn publish_cluster_wills(&mut self, wills: Vec<(ByteString, crate::codec::Will)>) {
+        for (client_id, will) in wills {
+            let message = Message::from_will(will, client_id, self.now);
+            self.accept_message(Arc::new(message));
         }
     }
 
@@ -855,6 +887,9 @@ impl Engine {
     fn taken_down(&mut self, incarnation: u64) {
         for s in self.sessions.values_mut() {
             s.will = None;
+        }
+        if let Some(node) = &mut self.cluster {
+            node.withheld.clear();
         }
         let conns: Vec<ConnId> = self.sessions.values().filter_map(|s| s.conn).collect();
         for conn in conns {
@@ -952,6 +987,14 @@ impl Engine {
         if node.raft.leader().is_some() {
             node.leaderless_since = None;
             node.fenced = false;
+            if !node.withheld.is_empty() && !node.wills_proposed {
+                node.wills_proposed = true;
+                let (me, incarnation) = (node.me(), node.incarnation);
+                node.submit(|_| Command::Wills {
+                    node: me,
+                    incarnation,
+                });
+            }
             return;
         }
         let since = *node.leaderless_since.get_or_insert(now);
@@ -968,7 +1011,12 @@ impl Engine {
     }
 
     /// Parks a CONNECT until this node's claim of its client identifier commits.
-    pub(super) fn park_for_claim(&mut self, conn: ConnId, claiming: Claiming) {
+    pub(super) fn park_for_claim(
+        &mut self,
+        conn: ConnId,
+        claiming: Claiming,
+        will: Option<crate::codec::Will>,
+    ) {
         let now = self.now;
         let Some(node) = &mut self.cluster else {
             return;
@@ -988,6 +1036,7 @@ impl Engine {
             node: me,
             incarnation,
             token,
+            will: will.map(Box::new),
         });
         node.parked
             .insert(token, (conn, now + node.config.claim_timeout));
@@ -1437,6 +1486,15 @@ impl Engine {
                 let replaying = entry.index <= node.replay_until;
                 self.node_down(gone, adopter, replaying);
             }
+            Change::WillsDue { node: from } => {
+                if from == me && by.is_some_and(|(_, inc, _)| inc == my_incarnation) {
+                    node.wills_proposed = false;
+                    let withheld = std::mem::take(&mut node.withheld);
+                    for (_, message) in withheld {
+                        self.accept_message(message);
+                    }
+                }
+            }
             Change::SessionWrites { node: from, seq } => {
                 let Command::Session {
                     incarnation, ops, ..
@@ -1489,11 +1547,17 @@ impl Engine {
             Change::Forgotten {
                 node: from,
                 filters,
+                wills,
             } => {
+                let replaying = entry.index <= node.replay_until;
                 if from != me {
                     for filter in filters {
                         self.peer_interest(from, filter, 0);
                     }
+                } else if !replaying {
+                    // This node restarted: the connections of its last incarnation died with
+                    // it, and nobody else publishes their wills.
+                    self.publish_cluster_wills(wills);
                 }
             }
         }
@@ -1627,6 +1691,9 @@ impl Engine {
         // The copies of the session (this node's too) stay as this node last wrote it until the
         // new owner writes: if it dies first, they are the session.
         if let Some(node) = &mut self.cluster {
+            // A will kept back here goes with the session too: the copies hold it, and a new
+            // owner that takes the session from them publishes it unless its client resumes.
+            node.withheld.retain(|(c, _)| *c != client_id);
             if session.is_none() && !self.by_client.contains_key(&client_id) {
                 // This node owned the client without ever holding its session (its claim
                 // committed while it was down): what it knows is its copy of the last owner's.
@@ -1861,6 +1928,14 @@ impl Engine {
             }
         }
         self.queue_writes(owned, false);
+        if let Some(node) = &mut self.cluster {
+            // Wills restored sessions came due with while the log replayed: those whose client
+            // another node owns now are not this node's to publish.
+            let me = node.me();
+            let table = &node.table;
+            node.withheld
+                .retain(|(client, _)| table.owners.get(client) == Some(&me));
+        }
         for sid in stale {
             if let Some(s) = self.sessions.get_mut(&sid) {
                 s.will = None;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use bytestring::ByteString;
 
-use crate::codec::{ConnAck, Connect, DecodeError, Packet, ProtocolVersion, QoS, ReasonCode};
+use crate::codec::{ConnAck, Connect, DecodeError, Packet, ProtocolVersion, QoS, ReasonCode, Will};
 use crate::config::Authentication;
 use crate::io::{AuthStage, CloseReason, ConnId, Event};
 use crate::session::{PendingWill, Session};
@@ -206,13 +206,20 @@ impl Engine {
         if self.cluster.is_some() && claimed.is_none() {
             // One owner per client identifier in the cluster: the session is taken here only once
             // this node's claim of the identifier has committed.
+            // A session that ends with its connection has no copies to carry its will: the
+            // claim does, so another node can publish it if this one dies.
+            let ends_with_connection =
+                requested_expiry(&connect).min(self.config.max_session_expiry) == 0;
+            let will = ends_with_connection
+                .then(|| mounted_will(&connect, mount_point(&self.config.tenants, tenant)))
+                .flatten();
             let claiming = super::cluster::Claiming {
                 connect,
                 auth_data,
                 assigned: assigned.is_some(),
                 client_id,
             };
-            return self.park_for_claim(id, claiming);
+            return self.park_for_claim(id, claiming, will);
         }
 
         // Take over a session in use, then decide whether it is resumed.
@@ -277,10 +284,7 @@ impl Engine {
                 moved = Some(session.tenant);
             }
             session.tenant = tenant;
-            session.mount = tenant
-                .and_then(|t| self.config.tenants.get(t))
-                .filter(|t| !t.mount_point.is_empty())
-                .map(|t| std::sync::Arc::from(t.mount_point.as_str()));
+            session.mount = mount_point(&self.config.tenants, tenant).map(std::sync::Arc::from);
             session.principal = Some(crate::io::Principal {
                 username: username.clone(),
                 claims: self
@@ -289,19 +293,11 @@ impl Engine {
                     .map(|c| std::mem::take(&mut c.claims))
                     .unwrap_or_default(),
             });
-            let mount = session.mount.clone();
-            session.will = connect.will.clone().map(|mut will| {
-                if let Some(mounted) = mount
-                    .as_deref()
-                    .and_then(|m| super::tenant::mount_topic(m, &will.topic))
-                {
-                    will.topic = mounted;
-                }
-                PendingWill {
+            session.will =
+                mounted_will(&connect, session.mount.as_deref()).map(|will| PendingWill {
                     delay: will.properties.will_delay_interval.unwrap_or(0),
                     will,
-                }
-            });
+                });
         }
         if let Some(old) = moved {
             self.move_tenant(sid, old, tenant);
@@ -471,6 +467,23 @@ impl Engine {
 }
 
 /// The session expiry a CONNECT asks for: v5 Session Expiry Interval, or for 3.x "never" unless clean.
+/// The mount point of `tenant`, if it has one.
+fn mount_point(tenants: &[crate::config::Tenant], tenant: Option<usize>) -> Option<&str> {
+    tenant
+        .and_then(|t| tenants.get(t))
+        .map(|t| t.mount_point.as_str())
+        .filter(|m| !m.is_empty())
+}
+
+/// The CONNECT's will, its topic under the tenant's `mount` point if there is one.
+fn mounted_will(connect: &Connect, mount: Option<&str>) -> Option<Will> {
+    let mut will = connect.will.clone()?;
+    if let Some(mounted) = mount.and_then(|m| super::tenant::mount_topic(m, &will.topic)) {
+        will.topic = mounted;
+    }
+    Some(will)
+}
+
 fn requested_expiry(connect: &Connect) -> u32 {
     if connect.protocol.is_v5() {
         connect.properties.session_expiry_interval.unwrap_or(0)

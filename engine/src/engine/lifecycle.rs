@@ -1,6 +1,5 @@
 //! How connections and sessions end: DISCONNECT, lost connections, timeouts, wills and session expiry.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::codec::{Disconnect, ReasonCode};
@@ -159,27 +158,9 @@ impl Engine {
         let Some(pending) = session.will.take() else {
             return;
         };
-        let will = pending.will;
-        let p = will.properties;
-        let message = Message {
-            topic: will.topic,
-            payload: will.payload,
-            qos: will.qos,
-            retain: will.retain,
-            properties: crate::codec::PublishProperties {
-                payload_format_indicator: p.payload_format_indicator,
-                message_expiry_interval: p.message_expiry_interval,
-                content_type: p.content_type,
-                response_topic: p.response_topic,
-                correlation_data: p.correlation_data,
-                user_properties: p.user_properties,
-                ..Default::default()
-            }
-            .into(),
-            origin: Some(session.client_id.clone()),
-            expires_at: Message::expiry_from(self.now, p.message_expiry_interval),
-        };
-        self.accept_message(Arc::new(message));
+        let client_id = session.client_id.clone();
+        let message = Message::from_will(pending.will, client_id.clone(), self.now);
+        self.publish_will_message(&client_id, message);
     }
 
     /// Brings the store's record of session `sid` up to date after its expiry interval, connection or
