@@ -101,11 +101,16 @@ pub struct ClusterSim {
 /// Entries between snapshots in the simulation.
 pub const SNAPSHOT_ENTRIES: usize = 25;
 
+/// The largest snapshot part in the simulation, in bytes: its snapshots (a few KiB) travel in
+/// several parts, each of which the network may lose, duplicate or reorder.
+pub const SNAPSHOT_PART: usize = 512;
+
 impl Node {
     fn start(config: &Config, mut cluster: ClusterConfig, rng: &mut Rng) -> Node {
         let mut config = config.clone();
         // Small, so every seed takes snapshots, and nodes that fell behind get one.
         cluster.snapshot_entries = SNAPSHOT_ENTRIES;
+        cluster.snapshot_part = SNAPSHOT_PART;
         config.cluster = Some(cluster);
         let engine = Engine::new(config.clone(), rng.next_u64());
         Node {

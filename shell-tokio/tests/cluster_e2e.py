@@ -22,6 +22,8 @@ Exits non-zero with a message on the first failure; prints "cluster e2e ok" and 
 7b. The session moves back to node 2, which is killed again holding it offline, with two clients with
    wills connected: the leader declares it down after peer_timeout, the messages published meanwhile are
    acknowledged and reach the client on another node once, and both wills reach a subscriber once.
+8. A fourth node joins through the admin API, gets the state as a snapshot in parts (every node sends
+   snapshots in parts of at most 512 bytes here), serves a subscriber, and leaves.
 """
 
 import json
@@ -80,6 +82,7 @@ admin_token_file = "{os.path.join(WORK, 'token')}"
 [cluster]
 node = {self.n}
 join = {"true" if join else "false"}
+snapshot_part_bytes = 512
 
 [cluster.tls]
 cert = "{os.path.join(PKI, f'node-{self.n}.pem')}"
@@ -625,11 +628,15 @@ joined = time.time() - started
 state4 = n4.state()
 if state4["snapshots_received"] < 1:
     fail(f"node 4 joined without a snapshot: {state4}")
+# Parts of 512 bytes (snapshot_part_bytes): the snapshot came in several.
+if state4["raft_parts_received"] < 2:
+    fail(f"node 4's snapshot did not come in parts: {state4}")
 watcher = Subscriber("cl-watcher", n4)
 wait_for("the retained message on node 4", lambda: "set-before-the-join" in watcher.received(), timeout=10)
 probe_until_received(n1, [watcher], "node 4's subscriber")
 print(f"node 4 joined through node 1's admin API in {joined * 1000:.0f} ms (state by snapshot at index "
-      f"{state4['snapshot_index']}); its subscriber gets messages published on node 1", flush=True)
+      f"{state4['snapshot_index']}, in {state4['raft_parts_received']} parts of at most 512 bytes); its "
+      f"subscriber gets messages published on node 1", flush=True)
 gone = []
 watcher.client.on_disconnect = lambda *_args: gone.append(time.time())
 removing = time.time()

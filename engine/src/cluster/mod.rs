@@ -8,6 +8,7 @@
 
 pub(crate) mod link;
 pub(crate) mod log;
+pub(crate) mod parts;
 pub(crate) mod replica;
 pub(crate) mod table;
 pub(crate) mod wire;
@@ -34,6 +35,10 @@ pub const HANDOVER_BUDGET: usize = 15 << 20;
 /// What one [`wire::Command::Session`] log entry carries at most (a single larger write goes
 /// alone): raft's own limit per message, so replication never needs frames near the shell's limit.
 pub(crate) const WRITES_BUDGET: usize = 1 << 20;
+
+/// The largest raft message part: a snapshot larger than this travels in parts (see
+/// [`parts`]), each well under the shell's frame limit of at least 16 MiB.
+pub const SNAPSHOT_PART: usize = 8 << 20;
 
 /// Where a node is reached, as the admin API's join gives it and the log carries it to every node
 /// (opaque to the engine: the shell dials it).
@@ -86,6 +91,9 @@ pub struct ClusterConfig {
     /// for that node to hand the session over before it gets a fresh one (the old owner is dead
     /// or cut off).
     pub handover_timeout: Duration,
+    /// The largest part a snapshot is sent in, in bytes ([`SNAPSHOT_PART`]; the simulation uses
+    /// less, so that its small snapshots travel in parts too).
+    pub snapshot_part: usize,
 }
 
 impl ClusterConfig {
@@ -106,6 +114,7 @@ impl ClusterConfig {
             fence_after: Duration::from_secs(4),
             claim_timeout: Duration::from_secs(5),
             handover_timeout: Duration::from_secs(1),
+            snapshot_part: SNAPSHOT_PART,
         }
     }
 
@@ -126,6 +135,12 @@ impl ClusterConfig {
             return Err(ConfigError {
                 key: "cluster.snapshot_entries",
                 fix: "take a snapshot after at least 1 entry",
+            });
+        }
+        if self.snapshot_part == 0 || self.snapshot_part > HANDOVER_BUDGET {
+            return Err(ConfigError {
+                key: "cluster.snapshot_part_bytes",
+                fix: "send snapshots in parts of 1 to 15728640 bytes (15 MiB: a part must fit a link frame)",
             });
         }
         if self.members.contains(&0) {
@@ -213,6 +228,8 @@ pub struct ClusterStats {
     pub nodes_down: u64,
     /// Sessions this node adopted from nodes declared down.
     pub sessions_adopted: u64,
+    /// Parts of raft messages too large for one frame (snapshots) received.
+    pub raft_parts_received: u64,
 }
 
 /// The raft node and its storage, as the engine drives it.
@@ -412,4 +429,20 @@ pub(crate) fn decode_raft(bytes: &[u8]) -> Option<RaftMessage> {
 /// Whether a log entry carries a command (not raft's own empty or configuration entries).
 pub(crate) fn is_command(entry: &Entry) -> bool {
     entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_part_that_cannot_fit_a_frame_is_refused_naming_the_key() {
+        let mut config = ClusterConfig::new(1, vec![1, 2, 3]);
+        assert_eq!(config.validate(), Ok(()));
+        for bad in [0, HANDOVER_BUDGET + 1] {
+            config.snapshot_part = bad;
+            let error = config.validate().expect_err("refused");
+            assert_eq!(error.key, "cluster.snapshot_part_bytes");
+        }
+    }
 }

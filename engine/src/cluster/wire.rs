@@ -48,6 +48,17 @@ pub enum WireError {
 pub(crate) enum Frame {
     /// A raft message (protobuf, as raft-rs encodes it).
     Raft(Bytes),
+    /// Part of a raft message too large for one frame (a snapshot; see [`super::parts`]).
+    RaftPart {
+        /// Numbers the sender's large messages.
+        id: u64,
+        /// Which part, from 0.
+        part: u32,
+        /// How many parts the message has.
+        parts: u32,
+        /// The part's bytes.
+        bytes: Bytes,
+    },
     /// A message on the reliable link from the sender (see [`super::link`]).
     Data {
         /// The sender's incarnation (changes at each start).
@@ -608,6 +619,7 @@ impl Reader {
 const FRAME_RAFT: u8 = 1;
 const FRAME_DATA: u8 = 2;
 const FRAME_ACK: u8 = 3;
+const FRAME_RAFT_PART: u8 = 4;
 
 const PEER_PUBLISH: u8 = 1;
 const PEER_STORED: u8 = 2;
@@ -645,6 +657,17 @@ impl Frame {
                 w.0.put_slice(bytes);
                 w.done()
             }
+            Frame::RaftPart {
+                id,
+                part,
+                parts,
+                bytes,
+            } => Writer::new(FRAME_RAFT_PART)
+                .u64(*id)
+                .u32(*part)
+                .u32(*parts)
+                .bytes(bytes)
+                .done(),
             Frame::Data {
                 incarnation,
                 base,
@@ -767,6 +790,12 @@ impl Frame {
             FRAME_ACK => Frame::Ack {
                 incarnation: r.u64("incarnation")?,
                 upto: r.u64("upto")?,
+            },
+            FRAME_RAFT_PART => Frame::RaftPart {
+                id: r.u64("part id")?,
+                part: r.u32("part")?,
+                parts: r.u32("parts")?,
+                bytes: r.bytes("part bytes")?,
             },
             tag => return Err(WireError::UnknownTag { what: "frame", tag }),
         };
@@ -1289,6 +1318,12 @@ mod tests {
     fn sample_frames() -> Vec<Frame> {
         vec![
             Frame::Raft(Bytes::from_static(b"\x08\x01")),
+            Frame::RaftPart {
+                id: 3,
+                part: 1,
+                parts: 4,
+                bytes: Bytes::from_static(b"\x08\x01\x10"),
+            },
             Frame::Data {
                 incarnation: 7,
                 base: 3,

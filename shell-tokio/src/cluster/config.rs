@@ -45,6 +45,10 @@ pub struct ClusterSection {
     /// Log entries applied between two snapshots (default 10000): the log is dropped up to each.
     #[serde(default)]
     pub snapshot_entries: Option<usize>,
+    /// The largest part a snapshot is sent in, in bytes (default 8388608, 8 MiB; at most 15 MiB,
+    /// to fit a link frame): a node that falls behind the log or joins gets the state in parts.
+    #[serde(default)]
+    pub snapshot_part_bytes: Option<usize>,
     /// Join a running cluster instead of founding one: start with no membership and wait until a
     /// member adds this node (`POST /api/v1/cluster/members`). `members` then lists this node and
     /// the nodes it may first hear from. Ignored once the node has a raft log.
@@ -164,6 +168,9 @@ impl ClusterSection {
         }
         if let Some(n) = self.snapshot_entries {
             engine.snapshot_entries = n;
+        }
+        if let Some(n) = self.snapshot_part_bytes {
+            engine.snapshot_part = n;
         }
         engine.join = self.join;
         let mut seen = std::collections::BTreeSet::new();

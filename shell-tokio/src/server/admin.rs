@@ -339,6 +339,7 @@ impl EngineTask {
                         "log_entries": s.log_entries,
                         "snapshots_taken": s.snapshots_taken,
                         "snapshots_received": s.snapshots_received,
+                        "raft_parts_received": s.raft_parts_received,
                         "nodes_down": s.nodes_down,
                         "sessions_adopted": s.sessions_adopted,
                         "draining_to": self
