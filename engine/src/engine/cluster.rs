@@ -1983,12 +1983,14 @@ impl Engine {
         }
         self.queue_writes(owned, false);
         if let Some(node) = &mut self.cluster {
-            // Wills restored sessions came due with while the log replayed: those whose client
-            // another node owns now are not this node's to publish.
+            // Wills that came due here while this node had no leader (restored sessions' at a
+            // restart, say): those whose client another node owns now are not this node's to
+            // publish. Those of clients nobody owns stay: a clean session's release may have
+            // committed inside the snapshot just installed.
             let me = node.me();
             let table = &node.table;
             node.withheld
-                .retain(|(client, _)| table.owners.get(client) == Some(&me));
+                .retain(|(client, _)| table.owners.get(client).is_none_or(|owner| *owner == me));
         }
         for sid in stale {
             if let Some(s) = self.sessions.get_mut(&sid) {
