@@ -243,6 +243,17 @@ impl Node {
         self.config.node
     }
 
+    /// Steps a raft message that came whole or was gathered from parts. Messages for another
+    /// term or from a stale leader are raft's to ignore.
+    fn step_raft(&mut self, bytes: &[u8]) {
+        match cluster::decode_raft(bytes) {
+            Some(m) => {
+                let _ = self.raft.node.step(m);
+            }
+            None => self.stats.bad_frames += 1,
+        }
+    }
+
     /// The voters and learners of the raft configuration in force here.
     fn conf_members(&self) -> Vec<u16> {
         let conf = self.raft.node.raft.prs().conf().to_conf_state();
@@ -617,13 +628,7 @@ impl Engine {
             }
         };
         match frame {
-            Frame::Raft(bytes) => match cluster::decode_raft(&bytes) {
-                // Messages for another term or from a stale leader are raft's to ignore.
-                Some(m) => {
-                    let _ = node.raft.node.step(m);
-                }
-                None => node.stats.bad_frames += 1,
-            },
+            Frame::Raft(bytes) => node.step_raft(&bytes),
             Frame::RaftPart {
                 id,
                 part,
@@ -632,12 +637,7 @@ impl Engine {
             } => {
                 node.stats.raft_parts_received += 1;
                 match node.parts.gather(from, id, part, parts, bytes) {
-                    Ok(Some(whole)) => match cluster::decode_raft(&whole) {
-                        Some(m) => {
-                            let _ = node.raft.node.step(m);
-                        }
-                        None => node.stats.bad_frames += 1,
-                    },
+                    Ok(Some(whole)) => node.step_raft(&whole),
                     Ok(None) => {}
                     Err(error) => {
                         node.stats.bad_frames += 1;
@@ -649,20 +649,9 @@ impl Engine {
                 }
             }
             Frame::Ack { incarnation, upto } => {
-                let mut stored = false;
-                for message in node.links.acked(from, incarnation, upto, now) {
-                    // The acknowledgement is the receipt: `from` stored the message.
-                    if let PeerMessage::Publish {
-                        receipt: Some(seq), ..
-                    } = message
-                    {
-                        self.persist.peer_stored(seq);
-                        stored = true;
-                    }
-                }
-                if stored {
-                    self.release_held();
-                }
+                // The acknowledgement is the receipt: `from` stored the messages.
+                let acked = node.links.acked(from, incarnation, upto, now);
+                self.link_receipts(acked);
             }
             Frame::Data {
                 incarnation,
@@ -680,6 +669,24 @@ impl Engine {
                 }
                 self.confirm_links();
             }
+        }
+    }
+
+    /// Link messages done with (acknowledged, or given up on): their publishers' receipts are
+    /// released, and so are the acknowledgements that waited for them.
+    fn link_receipts(&mut self, messages: Vec<PeerMessage>) {
+        let mut released = false;
+        for message in messages {
+            if let PeerMessage::Publish {
+                receipt: Some(seq), ..
+            } = message
+            {
+                self.persist.peer_stored(seq);
+                released = true;
+            }
+        }
+        if released {
+            self.release_held();
         }
     }
 
@@ -993,20 +1000,8 @@ impl Engine {
             });
         }
         node.stats.peer_drops += dropped.len() as u64;
-        let mut released = false;
-        for message in dropped {
-            if let PeerMessage::Publish {
-                receipt: Some(seq), ..
-            } = message
-            {
-                // The node is gone: its subscribers' sessions went with it (see docs/cluster.md).
-                self.persist.peer_stored(seq);
-                released = true;
-            }
-        }
-        if released {
-            self.release_held();
-        }
+        // The node is gone: its subscribers' sessions went with it (see docs/cluster.md).
+        self.link_receipts(dropped);
         let late: Vec<(u64, ConnId)> = match &self.cluster {
             Some(node) => node
                 .parked
