@@ -64,7 +64,7 @@ pub struct Client {
     /// Payloads delivered to the application (QoS 2 once per packet identifier flow).
     pub received: Vec<(String, Bytes)>,
     /// QoS 2 packet ids received, PUBREL not yet seen.
-    incoming: BTreeSet<u16>,
+    pub incoming: BTreeSet<u16>,
     /// Its publishes not yet acknowledged: packet id → payload.
     unacked: BTreeMap<u16, Bytes>,
     /// Payloads of its publishes that the broker acknowledged (PUBACK / PUBCOMP).

@@ -357,6 +357,64 @@ fn a_node_cut_off_for_longer_than_peer_timeout_gives_its_sessions_up_and_comes_b
     resume_checked(&mut sim, 1, secs(2), &["cut0", "cut1", "again"]);
 }
 
+/// Seed 200: a node crashed holding a session handed over ahead of its claim, in memory only.
+/// Five nodes; the old owner O delivered `a0` but the log never took its last writes (the leader
+/// stopped hearing it), so the copies still queue `a0`. The claimant C hears the handover but not
+/// the leader, and crashes before its claim applies there. The handover must reach C again after
+/// its restart: the roamer, moving on to a fifth node, gets C's session, not the stale copy.
+#[test]
+fn a_handover_held_in_memory_by_a_node_that_crashes_reaches_it_again() {
+    let mut sim = ClusterSim::new(5, &config(), 21);
+    sim.run(secs(3));
+    let leader = *leaders(&sim).iter().next().expect("a leader");
+    let others: Vec<u16> = (1..=5).filter(|id| *id != leader).collect();
+    let (old, claimant, next) = (others[0], others[1], others[2]);
+    sim.connect_session("roamer", old);
+    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
+    sim.connect("pub", leader);
+    settle(&mut sim, &[(old, "q2/#")], 21);
+    sim.drop_connection("roamer");
+    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "a0");
+    sim.run(ms(100));
+    assert_eq!(
+        sim.clients["pub"].acked.len(),
+        1,
+        "a0 is in the copies\n{}",
+        sim.log()
+    );
+    // The roamer comes back for a0; the leader stops hearing O the moment its QoS 2 flow is
+    // complete (O's write that says so is on its way).
+    sim.connect_session("roamer", old);
+    for _ in 0..100 {
+        let roamer = &sim.clients["roamer"];
+        if !roamer.received.is_empty() && roamer.incoming.is_empty() {
+            break;
+        }
+        sim.run(ms(1));
+    }
+    assert_eq!(payloads(&sim, "roamer"), ["a0"], "{}", sim.log());
+    sim.deafen(leader, &[old]);
+    sim.deafen(claimant, &[leader]);
+    sim.connect_session("roamer", claimant);
+    sim.run(ms(200));
+    assert_eq!(
+        stats(&sim, claimant).handovers_received,
+        0,
+        "the claim must not have applied on the claimant\n{}",
+        sim.log()
+    );
+    sim.crash(claimant);
+    sim.heal();
+    sim.run(ms(300));
+    sim.restart(claimant);
+    sim.run_checked(secs(2), &mut |s| s.check());
+    assert_eq!(stats(&sim, claimant).handovers_received, 1, "{}", sim.log());
+    sim.connect_session("roamer", next);
+    sim.run_checked(secs(2), &mut |s| s.check());
+    assert!(sim.clients["roamer"].connected, "{}", sim.log());
+    assert_eq!(payloads(&sim, "roamer"), ["a0"], "{}", sim.log());
+}
+
 /// Three nodes; "watcher" on node 2 subscribes to status/#; on node 1, "clean" (session ends with
 /// the connection) and "kept" (persistent) connect with wills, and "polite" connects with one and
 /// disconnects normally.

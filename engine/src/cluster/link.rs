@@ -13,7 +13,11 @@
 //! it did with it is stored (and, for session writes, committed in the log): the engine reports
 //! the storage batch each delivered message wrote to ([`Links::processed`]) and acknowledges as
 //! batches become durable ([`Links::confirm`]). A receiver that crashes before then gets the
-//! message again from the sender after its restart. This is also the receipt a publisher's
+//! message again from the sender after its restart. A message the engine cannot be done with yet
+//! (a session handed over ahead of the claim it is for, kept in memory until the claim applies) is
+//! held ([`Links::hold`]) and released with its batch once it is done ([`Links::release`]); the
+//! acknowledgement of what follows it waits too, as acknowledgements are cumulative. This is also
+//! the receipt a publisher's
 //! acknowledgement waits for: acknowledging on arrival once left a publisher waiting for ever for
 //! a receipt the crashed receiver never sent (the simulation's seed 6).
 //!
@@ -53,13 +57,22 @@ struct Link {
     theirs: Option<(u64, u64)>,
     /// How far what was delivered here in order is done durably (acknowledged).
     confirmed: u64,
-    /// Delivered, not yet done durably: (sequence number, the storage batch it wrote to).
-    unconfirmed: VecDeque<(u64, Option<u64>)>,
+    /// Delivered, not yet done durably, in order: (sequence number, what it waits for).
+    unconfirmed: VecDeque<(u64, Done)>,
     /// Frames of `theirs` ahead of a gap.
     early: BTreeMap<u64, PeerMessage>,
     /// Since when the oldest unacknowledged message waits without progress: the first send into
     /// an empty window, or the last acknowledgement that moved it.
     progress: Instant,
+}
+
+/// What a delivered message waits for before it is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Done {
+    /// The storage batch it wrote to, if any, to be durable.
+    Batch(Option<u64>),
+    /// The engine to release it ([`Links::release`]).
+    Held,
 }
 
 impl Links {
@@ -136,8 +149,35 @@ impl Links {
     pub(crate) fn processed(&mut self, from: u16, seq: u64, batch: Option<u64>) {
         if let Some(link) = self.links.get_mut(&from) {
             if seq > link.confirmed {
-                link.unconfirmed.push_back((seq, batch));
+                link.unconfirmed.push_back((seq, Done::Batch(batch)));
             }
+        }
+    }
+
+    /// Message `seq` from `from` was handled, but is not done with: it is not acknowledged, nor is
+    /// anything after it, until [`Links::release`]. A receiver that crashes meanwhile gets it
+    /// again after its restart.
+    pub(crate) fn hold(&mut self, from: u16, seq: u64) {
+        if let Some(link) = self.links.get_mut(&from) {
+            if seq > link.confirmed {
+                link.unconfirmed.push_back((seq, Done::Held));
+            }
+        }
+    }
+
+    /// The held message `seq` from `from` is done with; `batch` is the storage batch it wrote to,
+    /// if any. Nothing happens if the link started over meanwhile (the sender restarted or gave
+    /// up on the message).
+    pub(crate) fn release(&mut self, from: u16, seq: u64, batch: Option<u64>) {
+        let Some(link) = self.links.get_mut(&from) else {
+            return;
+        };
+        if let Some((_, done)) = link
+            .unconfirmed
+            .iter_mut()
+            .find(|(s, done)| *s == seq && *done == Done::Held)
+        {
+            *done = Done::Batch(batch);
         }
     }
 
@@ -150,7 +190,7 @@ impl Links {
                 continue;
             };
             let before = link.confirmed;
-            while let Some(&(seq, batch)) = link.unconfirmed.front() {
+            while let Some(&(seq, Done::Batch(batch))) = link.unconfirmed.front() {
                 if !batch.is_none_or(&durable) {
                     break;
                 }
@@ -362,6 +402,49 @@ mod tests {
         // b crashes before batch 7 is durable: a still holds the message and sends it again.
         let later = t + Duration::from_millis(100);
         let (resend, _) = a.poll(later);
+        let (inc, base, seq, m) = data(resend.into_iter().next().expect("resent").1);
+        let mut b = Links::new(23, Duration::from_millis(100), Duration::from_secs(5));
+        let (out, _) = b.receive(1, inc, base, seq, m);
+        assert_eq!(out, vec![(1, msg(1))]);
+    }
+
+    #[test]
+    fn a_held_message_is_acknowledged_with_what_follows_it_once_released() {
+        let t = Instant::ZERO;
+        let mut a = Links::new(11, Duration::from_millis(100), Duration::from_secs(5));
+        let mut b = Links::new(22, Duration::from_millis(100), Duration::from_secs(5));
+        let upto = |acks: Vec<(u16, Frame)>| match acks.as_slice() {
+            [(1, Frame::Ack { upto, .. })] => Some(*upto),
+            _ => None,
+        };
+        for i in 1..=3 {
+            let (inc, base, seq, m) = data(a.send(2, msg(i), t));
+            b.receive(1, inc, base, seq, m);
+            match i {
+                2 => b.hold(1, seq),
+                _ => b.processed(1, seq, None),
+            }
+        }
+        assert_eq!(upto(b.confirm(|_| true)), Some(1), "not past the held one");
+        b.release(1, 2, Some(9));
+        assert_eq!(
+            upto(b.confirm(|batch| batch < 9)),
+            None,
+            "its batch not durable"
+        );
+        assert_eq!(upto(b.confirm(|_| true)), Some(3));
+    }
+
+    #[test]
+    fn a_receiver_that_crashes_holding_a_message_gets_it_again() {
+        let t = Instant::ZERO;
+        let mut a = Links::new(11, Duration::from_millis(100), Duration::from_secs(5));
+        let mut b = Links::new(22, Duration::from_millis(100), Duration::from_secs(5));
+        let (inc, base, seq, m) = data(a.send(2, msg(1), t));
+        b.receive(1, inc, base, seq, m);
+        b.hold(1, seq);
+        assert!(b.confirm(|_| true).is_empty());
+        let (resend, _) = a.poll(t + Duration::from_millis(100));
         let (inc, base, seq, m) = data(resend.into_iter().next().expect("resent").1);
         let mut b = Links::new(23, Duration::from_millis(100), Duration::from_secs(5));
         let (out, _) = b.receive(1, inc, base, seq, m);

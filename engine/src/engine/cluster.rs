@@ -50,8 +50,10 @@ pub(super) struct Node {
     leaderless_since: Option<Instant>,
     /// Whether its clients were disconnected for it.
     fenced: bool,
-    /// The claim each session here was admitted under (released with it).
-    admitted: BTreeMap<ByteString, u64>,
+    /// The claim each session here was admitted under, (incarnation, token): released with it.
+    /// The incarnation may be an earlier one of this node's (its claim committed while it was
+    /// down).
+    admitted: BTreeMap<ByteString, (u64, u64)>,
     /// The counter of the last message this node routed (see [`Stamp`]).
     next_stamp: u64,
     /// Client identifiers whose claim committed here while another node held their session: what
@@ -59,6 +61,9 @@ pub(super) struct Node {
     awaiting: BTreeMap<ByteString, Awaiting>,
     /// Handovers that arrived before their claim applied here.
     early: BTreeMap<ByteString, Early>,
+    /// The link message being handled, (sender, sequence number): a handler that cannot be done
+    /// with it yet takes it, and releases it later (see [`Links::hold`]).
+    delivering: Option<(u16, u64)>,
     /// The log index this node had committed before it restarted: replaying up to it rebuilds the
     /// table without acting on sessions again (handovers were sent, sessions ended, before).
     replay_until: u64,
@@ -129,7 +134,7 @@ struct Awaiting {
     claim: (u64, u64),
     /// The claim it will be admitted under: the newest of this node's claims since (a client
     /// that reconnected here while its session was on its way).
-    token: u64,
+    admit: (u64, u64),
     /// The CONNECT waiting for it, if its client is still there.
     conn: Option<ConnId>,
     /// When the wait ends with a fresh session.
@@ -141,12 +146,17 @@ struct Awaiting {
     late: Option<Box<StoredSession>>,
 }
 
-/// A handover ahead of its claim.
+/// A handover ahead of its claim. Held in memory only, so its link message is not acknowledged
+/// until the claim applies and the session is stored: a crash meanwhile loses nothing, the old
+/// owner sends it again (seed 200: a node crashed holding one, and the session's later
+/// owner got a stale copy of it instead).
 #[derive(Debug)]
 struct Early {
     claim: (u64, u64),
     session: Option<Box<StoredSession>>,
     arrived: Instant,
+    /// The link message it came in, held.
+    link: Option<(u16, u64)>,
 }
 
 /// A CONNECT whose claim is on its way through the log.
@@ -202,6 +212,7 @@ impl Node {
             next_stamp: 0,
             awaiting: BTreeMap::new(),
             early: BTreeMap::new(),
+            delivering: None,
             replay_until: 0,
             replicas: Replicas::default(),
             queued_writes: VecDeque::new(),
@@ -708,10 +719,27 @@ impl Engine {
 
     fn handle_link_message(&mut self, from: u16, seq: u64, message: PeerMessage) {
         let mark = self.persist.mark();
+        let outer = self
+            .cluster
+            .as_mut()
+            .and_then(|node| node.delivering.replace((from, seq)));
         self.peer_message(message);
         let batch = self.persist.gate_since(mark);
         if let Some(node) = &mut self.cluster {
-            node.links.processed(from, seq, batch);
+            match std::mem::replace(&mut node.delivering, outer) {
+                Some(_) => node.links.processed(from, seq, batch),
+                None => node.links.hold(from, seq),
+            }
+        }
+    }
+
+    /// An early handover is done with: its link message is acknowledged once `batch` (what
+    /// taking it in wrote, if anything) is durable.
+    fn early_done(&mut self, early: Option<Early>, batch: Option<u64>) {
+        let link = early.and_then(|e| e.link);
+        if let (Some((from, seq)), Some(node)) = (link, &mut self.cluster) {
+            node.links.release(from, seq, batch);
+            self.confirm_links();
         }
     }
 
@@ -852,11 +880,11 @@ impl Engine {
             return;
         };
         let claim = node.table.claims.get(&(client_id.clone(), node.me()));
-        let token = claim.map_or(0, |(_, token)| *token);
+        let claim = claim.copied().unwrap_or((node.incarnation, 0));
         node.stats.sessions_adopted += 1;
         self.install_session(&client_id, Some(Box::new(copy)), true);
         if let Some(node) = &mut self.cluster {
-            node.admitted.insert(client_id, token);
+            node.admitted.insert(client_id, claim);
         }
     }
 
@@ -1340,9 +1368,8 @@ impl Engine {
     pub(super) fn release_client(&mut self, client_id: &ByteString) {
         if let Some(node) = &mut self.cluster {
             let me = node.me();
-            if let Some(token) = node.admitted.remove(client_id) {
+            if let Some((incarnation, token)) = node.admitted.remove(client_id) {
                 if node.table.owners.get(client_id) == Some(&me) {
-                    let incarnation = node.incarnation;
                     node.submit(|_| Command::Release {
                         client_id: client_id.clone(),
                         node: me,
@@ -1575,6 +1602,11 @@ impl Engine {
                     let conn = node.parked.remove(&token).map(|(conn, _)| conn);
                     let early = node.early.remove(&client_id);
                     self.own_claim(client_id, from, (incarnation, token), conn, early);
+                } else if to == me && !replaying {
+                    // A claim this node made before it restarted, whose CONNECT died with it: the
+                    // session still comes here (its old owner sends the handover again, as this
+                    // node never acknowledged it), and what this node hands over next waits for it.
+                    self.own_claim(client_id, from, (incarnation, token), None, None);
                 } else if to != me && !replaying {
                     let claim = (incarnation, token);
                     if from == Some(me) {
@@ -1643,34 +1675,42 @@ impl Engine {
             // its place (and takes back a relay promised to another node meanwhile: that node
             // gives up waiting and hands nothing over).
             awaiting.owed = None;
-            awaiting.token = claim.1;
+            awaiting.admit = claim;
             let older = std::mem::replace(&mut awaiting.conn, conn.filter(|_| resuming));
             if !resuming {
                 node.awaiting.remove(&client_id);
-                self.admit_claimed(client_id, claim.1, conn);
+                self.admit_claimed(client_id, claim, conn);
             }
             if let Some(older) = older {
                 self.refuse_claiming(older);
             }
-            return;
+            return self.early_done(early, None);
         }
         if !(elsewhere && resuming) {
             // A fresh session, or the one already here: a copy of another node's is stale.
             self.discard_copy(&client_id);
-            return self.admit_claimed(client_id, claim.1, conn);
+            self.admit_claimed(client_id, claim, conn);
+            return self.early_done(early, None);
         }
-        match early.filter(|e| e.claim == claim) {
-            Some(early) => {
-                self.install_session(&client_id, early.session, false);
-                self.admit_claimed(client_id, claim.1, conn);
+        match early {
+            Some(mut early) if early.claim == claim => {
+                let mark = self.persist.mark();
+                self.install_session(&client_id, early.session.take(), false);
+                self.admit_claimed(client_id, claim, conn);
+                let batch = self.persist.gate_since(mark);
+                self.early_done(Some(early), batch);
             }
-            None => {
+            other => {
+                self.early_done(other, None);
+                let Some(node) = &mut self.cluster else {
+                    return;
+                };
                 let deadline = now + node.config.handover_timeout;
                 node.awaiting.insert(
                     client_id,
                     Awaiting {
                         claim,
-                        token: claim.1,
+                        admit: claim,
                         conn,
                         deadline,
                         owed: None,
@@ -1690,16 +1730,16 @@ impl Engine {
         }
     }
 
-    /// Admits the CONNECT (if still there) whose claim `token` of `client_id` committed, and
-    /// records the claim the session here now holds.
-    fn admit_claimed(&mut self, client_id: ByteString, token: u64, conn: Option<ConnId>) {
+    /// Admits the CONNECT (if still there) whose `claim` of `client_id` committed, and records the
+    /// claim the session here now holds.
+    fn admit_claimed(&mut self, client_id: ByteString, claim: (u64, u64), conn: Option<ConnId>) {
         if let Some(conn) = conn {
             self.claimed(conn);
         }
         // Recorded after admitting: a session this CONNECT took over here is released under its
         // own, older claim, which the table then ignores.
         if let Some(node) = &mut self.cluster {
-            node.admitted.insert(client_id, token);
+            node.admitted.insert(client_id, claim);
         }
     }
 
@@ -1792,7 +1832,7 @@ impl Engine {
                 return self.send_peer(to, message);
             }
             self.install_session(&client_id, session, false);
-            return self.admit_claimed(client_id, awaiting.token, awaiting.conn);
+            return self.admit_claimed(client_id, awaiting.admit, awaiting.conn);
         }
         // Ahead of its claim (the old owner applied it first)?
         let applied = node.table.claims.get(&(client_id.clone(), me));
@@ -1803,9 +1843,10 @@ impl Engine {
                 claim,
                 session,
                 arrived: now,
+                link: node.delivering.take(),
             };
-            node.early.insert(client_id, early);
-            return;
+            let replaced = node.early.insert(client_id, early);
+            return self.early_done(replaced, None);
         }
         // Late: a wait that timed out, a claim this node made before it restarted, or an old owner
         // replaying its log. The session is not dropped while nobody else may have it: it stays
@@ -1913,8 +1954,17 @@ impl Engine {
             return;
         };
         let timeout = node.config.handover_timeout;
-        node.early
-            .retain(|_, e| now.saturating_duration_since(e.arrived) < timeout);
+        let (expired, early) = std::mem::take(&mut node.early)
+            .into_iter()
+            .partition(|(_, e)| now.saturating_duration_since(e.arrived) >= timeout);
+        node.early = early;
+        let expired: BTreeMap<ByteString, Early> = expired;
+        for e in expired.into_values() {
+            self.early_done(Some(e), None);
+        }
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
         let due: Vec<ByteString> = node
             .awaiting
             .iter()
@@ -1945,7 +1995,7 @@ impl Engine {
                 ),
                 None => {
                     self.install_session(&client_id, copy, true);
-                    self.admit_claimed(client_id, awaiting.token, awaiting.conn);
+                    self.admit_claimed(client_id, awaiting.admit, awaiting.conn);
                 }
             }
         }
