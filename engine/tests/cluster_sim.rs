@@ -474,6 +474,22 @@ fn a_node_that_restarts_before_it_is_declared_down_publishes_its_clients_wills_o
     assert_eq!(stats(&sim, 2).nodes_down, 0, "{}", sim.log());
 }
 
+/// Seed 803: a persistent session's will came due and went out while the batch that took it out
+/// of the session was still unconfirmed; the node crashed, restored the session with its will, and
+/// published it again. Now the will waits for that batch.
+#[test]
+fn a_will_published_just_before_a_crash_is_not_published_again_after_the_restart() {
+    let mut sim = wills_on_node_1(31, |_| {});
+    sim.drop_connection("kept");
+    sim.crash(1);
+    sim.run_checked(secs(2), &mut |s| s.check());
+    sim.restart(1);
+    sim.run_checked(secs(4), &mut |s| s.check());
+    assert_wills_once(&sim);
+    sim.run_checked(secs(12), &mut |s| s.check());
+    assert_wills_once(&sim);
+}
+
 #[test]
 fn a_node_cut_off_keeps_its_clients_wills_back_until_the_log_says_whose_they_are() {
     // Cut off for longer than fence_after but not peer_timeout: node 1 disconnects its clients

@@ -108,6 +108,11 @@ pub(super) struct Node {
     withheld: Vec<(ByteString, Arc<Message>)>,
     /// Whether the `Wills` for them is proposed.
     wills_proposed: bool,
+    /// Wills of persistent sessions that came due here, waiting for the storage batch that took
+    /// them out of their session to be durable: (batch, client identifier, message). Published
+    /// before, a crash losing the batch would restore the session with its will, and the
+    /// restarted node would publish it again (seed 803).
+    unstored: Vec<(u64, ByteString, Arc<Message>)>,
     /// Splits this node's snapshots into frames and gathers other nodes'.
     parts: Parts,
     stats: ClusterStats,
@@ -229,6 +234,7 @@ impl Node {
             held: BTreeMap::new(),
             self_receipts: Vec::new(),
             withheld: Vec::new(),
+            unstored: Vec::new(),
             wills_proposed: false,
             parts,
             stats: ClusterStats::default(),
@@ -888,10 +894,41 @@ impl Engine {
         }
     }
 
-    /// Publishes a will that came due for `client_id`'s session here, unless this node has no
-    /// leader: then it waits in `withheld`.
-    pub(super) fn publish_will_message(&mut self, client_id: &ByteString, message: Message) {
+    /// Publishes a will that came due for `client_id`'s session here. On a cluster node, the will
+    /// of a session in the store (`stored`) first waits for the batch that takes it out of the
+    /// session to be durable (`unstored`), and any will waits while this node has no leader
+    /// (`withheld`).
+    pub(super) fn publish_will_message(
+        &mut self,
+        client_id: &ByteString,
+        message: Message,
+        stored: bool,
+    ) {
         let message = Arc::new(message);
+        let batch = self.persist.building();
+        match &mut self.cluster {
+            Some(node) if stored => node.unstored.push((batch, client_id.clone(), message)),
+            _ => self.will_due(client_id, message),
+        }
+    }
+
+    /// Publishes the wills whose session's batch is now durable (see `unstored`).
+    pub(super) fn stored_wills(&mut self) {
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        let persist = &self.persist;
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut node.unstored)
+            .into_iter()
+            .partition(|(batch, _, _)| persist.is_stored(*batch));
+        node.unstored = waiting;
+        for (_, client_id, message) in due {
+            self.will_due(&client_id, message);
+        }
+    }
+
+    /// Publishes a will, unless this node has no leader: then it waits in `withheld`.
+    fn will_due(&mut self, client_id: &ByteString, message: Arc<Message>) {
         if let Some(node) = &mut self.cluster {
             if node.raft.leader().is_none() {
                 node.withheld.push((client_id.clone(), message));
@@ -979,6 +1016,7 @@ impl Engine {
         }
         if let Some(node) = &mut self.cluster {
             node.withheld.clear();
+            node.unstored.clear();
         }
         let conns: Vec<ConnId> = self.sessions.values().filter_map(|s| s.conn).collect();
         for conn in conns {

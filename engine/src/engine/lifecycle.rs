@@ -159,8 +159,10 @@ impl Engine {
             return;
         };
         let client_id = session.client_id.clone();
+        // Its store record still holds the will until this input's batch is durable.
+        let stored = session.is_persistent() && self.persist.enabled();
         let message = Message::from_will(pending.will, client_id.clone(), self.now);
-        self.publish_will_message(&client_id, message);
+        self.publish_will_message(&client_id, message, stored);
     }
 
     /// Brings the store's record of session `sid` up to date after its expiry interval, connection or

@@ -312,6 +312,7 @@ impl Engine {
                 self.persist.persisted(upto);
                 self.release_held();
                 self.answer_receipts();
+                self.stored_wills();
             }
             Input::PersistFailed { seq } => self.persist_failed(seq.0),
             Input::AuthDecided { conn, decision } => self.auth_decided(conn, decision),
