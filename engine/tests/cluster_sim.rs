@@ -490,6 +490,24 @@ fn a_will_published_just_before_a_crash_is_not_published_again_after_the_restart
     assert_wills_once(&sim);
 }
 
+/// Seed 1077: a node published a will at once and was cut off in the same instant, before the log
+/// took the will out of the replicated state (the clean session's `Release`, the persistent one's
+/// session write); declared down, its adopter published the will from there, and the node's own
+/// copy arrived after the heal. Now such a will waits for the log.
+#[test]
+fn a_will_due_on_a_node_cut_off_at_once_is_published_once_by_the_adopter() {
+    let mut sim = wills_on_node_1(37, |_| {});
+    sim.drop_connection("clean");
+    sim.drop_connection("kept");
+    sim.partition(1, &[2, 3]);
+    sim.run_checked(secs(14), &mut |s| s.check());
+    assert_eq!(stats(&sim, 2).nodes_down, 1, "{}", sim.log());
+    assert_wills_once(&sim);
+    sim.heal();
+    sim.run_checked(secs(5), &mut |s| s.check());
+    assert_wills_once(&sim);
+}
+
 #[test]
 fn a_node_cut_off_keeps_its_clients_wills_back_until_the_log_says_whose_they_are() {
     // Cut off for longer than fence_after but not peer_timeout: node 1 disconnects its clients

@@ -89,6 +89,13 @@ pub(crate) enum Change {
     Down { node: u16, adopter: u16 },
     /// `node`, not declared down, publishes the wills it kept back.
     WillsDue { node: u16 },
+    /// `node`'s release of `client_id` (under a claim of `incarnation`) took its connection's
+    /// will out of the table: if the connection ended badly, `node` publishes it now.
+    Released {
+        client_id: ByteString,
+        node: u16,
+        incarnation: u64,
+    },
 }
 
 impl Table {
@@ -143,7 +150,13 @@ impl Table {
                 {
                     self.owners.remove(client_id);
                     self.claims.retain(|(c, _), _| c != client_id);
-                    self.wills.remove(client_id);
+                    if self.wills.remove(client_id).is_some() {
+                        return Change::Released {
+                            client_id: client_id.clone(),
+                            node: *node,
+                            incarnation: *incarnation,
+                        };
+                    }
                 }
                 Change::None
             }
@@ -513,12 +526,22 @@ mod tests {
             Some(&b"a-second"[..])
         );
         t.apply(&claim_with_will("b", 1, 3, "b"));
-        t.apply(&Command::Release {
+        let release = Command::Release {
             client_id: "b".into(),
             node: 1,
             incarnation: 1,
             token: 3,
-        });
+        };
+        assert_eq!(
+            t.apply(&release),
+            Change::Released {
+                client_id: "b".into(),
+                node: 1,
+                incarnation: 1,
+            },
+            "its owner publishes it now if it is due"
+        );
+        assert_eq!(t.apply(&release), Change::None, "once");
         assert!(
             !t.wills.contains_key("b"),
             "released: its owner published it or had no reason to"

@@ -109,10 +109,17 @@ pub(super) struct Node {
     /// Whether the `Wills` for them is proposed.
     wills_proposed: bool,
     /// Wills of persistent sessions that came due here, waiting for the storage batch that took
-    /// them out of their session to be durable: (batch, client identifier, message). Published
-    /// before, a crash losing the batch would restore the session with its will, and the
-    /// restarted node would publish it again (seed 803).
+    /// them out of their session to be durable and its session writes to commit: (batch, client
+    /// identifier, message). Published before, a crash losing the batch restored the session
+    /// with its will, and the restarted node published it again (seed 803); or the node, cut
+    /// off before the write committed, was declared down, and the adopter published it again
+    /// from the session's copy.
     unstored: Vec<(u64, ByteString, Arc<Message>)>,
+    /// Wills of clean sessions that came due here, waiting for this node's `Release` of their
+    /// client to take them out of the table: until it applies, the table says the will is still
+    /// due, and whoever the log makes take it out (an adopter, this node's next incarnation)
+    /// publishes it (seed 1077: the adopter of a node cut off just after it published one).
+    releasing: BTreeMap<ByteString, Arc<Message>>,
     /// Splits this node's snapshots into frames and gathers other nodes'.
     parts: Parts,
     stats: ClusterStats,
@@ -235,6 +242,7 @@ impl Node {
             self_receipts: Vec::new(),
             withheld: Vec::new(),
             unstored: Vec::new(),
+            releasing: BTreeMap::new(),
             wills_proposed: false,
             parts,
             stats: ClusterStats::default(),
@@ -254,6 +262,20 @@ impl Node {
         let token = self.next_token;
         self.pending.insert(token, (make(token), Instant::ZERO));
         token
+    }
+
+    /// Whether the table holds the will of `client_id`'s connection here, under the claim the
+    /// session here was admitted with (not that of a newer connection that took it over).
+    fn will_in_table(&self, client_id: &ByteString) -> bool {
+        let me = self.me();
+        let admitted = self.admitted.get(client_id);
+        admitted.is_some()
+            && self.table.claims.get(&(client_id.clone(), me)) == admitted
+            && self
+                .table
+                .wills
+                .get(client_id)
+                .is_some_and(|(n, inc, _)| *n == me && *inc == self.incarnation)
     }
 
     fn me(&self) -> u16 {
@@ -894,10 +916,11 @@ impl Engine {
         }
     }
 
-    /// Publishes a will that came due for `client_id`'s session here. On a cluster node, the will
-    /// of a session in the store (`stored`) first waits for the batch that takes it out of the
-    /// session to be durable (`unstored`), and any will waits while this node has no leader
-    /// (`withheld`).
+    /// Publishes a will that came due for `client_id`'s session here. On a cluster node, a will
+    /// the replicated state still holds waits until the log took it out: that of a session in the
+    /// store (`stored`) for the batch that takes it out of the session (`unstored`), that of a
+    /// clean session for the release of the claim it came with (`releasing`). Any will waits
+    /// while this node has no leader (`withheld`).
     pub(super) fn publish_will_message(
         &mut self,
         client_id: &ByteString,
@@ -908,19 +931,25 @@ impl Engine {
         let batch = self.persist.building();
         match &mut self.cluster {
             Some(node) if stored => node.unstored.push((batch, client_id.clone(), message)),
+            Some(node) if node.will_in_table(client_id) => {
+                node.releasing.insert(client_id.clone(), message);
+            }
             _ => self.will_due(client_id, message),
         }
     }
 
-    /// Publishes the wills whose session's batch is now durable (see `unstored`).
+    /// Publishes the wills whose session's batch is now durable and committed (see `unstored`).
     pub(super) fn stored_wills(&mut self) {
         let Some(node) = &mut self.cluster else {
             return;
         };
+        if node.unstored.is_empty() {
+            return;
+        }
         let persist = &self.persist;
         let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut node.unstored)
             .into_iter()
-            .partition(|(batch, _, _)| persist.is_stored(*batch));
+            .partition(|(batch, _, _)| persist.is_replicated(*batch));
         node.unstored = waiting;
         for (_, client_id, message) in due {
             self.will_due(&client_id, message);
@@ -1017,6 +1046,7 @@ impl Engine {
         if let Some(node) = &mut self.cluster {
             node.withheld.clear();
             node.unstored.clear();
+            node.releasing.clear();
         }
         let conns: Vec<ConnId> = self.sessions.values().filter_map(|s| s.conn).collect();
         for conn in conns {
@@ -1332,6 +1362,7 @@ impl Engine {
         if !batches.is_empty() {
             self.release_held();
             self.answer_receipts();
+            self.stored_wills();
         }
         self.propose_writes();
     }
@@ -1600,6 +1631,17 @@ impl Engine {
                 let replaying = entry.index <= node.replay_until;
                 self.node_down(gone, adopter, replaying);
             }
+            Change::Released {
+                client_id,
+                node: from,
+                incarnation,
+            } => {
+                if from == me && incarnation == my_incarnation {
+                    if let Some(message) = node.releasing.remove(&client_id) {
+                        self.will_due(&client_id, message);
+                    }
+                }
+            }
             Change::WillsDue { node: from } => {
                 if from == me && by.is_some_and(|(_, inc, _)| inc == my_incarnation) {
                     node.wills_proposed = false;
@@ -1636,6 +1678,13 @@ impl Engine {
                 token,
             } => {
                 let replaying = entry.index <= node.replay_until;
+                if let Some(message) = node.releasing.remove(&client_id) {
+                    // The claim took the ended connection's will out of the table.
+                    self.will_due(&client_id, message);
+                }
+                let Some(node) = &mut self.cluster else {
+                    return;
+                };
                 if to == me && incarnation == my_incarnation {
                     let conn = node.parked.remove(&token).map(|(conn, _)| conn);
                     let early = node.early.remove(&client_id);
