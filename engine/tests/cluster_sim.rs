@@ -508,6 +508,25 @@ fn a_will_due_on_a_node_cut_off_at_once_is_published_once_by_the_adopter() {
     assert_wills_once(&sim);
 }
 
+/// Seed 939: while a node was down, another took its client's session from its copy (the client's
+/// CONNECT there closed before its claim applied) and published the session's will; the node came
+/// back with the session and its will in its store, and published the will again.
+#[test]
+fn a_restarted_node_does_not_publish_the_will_of_a_session_another_node_took() {
+    let mut sim = wills_on_node_1(41, |_| {});
+    sim.crash(1);
+    sim.connect_session("kept", 3);
+    sim.drop_connection("kept");
+    sim.run_checked(secs(3), &mut |s| s.check());
+    assert_eq!(stats(&sim, 3).failovers, 1, "{}", sim.log());
+    assert_eq!(payloads(&sim, "watcher"), ["kept-gone"], "{}", sim.log());
+    sim.restart(1);
+    sim.run_checked(secs(4), &mut |s| s.check());
+    assert_wills_once(&sim);
+    sim.run_checked(secs(12), &mut |s| s.check());
+    assert_wills_once(&sim);
+}
+
 #[test]
 fn a_node_cut_off_keeps_its_clients_wills_back_until_the_log_says_whose_they_are() {
     // Cut off for longer than fence_after but not peer_timeout: node 1 disconnects its clients

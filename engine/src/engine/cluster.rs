@@ -278,6 +278,12 @@ impl Node {
                 .is_some_and(|(n, inc, _)| *n == me && *inc == self.incarnation)
     }
 
+    /// Whether this incarnation's `Start` applied: before, the log may still hold what the others
+    /// did while this node was down.
+    fn started(&self) -> bool {
+        self.table.incarnations.get(&self.me()) == Some(&self.incarnation)
+    }
+
     fn me(&self) -> u16 {
         self.config.node
     }
@@ -930,6 +936,12 @@ impl Engine {
         let message = Arc::new(message);
         let batch = self.persist.building();
         match &mut self.cluster {
+            Some(node) if stored && !node.started() => {
+                // A session restored at a restart: while this node was down, another may have
+                // taken it from its copy and published the will. The `Wills` entry this node
+                // proposes comes after any such claim in the log (seed 939).
+                node.withheld.push((client_id.clone(), message));
+            }
             Some(node) if stored => node.unstored.push((batch, client_id.clone(), message)),
             Some(node) if node.will_in_table(client_id) => {
                 node.releasing.insert(client_id.clone(), message);
@@ -2115,14 +2127,16 @@ impl Engine {
         }
         self.queue_writes(owned, false);
         if let Some(node) = &mut self.cluster {
-            // Wills that came due here while this node had no leader (restored sessions' at a
-            // restart, say): those whose client another node owns now are not this node's to
-            // publish. Those of clients nobody owns stay: a clean session's release may have
-            // committed inside the snapshot just installed.
+            // Wills that came due here while this node had no leader, or before its writes could
+            // commit (restored sessions' at a restart, say): those whose client another node
+            // owns now are not this node's to publish (seed 939: the new owner had published
+            // one from its copy). Those of clients nobody owns stay: a clean session's release
+            // may have committed inside the snapshot just installed.
             let me = node.me();
             let table = &node.table;
-            node.withheld
-                .retain(|(client, _)| table.owners.get(client).is_none_or(|owner| *owner == me));
+            let mine = |client: &ByteString| table.owners.get(client).is_none_or(|o| *o == me);
+            node.withheld.retain(|(client, _)| mine(client));
+            node.unstored.retain(|(_, client, _)| mine(client));
         }
         for sid in stale {
             if let Some(s) = self.sessions.get_mut(&sid) {
