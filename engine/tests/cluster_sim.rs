@@ -443,6 +443,16 @@ fn assert_wills_once(sim: &ClusterSim) {
     assert_eq!(got, ["clean-gone", "kept-gone"], "{}", sim.log());
 }
 
+/// Node 1 restarts: the watcher still has each will exactly once, soon after and once the others
+/// would have declared node 1 down.
+fn restart_with_wills_once(sim: &mut ClusterSim) {
+    sim.restart(1);
+    sim.run_checked(secs(4), &mut |s| s.check());
+    assert_wills_once(sim);
+    sim.run_checked(secs(12), &mut |s| s.check());
+    assert_wills_once(sim);
+}
+
 #[test]
 fn the_wills_of_a_dead_nodes_clients_are_published_once_by_the_adopter() {
     let mut sim = wills_on_node_1(23, |_| {});
@@ -466,11 +476,7 @@ fn a_node_that_restarts_before_it_is_declared_down_publishes_its_clients_wills_o
     sim.run_checked(secs(2), &mut |s| s.check());
     // The clean session's will from the table (its last incarnation's), the persistent one's
     // from its own store.
-    sim.restart(1);
-    sim.run_checked(secs(4), &mut |s| s.check());
-    assert_wills_once(&sim);
-    sim.run_checked(secs(12), &mut |s| s.check());
-    assert_wills_once(&sim);
+    restart_with_wills_once(&mut sim);
     assert_eq!(stats(&sim, 2).nodes_down, 0, "{}", sim.log());
 }
 
@@ -483,11 +489,7 @@ fn a_will_published_just_before_a_crash_is_not_published_again_after_the_restart
     sim.drop_connection("kept");
     sim.crash(1);
     sim.run_checked(secs(2), &mut |s| s.check());
-    sim.restart(1);
-    sim.run_checked(secs(4), &mut |s| s.check());
-    assert_wills_once(&sim);
-    sim.run_checked(secs(12), &mut |s| s.check());
-    assert_wills_once(&sim);
+    restart_with_wills_once(&mut sim);
 }
 
 /// Seed 1077: a node published a will at once and was cut off in the same instant, before the log
@@ -520,11 +522,7 @@ fn a_restarted_node_does_not_publish_the_will_of_a_session_another_node_took() {
     sim.run_checked(secs(3), &mut |s| s.check());
     assert_eq!(stats(&sim, 3).failovers, 1, "{}", sim.log());
     assert_eq!(payloads(&sim, "watcher"), ["kept-gone"], "{}", sim.log());
-    sim.restart(1);
-    sim.run_checked(secs(4), &mut |s| s.check());
-    assert_wills_once(&sim);
-    sim.run_checked(secs(12), &mut |s| s.check());
-    assert_wills_once(&sim);
+    restart_with_wills_once(&mut sim);
 }
 
 #[test]
