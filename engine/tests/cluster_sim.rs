@@ -2,7 +2,8 @@
 //! lose unconfirmed writes, partitions and clock jumps; invariants checked after every step.
 //!
 //! A failing seed prints its log; replay it with `CICADA_SIM_SEED=<seed> cargo test -p cicada-engine
-//! --test cluster_sim seeds`. `CICADA_SIM_SEEDS=<n>` runs more seeds (default 200).
+//! --test cluster_sim seeds`. `CICADA_SIM_SEEDS=<n>` runs more seeds (default 200),
+//! starting from `CICADA_SIM_FROM=<seed>` (default 0).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -1027,7 +1028,11 @@ fn seeds() {
                 .ok()
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(200);
-            (0..n).collect()
+            let from: u64 = std::env::var("CICADA_SIM_FROM")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            (from..from + n).collect()
         }
     };
     let (mut moved, mut downs) = (0, 0);
