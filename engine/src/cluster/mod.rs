@@ -10,6 +10,8 @@ pub(crate) mod link;
 pub(crate) mod log;
 pub(crate) mod parts;
 pub(crate) mod replica;
+#[cfg(feature = "sim")]
+pub mod sample;
 pub(crate) mod table;
 pub(crate) mod wire;
 

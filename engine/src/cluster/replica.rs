@@ -76,13 +76,12 @@ impl Replicas {
         self.state.sessions.len()
     }
 
-    /// Every copy with its writer, for a snapshot.
-    pub(crate) fn export(&self) -> Vec<(ByteString, u16, StoredSession)> {
+    /// Every copy with its writer, in client order (for a snapshot, written straight from them).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&ByteString, u16, &StoredSession)> {
         self.state
             .sessions
             .iter()
-            .filter_map(|(c, s)| Some((c.clone(), *self.writer.get(c)?, s.clone())))
-            .collect()
+            .filter_map(|(c, s)| Some((c, *self.writer.get(c)?, s)))
     }
 
     /// The copies a snapshot carried.
@@ -130,8 +129,12 @@ mod tests {
         let copy = r.copy(&"c".into()).expect("a copy");
         assert_eq!(copy.incoming.into_iter().collect::<Vec<_>>(), [8]);
         // A snapshot carries the copy and its writer.
-        let restored = Replicas::restore(r.export());
-        assert_eq!(restored.export(), r.export());
+        let copies = r
+            .iter()
+            .map(|(c, w, s)| (c.clone(), w, s.clone()))
+            .collect();
+        let restored = Replicas::restore(copies);
+        assert!(restored.iter().eq(r.iter()));
         assert_eq!(restored.writer.get("c"), Some(&2));
     }
 

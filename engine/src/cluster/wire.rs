@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
+use super::replica::Replicas;
 use super::table::Table;
 use super::MemberAddress;
 use crate::codec::{
@@ -215,8 +216,43 @@ impl Writer {
         self
     }
 
+    /// Writes what `fill` writes as `bytes` would (its length first), in place: a snapshot
+    /// writes hundreds of thousands of messages, and a buffer of their own for each costs more
+    /// than the rest of the snapshot.
+    fn framed(&mut self, fill: impl FnOnce(&mut Self)) -> &mut Self {
+        let at = self.0.len();
+        self.0.put_u32(0);
+        fill(self);
+        let len = u32::try_from(self.0.len() - at - 4).unwrap_or(u32::MAX);
+        self.0[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        self
+    }
+
+    /// A message as a v5 PUBLISH (the codec already knows every property), then its publisher.
     fn message(&mut self, message: &Message, now: Instant) -> &mut Self {
-        self.bytes(&encode_message(message, now))
+        let mut properties = (*message.properties).clone();
+        properties.message_expiry_interval = message.remaining_expiry(now);
+        let publish = Publish {
+            dup: false,
+            delivery: Delivery::new(message.qos, Some(PacketId::MIN))
+                .unwrap_or(Delivery::AtMostOnce),
+            retain: message.retain,
+            topic: message.topic.clone(),
+            properties,
+            payload: message.payload.clone(),
+        };
+        self.framed(|w| {
+            // A message the broker accepted always encodes (its sizes were checked on the way
+            // in).
+            w.framed(|w| {
+                let _ =
+                    crate::codec::Packet::Publish(publish).encode(ProtocolVersion::V5, &mut w.0);
+            });
+            match &message.origin {
+                Some(origin) => w.u8(1).bytes(origin.as_bytes()),
+                None => w.u8(0),
+            };
+        })
     }
 
     /// A will, as the message it becomes (its expiry interval stays what the client set: it
@@ -1030,9 +1066,16 @@ impl MemberAddress {
 }
 
 impl State {
-    /// The snapshot's data. Expiry is relative to `now`, as in the log.
-    pub(crate) fn encode(&self, now: Instant) -> Bytes {
-        let t = &self.table;
+    /// A snapshot's data, written straight from the applied state (a copy of it first would
+    /// cost as much again, on the engine's thread): the table, every session copy, and the
+    /// retained messages not expired at `now`. Expiry is relative to `now`, as in the log.
+    pub(crate) fn encode(
+        table: &Table,
+        replicas: &Replicas,
+        retained: &[Arc<Message>],
+        now: Instant,
+    ) -> Bytes {
+        let t = table;
         let mut w = Writer::new(STATE_V1);
         w.u32(len_u32(t.owners.len()));
         for (client, node) in &t.owners {
@@ -1077,15 +1120,17 @@ impl State {
                 .u64(*inc)
                 .will(Some(will), now);
         }
-        w.u32(len_u32(self.copies.len()));
-        for (client, writer, session) in &self.copies {
+        let copies: Vec<_> = replicas.iter().collect();
+        w.u32(len_u32(copies.len()));
+        for (client, writer, session) in copies {
             w.bytes(client.as_bytes())
-                .u16(*writer)
+                .u16(writer)
                 .session(session, now)
                 .will(session.will.as_ref(), now);
         }
-        w.u32(len_u32(self.retained.len()));
-        for message in &self.retained {
+        let retained: Vec<_> = retained.iter().filter(|m| !m.is_expired(now)).collect();
+        w.u32(len_u32(retained.len()));
+        for message in retained {
             w.message(message, now);
         }
         w.done()
@@ -1153,30 +1198,6 @@ impl State {
         }
         r.end(state)
     }
-}
-
-/// A message as a v5 PUBLISH (the codec already knows every property), then its publisher.
-fn encode_message(message: &Message, now: Instant) -> Bytes {
-    let mut properties = (*message.properties).clone();
-    properties.message_expiry_interval = message.remaining_expiry(now);
-    let publish = Publish {
-        dup: false,
-        delivery: Delivery::new(message.qos, Some(PacketId::MIN)).unwrap_or(Delivery::AtMostOnce),
-        retain: message.retain,
-        topic: message.topic.clone(),
-        properties,
-        payload: message.payload.clone(),
-    };
-    let mut buf = BytesMut::new();
-    // A message the broker accepted always encodes (its sizes were checked on the way in).
-    let _ = crate::codec::Packet::Publish(publish).encode(ProtocolVersion::V5, &mut buf);
-    let mut w = Writer(BytesMut::with_capacity(buf.len() + 16));
-    w.bytes(&buf);
-    match &message.origin {
-        Some(origin) => w.u8(1).bytes(origin.as_bytes()),
-        None => w.u8(0),
-    };
-    w.done()
 }
 
 fn decode_message(bytes: Bytes, now: Instant) -> Result<Message, WireError> {
@@ -1488,7 +1509,7 @@ mod tests {
             .map(|f| f.encode(Instant::ZERO).to_vec())
             .collect();
         samples.extend(sample_commands().iter().map(|c| c.encode(Instant::ZERO)));
-        samples.push(sample_state().encode(Instant::ZERO).to_vec());
+        samples.push(encoded(&sample_state()).to_vec());
         samples.push(sample_member().encode());
         bolero::check!()
             .with_type::<(u8, u16, Vec<(u16, u8)>)>()
@@ -1540,10 +1561,15 @@ mod tests {
         }
     }
 
+    fn encoded(state: &State) -> Bytes {
+        let replicas = Replicas::restore(state.copies.clone());
+        State::encode(&state.table, &replicas, &state.retained, Instant::ZERO)
+    }
+
     #[test]
     fn a_snapshot_state_and_a_member_round_trip() {
         let state = sample_state();
-        let back = State::decode(state.encode(Instant::ZERO), Instant::ZERO).expect("decodes");
+        let back = State::decode(encoded(&state), Instant::ZERO).expect("decodes");
         assert_eq!(back.table, state.table);
         assert_eq!(back.copies, state.copies);
         assert_eq!(back.retained.len(), 1);

@@ -378,17 +378,8 @@ impl Engine {
         if !force && node.raft.since_snapshot() < node.config.snapshot_entries as u64 {
             return;
         }
-        let state = State {
-            table: node.table.clone(),
-            copies: node.replicas.export(),
-            retained: self
-                .retained
-                .all()
-                .into_iter()
-                .filter(|m| !m.is_expired(now))
-                .collect(),
-        };
-        if let Some(op) = node.raft.compact(state.encode(now)) {
+        let data = State::encode(&node.table, &node.replicas, &self.retained.all(), now);
+        if let Some(op) = node.raft.compact(data) {
             node.stats.snapshots_taken += 1;
             self.persist.push(op);
         }
@@ -2252,12 +2243,11 @@ impl Engine {
         let node = self.cluster.as_ref()?;
         let copies: Vec<_> = node
             .replicas
-            .export()
-            .into_iter()
+            .iter()
             .map(|(client, writer, s)| {
-                let filters: Vec<_> = s.subscriptions.keys().cloned().collect();
-                let messages: Vec<_> = s.messages.keys().copied().collect();
-                (client, writer, filters, messages, s.incoming)
+                let filters: Vec<_> = s.subscriptions.keys().collect();
+                let messages: Vec<_> = s.messages.keys().collect();
+                (client, writer, filters, messages, &s.incoming)
             })
             .collect();
         Some(format!("{:?} {copies:?}", node.table))
