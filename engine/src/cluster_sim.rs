@@ -215,6 +215,14 @@ impl ClusterSim {
         self.line(&format!("deafen {a} to {others:?}"));
     }
 
+    /// Nobody in `others` hears node `a` any more (it still hears them): a one-way cut.
+    pub fn mute(&mut self, a: u16, others: &[u16]) {
+        for &b in others {
+            self.cut.insert((a, b));
+        }
+        self.line(&format!("mute {a} to {others:?}"));
+    }
+
     /// Heals every partition.
     pub fn heal(&mut self) {
         self.cut.clear();

@@ -52,13 +52,6 @@ impl RetainedStore {
         removed
     }
 
-    /// Every retained message, in topic order.
-    pub(crate) fn all(&self) -> Vec<Arc<Message>> {
-        let mut all = Vec::with_capacity(self.len);
-        walk_all(&self.root, &mut |m| all.push(m.clone()));
-        all
-    }
-
     /// Calls `visit` for every retained message whose topic matches `filter`, in topic order.
     ///
     /// Leading wildcards do not match `$` topics ([MQTT-4.7.2-1]).

@@ -526,6 +526,87 @@ fn a_restarted_node_does_not_publish_the_will_of_a_session_another_node_took() {
     restart_with_wills_once(&mut sim);
 }
 
+/// Seed 5057: a node sets a retained message its publisher sent it at once (its own clients read
+/// their writes), and proposes it. Its proposal never reached the others, but the node applied
+/// their entries meanwhile, took a snapshot of its retained store, crashed, and came back from that
+/// snapshot with a retained message no other node had. A snapshot holds the log's retained
+/// messages only.
+#[test]
+fn a_retained_message_that_never_committed_stays_out_of_its_nodes_snapshot() {
+    let mut sim = ClusterSim::new(3, &config(), 53);
+    sim.run(secs(3));
+    let leader = *leaders(&sim).iter().next().expect("a leader");
+    let (muted, other) = match leader {
+        1 => (2, 3),
+        2 => (1, 3),
+        _ => (1, 2),
+    };
+    sim.connect("p1", muted);
+    sim.connect("p2", other);
+    sim.run(ms(200));
+    sim.mute(muted, &[1, 2, 3]);
+    sim.publish("p1", "r/solo", QoS::AtLeastOnce, true, "never");
+    let before = stats(&sim, muted).snapshots_taken;
+    for i in 0..60 {
+        sim.publish("p2", &format!("r/{i}"), QoS::AtMostOnce, true, "x");
+        sim.run(ms(10));
+    }
+    sim.run(ms(200));
+    assert!(stats(&sim, muted).snapshots_taken > before, "{}", sim.log());
+    sim.crash(muted);
+    sim.heal();
+    sim.restart(muted);
+    sim.run_checked(secs(3), &mut |s| s.check());
+    let topic = TopicName::new("r/solo").expect("topic");
+    for id in [1, 2, 3] {
+        let here = sim.engine(id).and_then(|e| e.retained(&topic));
+        assert!(here.is_none(), "node {id}: {here:?}\n{}", sim.log());
+    }
+}
+
+/// The clean client's node dies and the client is back on node 3 at once, long before node 1 is
+/// declared down: its claim there replaces the will of its dead connection in the table, which
+/// still goes out, once: the adopter publishes it at the `Down`, or node 1 itself at its restart.
+/// (Before, the new claim dropped it, and nobody published it.)
+#[test]
+fn a_will_replaced_by_a_new_connection_elsewhere_still_goes_out_once() {
+    for restart_first in [false, true] {
+        let mut sim = wills_on_node_1(43, |_| {});
+        sim.crash(1);
+        sim.connect("clean", 3);
+        sim.run_checked(secs(2), &mut |s| s.check());
+        assert!(sim.clients["clean"].connected, "{}", sim.log());
+        assert!(payloads(&sim, "watcher").is_empty(), "{}", sim.log());
+        if restart_first {
+            restart_with_wills_once(&mut sim);
+            assert_eq!(stats(&sim, 2).nodes_down, 0, "{}", sim.log());
+        } else {
+            sim.run_checked(secs(12), &mut |s| s.check());
+            assert_eq!(stats(&sim, 2).nodes_down, 1, "{}", sim.log());
+            assert_wills_once(&sim);
+            restart_with_wills_once(&mut sim);
+        }
+    }
+}
+
+/// Node 1 is cut off for less than `fence_after`; meanwhile its clean client connects to node 3,
+/// whose claim commits without node 1. Once it hears the log again, node 1 takes the client's old
+/// connection over and publishes its will, once, when its release of the client applied.
+#[test]
+fn a_will_replaced_while_its_node_was_cut_off_is_published_by_that_node_once() {
+    let mut sim = wills_on_node_1(47, |_| {});
+    sim.partition(1, &[2, 3]);
+    sim.connect("clean", 3);
+    sim.run_checked(secs(2), &mut |s| s.check());
+    assert!(sim.clients["clean"].connected, "{}", sim.log());
+    sim.heal();
+    sim.run_checked(secs(3), &mut |s| s.check());
+    assert_eq!(payloads(&sim, "watcher"), ["clean-gone"], "{}", sim.log());
+    sim.run_checked(secs(12), &mut |s| s.check());
+    assert_eq!(payloads(&sim, "watcher"), ["clean-gone"], "{}", sim.log());
+    assert_eq!(stats(&sim, 2).nodes_down, 0, "{}", sim.log());
+}
+
 #[test]
 fn a_node_cut_off_keeps_its_clients_wills_back_until_the_log_says_whose_they_are() {
     // Cut off for longer than fence_after but not peer_timeout: node 1 disconnects its clients

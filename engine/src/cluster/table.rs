@@ -44,6 +44,13 @@ pub(crate) struct Table {
     /// client drops it (the owner published it, or had no reason to). Persistent sessions' wills
     /// travel in their copies instead.
     pub(crate) wills: BTreeMap<ByteString, (u16, u64, Will)>,
+    /// The wills another node's claim took out of `wills`, by (client identifier, node,
+    /// incarnation, token of the claim they came with). The claim says nothing of the connection
+    /// that will belongs to: its node may be dead (the client reconnected elsewhere before the
+    /// node was declared down) or about to see the claim and close it. So the will stays due,
+    /// and is taken out like one in `wills`: by that node's release of the claim (it publishes
+    /// it), its next `Start` (it publishes it) or its `Down` (the adopter publishes it).
+    pub(crate) replaced: BTreeMap<(ByteString, u16, u64, u64), Will>,
 }
 
 /// What declaring a node down changed (see [`Table::adopt`]).
@@ -94,7 +101,7 @@ pub(crate) enum Change {
     Released {
         client_id: ByteString,
         node: u16,
-        incarnation: u64,
+        claim: (u64, u64),
     },
 }
 
@@ -118,16 +125,20 @@ impl Table {
                         return Change::None;
                     }
                 }
+                let before = self.wills.remove(client_id);
                 self.claims.insert(key, (*incarnation, *token));
                 let from = self.owners.insert(client_id.clone(), *node);
-                // The connection before, if any, is replaced: its will is its owner's business.
-                match will {
-                    Some(will) => {
-                        let entry = (*node, *incarnation, (**will).clone());
-                        self.wills.insert(client_id.clone(), entry);
-                    }
-                    None => {
-                        self.wills.remove(client_id);
+                if let Some(will) = will {
+                    let entry = (*node, *incarnation, (**will).clone());
+                    self.wills.insert(client_id.clone(), entry);
+                }
+                // The connection before, if any, is replaced. On the same node, its will is that
+                // node's business now (it takes the connection over); on another, it stays due.
+                if let Some((n, inc, will)) = before.filter(|(n, _, _)| n != node) {
+                    let claim = self.claims.get(&(client_id.clone(), n));
+                    if let Some(&(_, token)) = claim.filter(|(i, _)| *i == inc) {
+                        self.replaced
+                            .insert((client_id.clone(), n, inc, token), will);
                     }
                 }
                 Change::Owner {
@@ -154,9 +165,17 @@ impl Table {
                         return Change::Released {
                             client_id: client_id.clone(),
                             node: *node,
-                            incarnation: *incarnation,
+                            claim: (*incarnation, *token),
                         };
                     }
+                }
+                let key = (client_id.clone(), *node, *incarnation, *token);
+                if self.replaced.remove(&key).is_some() {
+                    return Change::Released {
+                        client_id: client_id.clone(),
+                        node: *node,
+                        claim: (*incarnation, *token),
+                    };
                 }
                 Change::None
             }
@@ -176,6 +195,13 @@ impl Table {
                 });
                 let mut wills = Vec::new();
                 self.wills.retain(|client, (n, inc, will)| {
+                    let old = n == node && inc != incarnation;
+                    if old {
+                        wills.push((client.clone(), will.clone()));
+                    }
+                    !old
+                });
+                self.replaced.retain(|(client, n, inc, _), will| {
                     let old = n == node && inc != incarnation;
                     if old {
                         wills.push((client.clone(), will.clone()));
@@ -280,8 +306,9 @@ impl Table {
 
     /// Hands the down `node`'s clients to `adopter`: those with a copy of their session
     /// (`has_copy`) become the adopter's, the others (their sessions died with the node) nobody's.
-    /// The wills of the sessions that died go to the adopter to publish; those of the sessions it
-    /// takes in are in their copies.
+    /// The wills of the sessions that died go to the adopter to publish, with the wills of the
+    /// node's connections that other nodes' claims replaced; those of the sessions it takes in
+    /// are in their copies.
     /// The node's interest in plain filters becomes the adopter's, added to its own, so publishes
     /// reach the adopted sessions at once; the adopter corrects its counts to what its sessions
     /// subscribe to by its next interest entries. Its shared-group counts go: any other member
@@ -323,6 +350,12 @@ impl Table {
                 }
             }
         }
+        self.replaced.retain(|(client, n, _, _), will| {
+            if *n == node {
+                adoption.wills.push((client.clone(), will.clone()));
+            }
+            *n != node
+        });
         let filters: Vec<(ByteString, u32)> = self
             .interest
             .iter()
@@ -552,7 +585,7 @@ mod tests {
             Change::Released {
                 client_id: "b".into(),
                 node: 1,
-                incarnation: 1,
+                claim: (1, 3),
             },
             "its owner publishes it now if it is due"
         );
@@ -607,5 +640,77 @@ mod tests {
             adopter: 3,
         });
         assert_eq!(t.apply(&due), Change::None);
+    }
+
+    fn release_of(client: &str, node: u16, token: u64) -> Command {
+        Command::Release {
+            client_id: client.into(),
+            node,
+            incarnation: 1,
+            token,
+        }
+    }
+
+    #[test]
+    fn a_will_another_nodes_claim_replaced_stays_due_until_its_node_releases_restarts_or_dies() {
+        let mut t = Table::default();
+        for node in [1, 2, 3] {
+            t.apply(&Command::Start {
+                node,
+                incarnation: 1,
+            });
+        }
+        // "a", "b" and "c" connect to node 1, then reconnect to node 2 (with a will of their own).
+        for (token, client) in (1..).zip(["a", "b", "c"]) {
+            t.apply(&claim_with_will(client, 1, token, "on 1"));
+            t.apply(&claim_with_will(client, 2, token, "on 2"));
+        }
+        assert_eq!(t.replaced.len(), 3);
+        assert!(t.wills.values().all(|(n, _, _)| *n == 2));
+        // Node 1 releases "a" (it closed the connection): it publishes that will, once.
+        assert_eq!(
+            t.apply(&release_of("a", 1, 1)),
+            Change::Released {
+                client_id: "a".into(),
+                node: 1,
+                claim: (1, 1),
+            }
+        );
+        assert_eq!(t.apply(&release_of("a", 1, 1)), Change::None, "once");
+        assert_eq!(t.owners.get("a"), Some(&2), "the client stays node 2's");
+        // A release under another claim is not this will's.
+        assert_eq!(t.apply(&release_of("b", 1, 9)), Change::None);
+        // Node 1 restarts: its last incarnation's "b" will is its to publish.
+        t.apply(&claim_with_will("d", 3, 4, "on 3"));
+        t.apply(&claim_with_will("d", 1, 4, "on 1"));
+        t.apply(&claim_with_will("d", 3, 5, "on 3 again"));
+        let restart = t.apply(&Command::Start {
+            node: 1,
+            incarnation: 2,
+        });
+        let Change::Forgotten { wills, .. } = restart else {
+            panic!("not a restart: {restart:?}");
+        };
+        let forgotten: Vec<&str> = wills.iter().map(|(c, _)| &**c).collect();
+        assert_eq!(forgotten, ["b", "c", "d"]);
+        // Node 3 is declared down: the adopter publishes the wills of its connections: "d"'s
+        // last (in force), "d"'s first (replaced when the client moved to node 1), and "e"'s
+        // (replaced by node 2's claim); none of node 2's.
+        t.apply(&claim_with_will("e", 3, 6, "on 3"));
+        t.apply(&claim_with_will("e", 2, 6, "on 2"));
+        t.apply(&Command::Down {
+            node: 3,
+            incarnation: 1,
+            adopter: 2,
+        });
+        let adoption = t.adopt(3, 2, |_| false);
+        let payloads: Vec<(&str, &[u8])> = adoption
+            .wills
+            .iter()
+            .map(|(c, w)| (&**c, w.payload.as_ref()))
+            .collect();
+        let expected = [("d", &b"on 3 again"[..]), ("d", b"on 3"), ("e", b"on 3")];
+        assert_eq!(payloads, expected);
+        assert!(t.replaced.is_empty());
     }
 }

@@ -671,7 +671,8 @@ const CMD_DOWN: u8 = 7;
 const CMD_UP: u8 = 8;
 const CMD_WILLS: u8 = 9;
 
-const STATE_V1: u8 = 1;
+/// The snapshot's format (2 added the replaced wills); a node refuses any other.
+const STATE_V2: u8 = 2;
 const MEMBER_V1: u8 = 1;
 
 const OP_PUT_SESSION: u8 = 1;
@@ -1076,7 +1077,7 @@ impl State {
         now: Instant,
     ) -> Bytes {
         let t = table;
-        let mut w = Writer::new(STATE_V1);
+        let mut w = Writer::new(STATE_V2);
         w.u32(len_u32(t.owners.len()));
         for (client, node) in &t.owners {
             w.bytes(client.as_bytes()).u16(*node);
@@ -1120,6 +1121,14 @@ impl State {
                 .u64(*inc)
                 .will(Some(will), now);
         }
+        w.u32(len_u32(t.replaced.len()));
+        for ((client, node, inc, token), will) in &t.replaced {
+            w.bytes(client.as_bytes())
+                .u16(*node)
+                .u64(*inc)
+                .u64(*token)
+                .will(Some(will), now);
+        }
         let copies: Vec<_> = replicas.iter().collect();
         w.u32(len_u32(copies.len()));
         for (client, writer, session) in copies {
@@ -1140,7 +1149,7 @@ impl State {
     pub(crate) fn decode(bytes: Bytes, now: Instant) -> Result<State, WireError> {
         let mut r = Reader(bytes);
         let tag = r.u8("state tag")?;
-        if tag != STATE_V1 {
+        if tag != STATE_V2 {
             return Err(WireError::UnknownTag { what: "state", tag });
         }
         let mut state = State::default();
@@ -1184,6 +1193,14 @@ impl State {
             let (node, inc) = (r.u16("will node")?, r.u64("will incarnation")?);
             if let Some(will) = r.will(now)? {
                 t.wills.insert(client, (node, inc, will));
+            }
+        }
+        for _ in 0..r.count("replaced wills")? {
+            let client = r.string("client id")?;
+            let (node, inc) = (r.u16("will node")?, r.u64("will incarnation")?);
+            let token = r.u64("will token")?;
+            if let Some(will) = r.will(now)? {
+                t.replaced.insert((client, node, inc, token), will);
             }
         }
         for _ in 0..r.count("copies")? {
@@ -1551,6 +1568,7 @@ mod tests {
         table.down.insert(3, (8, 2));
         table.downs = 2;
         table.wills.insert("d".into(), (2, 7, will()));
+        table.replaced.insert(("d".into(), 1, 6, 4), will());
         State {
             table,
             copies: vec![

@@ -119,7 +119,15 @@ pub(super) struct Node {
     /// client to take them out of the table: until it applies, the table says the will is still
     /// due, and whoever the log makes take it out (an adopter, this node's next incarnation)
     /// publishes it (seed 1077: the adopter of a node cut off just after it published one).
-    releasing: BTreeMap<ByteString, Arc<Message>>,
+    /// Keyed by (client identifier, the claim the connection was admitted under). Another
+    /// node's claim of the client moves the will to [`Table::replaced`], where it still waits
+    /// for the release.
+    releasing: BTreeMap<(ByteString, (u64, u64)), Arc<Message>>,
+    /// The retained messages as the log set them, by topic: what a snapshot holds. The engine's
+    /// store also has this node's own at once, before they commit (its clients read their own
+    /// writes), and some never do (seed 5057: a node's snapshot held one, and the node came back
+    /// from it with a retained message no other node had).
+    retained: BTreeMap<ByteString, Arc<Message>>,
     /// Splits this node's snapshots into frames and gathers other nodes'.
     parts: Parts,
     stats: ClusterStats,
@@ -243,6 +251,7 @@ impl Node {
             withheld: Vec::new(),
             unstored: Vec::new(),
             releasing: BTreeMap::new(),
+            retained: BTreeMap::new(),
             wills_proposed: false,
             parts,
             stats: ClusterStats::default(),
@@ -266,16 +275,24 @@ impl Node {
 
     /// Whether the table holds the will of `client_id`'s connection here, under the claim the
     /// session here was admitted with (not that of a newer connection that took it over).
-    fn will_in_table(&self, client_id: &ByteString) -> bool {
+    fn will_in_table(&self, client_id: &ByteString) -> Option<(u64, u64)> {
+        let claim = *self.admitted.get(client_id)?;
+        self.will_held(client_id, claim).then_some(claim)
+    }
+
+    /// Whether the table still holds the will of this node's connection of `client_id` admitted
+    /// under `claim`: in force, or replaced by another node's claim (not by one of this node's:
+    /// this node took the connection over, and published the will then).
+    fn will_held(&self, client_id: &ByteString, (incarnation, token): (u64, u64)) -> bool {
         let me = self.me();
-        let admitted = self.admitted.get(client_id);
-        admitted.is_some()
-            && self.table.claims.get(&(client_id.clone(), me)) == admitted
-            && self
-                .table
-                .wills
-                .get(client_id)
-                .is_some_and(|(n, inc, _)| *n == me && *inc == self.incarnation)
+        if incarnation != self.incarnation {
+            return false;
+        }
+        let in_force = self.table.claims.get(&(client_id.clone(), me))
+            == Some(&(incarnation, token))
+            && (self.table.wills.get(client_id))
+                .is_some_and(|(n, inc, _)| (*n, *inc) == (me, incarnation));
+        in_force || (self.table.replaced).contains_key(&(client_id.clone(), me, incarnation, token))
     }
 
     /// Whether this incarnation's `Start` applied: before, the log may still hold what the others
@@ -378,7 +395,9 @@ impl Engine {
         if !force && node.raft.since_snapshot() < node.config.snapshot_entries as u64 {
             return;
         }
-        let data = State::encode(&node.table, &node.replicas, &self.retained.all(), now);
+        node.retained.retain(|_, m| !m.is_expired(now));
+        let retained: Vec<Arc<Message>> = node.retained.values().cloned().collect();
+        let data = State::encode(&node.table, &node.replicas, &retained, now);
         if let Some(op) = node.raft.compact(data) {
             node.stats.snapshots_taken += 1;
             self.persist.push(op);
@@ -408,6 +427,9 @@ impl Engine {
         let me = node.me();
         let old = std::mem::replace(&mut node.table, state.table);
         node.replicas = Replicas::restore(state.copies);
+        node.retained = (state.retained.iter())
+            .map(|m| (m.topic.as_bytestring().clone(), m.clone()))
+            .collect();
         let gone: Vec<(u16, ByteString)> =
             old.interest.into_keys().filter(|(n, _)| *n != me).collect();
         let interest: Vec<(u16, ByteString, u32)> = node
@@ -934,9 +956,12 @@ impl Engine {
                 node.withheld.push((client_id.clone(), message));
             }
             Some(node) if stored => node.unstored.push((batch, client_id.clone(), message)),
-            Some(node) if node.will_in_table(client_id) => {
-                node.releasing.insert(client_id.clone(), message);
-            }
+            Some(node) => match node.will_in_table(client_id) {
+                Some(claim) => {
+                    node.releasing.insert((client_id.clone(), claim), message);
+                }
+                None => self.will_due(client_id, message),
+            },
             _ => self.will_due(client_id, message),
         }
     }
@@ -1441,7 +1466,10 @@ impl Engine {
         if let Some(node) = &mut self.cluster {
             let me = node.me();
             if let Some((incarnation, token)) = node.admitted.remove(client_id) {
-                if node.table.owners.get(client_id) == Some(&me) {
+                let replaced = (client_id.clone(), me, incarnation, token);
+                if node.table.owners.get(client_id) == Some(&me)
+                    || node.table.replaced.contains_key(&replaced)
+                {
                     node.submit(|_| Command::Release {
                         client_id: client_id.clone(),
                         node: me,
@@ -1607,6 +1635,12 @@ impl Engine {
         if let Command::Retain { message } = &command {
             let topic = message.topic.as_bytestring();
             let newer = by.is_none_or(|by| node.table.retain(topic, by));
+            if newer {
+                match message.payload.is_empty() {
+                    true => node.retained.remove(topic),
+                    false => node.retained.insert(topic.clone(), message.clone()),
+                };
+            }
             if newer && self.config.retain_available {
                 if message.payload.is_empty() {
                     self.retained.remove(message.topic.as_str());
@@ -1637,10 +1671,10 @@ impl Engine {
             Change::Released {
                 client_id,
                 node: from,
-                incarnation,
+                claim,
             } => {
-                if from == me && incarnation == my_incarnation {
-                    if let Some(message) = node.releasing.remove(&client_id) {
+                if from == me && claim.0 == my_incarnation {
+                    if let Some(message) = node.releasing.remove(&(client_id.clone(), claim)) {
                         self.will_due(&client_id, message);
                     }
                 }
@@ -1681,9 +1715,21 @@ impl Engine {
                 token,
             } => {
                 let replaying = entry.index <= node.replay_until;
-                if let Some(message) = node.releasing.remove(&client_id) {
-                    // The claim took the ended connection's will out of the table.
-                    self.will_due(&client_id, message);
+                // A claim of this node took the wills of its ended connections out of the table
+                // (another node's moves them to `replaced`, still due).
+                let first = (client_id.clone(), (0, 0));
+                let last = (client_id.clone(), (u64::MAX, u64::MAX));
+                let out: Vec<(u64, u64)> = (node.releasing.range(first..=last))
+                    .map(|((_, claim), _)| *claim)
+                    .filter(|claim| !node.will_held(&client_id, *claim))
+                    .collect();
+                for claim in out {
+                    let Some(node) = &mut self.cluster else {
+                        return;
+                    };
+                    if let Some(message) = node.releasing.remove(&(client_id.clone(), claim)) {
+                        self.will_due(&client_id, message);
+                    }
                 }
                 let Some(node) = &mut self.cluster else {
                     return;
