@@ -603,26 +603,15 @@ mod tests {
             adopter: 2,
         });
         let adoption = t.adopt(1, 2, |c| c == "d");
-        let payloads: Vec<(&str, &[u8])> = adoption
-            .wills
-            .iter()
-            .map(|(c, w)| (&**c, w.payload.as_ref()))
-            .collect();
-        assert_eq!(payloads, [("a", &b"a-second"[..]), ("c", &b"c"[..])]);
+        let expected = [("a", &b"a-second"[..]), ("c", b"c")];
+        assert_eq!(payloads(&adoption.wills), expected);
         assert!(
             t.wills.is_empty(),
             "d's will is in its copy, the rest went to the adopter"
         );
         // A restarted node gets back the wills its last incarnation left in the table.
         t.apply(&claim_with_will("e", 2, 1, "e"));
-        let restart = t.apply(&Command::Start {
-            node: 2,
-            incarnation: 2,
-        });
-        let Change::Forgotten { wills, .. } = restart else {
-            panic!("not a restart: {restart:?}");
-        };
-        assert_eq!(wills.len(), 1);
+        assert_eq!(payloads(&restart(&mut t, 2, 2)), [("e", &b"e"[..])]);
         assert!(t.wills.is_empty());
         // Its wills are due only if it was not declared down.
         let due = Command::Wills {
@@ -640,6 +629,22 @@ mod tests {
             adopter: 3,
         });
         assert_eq!(t.apply(&due), Change::None);
+    }
+
+    /// Applies `node`'s restart as `incarnation`: the wills its last incarnation left.
+    fn restart(t: &mut Table, node: u16, incarnation: u64) -> Vec<(ByteString, Will)> {
+        let change = t.apply(&Command::Start { node, incarnation });
+        let Change::Forgotten { wills, .. } = change else {
+            panic!("not a restart: {change:?}");
+        };
+        wills
+    }
+
+    fn payloads(wills: &[(ByteString, Will)]) -> Vec<(&str, &[u8])> {
+        wills
+            .iter()
+            .map(|(c, w)| (&**c, w.payload.as_ref()))
+            .collect()
     }
 
     fn release_of(client: &str, node: u16, token: u64) -> Command {
@@ -684,15 +689,9 @@ mod tests {
         t.apply(&claim_with_will("d", 3, 4, "on 3"));
         t.apply(&claim_with_will("d", 1, 4, "on 1"));
         t.apply(&claim_with_will("d", 3, 5, "on 3 again"));
-        let restart = t.apply(&Command::Start {
-            node: 1,
-            incarnation: 2,
-        });
-        let Change::Forgotten { wills, .. } = restart else {
-            panic!("not a restart: {restart:?}");
-        };
-        let forgotten: Vec<&str> = wills.iter().map(|(c, _)| &**c).collect();
-        assert_eq!(forgotten, ["b", "c", "d"]);
+        let forgotten = restart(&mut t, 1, 2);
+        let expected = [("b", &b"on 1"[..]), ("c", b"on 1"), ("d", b"on 1")];
+        assert_eq!(payloads(&forgotten), expected);
         // Node 3 is declared down: the adopter publishes the wills of its connections: "d"'s
         // last (in force), "d"'s first (replaced when the client moved to node 1), and "e"'s
         // (replaced by node 2's claim); none of node 2's.
@@ -704,13 +703,8 @@ mod tests {
             adopter: 2,
         });
         let adoption = t.adopt(3, 2, |_| false);
-        let payloads: Vec<(&str, &[u8])> = adoption
-            .wills
-            .iter()
-            .map(|(c, w)| (&**c, w.payload.as_ref()))
-            .collect();
         let expected = [("d", &b"on 3 again"[..]), ("d", b"on 3"), ("e", b"on 3")];
-        assert_eq!(payloads, expected);
+        assert_eq!(payloads(&adoption.wills), expected);
         assert!(t.replaced.is_empty());
     }
 }
