@@ -5,7 +5,7 @@
 //! --test cluster_sim seeds`. `CICADA_SIM_SEEDS=<n>` runs more seeds (default 200),
 //! starting from `CICADA_SIM_FROM=<seed>` (default 0).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -564,6 +564,39 @@ fn a_retained_message_that_never_committed_stays_out_of_its_nodes_snapshot() {
     }
 }
 
+/// A retained QoS 1 message is acknowledged only once its `Retain` entry committed: before, its
+/// node acknowledged it at once, and lost it if it crashed before the proposal reached the
+/// leader (seed 5057).
+#[test]
+fn a_retained_message_is_acknowledged_once_its_entry_committed() {
+    let mut sim = ClusterSim::new(3, &config(), 59);
+    sim.run(secs(3));
+    let leader = *leaders(&sim).iter().next().expect("a leader");
+    let muted = if leader == 1 { 2 } else { 1 };
+    sim.connect("p", muted);
+    sim.run(ms(200));
+    sim.mute(muted, &[1, 2, 3]);
+    sim.publish("p", "r/held", QoS::AtLeastOnce, true, "kept");
+    sim.run(ms(500));
+    assert!(sim.clients["p"].acked.is_empty(), "{}", sim.log());
+    sim.heal();
+    sim.run_checked(secs(2), &mut |s| s.check());
+    assert_eq!(sim.clients["p"].acked, ["kept"], "{}", sim.log());
+    let topic = TopicName::new("r/held").expect("topic");
+    sim.crash(muted);
+    sim.run(ms(100));
+    for id in sim.live() {
+        let here = sim.engine(id).and_then(|e| e.retained(&topic));
+        let payload = here.map(|m| m.payload.clone());
+        assert_eq!(
+            payload.as_deref(),
+            Some(&b"kept"[..]),
+            "node {id}\n{}",
+            sim.log()
+        );
+    }
+}
+
 /// The clean client's node dies and the client is back on node 3 at once, long before node 1 is
 /// declared down: its claim there replaces the will of its dead connection in the table, which
 /// still goes out, once: the adopter publishes it at the `Down`, or node 1 itself at its restart.
@@ -924,6 +957,8 @@ fn scenario(seed: u64) -> String {
     sim.set_faults(faults);
     let mut down: Option<u16> = None;
     let mut cut = false;
+    // The retained messages published, by payload: the topic's index and the step.
+    let mut retained_sent: BTreeMap<Bytes, (u64, u32)> = BTreeMap::new();
     for step in 0..40u32 {
         let roll = sim.rng().below(100);
         if !sim.clients["p"].connected && sim.rng().below(2) == 0 {
@@ -959,6 +994,7 @@ fn scenario(seed: u64) -> String {
             40..=59 => sim.publish("p", "q2/a", QoS::ExactlyOnce, false, &format!("x{step}")),
             60..=69 => {
                 let k = sim.rng().below(3);
+                retained_sent.insert(Bytes::from(format!("r{step}")), (k, step));
                 sim.publish(
                     "p",
                     &format!("r/k{k}"),
@@ -1043,6 +1079,21 @@ fn scenario(seed: u64) -> String {
                     "seed {seed}: retained r/k{k} differs on node {id}: {all:?}"
                 ));
             }
+        }
+    }
+    // An acknowledged retained message is not lost: its topic holds it, or one published later.
+    for (payload, (k, step)) in &retained_sent {
+        if !acked.contains(payload) {
+            continue;
+        }
+        let topic = TopicName::new(format!("r/k{k}")).expect("topic");
+        let kept = sim.engine(sim.live()[0]).and_then(|e| e.retained(&topic));
+        let kept_step = kept.as_ref().and_then(|m| retained_sent.get(&m.payload));
+        if kept_step.is_none_or(|(_, s)| s < step) {
+            sim.fail(&format!(
+                "seed {seed}: acknowledged retained {payload:?} on r/k{k} is lost: {:?}",
+                kept.map(|m| m.payload.clone())
+            ));
         }
     }
     // Every live subscriber gets what is published now.

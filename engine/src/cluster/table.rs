@@ -21,9 +21,8 @@ pub(crate) struct Table {
     pub(crate) incarnations: BTreeMap<u16, u64>,
     /// (node, filter) → (version, subscription count).
     pub(crate) interest: BTreeMap<(u16, ByteString), (u64, u32)>,
-    /// Topic → the proposal (node, incarnation, token) that set its retained message last: a
-    /// resent older one from the same node is ignored.
-    pub(crate) retained_by: BTreeMap<ByteString, (u16, u64, u64)>,
+    /// Topic → the entry that set its retained message last (see [`Table::retain`]).
+    pub(crate) retained_by: BTreeMap<ByteString, RetainedBy>,
     /// The last [`Command::Session`] applied per node, in its current incarnation.
     pub(crate) session_seq: BTreeMap<u16, u64>,
     /// The addresses of the nodes added through the admin API (the founding members' are in each
@@ -51,6 +50,21 @@ pub(crate) struct Table {
     /// and is taken out like one in `wills`: by that node's release of the claim (it publishes
     /// it), its next `Start` (it publishes it) or its `Down` (the adopter publishes it).
     pub(crate) replaced: BTreeMap<(ByteString, u16, u64, u64), Will>,
+}
+
+/// The `Retain` entry that set a topic's retained message (see [`Table::retain`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RetainedBy {
+    /// The node that proposed it.
+    pub(crate) node: u16,
+    /// Its incarnation then.
+    pub(crate) incarnation: u64,
+    /// The proposal's token.
+    pub(crate) token: u64,
+    /// How far that node had applied the log when it proposed it.
+    pub(crate) seen: u64,
+    /// The entry's own index.
+    pub(crate) at: u64,
 }
 
 /// What declaring a node down changed (see [`Table::adopt`]).
@@ -392,11 +406,17 @@ impl Table {
         }
     }
 
-    /// Whether a retained message proposed as `by` (node, incarnation, token) for `topic` is newer
-    /// than the one in force; records it if so.
-    pub(crate) fn retain(&mut self, topic: &ByteString, by: (u16, u64, u64)) -> bool {
-        if let Some((node, inc, token)) = self.retained_by.get(topic) {
-            if (*node, *inc) == (by.0, by.1) && *token >= by.2 {
+    /// Whether the retained message `by` proposed for `topic` replaces the one in force; records
+    /// it if so. One node incarnation's messages take effect in the order it made them (a resent
+    /// older one is ignored). Another node's replaces the one in force only if that one had
+    /// applied where it was proposed: a message held up in a partition, whose publisher may have
+    /// given up on it and published again elsewhere, does not bring back an older value when it
+    /// commits at last (seed 47). Two messages proposed on two nodes before either applied are
+    /// ordered by the log.
+    pub(crate) fn retain(&mut self, topic: &ByteString, by: RetainedBy) -> bool {
+        if let Some(current) = self.retained_by.get(topic) {
+            let same = (current.node, current.incarnation) == (by.node, by.incarnation);
+            if (same && current.token >= by.token) || (!same && current.at > by.seen) {
                 return false;
             }
         }
@@ -468,6 +488,43 @@ mod tests {
             }
         );
         assert_eq!(t.count(2, &"a/#".into()), 0);
+    }
+
+    #[test]
+    fn a_retained_message_replaces_only_what_its_node_had_seen_or_its_own_older_ones() {
+        let by = |node, token, seen, at| RetainedBy {
+            node,
+            incarnation: 1,
+            token,
+            seen,
+            at,
+        };
+        let mut t = Table::default();
+        let topic: ByteString = "r/x".into();
+        assert!(t.retain(&topic, by(1, 5, 3, 10)), "the first");
+        assert!(
+            !t.retain(&topic, by(1, 4, 3, 11)),
+            "node 1's older one, resent"
+        );
+        assert!(
+            t.retain(&topic, by(1, 6, 3, 12)),
+            "node 1's next, unseen or not"
+        );
+        assert!(
+            !t.retain(&topic, by(2, 1, 11, 13)),
+            "node 2 had not applied entry 12"
+        );
+        assert!(
+            t.retain(&topic, by(2, 2, 12, 14)),
+            "node 2 had applied entry 12"
+        );
+        assert!(
+            t.retain(&topic, by(1, 7, 14, 15)),
+            "node 1 had applied node 2's"
+        );
+        assert_eq!(t.retained_by.get(&topic), Some(&by(1, 7, 14, 15)));
+        let other: ByteString = "r/y".into();
+        assert!(t.retain(&other, by(2, 3, 0, 16)), "topics are apart");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
 use super::replica::Replicas;
-use super::table::Table;
+use super::table::{RetainedBy, Table};
 use super::MemberAddress;
 use crate::codec::{
     decode_shared, options_byte, subscription_options, Delivery, PacketId, ProtocolVersion,
@@ -163,6 +163,8 @@ pub(crate) enum Command {
     Retain {
         /// The message.
         message: Arc<Message>,
+        /// How far the proposing node had applied the log (see [`Table::retain`]).
+        seen: u64,
     },
     /// What `node` wrote to its store for the persistent sessions it owns, number `seq` of its
     /// incarnation: every other node applies it to its copy of those sessions, so they survive
@@ -671,8 +673,9 @@ const CMD_DOWN: u8 = 7;
 const CMD_UP: u8 = 8;
 const CMD_WILLS: u8 = 9;
 
-/// The snapshot's format (2 added the replaced wills); a node refuses any other.
-const STATE_V2: u8 = 2;
+/// The snapshot's format (2 added the replaced wills, 3 where retained messages were set); a
+/// node refuses any other.
+const STATE_V3: u8 = 3;
 const MEMBER_V1: u8 = 1;
 
 const OP_PUT_SESSION: u8 = 1;
@@ -901,7 +904,10 @@ impl Command {
             Command::Wills { node, incarnation } => {
                 Writer::new(CMD_WILLS).u16(*node).u64(*incarnation).done()
             }
-            Command::Retain { message } => Writer::new(CMD_RETAIN).message(message, now).done(),
+            Command::Retain { message, seen } => Writer::new(CMD_RETAIN)
+                .message(message, now)
+                .u64(*seen)
+                .done(),
             Command::Session {
                 node,
                 incarnation,
@@ -954,6 +960,7 @@ impl Command {
             },
             CMD_RETAIN => Command::Retain {
                 message: r.message(now)?,
+                seen: r.u64("seen")?,
             },
             CMD_DOWN => Command::Down {
                 node: r.u16("node")?,
@@ -1077,7 +1084,7 @@ impl State {
         now: Instant,
     ) -> Bytes {
         let t = table;
-        let mut w = Writer::new(STATE_V2);
+        let mut w = Writer::new(STATE_V3);
         w.u32(len_u32(t.owners.len()));
         for (client, node) in &t.owners {
             w.bytes(client.as_bytes()).u16(*node);
@@ -1098,8 +1105,13 @@ impl State {
                 .u32(*count);
         }
         w.u32(len_u32(t.retained_by.len()));
-        for (topic, (node, inc, token)) in &t.retained_by {
-            w.bytes(topic.as_bytes()).u16(*node).u64(*inc).u64(*token);
+        for (topic, by) in &t.retained_by {
+            w.bytes(topic.as_bytes())
+                .u16(by.node)
+                .u64(by.incarnation)
+                .u64(by.token)
+                .u64(by.seen)
+                .u64(by.at);
         }
         w.u32(len_u32(t.session_seq.len()));
         for (node, seq) in &t.session_seq {
@@ -1149,7 +1161,7 @@ impl State {
     pub(crate) fn decode(bytes: Bytes, now: Instant) -> Result<State, WireError> {
         let mut r = Reader(bytes);
         let tag = r.u8("state tag")?;
-        if tag != STATE_V2 {
+        if tag != STATE_V3 {
             return Err(WireError::UnknownTag { what: "state", tag });
         }
         let mut state = State::default();
@@ -1172,7 +1184,13 @@ impl State {
         }
         for _ in 0..r.count("retained by")? {
             let topic = r.string("topic")?;
-            let by = (r.u16("node")?, r.u64("incarnation")?, r.u64("token")?);
+            let by = RetainedBy {
+                node: r.u16("node")?,
+                incarnation: r.u64("incarnation")?,
+                token: r.u64("token")?,
+                seen: r.u64("seen")?,
+                at: r.u64("at")?,
+            };
             t.retained_by.insert(topic, by);
         }
         for _ in 0..r.count("session seqs")? {
@@ -1471,7 +1489,10 @@ mod tests {
                 node: 1,
                 incarnation: 5,
             },
-            Command::Retain { message: message() },
+            Command::Retain {
+                message: message(),
+                seen: 11,
+            },
             Command::Session {
                 node: 2,
                 incarnation: 6,
@@ -1509,9 +1530,14 @@ mod tests {
             assert_eq!(Command::decode(bytes, Instant::ZERO).expect("decodes"), cmd);
         }
         // Applied ten seconds later, the message has thirty seconds from then.
-        let bytes = Bytes::from(Command::Retain { message: message() }.encode(Instant::ZERO));
+        let retain = Command::Retain {
+            message: message(),
+            seen: 0,
+        };
+        let bytes = Bytes::from(retain.encode(Instant::ZERO));
         let later = Instant::ZERO + Duration::from_secs(10);
-        let Command::Retain { message: m } = Command::decode(bytes, later).expect("decodes") else {
+        let Command::Retain { message: m, .. } = Command::decode(bytes, later).expect("decodes")
+        else {
             panic!("not a retain")
         };
         assert_eq!(m.expires_at, Some(later + Duration::from_secs(30)));
@@ -1562,7 +1588,14 @@ mod tests {
         table.claims.insert(("c".into(), 2), (7, 3));
         table.incarnations.insert(2, 7);
         table.interest.insert((2, "t/#".into()), (4, 1));
-        table.retained_by.insert("r/x".into(), (1, 9, 12));
+        let by = RetainedBy {
+            node: 1,
+            incarnation: 9,
+            token: 12,
+            seen: 30,
+            at: 33,
+        };
+        table.retained_by.insert("r/x".into(), by);
         table.session_seq.insert(2, 5);
         table.members.insert(4, sample_member());
         table.down.insert(3, (8, 2));

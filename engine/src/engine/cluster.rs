@@ -14,10 +14,10 @@ use raft::SnapshotStatus;
 use crate::cluster::link::Links;
 use crate::cluster::parts::Parts;
 use crate::cluster::replica::Replicas;
-use crate::cluster::table::{Change, Table};
+use crate::cluster::table::{Change, RetainedBy, Table};
 use crate::cluster::wire::{Command, Frame, State};
 use crate::cluster::{self, ClusterConfig, ClusterStats, Raft};
-use crate::codec::{Connect, ReasonCode};
+use crate::codec::{Connect, QoS, ReasonCode};
 use crate::io::{CloseReason, ConnId, Event, PeerMessage, Stamp, StoreOp};
 use crate::message::Message;
 use crate::retained::RetainedStore;
@@ -128,6 +128,12 @@ pub(super) struct Node {
     /// writes), and some never do (seed 5057: a node's snapshot held one, and the node came back
     /// from it with a retained message no other node had).
     retained: BTreeMap<ByteString, Arc<Message>>,
+    /// This node's `Retain` proposals whose publisher's acknowledgement waits for them to
+    /// commit, by token: the batch held. Acknowledged at once, a retained message whose node
+    /// crashed before the proposal reached the leader was lost (seed 5057).
+    retain_holds: BTreeMap<u64, u64>,
+    /// The index of the last log entry applied (what a `Retain` says this node had seen).
+    applied: u64,
     /// Splits this node's snapshots into frames and gathers other nodes'.
     parts: Parts,
     stats: ClusterStats,
@@ -252,6 +258,8 @@ impl Node {
             unstored: Vec::new(),
             releasing: BTreeMap::new(),
             retained: BTreeMap::new(),
+            retain_holds: BTreeMap::new(),
+            applied: 0,
             wills_proposed: false,
             parts,
             stats: ClusterStats::default(),
@@ -271,6 +279,13 @@ impl Node {
         let token = self.next_token;
         self.pending.insert(token, (make(token), Instant::ZERO));
         token
+    }
+
+    /// Whether a `Retain` of this node for `topic` waits to apply.
+    fn retaining(&self, topic: &ByteString) -> bool {
+        self.pending.values().any(|(command, _)| {
+            matches!(command, Command::Retain { message, .. } if message.topic.as_bytestring() == topic)
+        })
     }
 
     /// Whether the table holds the will of `client_id`'s connection here, under the claim the
@@ -472,6 +487,7 @@ impl Engine {
             self.drop_unowned_sessions();
             self.claims_in_snapshot();
             self.awaits_in_snapshot();
+            self.retains_in_snapshot();
             let me_down = self
                 .cluster
                 .as_ref()
@@ -482,6 +498,37 @@ impl Engine {
                 self.taken_down(incarnation);
             }
         }
+    }
+
+    /// This node's `Retain` proposals that committed inside a snapshot it received (it never saw
+    /// their entries) are done: the table names this node's incarnation, with that token or a
+    /// later one, as the last to set the topic. One a later message from another node replaced
+    /// stays pending and is proposed again (the snapshot cannot tell whether it committed).
+    fn retains_in_snapshot(&mut self) {
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        let (me, incarnation) = (node.me(), node.incarnation);
+        let settled: Vec<u64> = node
+            .pending
+            .iter()
+            .filter_map(|(token, (command, _))| match command {
+                Command::Retain { message, .. } => {
+                    let by = node.table.retained_by.get(message.topic.as_bytestring());
+                    by.filter(|by| {
+                        (by.node, by.incarnation) == (me, incarnation) && by.token >= *token
+                    })
+                    .map(|_| *token)
+                }
+                _ => None,
+            })
+            .collect();
+        let mut batches = Vec::new();
+        for token in settled {
+            node.pending.remove(&token);
+            batches.extend(node.retain_holds.remove(&token));
+        }
+        self.batches_replicated(&batches);
     }
 
     /// This node's claims that committed inside a snapshot it received (it never saw their
@@ -1384,7 +1431,14 @@ impl Engine {
             return;
         }
         let batches = node.writes.take().map(|w| w.batches).unwrap_or_default();
-        for batch in &batches {
+        self.batches_replicated(&batches);
+        self.propose_writes();
+    }
+
+    /// What waited for `batches`' log entries to commit goes on: acknowledgements, receipts,
+    /// wills.
+    fn batches_replicated(&mut self, batches: &[u64]) {
+        for batch in batches {
             self.persist.replicated(*batch);
         }
         if !batches.is_empty() {
@@ -1392,7 +1446,6 @@ impl Engine {
             self.answer_receipts();
             self.stored_wills();
         }
-        self.propose_writes();
     }
 
     /// Records the router's interest changes and proposes them; unless `changes_only`, also
@@ -1455,9 +1508,17 @@ impl Engine {
     }
 
     /// Proposes a retained message (or its removal) for every node.
+    /// The batch being built (its acknowledgements) waits for the entry to commit if the message
+    /// is QoS 1 or 2 and storage is on, like the session writes that carry the same promise.
     pub(super) fn replicate_retained(&mut self, message: Arc<Message>) {
+        let hold = message.qos != QoS::AtMostOnce && self.persist.enabled();
         if let Some(node) = &mut self.cluster {
-            node.submit(|_| Command::Retain { message });
+            let seen = (node.applied).max(node.raft.node.store().snapshot_index());
+            let token = node.submit(|_| Command::Retain { message, seen });
+            if hold && !node.removed {
+                let batch = self.persist.await_replication();
+                node.retain_holds.insert(token, batch);
+            }
         }
     }
 
@@ -1614,12 +1675,20 @@ impl Engine {
         let Some(node) = &mut self.cluster else {
             return;
         };
+        node.applied = entry.index;
         let by = parse_context(&entry.context);
         if let Some((from, inc, token)) = by {
             if from == node.me() && inc == node.incarnation {
                 node.pending.remove(&token);
+                if let Some(batch) = node.retain_holds.remove(&token) {
+                    // Committed, whatever applying it does.
+                    self.batches_replicated(&[batch]);
+                }
             }
         }
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
         let command = match Command::decode(Bytes::copy_from_slice(&entry.data), self.now) {
             Ok(command) => command,
             Err(error) => {
@@ -1632,20 +1701,34 @@ impl Engine {
                 return;
             }
         };
-        if let Command::Retain { message } = &command {
+        if let Command::Retain { message, seen } = &command {
             let topic = message.topic.as_bytestring();
-            let newer = by.is_none_or(|by| node.table.retain(topic, by));
+            let newer = by.is_none_or(|(node_id, incarnation, token)| {
+                let by = RetainedBy {
+                    node: node_id,
+                    incarnation,
+                    token,
+                    seen: *seen,
+                    at: entry.index,
+                };
+                node.table.retain(topic, by)
+            });
+            let mine = by.is_some_and(|(n, inc, _)| (n, inc) == (node.me(), node.incarnation));
             if newer {
                 match message.payload.is_empty() {
                     true => node.retained.remove(topic),
                     false => node.retained.insert(topic.clone(), message.clone()),
                 };
             }
-            if newer && self.config.retain_available {
-                if message.payload.is_empty() {
-                    self.retained.remove(message.topic.as_str());
-                } else {
-                    self.retained.insert(message.clone());
+            // A node shows its clients its own message at once (read your writes); one the log put
+            // behind the message in force is taken back unless another of its own is on the way.
+            let show = newer || (mine && !node.retaining(topic));
+            if show && self.config.retain_available {
+                match node.retained.get(topic) {
+                    Some(message) => self.retained.insert(message.clone()),
+                    None => {
+                        self.retained.remove(topic);
+                    }
                 }
             }
             return;
