@@ -502,8 +502,9 @@ impl Engine {
 
     /// This node's `Retain` proposals that committed inside a snapshot it received (it never saw
     /// their entries) are done: the table names this node's incarnation, with that token or a
-    /// later one, as the last to set the topic. One a later message from another node replaced
-    /// stays pending and is proposed again (the snapshot cannot tell whether it committed).
+    /// later one, as the last to set the topic. One that a later message from another node
+    /// replaced stays pending and is proposed again (the snapshot cannot tell whether it
+    /// committed): it then commits without taking effect, as its proposal predates the other.
     fn retains_in_snapshot(&mut self) {
         let Some(node) = &mut self.cluster else {
             return;
@@ -1507,8 +1508,7 @@ impl Engine {
         }
     }
 
-    /// Proposes a retained message (or its removal) for every node.
-    /// The batch being built (its acknowledgements) waits for the entry to commit if the message
+    /// Proposes a retained message (or its removal) for every node. The batch being built (its acknowledgements) waits for the entry to commit if the message
     /// is QoS 1 or 2 and storage is on, like the session writes that carry the same promise.
     pub(super) fn replicate_retained(&mut self, message: Arc<Message>) {
         let hold = message.qos != QoS::AtMostOnce && self.persist.enabled();
