@@ -501,27 +501,17 @@ mod tests {
         };
         let mut t = Table::default();
         let topic: ByteString = "r/x".into();
-        assert!(t.retain(&topic, by(1, 5, 3, 10)), "the first");
-        assert!(
-            !t.retain(&topic, by(1, 4, 3, 11)),
-            "node 1's older one, resent"
-        );
-        assert!(
-            t.retain(&topic, by(1, 6, 3, 12)),
-            "node 1's next, unseen or not"
-        );
-        assert!(
-            !t.retain(&topic, by(2, 1, 11, 13)),
-            "node 2 had not applied entry 12"
-        );
-        assert!(
-            t.retain(&topic, by(2, 2, 12, 14)),
-            "node 2 had applied entry 12"
-        );
-        assert!(
-            t.retain(&topic, by(1, 7, 14, 15)),
-            "node 1 had applied node 2's"
-        );
+        let steps = [
+            (by(1, 5, 3, 10), true, "the first"),
+            (by(1, 4, 3, 11), false, "node 1's older one, resent"),
+            (by(1, 6, 3, 12), true, "node 1's next, unseen or not"),
+            (by(2, 1, 11, 13), false, "node 2 had not applied entry 12"),
+            (by(2, 2, 12, 14), true, "node 2 had applied entry 12"),
+            (by(1, 7, 14, 15), true, "node 1 had applied node 2's"),
+        ];
+        for (proposal, takes_effect, why) in steps {
+            assert_eq!(t.retain(&topic, proposal), takes_effect, "{why}");
+        }
         assert_eq!(t.retained_by.get(&topic), Some(&by(1, 7, 14, 15)));
         let other: ByteString = "r/y".into();
         assert!(t.retain(&other, by(2, 3, 0, 16)), "topics are apart");
