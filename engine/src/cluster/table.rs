@@ -408,15 +408,16 @@ impl Table {
 
     /// Whether the retained message `by` proposed for `topic` replaces the one in force; records
     /// it if so. One node incarnation's messages take effect in the order it made them (a resent
-    /// older one is ignored). Another node's replaces the one in force only if that one had
-    /// applied where it was proposed: a message held up in a partition, whose publisher may have
-    /// given up on it and published again elsewhere, does not bring back an older value when it
-    /// commits at last (seed 47). Two messages proposed on two nodes before either applied are
-    /// ordered by the log.
+    /// older one is ignored). Another node's replaces the one in force if that one had applied
+    /// where it was proposed, or else if it was proposed knowing more of the log: the log index
+    /// a node had applied stands for when it proposed, so a message held up in a partition,
+    /// whose publisher may have given up on it and published again elsewhere, does not win over
+    /// the newer one, whichever commits first (seeds 47 and 3837).
     pub(crate) fn retain(&mut self, topic: &ByteString, by: RetainedBy) -> bool {
         if let Some(current) = self.retained_by.get(topic) {
             let same = (current.node, current.incarnation) == (by.node, by.incarnation);
-            if (same && current.token >= by.token) || (!same && current.at > by.seen) {
+            let unseen = current.at > by.seen;
+            if (same && current.token >= by.token) || (!same && unseen && by.seen <= current.seen) {
                 return false;
             }
         }
@@ -505,14 +506,27 @@ mod tests {
             (by(1, 5, 3, 10), true, "the first"),
             (by(1, 4, 3, 11), false, "node 1's older one, resent"),
             (by(1, 6, 3, 12), true, "node 1's next, unseen or not"),
-            (by(2, 1, 11, 13), false, "node 2 had not applied entry 12"),
-            (by(2, 2, 12, 14), true, "node 2 had applied entry 12"),
-            (by(1, 7, 14, 15), true, "node 1 had applied node 2's"),
+            (
+                by(2, 1, 2, 13),
+                false,
+                "node 2 had not applied it and knew less",
+            ),
+            (
+                by(2, 2, 11, 14),
+                true,
+                "node 2 had not applied it but knew more",
+            ),
+            (
+                by(1, 7, 11, 15),
+                false,
+                "node 1 had not applied it and knew as much",
+            ),
+            (by(1, 8, 14, 16), true, "node 1 had applied node 2's"),
         ];
         for (proposal, takes_effect, why) in steps {
             assert_eq!(t.retain(&topic, proposal), takes_effect, "{why}");
         }
-        assert_eq!(t.retained_by.get(&topic), Some(&by(1, 7, 14, 15)));
+        assert_eq!(t.retained_by.get(&topic), Some(&by(1, 8, 14, 16)));
         let other: ByteString = "r/y".into();
         assert!(t.retain(&other, by(2, 3, 0, 16)), "topics are apart");
     }
