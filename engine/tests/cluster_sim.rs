@@ -526,6 +526,28 @@ fn a_restarted_node_does_not_publish_the_will_of_a_session_another_node_took() {
     restart_with_wills_once(&mut sim);
 }
 
+/// Seed 4687: a persistent session's will came due on a node cut off, and waited there for the
+/// write taking it out of the session. Meanwhile its client came back on node 3 and left again
+/// before the session arrived: node 3 took the session from its copy and published the will. Back,
+/// node 1 handed over and its write committed after the claim, so no copy applied it; node 1 took
+/// that commit for its will's and published the will again. Now the handover carries the will.
+#[test]
+fn a_will_waiting_for_its_write_when_the_client_moves_goes_out_once() {
+    let mut sim = wills_on_node_1(53, |_| {});
+    sim.partition(1, &[2, 3]);
+    sim.drop_connection("kept");
+    sim.connect_session("kept", 3);
+    sim.run(ms(100));
+    sim.drop_connection("kept");
+    sim.run_checked(secs(2), &mut |s| s.check());
+    assert_eq!(stats(&sim, 3).handover_timeouts, 1, "{}", sim.log());
+    assert_eq!(payloads(&sim, "watcher"), ["kept-gone"], "{}", sim.log());
+    sim.heal();
+    sim.run_checked(secs(3), &mut |s| s.check());
+    assert_eq!(stats(&sim, 1).handovers_sent, 1, "{}", sim.log());
+    assert_eq!(payloads(&sim, "watcher"), ["kept-gone"], "{}", sim.log());
+}
+
 /// Seed 5057: a node sets a retained message its publisher sent it at once (its own clients read
 /// their writes), and proposes it. Its proposal never reached the others, but the node applied
 /// their entries meanwhile, took a snapshot of its retained store, crashed, and came back from that

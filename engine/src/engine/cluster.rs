@@ -17,7 +17,7 @@ use crate::cluster::replica::Replicas;
 use crate::cluster::table::{Change, RetainedBy, Table};
 use crate::cluster::wire::{Command, Frame, State};
 use crate::cluster::{self, ClusterConfig, ClusterStats, Raft};
-use crate::codec::{Connect, QoS, ReasonCode};
+use crate::codec::{Connect, QoS, ReasonCode, Will};
 use crate::io::{CloseReason, ConnId, Event, PeerMessage, Stamp, StoreOp};
 use crate::message::Message;
 use crate::retained::RetainedStore;
@@ -113,8 +113,9 @@ pub(super) struct Node {
     /// identifier, message). Published before, a crash losing the batch restored the session
     /// with its will, and the restarted node published it again (seed 803); or the node, cut
     /// off before the write committed, was declared down, and the adopter published it again
-    /// from the session's copy.
-    unstored: Vec<(u64, ByteString, Arc<Message>)>,
+    /// from the session's copy. A claim that moves the client first carries the will on with
+    /// the session (see [`Engine::hand_over`]).
+    unstored: Vec<Unstored>,
     /// Wills of clean sessions that came due here, waiting for this node's `Release` of their
     /// client to take them out of the table: until it applies, the table says the will is still
     /// due, and whoever the log makes take it out (an adopter, this node's next incarnation)
@@ -151,6 +152,18 @@ struct Writes {
     batches: Vec<u64>,
     /// When they were last proposed.
     proposed: Instant,
+}
+
+/// A persistent session's will that came due, waiting for the storage batch that took it out of
+/// the session (see `Node::unstored`).
+#[derive(Debug)]
+struct Unstored {
+    batch: u64,
+    client_id: ByteString,
+    /// Kept as the client sent it, so a handover can put it back into the session.
+    will: Will,
+    /// When it came due (what the message's expiry runs from).
+    due: Instant,
 }
 
 /// A session on its way here from another node.
@@ -991,19 +1004,30 @@ impl Engine {
     pub(super) fn publish_will_message(
         &mut self,
         client_id: &ByteString,
-        message: Message,
+        will: Will,
         stored: bool,
     ) {
-        let message = Arc::new(message);
         let batch = self.persist.building();
+        let now = self.now;
+        if let Some(node) = &mut self.cluster {
+            if stored && node.started() {
+                node.unstored.push(Unstored {
+                    batch,
+                    client_id: client_id.clone(),
+                    will,
+                    due: now,
+                });
+                return;
+            }
+        }
+        let message = Arc::new(Message::from_will(will, client_id.clone(), now));
         match &mut self.cluster {
-            Some(node) if stored && !node.started() => {
+            Some(node) if stored => {
                 // A session restored at a restart: while this node was down, another may have
                 // taken it from its copy and published the will. The `Wills` entry this node
                 // proposes comes after any such claim in the log (seed 939).
                 node.withheld.push((client_id.clone(), message));
             }
-            Some(node) if stored => node.unstored.push((batch, client_id.clone(), message)),
             Some(node) => match node.will_in_table(client_id) {
                 Some(claim) => {
                     node.releasing.insert((client_id.clone(), claim), message);
@@ -1025,10 +1049,11 @@ impl Engine {
         let persist = &self.persist;
         let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut node.unstored)
             .into_iter()
-            .partition(|(batch, _, _)| persist.is_replicated(*batch));
+            .partition(|u| persist.is_replicated(u.batch));
         node.unstored = waiting;
-        for (_, client_id, message) in due {
-            self.will_due(&client_id, message);
+        for u in due {
+            let message = Message::from_will(u.will, u.client_id.clone(), u.due);
+            self.will_due(&u.client_id, Arc::new(message));
         }
     }
 
@@ -1045,7 +1070,7 @@ impl Engine {
 
     /// Publishes the wills this node took out of the table (see [`Table::wills`]): their
     /// connections died with their node.
-    fn publish_cluster_wills(&mut self, wills: Vec<(ByteString, crate::codec::Will)>) {
+    fn publish_cluster_wills(&mut self, wills: Vec<(ByteString, Will)>) {
         for (client_id, will) in wills {
             let message = Message::from_will(will, client_id, self.now);
             self.accept_message(Arc::new(message));
@@ -1232,12 +1257,7 @@ impl Engine {
     }
 
     /// Parks a CONNECT until this node's claim of its client identifier commits.
-    pub(super) fn park_for_claim(
-        &mut self,
-        conn: ConnId,
-        claiming: Claiming,
-        will: Option<crate::codec::Will>,
-    ) {
+    pub(super) fn park_for_claim(&mut self, conn: ConnId, claiming: Claiming, will: Option<Will>) {
         let now = self.now;
         let Some(node) = &mut self.cluster else {
             return;
@@ -2002,6 +2022,18 @@ impl Engine {
             // A will kept back here goes with the session too: the copies hold it, and a new
             // owner that takes the session from them publishes it unless its client resumes.
             node.withheld.retain(|(c, _)| *c != client_id);
+            // So does a will waiting for the write that takes it out of the session: that write
+            // is this node's, now no longer the owner's, so it never reaches the copies. Published
+            // here as well, it went out twice when the new owner died before writing the session
+            // and the next one took it from a copy (seed 4687). The new owner publishes it, unless
+            // its client resumes, as on a takeover.
+            let (carried, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut node.unstored)
+                .into_iter()
+                .partition(|u| u.client_id == client_id);
+            node.unstored = kept;
+            if let (Some(s), Some(u)) = (session.as_mut(), carried.into_iter().last()) {
+                s.will = Some(u.will);
+            }
             if session.is_none() && !self.by_client.contains_key(&client_id) {
                 // This node owned the client without ever holding its session (its claim
                 // committed while it was down): what it knows is its copy of the last owner's.
@@ -2256,7 +2288,7 @@ impl Engine {
             let table = &node.table;
             let mine = |client: &ByteString| table.owners.get(client).is_none_or(|o| *o == me);
             node.withheld.retain(|(client, _)| mine(client));
-            node.unstored.retain(|(_, client, _)| mine(client));
+            node.unstored.retain(|u| mine(&u.client_id));
         }
         for sid in stale {
             if let Some(s) = self.sessions.get_mut(&sid) {

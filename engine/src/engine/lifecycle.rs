@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use crate::codec::{Disconnect, ReasonCode};
 use crate::io::{CloseReason, ConnId, Event, StoreOp};
-use crate::message::Message;
 use crate::session::SessionId;
 use crate::timer::TimerKind;
 
@@ -161,8 +160,7 @@ impl Engine {
         let client_id = session.client_id.clone();
         // Its store record still holds the will until this input's batch is durable.
         let stored = session.is_persistent() && self.persist.enabled();
-        let message = Message::from_will(pending.will, client_id.clone(), self.now);
-        self.publish_will_message(&client_id, message, stored);
+        self.publish_will_message(&client_id, pending.will, stored);
     }
 
     /// Brings the store's record of session `sid` up to date after its expiry interval, connection or
