@@ -203,6 +203,27 @@ fn a_persistent_session_follows_its_client_to_another_node() {
     );
 }
 
+/// A publish every 2 ms while the roamer moves from node 1 to node 3: each acknowledged message
+/// reaches it, once and in order. Before, node 1's interest went with the handover and node 3's
+/// came only once its own entry applied; what was published in between reached no node that held
+/// the session. Now the claim routes the session's filters to node 3 at once, and node 3 keeps
+/// what arrives before the session does.
+#[test]
+fn messages_published_while_a_session_moves_reach_it() {
+    let mut sim = roamer_offline_on_node_1(59);
+    sim.connect_session("roamer", 3);
+    for i in 0..60 {
+        let payload = format!("m{i}");
+        sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, &payload);
+        sim.run_checked(ms(2), &mut |s| s.check());
+    }
+    sim.run_checked(secs(2), &mut |s| s.check());
+    assert!(sim.clients["roamer"].session_present, "{}", sim.log());
+    assert_eq!(sim.clients["pub"].acked.len(), 60, "{}", sim.log());
+    let sent: Vec<String> = (0..60).map(|i| format!("m{i}")).collect();
+    assert_eq!(payloads(&sim, "roamer"), sent, "{}", sim.log());
+}
+
 #[test]
 fn a_late_copy_of_a_message_is_not_delivered_again_after_a_move() {
     // Node 3 has a subscriber of its own, so node 2 forwards every q2 message to it as well.

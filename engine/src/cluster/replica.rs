@@ -55,6 +55,11 @@ impl Replicas {
         self.state.sessions.get(client_id).cloned()
     }
 
+    /// The copy of `client_id`'s session.
+    pub(crate) fn session(&self, client_id: &ByteString) -> Option<&StoredSession> {
+        self.state.sessions.get(client_id)
+    }
+
     /// The node whose writes built the copy of `client_id`'s session.
     pub(crate) fn writer(&self, client_id: &ByteString) -> Option<u16> {
         self.writer.get(client_id).copied()

@@ -28,6 +28,8 @@ use crate::timer::TimerKind;
 use super::conn::Phase;
 use super::Engine;
 
+mod moving;
+
 /// The cluster side of an engine.
 #[derive(Debug)]
 pub(super) struct Node {
@@ -61,6 +63,9 @@ pub(super) struct Node {
     awaiting: BTreeMap<ByteString, Awaiting>,
     /// Handovers that arrived before their claim applied here.
     early: BTreeMap<ByteString, Early>,
+    /// Persistent sessions on their way to a new owner, by client: the owner, which this node
+    /// also routes their filters to until its own interest covers them (see [`moving`]).
+    moving: BTreeMap<ByteString, u16>,
     /// The link message being handled, (sender, sequence number): a handler that cannot be done
     /// with it yet takes it, and releases it later (see [`Links::hold`]).
     delivering: Option<(u16, u64)>,
@@ -183,6 +188,8 @@ struct Awaiting {
     owed: Option<(u16, (u64, u64))>,
     /// A session that arrived for an older claim of this node meanwhile.
     late: Option<Box<StoredSession>>,
+    /// Messages routed here for the session meanwhile, delivered once it is installed.
+    kept: Vec<moving::Kept>,
 }
 
 /// A handover ahead of its claim. Held in memory only, so its link message is not acknowledged
@@ -251,6 +258,7 @@ impl Node {
             next_stamp: 0,
             awaiting: BTreeMap::new(),
             early: BTreeMap::new(),
+            moving: BTreeMap::new(),
             delivering: None,
             replay_until: 0,
             replicas: Replicas::default(),
@@ -1818,6 +1826,7 @@ impl Engine {
                 token,
             } => {
                 let replaying = entry.index <= node.replay_until;
+                node.session_moving(&client_id, to);
                 // A claim of this node took the wills of its ended connections out of the table
                 // (another node's moves them to `replaced`, still due).
                 let first = (client_id.clone(), (0, 0));
@@ -1917,7 +1926,8 @@ impl Engine {
             awaiting.admit = claim;
             let older = std::mem::replace(&mut awaiting.conn, conn.filter(|_| resuming));
             if !resuming {
-                node.awaiting.remove(&client_id);
+                let kept = node.awaiting.remove(&client_id).map(|a| a.kept);
+                self.deliver_kept(kept.unwrap_or_default(), None);
                 self.admit_claimed(client_id, claim, conn);
             }
             if let Some(older) = older {
@@ -1954,6 +1964,7 @@ impl Engine {
                         deadline,
                         owed: None,
                         late: None,
+                        kept: Vec::new(),
                     },
                 );
             }
@@ -2075,6 +2086,7 @@ impl Engine {
                 return;
             };
             if let Some((to, theirs)) = awaiting.owed {
+                self.deliver_kept(awaiting.kept, None);
                 let message = PeerMessage::Handover {
                     client_id,
                     claim: theirs,
@@ -2083,6 +2095,8 @@ impl Engine {
                 return self.send_peer(to, message);
             }
             self.install_session(&client_id, session, false);
+            let sid = self.by_client.get(&client_id).copied();
+            self.deliver_kept(awaiting.kept, sid);
             return self.admit_claimed(client_id, awaiting.admit, awaiting.conn);
         }
         // Ahead of its claim (the old owner applied it first)?
@@ -2236,16 +2250,22 @@ impl Engine {
                 .map(Box::new)
                 .or(awaiting.late);
             match awaiting.owed {
-                Some((to, claim)) => self.send_peer(
-                    to,
-                    PeerMessage::Handover {
-                        client_id,
-                        claim,
-                        session: copy,
-                    },
-                ),
+                Some((to, claim)) => {
+                    self.deliver_kept(awaiting.kept, None);
+                    let session = copy;
+                    self.send_peer(
+                        to,
+                        PeerMessage::Handover {
+                            client_id,
+                            claim,
+                            session,
+                        },
+                    );
+                }
                 None => {
                     self.install_session(&client_id, copy, true);
+                    let sid = self.by_client.get(&client_id).copied();
+                    self.deliver_kept(awaiting.kept, sid);
                     self.admit_claimed(client_id, awaiting.admit, awaiting.conn);
                 }
             }

@@ -32,6 +32,13 @@ impl Engine {
     /// Delivers `message` to every session with a matching ordinary subscription: once per session,
     /// at the highest QoS of its matching subscriptions, with all their identifiers.
     pub(super) fn route_plain(&mut self, message: &Arc<Message>) {
+        self.route_plain_to(message, None);
+        // In a cluster, also for the sessions on their way here.
+        self.keep_for_awaited(message);
+    }
+
+    /// [`Engine::route_plain`], to session `only` alone if given.
+    pub(super) fn route_plain_to(&mut self, message: &Arc<Message>, only: Option<SessionId>) {
         // The list is kept between publishes: a fan-out allocates nothing for its targets.
         let mut targets = std::mem::take(&mut self.route_targets);
         targets.clear();
@@ -39,6 +46,9 @@ impl Engine {
         self.router
             .plain
             .for_each_match(message.topic.as_str(), |sid, sub| {
+                if only.is_some_and(|only| only != *sid) {
+                    return;
+                }
                 if sub.options.no_local
                     && message.origin.as_ref() == sessions.get(sid).map(|s| &s.client_id)
                 {

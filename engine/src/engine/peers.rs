@@ -233,6 +233,11 @@ impl Engine {
                 None => {}
             }
         }
+        if let Some(node) = &mut self.cluster {
+            for to in node.claimants(topic) {
+                shares.entry(to).or_default().plain = true;
+            }
+        }
         if message.retain && self.config.retain_available {
             if self.cluster.is_some() {
                 self.replicate_retained(message.clone());
