@@ -172,6 +172,17 @@ pub enum PeerMessage {
         /// fresh one at once).
         session: Option<Box<crate::stored::StoredSession>>,
     },
+    /// A message for a session that left the sending node: it arrived there after the handover,
+    /// and goes to the node that holds the session now, for that session alone (see
+    /// `docs/cluster.md`, "Messages published during a move").
+    Relay {
+        /// The session's client identifier.
+        client_id: ByteString,
+        /// The message, as it arrived at the sending node.
+        message: Arc<Message>,
+        /// Its identity, which the session judges it by.
+        stamp: Stamp,
+    },
 }
 
 /// Where and when a message entered the cluster: its origin node, that node's incarnation, and a

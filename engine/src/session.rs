@@ -12,6 +12,10 @@ use crate::message::Message;
 use crate::stored::{StoredMessage, StoredSession, StoredSubscription};
 use crate::time::Instant;
 
+mod window;
+
+pub(crate) use window::MoveWindow;
+
 /// Sessions are numbered by the engine in creation order; numbers are never reused.
 pub(crate) type SessionId = u64;
 
@@ -123,6 +127,9 @@ pub(crate) struct Session {
     /// In a cluster: the last message identity it took from each origin node, as (incarnation,
     /// counter). Moves with the session between nodes (see [`Stamp`]).
     pub(crate) seen: BTreeMap<u16, (u64, u64)>,
+    /// For a while after it moved to this node: each stamp it took since, so a message relayed
+    /// by the node it left is judged exactly (see [`MoveWindow`]). In memory only.
+    pub(crate) window: Option<Box<MoveWindow>>,
 }
 
 impl Session {
@@ -147,13 +154,33 @@ impl Session {
             tenant: None,
             mount: None,
             seen: BTreeMap::new(),
+            window: None,
         }
     }
 
     /// Records that the session takes the message `stamp` identifies; false if it took it (or a
     /// later one of the same origin incarnation) before. With `check` false it records without
     /// refusing: a shared group's message was routed to this node for this member alone.
-    pub(crate) fn take_stamp(&mut self, stamp: Stamp, check: bool) -> bool {
+    /// Within a [`MoveWindow`] open at `now`, the window judges instead.
+    pub(crate) fn take_stamp(&mut self, stamp: Stamp, check: bool, now: Instant) -> bool {
+        if self.window.as_ref().is_some_and(|w| !w.open(now)) {
+            self.window = None;
+        }
+        if let Some(window) = &mut self.window {
+            if !window.take(stamp, check) {
+                return false;
+            }
+            // Still the highest per origin: what a handover or the store carries on.
+            let hw = self
+                .seen
+                .entry(stamp.node)
+                .or_insert((stamp.incarnation, 0));
+            if hw.0 != stamp.incarnation {
+                *hw = (stamp.incarnation, stamp.seq);
+            }
+            hw.1 = hw.1.max(stamp.seq);
+            return true;
+        }
         match self.seen.get_mut(&stamp.node) {
             Some((inc, seq)) if *inc == stamp.incarnation => {
                 if stamp.seq <= *seq && check {

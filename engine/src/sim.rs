@@ -617,6 +617,12 @@ impl Sim {
                             "peer {to}: handover {client_id:?} session={}",
                             session.is_some()
                         ),
+                        PeerMessage::Relay {
+                            client_id, message, ..
+                        } => format!(
+                            "peer {to}: relay {:?} to {client_id:?}",
+                            message.topic.as_str()
+                        ),
                     };
                     self.line(&text);
                 }

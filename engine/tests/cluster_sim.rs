@@ -224,6 +224,35 @@ fn messages_published_while_a_session_moves_reach_it() {
     assert_eq!(payloads(&sim, "roamer"), sent, "{}", sim.log());
 }
 
+/// A message routed to the roamer's old node before the publisher's node applied the move, held
+/// up on that link until after the handover: the old node relays it to the new one, where the
+/// roamer gets it once, after the message published later that went there directly.
+#[test]
+fn a_message_that_reaches_the_old_node_after_the_handover_is_relayed() {
+    let mut sim = roamer_offline_on_node_1(63);
+    // Node 1 still hears the log: the leader is not node 2.
+    assert!(!leaders(&sim).contains(&2), "{}", sim.log());
+    sim.mute(2, &[1]);
+    sim.connect_session("roamer", 3);
+    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "late");
+    sim.run_checked(ms(500), &mut |s| s.check());
+    assert_eq!(stats(&sim, 1).handovers_sent, 1, "{}", sim.log());
+    assert!(sim.clients["roamer"].connected, "{}", sim.log());
+    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "direct");
+    sim.run_checked(ms(200), &mut |s| s.check());
+    assert_eq!(payloads(&sim, "roamer"), ["direct"], "{}", sim.log());
+    sim.heal();
+    sim.run_checked(secs(2), &mut |s| s.check());
+    assert_eq!(
+        payloads(&sim, "roamer"),
+        ["direct", "late"],
+        "{}",
+        sim.log()
+    );
+    let acked = &sim.clients["pub"].acked;
+    assert!(acked.iter().any(|p| p == "late"), "{}", sim.log());
+}
+
 #[test]
 fn a_late_copy_of_a_message_is_not_delivered_again_after_a_move() {
     // Node 3 has a subscriber of its own, so node 2 forwards every q2 message to it as well.

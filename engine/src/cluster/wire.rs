@@ -278,8 +278,8 @@ impl Writer {
         }
     }
 
-    /// A session as a store holds it, without its will (a handover never carries one: the
-    /// client's next CONNECT sets it).
+    /// A session as a store holds it, without its will (written after it where one goes along:
+    /// a snapshot's copies, a handover's will that came due and still waited for its write).
     fn session(&mut self, session: &StoredSession, now: Instant) -> &mut Self {
         self.u8(session.protocol.level())
             .u32(session.expiry_interval);
@@ -662,6 +662,7 @@ const FRAME_RAFT_PART: u8 = 4;
 const PEER_PUBLISH: u8 = 1;
 const PEER_STORED: u8 = 2;
 const PEER_HANDOVER: u8 = 3;
+const PEER_RELAY: u8 = 4;
 
 const CMD_CLAIM: u8 = 1;
 const CMD_RELEASE: u8 = 2;
@@ -746,12 +747,27 @@ impl Frame {
                             .u64(claim.0)
                             .u64(claim.1);
                         match session {
-                            Some(session) => w.u8(1).session(session, now),
+                            Some(session) => w
+                                .u8(1)
+                                .session(session, now)
+                                .will(session.will.as_ref(), now),
                             None => w.u8(0),
                         };
                     }
                     PeerMessage::Stored { seq } => {
                         w.u8(PEER_STORED).u64(*seq);
+                    }
+                    PeerMessage::Relay {
+                        client_id,
+                        message,
+                        stamp,
+                    } => {
+                        w.u8(PEER_RELAY)
+                            .bytes(client_id.as_bytes())
+                            .message(message, now)
+                            .u16(stamp.node)
+                            .u64(stamp.incarnation)
+                            .u64(stamp.seq);
                     }
                     // Interest travels through the replicated log, never on a link.
                     PeerMessage::Interest { .. } => {}
@@ -802,7 +818,11 @@ impl Frame {
                         let claim = (r.u64("claim")?, r.u64("claim")?);
                         let session = match r.u8("session flag")? {
                             0 => None,
-                            _ => Some(Box::new(r.session(now)?)),
+                            _ => {
+                                let mut session = r.session(now)?;
+                                session.will = r.will(now)?;
+                                Some(Box::new(session))
+                            }
                         };
                         PeerMessage::Handover {
                             client_id,
@@ -813,6 +833,20 @@ impl Frame {
                     PEER_STORED => PeerMessage::Stored {
                         seq: r.u64("stored seq")?,
                     },
+                    PEER_RELAY => {
+                        let client_id = r.string("client id")?;
+                        let message = r.message(now)?;
+                        let stamp = Stamp {
+                            node: r.u16("stamp node")?,
+                            incarnation: r.u64("stamp incarnation")?,
+                            seq: r.u64("stamp seq")?,
+                        };
+                        PeerMessage::Relay {
+                            client_id,
+                            message,
+                            stamp,
+                        }
+                    }
                     tag => {
                         return Err(WireError::UnknownTag {
                             what: "peer message",
@@ -1306,7 +1340,7 @@ mod tests {
         }
     }
 
-    /// `session()` with a will, as the copies hold it (a handover carries none).
+    /// `session()` with a will, as the copies hold it (a handover only one that came due).
     fn session_with_will() -> StoredSession {
         StoredSession {
             will: Some(will()),
@@ -1412,6 +1446,30 @@ mod tests {
                     client_id: "roamer".into(),
                     claim: (8, 3),
                     session: Some(Box::new(session())),
+                },
+            },
+            Frame::Data {
+                incarnation: 7,
+                base: 3,
+                seq: 11,
+                message: PeerMessage::Handover {
+                    client_id: "roamer".into(),
+                    claim: (8, 4),
+                    session: Some(Box::new(session_with_will())),
+                },
+            },
+            Frame::Data {
+                incarnation: 7,
+                base: 3,
+                seq: 12,
+                message: PeerMessage::Relay {
+                    client_id: "roamer".into(),
+                    message: message(),
+                    stamp: Stamp {
+                        node: 3,
+                        incarnation: 1,
+                        seq: 99,
+                    },
                 },
             },
             Frame::Data {

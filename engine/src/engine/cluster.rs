@@ -66,6 +66,9 @@ pub(super) struct Node {
     /// Persistent sessions on their way to a new owner, by client: the owner, which this node
     /// also routes their filters to until its own interest covers them (see [`moving`]).
     moving: BTreeMap<ByteString, u16>,
+    /// Persistent sessions this node handed over, by client: until when it relays what still
+    /// arrives for them (see [`moving`]).
+    handed: BTreeMap<ByteString, Instant>,
     /// The link message being handled, (sender, sequence number): a handler that cannot be done
     /// with it yet takes it, and releases it later (see [`Links::hold`]).
     delivering: Option<(u16, u64)>,
@@ -259,6 +262,7 @@ impl Node {
             awaiting: BTreeMap::new(),
             early: BTreeMap::new(),
             moving: BTreeMap::new(),
+            handed: BTreeMap::new(),
             delivering: None,
             replay_until: 0,
             replicas: Replicas::default(),
@@ -1998,6 +2002,7 @@ impl Engine {
     /// still on its way here follows on when it arrives. Without a persistent session, `to` is told
     /// at once, so it does not wait.
     fn hand_over(&mut self, client_id: ByteString, to: u16, claim: (u64, u64)) {
+        let now = self.now;
         if let Some(node) = &mut self.cluster {
             if let Some(awaiting) = node.awaiting.get_mut(&client_id) {
                 awaiting.owed = Some((to, claim));
@@ -2052,6 +2057,9 @@ impl Engine {
                 session = node.replicas.copy(&client_id).map(Box::new);
             }
             node.stats.handovers_sent += u64::from(session.is_some());
+            if session.is_some() {
+                node.handed_over(&client_id, now);
+            }
             node.stats.handover_messages_dropped += left_behind as u64;
         }
 
@@ -2181,6 +2189,7 @@ impl Engine {
         }
         self.queue_writes(writes, true);
         self.restore_session(client_id.clone(), *stored);
+        self.open_move_window(client_id);
         if let Some(node) = &mut self.cluster {
             if failover {
                 node.stats.failovers += 1;
@@ -2310,9 +2319,14 @@ impl Engine {
             node.withheld.retain(|(client, _)| mine(client));
             node.unstored.retain(|u| mine(&u.client_id));
         }
+        let now = self.now;
         for sid in stale {
             if let Some(s) = self.sessions.get_mut(&sid) {
                 s.will = None;
+                // What still arrives for it goes on to its owner, as after a handover.
+                if let (true, Some(node)) = (s.is_persistent(), &mut self.cluster) {
+                    node.handed_over(&s.client_id, now);
+                }
             }
             self.end_unreplicated(sid);
         }

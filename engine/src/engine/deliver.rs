@@ -94,15 +94,22 @@ impl Engine {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return true;
         };
-        if !session.take_stamp(stamp, check) {
+        if !session.take_stamp(stamp, check, self.now) {
             self.count_duplicate();
             return false;
         }
         if session.is_persistent() {
-            // Kept with the session, so a late copy is still recognised after a restart.
+            // Kept with the session, so a late copy is still recognised after a restart: the
+            // highest taken, which a relayed message (see `MoveWindow`) does not lower.
+            let (incarnation, seq) = session.seen.get(&stamp.node).copied().unwrap_or_default();
+            let node = stamp.node;
             self.persist.push(StoreOp::PutSeen {
                 client_id: session.client_id.clone(),
-                stamp,
+                stamp: crate::io::Stamp {
+                    node,
+                    incarnation,
+                    seq,
+                },
             });
         }
         true

@@ -88,6 +88,7 @@ impl Engine {
                 }
                 if plain {
                     self.route_plain(&message);
+                    self.relay_to_handed(&message);
                 }
                 for group in groups {
                     if !self.deliver_to_group(&group, &message, None) {
@@ -121,6 +122,11 @@ impl Engine {
                 claim,
                 session,
             } => self.handover_arrived(client_id, claim, session),
+            PeerMessage::Relay {
+                client_id,
+                message,
+                stamp,
+            } => self.relay_arrived(client_id, message, stamp),
         }
     }
 

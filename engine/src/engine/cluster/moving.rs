@@ -13,17 +13,32 @@
 //!   session once it is installed ([`Awaiting::kept`]). The session's high-water marks drop what
 //!   it already took on the old node. What it keeps holds its link's acknowledgement (or its
 //!   publisher's, for a message published on the claimant itself), so a crash meanwhile loses
-//!   nothing acknowledged.
+//!   nothing acknowledged;
+//! - the old node relays what still arrives there for a session it handed over (routed to it
+//!   before its origin applied the claim, or held up on the link) to the node that owns the
+//!   session now, for a while ([`relay_window`]), on the same link as the handover, so after it.
+//!   Such a message comes after later messages of its origin that went to the new node directly,
+//!   which the session's high-water marks cannot tell from a copy; for a while after a move the
+//!   session judges by each stamp it took instead ([`MoveWindow`]). A node that finds in a
+//!   snapshot that a session it still held is another's relays too, from then on.
+//!
+//! Not covered: a message the old node took into the session but could not hand over (it learned
+//! of the move from a snapshot, and its writes to a session it no longer owned were moot), and a
+//! relay lost with its sender's crash (the old node acknowledges on its link what it relays,
+//! without waiting for the new owner: links would wait on each other).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytestring::ByteString;
 
+use crate::cluster::ClusterConfig;
 use crate::codec::TopicFilter;
-use crate::io::Stamp;
+use crate::io::{PeerMessage, Stamp};
 use crate::message::Message;
-use crate::session::SessionId;
+use crate::session::{MoveWindow, SessionId};
 use crate::stored::StoredSession;
+use crate::time::Instant;
 
 use super::{Engine, Node};
 
@@ -55,7 +70,34 @@ fn subscribed(session: &StoredSession, topic: &str) -> bool {
         .any(|f| f.shared().is_none() && f.matches(topic))
 }
 
+/// How long a node relays what arrives for a session it handed over. A message routed to it
+/// before its origin applied the claim can be held up on the link by a partition until the others
+/// give up on a node, `peer_timeout`; twice that, with room to spare.
+fn relay_window(config: &ClusterConfig) -> Duration {
+    config.peer_timeout * 2
+}
+
 impl Node {
+    /// This node handed `client_id`'s session over at `now`.
+    pub(super) fn handed_over(&mut self, client_id: &ByteString, now: Instant) {
+        let until = now + relay_window(&self.config);
+        self.handed.insert(client_id.clone(), until);
+    }
+
+    /// The sessions handed over from here whose copy subscribes to `topic`, with the node that
+    /// owns each now; forgets those handed over longer ago than the relay window.
+    fn relays_for(&mut self, topic: &str, now: Instant) -> Vec<(ByteString, u16)> {
+        let me = self.me();
+        self.handed.retain(|_, until| now < *until);
+        (self.handed.keys())
+            .filter_map(|c| {
+                let owner = *self.table.owners.get(c)?;
+                let copy = self.replicas.session(c)?;
+                (owner != me && subscribed(copy, topic)).then(|| (c.clone(), owner))
+            })
+            .collect()
+    }
+
     /// A claim moved `client_id` to `to`: if it has a persistent session, its filters are routed
     /// there from now on, until `to`'s interest covers them.
     pub(super) fn session_moving(&mut self, client_id: &ByteString, to: u16) {
@@ -98,7 +140,6 @@ impl Engine {
     /// Keeps `message` (being routed here) for each session this node waits for whose copy
     /// subscribes to it.
     pub(in crate::engine) fn keep_for_awaited(&mut self, message: &Arc<Message>) {
-        let stamp = self.stamp;
         let Some(node) = &mut self.cluster else {
             return;
         };
@@ -111,24 +152,109 @@ impl Engine {
             .cloned()
             .collect();
         for client_id in waiting {
-            let Some(node) = &mut self.cluster else {
-                return;
+            self.keep(&client_id, message, self.stamp);
+        }
+    }
+
+    /// Keeps `message` for `client_id`'s session, which this node waits for, holding back what
+    /// acknowledges it: the link message being handled, or else the batch being built (its
+    /// publisher's acknowledgement, for a message published here). A message kept for two
+    /// sessions holds its link message for the first only.
+    fn keep(&mut self, client_id: &ByteString, message: &Arc<Message>, stamp: Option<Stamp>) {
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        if !node.awaiting.contains_key(client_id) {
+            return;
+        }
+        let hold = match node.delivering.take() {
+            Some((from, seq)) => Hold::Link(from, seq),
+            None => Hold::Receipt(self.persist.await_peer()),
+        };
+        if let Some(awaiting) = node.awaiting.get_mut(client_id) {
+            let message = message.clone();
+            awaiting.kept.push(Kept {
+                message,
+                stamp,
+                hold,
+            });
+        }
+    }
+
+    /// Relays `message` (from another node, being routed here) to the sessions handed over from
+    /// here that subscribe to it: it may have been routed here only, before its origin applied
+    /// the claim that moved them. Their new owners drop what they already have (see
+    /// [`crate::session::MoveWindow`]).
+    pub(in crate::engine) fn relay_to_handed(&mut self, message: &Arc<Message>) {
+        let now = self.now;
+        let Some(stamp) = self.stamp else {
+            return;
+        };
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        if node.handed.is_empty() {
+            return;
+        }
+        for (client_id, to) in node.relays_for(message.topic.as_str(), now) {
+            let message = message.clone();
+            let relay = PeerMessage::Relay {
+                client_id,
+                message,
+                stamp,
             };
-            let hold = match node.delivering.take() {
-                Some((from, seq)) => Hold::Link(from, seq),
-                None => Hold::Receipt(self.persist.await_peer()),
-            };
-            let Some(node) = &mut self.cluster else {
-                return;
-            };
-            if let Some(awaiting) = node.awaiting.get_mut(&client_id) {
-                let message = message.clone();
-                awaiting.kept.push(Kept {
+            self.send_peer(to, relay);
+        }
+    }
+
+    /// A message another node relayed for `client_id`'s session: delivered to it here, kept
+    /// while it is on its way here, or relayed on if it left here too.
+    pub(in crate::engine) fn relay_arrived(
+        &mut self,
+        client_id: ByteString,
+        message: Arc<Message>,
+        stamp: Stamp,
+    ) {
+        let now = self.now;
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        if node.awaiting.contains_key(&client_id) {
+            return self.keep(&client_id, &message, Some(stamp));
+        }
+        let me = node.me();
+        let owner = node.table.owners.get(&client_id).copied();
+        let relaying = node.handed.get(&client_id).is_some_and(|u| now < *u);
+        match (owner, self.by_client.get(&client_id).copied()) {
+            (Some(owner), Some(sid)) if owner == me => {
+                let outer = self.stamp.replace(stamp);
+                self.route_plain_to(&message, Some(sid));
+                self.stamp = outer;
+            }
+            (Some(owner), _) if owner != me && relaying => {
+                let relay = PeerMessage::Relay {
+                    client_id,
                     message,
                     stamp,
-                    hold,
-                });
+                };
+                self.send_peer(owner, relay);
             }
+            // Nobody to take it: as before relays, lost.
+            _ => self.stats.messages_dropped += 1,
+        }
+    }
+
+    /// Opens a [`MoveWindow`] on `client_id`'s session, just installed here from another node's
+    /// handover or this node's copy: relays for it may come for as long as its old node sends
+    /// them, and then take as long again.
+    pub(super) fn open_move_window(&mut self, client_id: &ByteString) {
+        let Some(node) = &self.cluster else {
+            return;
+        };
+        let until = self.now + relay_window(&node.config) * 2;
+        let sid = self.by_client.get(client_id).copied();
+        if let Some(s) = sid.and_then(|sid| self.sessions.get_mut(&sid)) {
+            s.window = Some(Box::new(MoveWindow::new(&s.seen, until)));
         }
     }
 

@@ -1,0 +1,112 @@
+//! What a session took since it last moved to this node, message by message.
+//!
+//! A session's high-water marks (the last stamp taken per origin) recognise a copy of a message it
+//! already took only while each origin's messages reach it in order. A message the node it left
+//! relays to it (one that arrived there after the handover, see `engine/cluster/moving.rs`) comes
+//! after later messages of the same origin that reached this node directly, so for a while after a
+//! move the session remembers each stamp it took above the marks it came with, and judges every
+//! message by that instead: taken before if at or below those marks, or remembered.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::io::Stamp;
+use crate::time::Instant;
+
+/// How many stamps of one origin a window remembers; past that, the oldest fold into the mark (a
+/// relayed message that old is taken as had, so never delivered twice, but may be missed).
+const REMEMBERED: usize = 4096;
+
+/// The stamps a session took since it moved here, until `until`.
+#[derive(Debug)]
+pub(crate) struct MoveWindow {
+    /// Per origin incarnation, the mark everything at or below of which counts as taken.
+    floor: BTreeMap<(u16, u64), u64>,
+    /// Per origin incarnation, the stamps above its floor taken since.
+    taken: BTreeMap<(u16, u64), BTreeSet<u64>>,
+    until: Instant,
+}
+
+impl MoveWindow {
+    /// A window over the marks `seen` (origin → (incarnation, counter)) the session came with.
+    pub(crate) fn new(seen: &BTreeMap<u16, (u64, u64)>, until: Instant) -> MoveWindow {
+        MoveWindow {
+            floor: (seen.iter())
+                .map(|(node, (inc, seq))| ((*node, *inc), *seq))
+                .collect(),
+            taken: BTreeMap::new(),
+            until,
+        }
+    }
+
+    /// Whether the window still applies at `now`.
+    pub(crate) fn open(&self, now: Instant) -> bool {
+        now < self.until
+    }
+
+    /// Records that the session takes `stamp`; false if it took it before (and `check`).
+    pub(crate) fn take(&mut self, stamp: Stamp, check: bool) -> bool {
+        let key = (stamp.node, stamp.incarnation);
+        let floor = self.floor.get(&key).copied().unwrap_or(0);
+        let taken = self.taken.entry(key).or_default();
+        if check && (stamp.seq <= floor || taken.contains(&stamp.seq)) {
+            return false;
+        }
+        if stamp.seq > floor {
+            taken.insert(stamp.seq);
+        }
+        if taken.len() > REMEMBERED {
+            if let Some(oldest) = taken.pop_first() {
+                self.floor.insert(key, oldest);
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(seq: u64) -> Stamp {
+        Stamp {
+            node: 2,
+            incarnation: 7,
+            seq,
+        }
+    }
+
+    #[test]
+    fn a_late_message_is_taken_once_and_what_came_along_never() {
+        let seen = BTreeMap::from([(2, (7, 10))]);
+        let mut w = MoveWindow::new(&seen, Instant::from_micros(1_000));
+        assert!(!w.take(stamp(10), true), "at the mark it came with");
+        assert!(w.take(stamp(15), true), "direct");
+        assert!(w.take(stamp(12), true), "relayed, after a later one");
+        assert!(!w.take(stamp(12), true), "its copy");
+        assert!(!w.take(stamp(15), true), "the direct one's copy");
+        assert!(w.take(stamp(11), true));
+        // Another incarnation of the origin counts from nothing.
+        let other = Stamp {
+            incarnation: 8,
+            ..stamp(3)
+        };
+        assert!(w.take(other, true));
+        assert!(!w.take(other, true));
+        assert!(w.open(Instant::from_micros(999)));
+        assert!(!w.open(Instant::from_micros(1_000)));
+    }
+
+    #[test]
+    fn past_what_it_remembers_the_oldest_count_as_taken() {
+        let mut w = MoveWindow::new(&BTreeMap::new(), Instant::from_micros(1));
+        for seq in (2..).step_by(2).take(REMEMBERED + 1) {
+            assert!(w.take(stamp(seq), true));
+        }
+        assert!(
+            !w.take(stamp(1), true),
+            "below the oldest remembered: refused"
+        );
+        assert!(!w.take(stamp(2), true), "folded into the mark");
+        assert!(w.take(stamp(5), true), "a gap still remembered");
+    }
+}
