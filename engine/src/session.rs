@@ -44,6 +44,10 @@ pub(crate) struct Outbound {
     /// to another member of the group while this session is offline. Not stored: after a restart a
     /// queued message stays with the member it was queued on.
     pub(crate) shared: Option<ByteString>,
+    /// Its cluster identity, in memory only (`None` after a restart or a handover): a node that
+    /// finds it no longer owns the session relays what it queued with one (see
+    /// `engine/cluster/moving.rs`).
+    pub(crate) stamp: Option<Stamp>,
 }
 
 impl Outbound {
@@ -359,6 +363,7 @@ mod tests {
             retain: false,
             sub_ids: Vec::new(),
             stored: false,
+            stamp: None,
         }
     }
 

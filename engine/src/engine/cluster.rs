@@ -2328,6 +2328,7 @@ impl Engine {
                     node.handed_over(&s.client_id, now);
                 }
             }
+            self.relay_queue(sid);
             self.end_unreplicated(sid);
         }
     }

@@ -145,6 +145,7 @@ impl Engine {
             sub_ids,
             stored: false,
             shared,
+            stamp: self.stamp,
         };
         let dropped = session.push(out, limits);
         let online = session.conn.is_some();

@@ -102,6 +102,7 @@ impl Engine {
                 retain: m.retain,
                 sub_ids: m.sub_ids,
                 stored: true,
+                stamp: None,
             };
             match m.state {
                 OutboundState::Queued => session.restore_queued(out),

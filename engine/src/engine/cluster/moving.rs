@@ -33,10 +33,11 @@ use std::time::Duration;
 use bytestring::ByteString;
 
 use crate::cluster::ClusterConfig;
+use crate::codec::QoS;
 use crate::codec::TopicFilter;
 use crate::io::{PeerMessage, Stamp};
 use crate::message::Message;
-use crate::session::{MoveWindow, SessionId};
+use crate::session::{Flow, MoveWindow, SessionId};
 use crate::stored::StoredSession;
 use crate::time::Instant;
 
@@ -241,6 +242,41 @@ impl Engine {
             }
             // Nobody to take it: as before relays, lost.
             _ => self.stats.messages_dropped += 1,
+        }
+    }
+
+    /// Relays what session `sid`, which this node found in a snapshot or at a restart to be
+    /// another node's, queued here meanwhile: this node acknowledged it, but its writes to a
+    /// session it no longer owned were moot, so neither the new owner's copy nor a handover has
+    /// it. What its client may have had already stays: a QoS 2 message sent (it could arrive
+    /// twice); QoS 1 messages sent go along (at least once allows it). Messages without a stamp
+    /// (restored, or handed over) cannot be judged at the new owner and stay too.
+    pub(super) fn relay_queue(&mut self, sid: SessionId) {
+        let Some(s) = self.sessions.get(&sid) else {
+            return;
+        };
+        let Some(node) = &self.cluster else {
+            return;
+        };
+        let me = node.me();
+        let owner = node.table.owners.get(&s.client_id).copied();
+        let Some(owner) = owner.filter(|o| *o != me && s.is_persistent()) else {
+            return;
+        };
+        let sent = (s.inflight.values())
+            .filter(|i| i.flow == Flow::Published && i.out.qos == QoS::AtLeastOnce)
+            .map(|i| &i.out);
+        let relays: Vec<PeerMessage> = (sent.chain(&s.queue))
+            .filter_map(|out| {
+                Some(PeerMessage::Relay {
+                    client_id: s.client_id.clone(),
+                    message: out.message.clone(),
+                    stamp: out.stamp?,
+                })
+            })
+            .collect();
+        for relay in relays {
+            self.send_peer(owner, relay);
         }
     }
 
