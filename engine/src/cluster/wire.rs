@@ -1340,6 +1340,20 @@ mod tests {
         }
     }
 
+    /// A handover of `session` as link message `seq`.
+    fn handover(seq: u64, session: StoredSession) -> Frame {
+        Frame::Data {
+            incarnation: 7,
+            base: 3,
+            seq,
+            message: PeerMessage::Handover {
+                client_id: "roamer".into(),
+                claim: (8, 3),
+                session: Some(Box::new(session)),
+            },
+        }
+    }
+
     /// `session()` with a will, as the copies hold it (a handover only one that came due).
     fn session_with_will() -> StoredSession {
         StoredSession {
@@ -1438,26 +1452,9 @@ mod tests {
                 seq: 10,
                 message: PeerMessage::Stored { seq: 44 },
             },
-            Frame::Data {
-                incarnation: 7,
-                base: 3,
-                seq: 11,
-                message: PeerMessage::Handover {
-                    client_id: "roamer".into(),
-                    claim: (8, 3),
-                    session: Some(Box::new(session())),
-                },
-            },
-            Frame::Data {
-                incarnation: 7,
-                base: 3,
-                seq: 11,
-                message: PeerMessage::Handover {
-                    client_id: "roamer".into(),
-                    claim: (8, 4),
-                    session: Some(Box::new(session_with_will())),
-                },
-            },
+            handover(11, session()),
+            // A will that came due and still waited for its write goes along.
+            handover(12, session_with_will()),
             Frame::Data {
                 incarnation: 7,
                 base: 3,

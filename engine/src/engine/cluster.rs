@@ -2063,14 +2063,23 @@ impl Engine {
             node.stats.handover_messages_dropped += left_behind as u64;
         }
 
-        self.send_peer(
-            to,
-            PeerMessage::Handover {
-                client_id,
-                claim,
-                session,
-            },
-        );
+        self.send_handover(to, client_id, claim, session);
+    }
+
+    /// Sends `client_id`'s session (or none) to `to` for its `claim`.
+    fn send_handover(
+        &mut self,
+        to: u16,
+        client_id: ByteString,
+        claim: (u64, u64),
+        session: Option<Box<StoredSession>>,
+    ) {
+        let message = PeerMessage::Handover {
+            client_id,
+            claim,
+            session,
+        };
+        self.send_peer(to, message);
     }
 
     /// A session another node handed over for this node's `claim` of `client_id`.
@@ -2095,12 +2104,7 @@ impl Engine {
             };
             if let Some((to, theirs)) = awaiting.owed {
                 self.deliver_kept(awaiting.kept, None);
-                let message = PeerMessage::Handover {
-                    client_id,
-                    claim: theirs,
-                    session,
-                };
-                return self.send_peer(to, message);
+                return self.send_handover(to, client_id, theirs, session);
             }
             self.install_session(&client_id, session, false);
             let sid = self.by_client.get(&client_id).copied();
@@ -2141,12 +2145,7 @@ impl Engine {
             Some(owner) => {
                 // Under the claim it came for, not the owner's: the owner must not take it for
                 // the handover it may be waiting for (which is newer), only as its fallback.
-                let message = PeerMessage::Handover {
-                    client_id,
-                    claim,
-                    session: Some(session),
-                };
-                self.send_peer(owner, message);
+                self.send_handover(owner, client_id, claim, Some(session));
             }
             None => {}
         }
@@ -2261,15 +2260,7 @@ impl Engine {
             match awaiting.owed {
                 Some((to, claim)) => {
                     self.deliver_kept(awaiting.kept, None);
-                    let session = copy;
-                    self.send_peer(
-                        to,
-                        PeerMessage::Handover {
-                            client_id,
-                            claim,
-                            session,
-                        },
-                    );
+                    self.send_handover(to, client_id, claim, copy);
                 }
                 None => {
                     self.install_session(&client_id, copy, true);
