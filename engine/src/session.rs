@@ -170,28 +170,20 @@ impl Session {
         if self.window.as_ref().is_some_and(|w| !w.open(now)) {
             self.window = None;
         }
-        if let Some(window) = &mut self.window {
-            if !window.take(stamp, check) {
-                return false;
+        let fresh = match &mut self.window {
+            Some(window) => window.take(stamp, check),
+            None => {
+                let had = self.seen.get(&stamp.node);
+                !check
+                    || !had.is_some_and(|(inc, seq)| *inc == stamp.incarnation && stamp.seq <= *seq)
             }
-            // Still the highest per origin: what a handover or the store carries on.
-            let hw = self
-                .seen
-                .entry(stamp.node)
-                .or_insert((stamp.incarnation, 0));
-            if hw.0 != stamp.incarnation {
-                *hw = (stamp.incarnation, stamp.seq);
-            }
-            hw.1 = hw.1.max(stamp.seq);
-            return true;
+        };
+        if !fresh {
+            return false;
         }
+        // The highest per origin, window or not: what a handover or the store carries on.
         match self.seen.get_mut(&stamp.node) {
-            Some((inc, seq)) if *inc == stamp.incarnation => {
-                if stamp.seq <= *seq && check {
-                    return false;
-                }
-                *seq = (*seq).max(stamp.seq);
-            }
+            Some((inc, seq)) if *inc == stamp.incarnation => *seq = (*seq).max(stamp.seq),
             // A restarted origin counts again from its new incarnation.
             _ => {
                 self.seen.insert(stamp.node, (stamp.incarnation, stamp.seq));

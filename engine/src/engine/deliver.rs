@@ -102,13 +102,12 @@ impl Engine {
             // Kept with the session, so a late copy is still recognised after a restart: the
             // highest taken, which a relayed message (see `MoveWindow`) does not lower.
             let (incarnation, seq) = session.seen.get(&stamp.node).copied().unwrap_or_default();
-            let node = stamp.node;
             self.persist.push(StoreOp::PutSeen {
                 client_id: session.client_id.clone(),
                 stamp: crate::io::Stamp {
-                    node,
                     incarnation,
                     seq,
+                    ..stamp
                 },
             });
         }

@@ -35,7 +35,7 @@ use bytestring::ByteString;
 use crate::cluster::ClusterConfig;
 use crate::codec::QoS;
 use crate::codec::TopicFilter;
-use crate::io::{PeerMessage, Stamp};
+use crate::io::{DropReason, PeerMessage, Stamp};
 use crate::message::Message;
 use crate::session::{Flow, MoveWindow, SessionId};
 use crate::stored::StoredSession;
@@ -241,7 +241,10 @@ impl Engine {
                 self.send_peer(owner, relay);
             }
             // Nobody to take it: as before relays, lost.
-            _ => self.stats.messages_dropped += 1,
+            _ => {
+                self.stats.messages_dropped += 1;
+                self.stats.dropped.count(DropReason::Offline);
+            }
         }
     }
 
