@@ -72,10 +72,13 @@ impl Sample {
         let payload = Bytes::from(vec![b'x'; shape.payload]);
         let nodes = shape.nodes.max(1);
         for node in 1..=nodes {
-            table.apply(&Command::Start {
-                node,
-                incarnation: 1,
-            });
+            table.apply(
+                0,
+                &Command::Start {
+                    node,
+                    incarnation: 1,
+                },
+            );
         }
         let mut version = 0;
         for i in 0..shape.clients {
@@ -91,13 +94,16 @@ impl Sample {
                     properties: WillProperties::default(),
                 })
             });
-            table.apply(&Command::Claim {
-                client_id: client_id.clone(),
-                node,
-                incarnation: 1,
-                token: i as u64 + 1,
-                will,
-            });
+            table.apply(
+                0,
+                &Command::Claim {
+                    client_id: client_id.clone(),
+                    node,
+                    incarnation: 1,
+                    token: i as u64 + 1,
+                    will,
+                },
+            );
             if !persistent {
                 continue;
             }
@@ -114,13 +120,16 @@ impl Sample {
             for s in 0..shape.subscriptions {
                 let filter = ByteString::from(format!("site/{i}/feed/{s}/#"));
                 version += 1;
-                table.apply(&Command::Interest {
-                    node,
-                    incarnation: 1,
-                    version,
-                    filter: filter.clone(),
-                    count: 1,
-                });
+                table.apply(
+                    0,
+                    &Command::Interest {
+                        node,
+                        incarnation: 1,
+                        version,
+                        filter: filter.clone(),
+                        count: 1,
+                    },
+                );
                 let options = SubscriptionOptions {
                     qos: QoS::AtLeastOnce,
                     no_local: false,
@@ -184,13 +193,16 @@ impl Sample {
     /// declares it down. Returns (sessions the adopter takes from their copies, wills it
     /// publishes).
     pub fn declare_down(&mut self, node: u16, adopter: u16) -> (usize, usize) {
-        self.table.apply(&Command::Down {
-            node,
-            incarnation: 1,
-            adopter,
-        });
+        self.table.apply(
+            0,
+            &Command::Down {
+                node,
+                incarnation: 1,
+                adopter,
+            },
+        );
         let replicas = &self.replicas;
-        let adoption = self.table.adopt(node, adopter, |c| replicas.has(c));
+        let adoption = self.table.adopt(0, node, adopter, |c| replicas.has(c));
         (adoption.moved.len(), adoption.wills.len())
     }
 }

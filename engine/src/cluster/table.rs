@@ -15,6 +15,12 @@ use crate::codec::Will;
 pub(crate) struct Table {
     /// Client identifier → the node that owns its session.
     pub(crate) owners: BTreeMap<ByteString, u16>,
+    /// Client identifier → the index of the entry that gave its owner the session: a claim of
+    /// a node that did not own it, or an adoption. Its keys are those of `owners`, always (both
+    /// change only through [`Table::set_owner`] and [`Table::drop_owner`]). A session write
+    /// applies only if its node had applied that entry when it made the write (see
+    /// [`Table::writes_to`]).
+    pub(crate) owned_since: BTreeMap<ByteString, u64>,
     /// The last claim applied per (client identifier, node): (incarnation, token).
     pub(crate) claims: BTreeMap<(ByteString, u16), (u64, u64)>,
     /// Each node's current incarnation, as its last `Start` said.
@@ -120,8 +126,9 @@ pub(crate) enum Change {
 }
 
 impl Table {
-    /// Applies one committed command. Retained messages are the caller's.
-    pub(crate) fn apply(&mut self, command: &Command) -> Change {
+    /// Applies one committed command, the log's entry `index`. Retained messages are the
+    /// caller's.
+    pub(crate) fn apply(&mut self, index: u64, command: &Command) -> Change {
         match command {
             Command::Claim {
                 client_id,
@@ -141,7 +148,7 @@ impl Table {
                 }
                 let before = self.wills.remove(client_id);
                 self.claims.insert(key, (*incarnation, *token));
-                let from = self.owners.insert(client_id.clone(), *node);
+                let from = self.set_owner(client_id, *node, index);
                 if let Some(will) = will {
                     let entry = (*node, *incarnation, (**will).clone());
                     self.wills.insert(client_id.clone(), entry);
@@ -173,7 +180,7 @@ impl Table {
                 if self.owners.get(client_id) == Some(node)
                     && current == Some(&(*incarnation, *token))
                 {
-                    self.owners.remove(client_id);
+                    self.drop_owner(client_id);
                     self.forget_claims(client_id);
                     if self.wills.remove(client_id).is_some() {
                         return Change::Released {
@@ -318,7 +325,7 @@ impl Table {
             .is_some_and(|(inc, _)| *inc == incarnation)
     }
 
-    /// Hands the down `node`'s clients to `adopter`: those with a copy of their session
+    /// Hands the down `node`'s clients to `adopter` (by the `Down` at `index`): those with a copy of their session
     /// (`has_copy`) become the adopter's, the others (their sessions died with the node) nobody's.
     /// The wills of the sessions that died go to the adopter to publish, with the wills of the
     /// node's connections that other nodes' claims replaced; those of the sessions it takes in
@@ -329,6 +336,7 @@ impl Table {
     /// may take those messages.
     pub(crate) fn adopt(
         &mut self,
+        index: u64,
         node: u16,
         adopter: u16,
         has_copy: impl Fn(&ByteString) -> bool,
@@ -344,7 +352,7 @@ impl Table {
         for client in clients {
             let will = self.wills.remove(&client).map(|(_, _, will)| will);
             if has_copy(&client) {
-                self.owners.insert(client.clone(), adopter);
+                self.set_owner(&client, adopter, index);
                 let key = (client.clone(), adopter);
                 // The adopter releases it under this claim; a claim of its own in this
                 // incarnation is newer than none, so token 0 never shadows one.
@@ -357,7 +365,7 @@ impl Table {
                 }
                 adoption.moved.push(client);
             } else {
-                self.owners.remove(&client);
+                self.drop_owner(&client);
                 self.forget_claims(&client);
                 if let Some(will) = will {
                     adoption.wills.push((client, will));
@@ -389,6 +397,33 @@ impl Table {
             }
         }
         adoption
+    }
+
+    /// Makes `node` the owner of `client_id` by the entry at `index`; returns the owner before.
+    /// The session has been `node`'s since then, unless it already was.
+    fn set_owner(&mut self, client_id: &ByteString, node: u16, index: u64) -> Option<u16> {
+        let before = self.owners.insert(client_id.clone(), node);
+        if before != Some(node) {
+            self.owned_since.insert(client_id.clone(), index);
+        }
+        before
+    }
+
+    /// Leaves `client_id` without an owner.
+    fn drop_owner(&mut self, client_id: &ByteString) {
+        self.owners.remove(client_id);
+        self.owned_since.remove(client_id);
+    }
+
+    /// Whether `node`'s write to `client_id`'s session, made when it had applied the log up to
+    /// `seen`, applies: only the owner in force writes a session, and only what it wrote since
+    /// the entry that gave it the session. A node that owned the session before and still
+    /// thought so (it restarted from its store behind the log, or was cut off) may have written
+    /// it after the client had moved away and back; the session's copies took in the owners'
+    /// writes in between, and the stale write would overwrite them (seed 459).
+    pub(crate) fn writes_to(&self, client_id: &ByteString, node: u16, seen: u64) -> bool {
+        self.owners.get(client_id) == Some(&node)
+            && self.owned_since.get(client_id).is_some_and(|i| *i <= seen)
     }
 
     /// Forgets every node's claim of `client_id`: the range of its keys, not a scan of the whole
@@ -459,27 +494,33 @@ mod tests {
     fn interest_keeps_the_newest_version_of_the_current_incarnation() {
         let mut t = Table::default();
         assert_eq!(
-            t.apply(&interest(1, 1)),
+            t.apply(0, &interest(1, 1)),
             Change::None,
             "unknown incarnation"
         );
-        t.apply(&Command::Start {
-            node: 2,
-            incarnation: 9,
-        });
-        t.apply(&interest(2, 1));
-        assert_eq!(t.apply(&interest(1, 0)), Change::None, "older version");
+        t.apply(
+            0,
+            &Command::Start {
+                node: 2,
+                incarnation: 9,
+            },
+        );
+        t.apply(0, &interest(2, 1));
+        assert_eq!(t.apply(0, &interest(1, 0)), Change::None, "older version");
         assert_eq!(t.count(2, &"a/#".into()), 1);
         let resent = Command::Start {
             node: 2,
             incarnation: 9,
         };
-        assert_eq!(t.apply(&resent), Change::None, "a resent Start");
+        assert_eq!(t.apply(0, &resent), Change::None, "a resent Start");
         assert_eq!(t.count(2, &"a/#".into()), 1);
-        let restart = t.apply(&Command::Start {
-            node: 2,
-            incarnation: 10,
-        });
+        let restart = t.apply(
+            0,
+            &Command::Start {
+                node: 2,
+                incarnation: 10,
+            },
+        );
         assert_eq!(
             restart,
             Change::Forgotten {
@@ -538,22 +579,26 @@ mod tests {
             node: 2,
             incarnation,
             seq,
-            ops: Vec::new(),
+            writes: Vec::new(),
         };
         let start = |incarnation| Command::Start {
             node: 2,
             incarnation,
         };
-        assert_eq!(t.apply(&writes(9, 1)), Change::None, "before its Start");
-        t.apply(&start(9));
+        assert_eq!(t.apply(0, &writes(9, 1)), Change::None, "before its Start");
+        t.apply(0, &start(9));
         let next = |seq| Change::SessionWrites { node: 2, seq };
-        assert_eq!(t.apply(&writes(9, 2)), Change::None, "past a gap");
-        assert_eq!(t.apply(&writes(9, 1)), next(1));
-        assert_eq!(t.apply(&writes(9, 1)), Change::None, "a duplicate");
-        assert_eq!(t.apply(&writes(9, 2)), next(2));
-        t.apply(&start(10));
-        assert_eq!(t.apply(&writes(9, 3)), Change::None, "an old incarnation");
-        assert_eq!(t.apply(&writes(10, 1)), next(1), "counts again from 1");
+        assert_eq!(t.apply(0, &writes(9, 2)), Change::None, "past a gap");
+        assert_eq!(t.apply(0, &writes(9, 1)), next(1));
+        assert_eq!(t.apply(0, &writes(9, 1)), Change::None, "a duplicate");
+        assert_eq!(t.apply(0, &writes(9, 2)), next(2));
+        t.apply(0, &start(10));
+        assert_eq!(
+            t.apply(0, &writes(9, 3)),
+            Change::None,
+            "an old incarnation"
+        );
+        assert_eq!(t.apply(0, &writes(10, 1)), next(1), "counts again from 1");
     }
 
     #[test]
@@ -566,9 +611,9 @@ mod tests {
             token,
             will: None,
         };
-        t.apply(&claim(1, 1));
+        t.apply(0, &claim(1, 1));
         assert_eq!(
-            t.apply(&claim(2, 1)),
+            t.apply(0, &claim(2, 1)),
             Change::Owner {
                 client_id: "c".into(),
                 from: Some(1),
@@ -577,7 +622,7 @@ mod tests {
                 token: 1,
             }
         );
-        assert_eq!(t.apply(&claim(1, 1)), Change::None, "a late duplicate");
+        assert_eq!(t.apply(0, &claim(1, 1)), Change::None, "a late duplicate");
         assert_eq!(t.owners.get("c"), Some(&2));
         let release = |node, token| Command::Release {
             client_id: "c".into(),
@@ -585,17 +630,78 @@ mod tests {
             incarnation: 1,
             token,
         };
-        t.apply(&release(1, 1));
+        t.apply(0, &release(1, 1));
         assert_eq!(t.owners.get("c"), Some(&2), "not the owner");
-        t.apply(&claim(2, 2));
-        t.apply(&release(2, 1));
+        t.apply(0, &claim(2, 2));
+        t.apply(0, &release(2, 1));
         assert_eq!(
             t.owners.get("c"),
             Some(&2),
             "a claim newer than the one released"
         );
-        t.apply(&release(2, 2));
+        t.apply(0, &release(2, 2));
         assert!(t.owners.is_empty());
+    }
+
+    #[test]
+    fn a_session_write_applies_only_if_its_node_owned_the_session_since_it_was_made() {
+        let mut t = Table::default();
+        let claim = |node, token| Command::Claim {
+            client_id: "c".into(),
+            node,
+            incarnation: 1,
+            token,
+            will: None,
+        };
+        for n in [1, 3] {
+            t.apply(
+                1,
+                &Command::Start {
+                    node: n,
+                    incarnation: 1,
+                },
+            );
+        }
+        let c: ByteString = "c".into();
+        t.apply(5, &claim(1, 1));
+        assert!(t.writes_to(&c, 1, 5), "made once the claim applied");
+        assert!(!t.writes_to(&c, 1, 4), "made before its claim applied");
+        t.apply(7, &claim(3, 1));
+        assert!(!t.writes_to(&c, 1, 6), "not the owner any more");
+        t.apply(9, &claim(1, 2));
+        assert!(
+            !t.writes_to(&c, 1, 6),
+            "made before the client moved away and back (seed 459)"
+        );
+        assert!(t.writes_to(&c, 1, 9));
+        t.apply(12, &claim(1, 3));
+        assert!(
+            t.writes_to(&c, 1, 10),
+            "a new claim of the owner keeps what it wrote meanwhile"
+        );
+        t.apply(
+            13,
+            &Command::Down {
+                node: 1,
+                incarnation: 1,
+                adopter: 3,
+            },
+        );
+        t.adopt(13, 1, 3, |_| true);
+        assert!(!t.writes_to(&c, 3, 12), "made before the adoption");
+        assert!(t.writes_to(&c, 3, 13));
+        // Node 3 releases it under its claim of before, which the adoption kept.
+        t.apply(
+            14,
+            &Command::Release {
+                client_id: c.clone(),
+                node: 3,
+                incarnation: 1,
+                token: 1,
+            },
+        );
+        assert!(!t.writes_to(&c, 3, 14), "nobody's");
+        assert!(t.owned_since.is_empty());
     }
 
     fn will(payload: &'static str) -> Will {
@@ -622,19 +728,22 @@ mod tests {
     fn a_claims_will_lives_until_release_or_the_next_claim_and_is_handed_out_once() {
         let mut t = Table::default();
         for node in [1, 2] {
-            t.apply(&Command::Start {
-                node,
-                incarnation: 1,
-            });
+            t.apply(
+                0,
+                &Command::Start {
+                    node,
+                    incarnation: 1,
+                },
+            );
         }
-        t.apply(&claim_with_will("a", 1, 1, "a-first"));
+        t.apply(0, &claim_with_will("a", 1, 1, "a-first"));
         // A newer claim replaces the will (its owner dealt with the one before).
-        t.apply(&claim_with_will("a", 1, 2, "a-second"));
+        t.apply(0, &claim_with_will("a", 1, 2, "a-second"));
         assert_eq!(
             t.wills.get("a").map(|w| w.2.payload.as_ref()),
             Some(&b"a-second"[..])
         );
-        t.apply(&claim_with_will("b", 1, 3, "b"));
+        t.apply(0, &claim_with_will("b", 1, 3, "b"));
         let release = Command::Release {
             client_id: "b".into(),
             node: 1,
@@ -642,7 +751,7 @@ mod tests {
             token: 3,
         };
         assert_eq!(
-            t.apply(&release),
+            t.apply(0, &release),
             Change::Released {
                 client_id: "b".into(),
                 node: 1,
@@ -650,20 +759,23 @@ mod tests {
             },
             "its owner publishes it now if it is due"
         );
-        assert_eq!(t.apply(&release), Change::None, "once");
+        assert_eq!(t.apply(0, &release), Change::None, "once");
         assert!(
             !t.wills.contains_key("b"),
             "released: its owner published it or had no reason to"
         );
-        t.apply(&claim_with_will("c", 1, 4, "c"));
-        t.apply(&claim_with_will("d", 1, 5, "d"));
+        t.apply(0, &claim_with_will("c", 1, 4, "c"));
+        t.apply(0, &claim_with_will("d", 1, 5, "d"));
         // Node 1 is declared down: the wills of clients without a copy go to the adopter, once.
-        t.apply(&Command::Down {
-            node: 1,
-            incarnation: 1,
-            adopter: 2,
-        });
-        let adoption = t.adopt(1, 2, |c| c == "d");
+        t.apply(
+            0,
+            &Command::Down {
+                node: 1,
+                incarnation: 1,
+                adopter: 2,
+            },
+        );
+        let adoption = t.adopt(0, 1, 2, |c| c == "d");
         let expected = [("a", &b"a-second"[..]), ("c", b"c")];
         assert_eq!(payloads(&adoption.wills), expected);
         assert!(
@@ -671,7 +783,7 @@ mod tests {
             "d's will is in its copy, the rest went to the adopter"
         );
         // A restarted node gets back the wills its last incarnation left in the table.
-        t.apply(&claim_with_will("e", 2, 1, "e"));
+        t.apply(0, &claim_with_will("e", 2, 1, "e"));
         assert_eq!(payloads(&restart(&mut t, 2, 2)), [("e", &b"e"[..])]);
         assert!(t.wills.is_empty());
         // Its wills are due only if it was not declared down.
@@ -679,22 +791,28 @@ mod tests {
             node: 2,
             incarnation: 2,
         };
-        assert_eq!(t.apply(&due), Change::WillsDue { node: 2 });
-        t.apply(&Command::Start {
-            node: 3,
-            incarnation: 1,
-        });
-        t.apply(&Command::Down {
-            node: 2,
-            incarnation: 2,
-            adopter: 3,
-        });
-        assert_eq!(t.apply(&due), Change::None);
+        assert_eq!(t.apply(0, &due), Change::WillsDue { node: 2 });
+        t.apply(
+            0,
+            &Command::Start {
+                node: 3,
+                incarnation: 1,
+            },
+        );
+        t.apply(
+            0,
+            &Command::Down {
+                node: 2,
+                incarnation: 2,
+                adopter: 3,
+            },
+        );
+        assert_eq!(t.apply(0, &due), Change::None);
     }
 
     /// Applies `node`'s restart as `incarnation`: the wills its last incarnation left.
     fn restart(t: &mut Table, node: u16, incarnation: u64) -> Vec<(ByteString, Will)> {
-        let change = t.apply(&Command::Start { node, incarnation });
+        let change = t.apply(0, &Command::Start { node, incarnation });
         let Change::Forgotten { wills, .. } = change else {
             panic!("not a restart: {change:?}");
         };
@@ -721,49 +839,55 @@ mod tests {
     fn a_will_another_nodes_claim_replaced_stays_due_until_its_node_releases_restarts_or_dies() {
         let mut t = Table::default();
         for node in [1, 2, 3] {
-            t.apply(&Command::Start {
-                node,
-                incarnation: 1,
-            });
+            t.apply(
+                0,
+                &Command::Start {
+                    node,
+                    incarnation: 1,
+                },
+            );
         }
         // "a", "b" and "c" connect to node 1, then reconnect to node 2 (with a will of their own).
         for (token, client) in (1..).zip(["a", "b", "c"]) {
-            t.apply(&claim_with_will(client, 1, token, "on 1"));
-            t.apply(&claim_with_will(client, 2, token, "on 2"));
+            t.apply(0, &claim_with_will(client, 1, token, "on 1"));
+            t.apply(0, &claim_with_will(client, 2, token, "on 2"));
         }
         assert_eq!(t.replaced.len(), 3);
         assert!(t.wills.values().all(|(n, _, _)| *n == 2));
         // Node 1 releases "a" (it closed the connection): it publishes that will, once.
         assert_eq!(
-            t.apply(&release_of("a", 1, 1)),
+            t.apply(0, &release_of("a", 1, 1)),
             Change::Released {
                 client_id: "a".into(),
                 node: 1,
                 claim: (1, 1),
             }
         );
-        assert_eq!(t.apply(&release_of("a", 1, 1)), Change::None, "once");
+        assert_eq!(t.apply(0, &release_of("a", 1, 1)), Change::None, "once");
         assert_eq!(t.owners.get("a"), Some(&2), "the client stays node 2's");
         // A release under another claim is not this will's.
-        assert_eq!(t.apply(&release_of("b", 1, 9)), Change::None);
+        assert_eq!(t.apply(0, &release_of("b", 1, 9)), Change::None);
         // Node 1 restarts: its last incarnation's "b" will is its to publish.
-        t.apply(&claim_with_will("d", 3, 4, "on 3"));
-        t.apply(&claim_with_will("d", 1, 4, "on 1"));
-        t.apply(&claim_with_will("d", 3, 5, "on 3 again"));
+        t.apply(0, &claim_with_will("d", 3, 4, "on 3"));
+        t.apply(0, &claim_with_will("d", 1, 4, "on 1"));
+        t.apply(0, &claim_with_will("d", 3, 5, "on 3 again"));
         let forgotten = restart(&mut t, 1, 2);
         let expected = [("b", &b"on 1"[..]), ("c", b"on 1"), ("d", b"on 1")];
         assert_eq!(payloads(&forgotten), expected);
         // Node 3 is declared down: the adopter publishes the wills of its connections: "d"'s
         // last (in force), "d"'s first (replaced when the client moved to node 1), and "e"'s
         // (replaced by node 2's claim); none of node 2's.
-        t.apply(&claim_with_will("e", 3, 6, "on 3"));
-        t.apply(&claim_with_will("e", 2, 6, "on 2"));
-        t.apply(&Command::Down {
-            node: 3,
-            incarnation: 1,
-            adopter: 2,
-        });
-        let adoption = t.adopt(3, 2, |_| false);
+        t.apply(0, &claim_with_will("e", 3, 6, "on 3"));
+        t.apply(0, &claim_with_will("e", 2, 6, "on 2"));
+        t.apply(
+            0,
+            &Command::Down {
+                node: 3,
+                incarnation: 1,
+                adopter: 2,
+            },
+        );
+        let adoption = t.adopt(0, 3, 2, |_| false);
         let expected = [("d", &b"on 3 again"[..]), ("d", b"on 3"), ("e", b"on 3")];
         assert_eq!(payloads(&adoption.wills), expected);
         assert!(t.replaced.is_empty());

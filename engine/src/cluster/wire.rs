@@ -177,9 +177,19 @@ pub(crate) enum Command {
         incarnation: u64,
         /// Counts from 1 in each incarnation.
         seq: u64,
-        /// The writes, all of persistent sessions ([`StoreOp::session_client`]).
-        ops: Vec<StoreOp>,
+        /// The writes, in the order made.
+        writes: Vec<Written>,
     },
+}
+
+/// Session writes a node made when it had applied the log up to `seen`: each applies only if
+/// its session had been that node's since then (see [`Table::writes_to`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// The index of the last log entry the node had applied.
+    pub(crate) seen: u64,
+    /// The writes, all of persistent sessions ([`StoreOp::session_client`]).
+    pub(crate) ops: Vec<StoreOp>,
 }
 
 /// Writes fields.
@@ -676,7 +686,7 @@ const CMD_WILLS: u8 = 9;
 
 /// The snapshot's format (2 added the replaced wills, 3 where retained messages were set); a
 /// node refuses any other.
-const STATE_V3: u8 = 3;
+const STATE_V4: u8 = 4;
 const MEMBER_V1: u8 = 1;
 
 const OP_PUT_SESSION: u8 = 1;
@@ -946,17 +956,19 @@ impl Command {
                 node,
                 incarnation,
                 seq,
-                ops,
+                writes,
             } => {
                 let mut w = Writer::new(CMD_SESSION);
                 w.u16(*node).u64(*incarnation).u64(*seq);
-                let ops: Vec<&StoreOp> = ops
-                    .iter()
-                    .filter(|op| op.session_client().is_some())
-                    .collect();
-                w.u32(u32::try_from(ops.len()).unwrap_or(u32::MAX));
-                for op in ops {
-                    w.session_op(op, now);
+                w.u32(len_u32(writes.len()));
+                for written in writes {
+                    let ops: Vec<&StoreOp> = (written.ops.iter())
+                        .filter(|op| op.session_client().is_some())
+                        .collect();
+                    w.u64(written.seen).u32(len_u32(ops.len()));
+                    for op in ops {
+                        w.session_op(op, now);
+                    }
                 }
                 w.done()
             }
@@ -1013,15 +1025,20 @@ impl Command {
                 let node = r.u16("node")?;
                 let incarnation = r.u64("incarnation")?;
                 let seq = r.u64("seq")?;
-                let mut ops = Vec::new();
-                for _ in 0..r.count("session ops")? {
-                    ops.push(r.session_op(now)?);
+                let mut writes = Vec::new();
+                for _ in 0..r.count("session writes")? {
+                    let seen = r.u64("writes seen")?;
+                    let mut ops = Vec::new();
+                    for _ in 0..r.count("session ops")? {
+                        ops.push(r.session_op(now)?);
+                    }
+                    writes.push(Written { seen, ops });
                 }
                 Command::Session {
                     node,
                     incarnation,
                     seq,
-                    ops,
+                    writes,
                 }
             }
             tag => {
@@ -1118,10 +1135,11 @@ impl State {
         now: Instant,
     ) -> Bytes {
         let t = table;
-        let mut w = Writer::new(STATE_V3);
+        let mut w = Writer::new(STATE_V4);
         w.u32(len_u32(t.owners.len()));
         for (client, node) in &t.owners {
-            w.bytes(client.as_bytes()).u16(*node);
+            let since = t.owned_since.get(client).copied().unwrap_or(0);
+            w.bytes(client.as_bytes()).u16(*node).u64(since);
         }
         w.u32(len_u32(t.claims.len()));
         for ((client, node), (inc, token)) in &t.claims {
@@ -1195,13 +1213,15 @@ impl State {
     pub(crate) fn decode(bytes: Bytes, now: Instant) -> Result<State, WireError> {
         let mut r = Reader(bytes);
         let tag = r.u8("state tag")?;
-        if tag != STATE_V3 {
+        if tag != STATE_V4 {
             return Err(WireError::UnknownTag { what: "state", tag });
         }
         let mut state = State::default();
         let t = &mut state.table;
         for _ in 0..r.count("owners")? {
-            t.owners.insert(r.string("client id")?, r.u16("owner")?);
+            let client = r.string("client id")?;
+            t.owners.insert(client.clone(), r.u16("owner")?);
+            t.owned_since.insert(client, r.u64("owned since")?);
         }
         for _ in 0..r.count("claims")? {
             let key = (r.string("client id")?, r.u16("claim node")?);
@@ -1552,28 +1572,34 @@ mod tests {
                 node: 2,
                 incarnation: 6,
                 seq: 1,
-                ops: {
-                    // Every kind of session write: a whole session's, then the deletions.
-                    let mut ops = session_with_will().ops(&"roamer".into());
-                    ops.extend([
-                        StoreOp::DeleteSubscription {
-                            client_id: "roamer".into(),
-                            filter: "a/#".into(),
-                        },
-                        StoreOp::DeleteMessage {
-                            client_id: "roamer".into(),
-                            seq: 5,
-                        },
-                        StoreOp::DeleteIncoming {
-                            client_id: "roamer".into(),
-                            packet_id: 3,
-                        },
-                        StoreOp::DeleteSession {
-                            client_id: "roamer".into(),
-                        },
-                    ]);
-                    ops
-                },
+                // Every kind of session write: a whole session's, then the deletions, made
+                // knowing more of the log.
+                writes: vec![
+                    Written {
+                        seen: 40,
+                        ops: session_with_will().ops(&"roamer".into()),
+                    },
+                    Written {
+                        seen: 41,
+                        ops: vec![
+                            StoreOp::DeleteSubscription {
+                                client_id: "roamer".into(),
+                                filter: "a/#".into(),
+                            },
+                            StoreOp::DeleteMessage {
+                                client_id: "roamer".into(),
+                                seq: 5,
+                            },
+                            StoreOp::DeleteIncoming {
+                                client_id: "roamer".into(),
+                                packet_id: 3,
+                            },
+                            StoreOp::DeleteSession {
+                                client_id: "roamer".into(),
+                            },
+                        ],
+                    },
+                ],
             },
         ]
     }
@@ -1640,6 +1666,7 @@ mod tests {
     fn sample_state() -> State {
         let mut table = Table::default();
         table.owners.insert("c".into(), 2);
+        table.owned_since.insert("c".into(), 21);
         table.claims.insert(("c".into(), 2), (7, 3));
         table.incarnations.insert(2, 7);
         table.interest.insert((2, "t/#".into()), (4, 1));

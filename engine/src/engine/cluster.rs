@@ -15,7 +15,7 @@ use crate::cluster::link::Links;
 use crate::cluster::parts::Parts;
 use crate::cluster::replica::Replicas;
 use crate::cluster::table::{Change, RetainedBy, Table};
-use crate::cluster::wire::{Command, Frame, State};
+use crate::cluster::wire::{Command, Frame, State, Written};
 use crate::cluster::{self, ClusterConfig, ClusterStats, Raft};
 use crate::codec::{Connect, QoS, ReasonCode, Will};
 use crate::io::{CloseReason, ConnId, Event, PeerMessage, Stamp, StoreOp};
@@ -79,7 +79,7 @@ pub(super) struct Node {
     replicas: Replicas,
     /// This node's session writes not yet proposed, oldest first: (writes, their cost, the batch
     /// that waits for them).
-    queued_writes: VecDeque<(Vec<StoreOp>, usize, Option<u64>)>,
+    queued_writes: VecDeque<(Written, usize, Option<u64>)>,
     /// The session writes in the log's hands: one entry at a time, so they commit in order
     /// whatever the network does to proposals (see `propose_writes`).
     writes: Option<Writes>,
@@ -343,6 +343,12 @@ impl Node {
 
     fn me(&self) -> u16 {
         self.config.node
+    }
+
+    /// How far this node had applied the log, as what it proposes now says (the index of the
+    /// last entry applied, or the snapshot's it started from).
+    fn seen(&self) -> u64 {
+        self.applied.max(self.raft.node.store().snapshot_index())
     }
 
     /// Steps a raft message that came whole or was gathered from parts. Messages for another
@@ -954,14 +960,14 @@ impl Engine {
     }
 
     /// Node `gone` is declared down and `adopter` takes its sessions (see [`Table::adopt`]).
-    fn node_down(&mut self, gone: u16, adopter: u16, replaying: bool) {
+    fn node_down(&mut self, index: u64, gone: u16, adopter: u16, replaying: bool) {
         let Some(node) = &mut self.cluster else {
             return;
         };
         let me = node.me();
         let my_incarnation = node.incarnation;
         let replicas = &node.replicas;
-        let adoption = node.table.adopt(gone, adopter, |c| replicas.has(c));
+        let adoption = node.table.adopt(index, gone, adopter, |c| replicas.has(c));
         node.stats.nodes_down += 1;
         let waiting = if gone == me {
             Vec::new()
@@ -1367,18 +1373,21 @@ impl Engine {
             return;
         }
         if node.writes.is_none() && !node.queued_writes.is_empty() {
-            let mut ops = Vec::new();
+            let mut writes: Vec<Written> = Vec::new();
             let mut batches = Vec::new();
             let mut used = 0;
             while let Some((_, cost, _)) = node.queued_writes.front() {
-                if !ops.is_empty() && used + cost > cluster::WRITES_BUDGET {
+                if !writes.is_empty() && used + cost > cluster::WRITES_BUDGET {
                     break;
                 }
                 let Some((more, cost, batch)) = node.queued_writes.pop_front() else {
                     break;
                 };
                 used += cost;
-                ops.extend(more);
+                match writes.last_mut() {
+                    Some(last) if last.seen == more.seen => last.ops.extend(more.ops),
+                    _ => writes.push(more),
+                }
                 batches.extend(batch);
             }
             node.next_write += 1;
@@ -1387,7 +1396,7 @@ impl Engine {
                     node: node.config.node,
                     incarnation: node.incarnation,
                     seq: node.next_write,
-                    ops,
+                    writes,
                 },
                 batches,
                 proposed: Instant::ZERO,
@@ -1444,9 +1453,11 @@ impl Engine {
         let Some(node) = &mut self.cluster else {
             return;
         };
+        let seen = node.seen();
         for (ops, cost) in split_writes(ops) {
             let batch = hold.then(|| self.persist.await_replication());
-            node.queued_writes.push_back((ops, cost, batch));
+            node.queued_writes
+                .push_back((Written { seen, ops }, cost, batch));
         }
     }
 
@@ -1545,7 +1556,7 @@ impl Engine {
     pub(super) fn replicate_retained(&mut self, message: Arc<Message>) {
         let hold = message.qos != QoS::AtMostOnce && self.persist.enabled();
         if let Some(node) = &mut self.cluster {
-            let seen = (node.applied).max(node.raft.node.store().snapshot_index());
+            let seen = node.seen();
             let token = node.submit(|_| Command::Retain { message, seen });
             if hold && !node.removed {
                 let batch = self.persist.await_replication();
@@ -1767,7 +1778,7 @@ impl Engine {
         }
         let me = node.me();
         let my_incarnation = node.incarnation;
-        let change = node.table.apply(&command);
+        let change = node.table.apply(entry.index, &command);
         if let Command::Release { client_id, .. } = &command {
             if !node.table.owners.contains_key(client_id) {
                 // The session ended for good.
@@ -1781,7 +1792,7 @@ impl Engine {
                 adopter,
             } => {
                 let replaying = entry.index <= node.replay_until;
-                self.node_down(gone, adopter, replaying);
+                self.node_down(entry.index, gone, adopter, replaying);
             }
             Change::Released {
                 client_id,
@@ -1805,17 +1816,24 @@ impl Engine {
             }
             Change::SessionWrites { node: from, seq } => {
                 let Command::Session {
-                    incarnation, ops, ..
+                    incarnation,
+                    writes,
+                    ..
                 } = command
                 else {
                     return;
                 };
-                for op in &ops {
-                    // Only the owner in force writes a session: what an old owner wrote after
-                    // the client moved went with its handover.
-                    let owner = op.session_client().and_then(|c| node.table.owners.get(c));
-                    if owner == Some(&from) {
-                        node.replicas.apply(from, op);
+                for written in &writes {
+                    for op in &written.ops {
+                        // Only the owner in force writes a session, and only since it has owned
+                        // it: what an old owner wrote after the client moved went with its
+                        // handover.
+                        let owner = op
+                            .session_client()
+                            .is_some_and(|c| node.table.writes_to(c, from, written.seen));
+                        if owner {
+                            node.replicas.apply(from, op);
+                        }
                     }
                 }
                 if from == me && incarnation == my_incarnation {
