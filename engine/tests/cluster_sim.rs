@@ -253,6 +253,66 @@ fn a_message_that_reaches_the_old_node_after_the_handover_is_relayed() {
     assert!(acked.iter().any(|p| p == "late"), "{}", sim.log());
 }
 
+/// Node 1 holds the roamer's session and is cut off while the roamer moves to node 3, then
+/// catches up from a snapshot: it never applies the claim, so it never hands the session over
+/// on that account, and node 3, waiting for it, has no interest in the session's filters yet.
+/// Node 1 hands the session over when it finds it is another's, and routes the session's
+/// filters to node 3 meanwhile, so a message published on node 1 right then reaches the roamer
+/// (seed 13: it went nowhere and was acknowledged).
+#[test]
+fn a_node_that_learns_of_a_move_from_a_snapshot_hands_the_session_over() {
+    let mut sim = ClusterSim::tuned(3, &config(), 29, |c| c.handover_timeout = secs(5));
+    sim.run(secs(3));
+    sim.connect_session("roamer", 1);
+    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
+    sim.connect("pub", 1);
+    sim.connect("churn", 2);
+    settle(&mut sim, &[(1, "q2/#")], 29);
+    sim.drop_connection("roamer");
+    sim.run(ms(50));
+    sim.partition(1, &[2, 3]);
+    sim.run(ms(300));
+    sim.connect_session("roamer", 3);
+    for _ in 0..300 {
+        let owner = |id| sim.engine(id).and_then(|e| e.cluster_owner("roamer"));
+        if owner(2) == Some(3) && owner(3) == Some(3) {
+            break;
+        }
+        sim.run(ms(10));
+    }
+    assert_eq!(
+        sim.engine(2).and_then(|e| e.cluster_owner("roamer")),
+        Some(3)
+    );
+    // Enough log entries after the claim that node 1 gets a snapshot, not the entries.
+    for i in 0..(3 * cicada_engine::cluster_sim::SNAPSHOT_ENTRIES) {
+        let payload = format!("r{i}");
+        sim.publish("churn", "r/churn", QoS::AtLeastOnce, true, &payload);
+        sim.run(ms(20));
+    }
+    assert!(
+        !sim.clients["roamer"].connected,
+        "still waiting\n{}",
+        sim.log()
+    );
+    assert_eq!(stats(&sim, 1).snapshots_received, 0, "{}", sim.log());
+    sim.heal();
+    for _ in 0..3000 {
+        if stats(&sim, 1).snapshots_received > 0 {
+            break;
+        }
+        sim.run(ms(1));
+    }
+    assert!(stats(&sim, 1).snapshots_received > 0, "{}", sim.log());
+    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "after");
+    sim.run_checked(ms(500), &mut |s| s.check());
+    assert!(sim.clients["roamer"].connected, "{}", sim.log());
+    assert_eq!(stats(&sim, 3).handover_timeouts, 0, "{}", sim.log());
+    assert_eq!(stats(&sim, 3).handovers_received, 1, "{}", sim.log());
+    assert_eq!(sim.clients["pub"].acked, ["after"], "{}", sim.log());
+    assert_eq!(payloads(&sim, "roamer"), ["after"], "{}", sim.log());
+}
+
 #[test]
 fn a_late_copy_of_a_message_is_not_delivered_again_after_a_move() {
     // Node 3 has a subscriber of its own, so node 2 forwards every q2 message to it as well.

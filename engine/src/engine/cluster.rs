@@ -2330,6 +2330,8 @@ impl Engine {
         }
         let now = self.now;
         for sid in stale {
+            // With its will, as a handover carries it.
+            self.hand_over_found(sid);
             if let Some(s) = self.sessions.get_mut(&sid) {
                 s.will = None;
                 // What still arrives for it goes on to its owner, as after a handover.

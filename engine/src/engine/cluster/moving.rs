@@ -248,6 +248,40 @@ impl Engine {
         }
     }
 
+    /// Hands session `sid`, which this node found in a snapshot or at a restart to be another
+    /// node's, over to that node under its claim in force, if every copy of it is as this node
+    /// wrote it (nobody took the session since). This node never applied the claim, so never
+    /// sent the session: the claimant waits for it, and would take the copy in the end, which
+    /// lacks what this node took in meanwhile (seed 13). A claimant that has the session already
+    /// drops this one as late; a copy another node wrote is newer than this session, which ends
+    /// here then.
+    pub(super) fn hand_over_found(&mut self, sid: SessionId) {
+        let Some(s) = self.sessions.get(&sid) else {
+            return;
+        };
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        let me = node.me();
+        let client_id = s.client_id.clone();
+        let owner = node.table.owners.get(&client_id).copied();
+        let Some(owner) = owner.filter(|o| *o != me && s.is_persistent()) else {
+            return;
+        };
+        node.session_moving(&client_id, owner);
+        let claim = node.table.claims.get(&(client_id.clone(), owner)).copied();
+        let (Some(claim), Some(true)) = (claim, node.replicas.writer(&client_id).map(|w| w == me))
+        else {
+            return;
+        };
+        let budget = crate::cluster::HANDOVER_BUDGET.max(self.config.max_packet_size as usize);
+        let mut session = s.snapshot();
+        let left_behind = session.trim_to(budget);
+        node.stats.handovers_sent += 1;
+        node.stats.handover_messages_dropped += left_behind as u64;
+        self.send_handover(owner, client_id, claim, Some(Box::new(session)));
+    }
+
     /// Relays what session `sid`, which this node found in a snapshot or at a restart to be
     /// another node's, queued here meanwhile: this node acknowledged it, but its writes to a
     /// session it no longer owned were moot, so neither the new owner's copy nor a handover has
