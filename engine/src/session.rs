@@ -232,6 +232,19 @@ impl Session {
             messages,
             incoming: self.incoming.clone(),
             seen: self.seen.clone(),
+            window: None,
+        }
+    }
+
+    /// [`Session::snapshot`] with what its [`MoveWindow`], if still open at `now`, took: what a
+    /// handover carries.
+    pub(crate) fn handed_over(&self, now: Instant) -> StoredSession {
+        let window = (self.window.as_ref())
+            .filter(|w| w.open(now))
+            .map(|w| Box::new(w.taken().clone()));
+        StoredSession {
+            window,
+            ..self.snapshot()
         }
     }
 

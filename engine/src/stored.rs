@@ -57,6 +57,21 @@ pub struct StoredSession {
     /// Cluster nodes only: the last message identity taken per origin node, as (incarnation,
     /// counter) (see [`crate::Stamp`]).
     pub seen: BTreeMap<u16, (u64, u64)>,
+    /// Cluster nodes only, and only in a handover (never stored): what the session took since it
+    /// last moved, while that is still judged message by message.
+    pub window: Option<Box<TakenSince>>,
+}
+
+/// What a session took since it moved between cluster nodes, message by message (see
+/// `session::MoveWindow`). A handover carries it while the window is open: a message routed
+/// before the first move can still be relayed after the second, behind later ones of its origin
+/// that the session took, and the marks alone would take it as had.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TakenSince {
+    /// Per origin incarnation, the mark everything at or below of which counts as taken.
+    pub(crate) floor: BTreeMap<(u16, u64), u64>,
+    /// Per origin incarnation, the stamps above its floor taken since.
+    pub(crate) taken: BTreeMap<(u16, u64), BTreeSet<u64>>,
 }
 
 /// A subscription as stored.
@@ -177,6 +192,7 @@ impl StoredState {
                         messages: BTreeMap::new(),
                         incoming: BTreeSet::new(),
                         seen: BTreeMap::new(),
+                        window: None,
                     });
                 s.protocol = *protocol;
                 s.expiry_interval = *expiry_interval;

@@ -235,6 +235,7 @@ impl Store for RocksStore {
                     messages: Default::default(),
                     incoming: Default::default(),
                     seen: Default::default(),
+                    window: None,
                 },
             );
             Ok(())

@@ -2,6 +2,7 @@
 //! ([`Command`]). A hand-written, versionless little format: every node of a cluster runs the same
 //! build (a rolling upgrade across formats is not supported, see `docs/cluster.md`).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -16,7 +17,7 @@ use crate::codec::{
 };
 use crate::io::{OutboundState, PeerMessage, Stamp, StoreOp};
 use crate::message::Message;
-use crate::stored::{StoredMessage, StoredSession, StoredSubscription};
+use crate::stored::{StoredMessage, StoredSession, StoredSubscription, TakenSince};
 use crate::time::Instant;
 
 /// Why bytes from another node could not be read.
@@ -288,6 +289,27 @@ impl Writer {
         }
     }
 
+    /// A handover's [`TakenSince`], if it carries one: per origin incarnation, its floor and the
+    /// stamps above it taken.
+    fn window(&mut self, window: Option<&TakenSince>) -> &mut Self {
+        let Some(w) = window else {
+            return self.u8(0);
+        };
+        let keys: BTreeSet<&(u16, u64)> = w.floor.keys().chain(w.taken.keys()).collect();
+        self.u8(1).u32(len_u32(keys.len()));
+        for key in keys {
+            let taken = w.taken.get(key);
+            self.u16(key.0)
+                .u64(key.1)
+                .u64(w.floor.get(key).copied().unwrap_or(0))
+                .u32(len_u32(taken.map_or(0, BTreeSet::len)));
+            for seq in taken.into_iter().flatten() {
+                self.u64(*seq);
+            }
+        }
+        self
+    }
+
     /// A session as a store holds it, without its will (written after it where one goes along:
     /// a snapshot's copies, a handover's will that came due and still waited for its write).
     fn session(&mut self, session: &StoredSession, now: Instant) -> &mut Self {
@@ -491,6 +513,25 @@ impl Reader {
         })
     }
 
+    fn window(&mut self) -> Result<Option<Box<TakenSince>>, WireError> {
+        if self.u8("window flag")? == 0 {
+            return Ok(None);
+        }
+        let mut w = TakenSince::default();
+        for _ in 0..self.count("window origins")? {
+            let key = (self.u16("window node")?, self.u64("window incarnation")?);
+            w.floor.insert(key, self.u64("window floor")?);
+            let mut taken = BTreeSet::new();
+            for _ in 0..self.count("window stamps")? {
+                taken.insert(self.u64("window stamp")?);
+            }
+            if !taken.is_empty() {
+                w.taken.insert(key, taken);
+            }
+        }
+        Ok(Some(Box::new(w)))
+    }
+
     fn session(&mut self, now: Instant) -> Result<StoredSession, WireError> {
         let protocol = self.protocol()?;
         let mut session = StoredSession {
@@ -502,6 +543,7 @@ impl Reader {
             messages: Default::default(),
             incoming: Default::default(),
             seen: Default::default(),
+            window: None,
         };
         for _ in 0..self.count("subscriptions")? {
             let (filter, sub) = self.subscription()?;
@@ -760,7 +802,8 @@ impl Frame {
                             Some(session) => w
                                 .u8(1)
                                 .session(session, now)
-                                .will(session.will.as_ref(), now),
+                                .will(session.will.as_ref(), now)
+                                .window(session.window.as_deref()),
                             None => w.u8(0),
                         };
                     }
@@ -831,6 +874,7 @@ impl Frame {
                             _ => {
                                 let mut session = r.session(now)?;
                                 session.will = r.will(now)?;
+                                session.window = r.window()?;
                                 Some(Box::new(session))
                             }
                         };
@@ -1400,6 +1444,7 @@ mod tests {
             messages: Default::default(),
             incoming: [3, 9].into_iter().collect(),
             seen: [(1, (4, 99)), (3, (8, 2))].into_iter().collect(),
+            window: None,
         };
         session.subscriptions.insert(
             "a/#".into(),
@@ -1475,6 +1520,19 @@ mod tests {
             handover(11, session()),
             // A will that came due and still waited for its write goes along.
             handover(12, session_with_will()),
+            // So does what its move window took.
+            handover(
+                13,
+                StoredSession {
+                    window: Some(Box::new(TakenSince {
+                        floor: [((1, 4), 90), ((3, 8), 2)].into_iter().collect(),
+                        taken: [((1, 4), [95, 97].into_iter().collect())]
+                            .into_iter()
+                            .collect(),
+                    })),
+                    ..session()
+                },
+            ),
             Frame::Data {
                 incarnation: 7,
                 base: 3,

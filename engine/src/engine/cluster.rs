@@ -2039,7 +2039,7 @@ impl Engine {
             self.hand_over_shared(sid, true);
             if let Some(s) = self.sessions.get_mut(&sid) {
                 if s.is_persistent() {
-                    let mut snapshot = s.snapshot();
+                    let mut snapshot = s.handed_over(now);
                     left_behind = snapshot.trim_to(budget);
                     session = Some(Box::new(snapshot));
                 }
@@ -2178,10 +2178,11 @@ impl Engine {
         session: Option<Box<StoredSession>>,
         failover: bool,
     ) {
-        let Some(stored) = session else {
+        let Some(mut stored) = session else {
             self.discard_copy(client_id);
             return;
         };
+        let carried = stored.window.take().map(|w| *w);
         let start = self.persist.len();
         if let Some(old) = self.by_client.get(client_id).copied() {
             // A stale copy (from this node's own store): the one handed over is the session now.
@@ -2206,7 +2207,7 @@ impl Engine {
         }
         self.queue_writes(writes, true);
         self.restore_session(client_id.clone(), *stored);
-        self.open_move_window(client_id);
+        self.open_move_window(client_id, carried);
         if let Some(node) = &mut self.cluster {
             if failover {
                 node.stats.failovers += 1;

@@ -7,9 +7,10 @@
 //! move the session remembers each stamp it took above the marks it came with, and judges every
 //! message by that instead: taken before if at or below those marks, or remembered.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::io::Stamp;
+use crate::stored::TakenSince;
 use crate::time::Instant;
 
 /// How many stamps of one origin a window remembers; past that, the oldest fold into the mark (a
@@ -19,23 +20,31 @@ const REMEMBERED: usize = 4096;
 /// The stamps a session took since it moved here, until `until`.
 #[derive(Debug)]
 pub(crate) struct MoveWindow {
-    /// Per origin incarnation, the mark everything at or below of which counts as taken.
-    floor: BTreeMap<(u16, u64), u64>,
-    /// Per origin incarnation, the stamps above its floor taken since.
-    taken: BTreeMap<(u16, u64), BTreeSet<u64>>,
+    taken: TakenSince,
     until: Instant,
 }
 
 impl MoveWindow {
-    /// A window over the marks `seen` (origin → (incarnation, counter)) the session came with.
-    pub(crate) fn new(seen: &BTreeMap<u16, (u64, u64)>, until: Instant) -> MoveWindow {
-        MoveWindow {
+    /// A window over the marks `seen` (origin → (incarnation, counter)) the session came with,
+    /// or over what the window of the node it came from took (`carried`, for a session that
+    /// moved again before that window closed).
+    pub(crate) fn new(
+        seen: &BTreeMap<u16, (u64, u64)>,
+        carried: Option<TakenSince>,
+        until: Instant,
+    ) -> MoveWindow {
+        let taken = carried.unwrap_or_else(|| TakenSince {
             floor: (seen.iter())
                 .map(|(node, (inc, seq))| ((*node, *inc), *seq))
                 .collect(),
             taken: BTreeMap::new(),
-            until,
-        }
+        });
+        MoveWindow { taken, until }
+    }
+
+    /// What the window took, as a handover carries it on.
+    pub(crate) fn taken(&self) -> &TakenSince {
+        &self.taken
     }
 
     /// Whether the window still applies at `now`.
@@ -46,8 +55,8 @@ impl MoveWindow {
     /// Records that the session takes `stamp`; false if it took it before (and `check`).
     pub(crate) fn take(&mut self, stamp: Stamp, check: bool) -> bool {
         let key = (stamp.node, stamp.incarnation);
-        let floor = self.floor.get(&key).copied().unwrap_or(0);
-        let taken = self.taken.entry(key).or_default();
+        let floor = self.taken.floor.get(&key).copied().unwrap_or(0);
+        let taken = self.taken.taken.entry(key).or_default();
         if check && (stamp.seq <= floor || taken.contains(&stamp.seq)) {
             return false;
         }
@@ -56,7 +65,7 @@ impl MoveWindow {
         }
         if taken.len() > REMEMBERED {
             if let Some(oldest) = taken.pop_first() {
-                self.floor.insert(key, oldest);
+                self.taken.floor.insert(key, oldest);
             }
         }
         true
@@ -78,7 +87,7 @@ mod tests {
     #[test]
     fn a_late_message_is_taken_once_and_what_came_along_never() {
         let seen = BTreeMap::from([(2, (7, 10))]);
-        let mut w = MoveWindow::new(&seen, Instant::from_micros(1_000));
+        let mut w = MoveWindow::new(&seen, None, Instant::from_micros(1_000));
         assert!(!w.take(stamp(10), true), "at the mark it came with");
         assert!(w.take(stamp(15), true), "direct");
         assert!(w.take(stamp(12), true), "relayed, after a later one");
@@ -97,8 +106,28 @@ mod tests {
     }
 
     #[test]
+    fn a_window_carried_on_judges_as_the_one_it_came_from() {
+        let seen = BTreeMap::from([(2, (7, 10))]);
+        let mut first = MoveWindow::new(&seen, None, Instant::from_micros(1_000));
+        assert!(first.take(stamp(25), true), "direct, after the first move");
+        // The session moves on: its marks say 25 now, but 22 was never taken.
+        let marks = BTreeMap::from([(2, (7, 25))]);
+        let carried = Some(first.taken().clone());
+        let mut second = MoveWindow::new(&marks, carried, Instant::from_micros(2_000));
+        assert!(second.take(stamp(22), true), "relayed after both moves");
+        assert!(
+            !second.take(stamp(25), true),
+            "taken before the second move"
+        );
+        assert!(!second.take(stamp(10), true), "at the first floor");
+        let fresh =
+            MoveWindow::new(&marks, None, Instant::from_micros(2_000)).take(stamp(22), true);
+        assert!(!fresh, "the marks alone refuse it");
+    }
+
+    #[test]
     fn past_what_it_remembers_the_oldest_count_as_taken() {
-        let mut w = MoveWindow::new(&BTreeMap::new(), Instant::from_micros(1));
+        let mut w = MoveWindow::new(&BTreeMap::new(), None, Instant::from_micros(1));
         for seq in (2..).step_by(2).take(REMEMBERED + 1) {
             assert!(w.take(stamp(seq), true));
         }

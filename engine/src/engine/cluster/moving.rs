@@ -38,7 +38,7 @@ use crate::codec::TopicFilter;
 use crate::io::{DropReason, PeerMessage, Stamp};
 use crate::message::Message;
 use crate::session::{Flow, MoveWindow, SessionId};
-use crate::stored::StoredSession;
+use crate::stored::{StoredSession, TakenSince};
 use crate::time::Instant;
 
 use super::{Engine, Node};
@@ -275,7 +275,7 @@ impl Engine {
             return;
         };
         let budget = crate::cluster::HANDOVER_BUDGET.max(self.config.max_packet_size as usize);
-        let mut session = s.snapshot();
+        let mut session = s.handed_over(self.now);
         let left_behind = session.trim_to(budget);
         node.stats.handovers_sent += 1;
         node.stats.handover_messages_dropped += left_behind as u64;
@@ -319,15 +319,15 @@ impl Engine {
 
     /// Opens a [`MoveWindow`] on `client_id`'s session, just installed here from another node's
     /// handover or this node's copy: relays for it may come for as long as its old node sends
-    /// them, and then take as long again.
-    pub(super) fn open_move_window(&mut self, client_id: &ByteString) {
+    /// them, and then take as long again. A window the handover `carried` goes on.
+    pub(super) fn open_move_window(&mut self, client_id: &ByteString, carried: Option<TakenSince>) {
         let Some(node) = &self.cluster else {
             return;
         };
         let until = self.now + relay_window(&node.config) * 2;
         let sid = self.by_client.get(client_id).copied();
         if let Some(s) = sid.and_then(|sid| self.sessions.get_mut(&sid)) {
-            s.window = Some(Box::new(MoveWindow::new(&s.seen, until)));
+            s.window = Some(Box::new(MoveWindow::new(&s.seen, carried, until)));
         }
     }
 
