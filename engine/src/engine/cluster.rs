@@ -206,6 +206,9 @@ struct Early {
     arrived: Instant,
     /// The link message it came in, held.
     link: Option<(u16, u64)>,
+    /// What arrived for the session since, relayed behind it by the node it came from (see
+    /// `Engine::keep`).
+    kept: Vec<moving::Kept>,
 }
 
 /// A CONNECT whose claim is on its way through the log.
@@ -861,9 +864,13 @@ impl Engine {
 
     /// An early handover is done with: its link message is acknowledged once `batch` (what
     /// taking it in wrote, if anything) is durable.
+    /// What it still kept is dropped, and acknowledged: the session did not come here.
     fn early_done(&mut self, early: Option<Early>, batch: Option<u64>) {
-        let link = early.and_then(|e| e.link);
-        if let (Some((from, seq)), Some(node)) = (link, &mut self.cluster) {
+        let Some(early) = early else {
+            return;
+        };
+        self.deliver_kept(early.kept, None);
+        if let (Some((from, seq)), Some(node)) = (early.link, &mut self.cluster) {
             node.links.release(from, seq, batch);
             self.confirm_links();
         }
@@ -1940,10 +1947,14 @@ impl Engine {
         let Some(node) = &mut self.cluster else {
             return;
         };
+        // What came for the session behind its early handover goes where the session goes.
+        let mut early = early;
+        let mut kept = (early.as_mut()).map_or_else(Vec::new, |e| std::mem::take(&mut e.kept));
         if let Some(awaiting) = node.awaiting.get_mut(&client_id) {
             // An older claim of this node still waits for the session: this newer claim takes
             // its place (and takes back a relay promised to another node meanwhile: that node
             // gives up waiting and hands nothing over).
+            awaiting.kept.append(&mut kept);
             awaiting.owed = None;
             awaiting.admit = claim;
             let older = std::mem::replace(&mut awaiting.conn, conn.filter(|_| resuming));
@@ -1959,6 +1970,7 @@ impl Engine {
         }
         if !(elsewhere && resuming) {
             // A fresh session, or the one already here: a copy of another node's is stale.
+            self.deliver_kept(kept, None);
             self.discard_copy(&client_id);
             self.admit_claimed(client_id, claim, conn);
             return self.early_done(early, None);
@@ -1967,6 +1979,8 @@ impl Engine {
             Some(mut early) if early.claim == claim => {
                 let mark = self.persist.mark();
                 self.install_session(&client_id, early.session.take(), false);
+                let sid = self.by_client.get(&client_id).copied();
+                self.deliver_kept(kept, sid);
                 self.admit_claimed(client_id, claim, conn);
                 let batch = self.persist.gate_since(mark);
                 self.early_done(Some(early), batch);
@@ -1986,7 +2000,7 @@ impl Engine {
                         deadline,
                         owed: None,
                         late: None,
-                        kept: Vec::new(),
+                        kept,
                     },
                 );
             }
@@ -2134,13 +2148,18 @@ impl Engine {
         let ahead = claim.0 == node.incarnation
             && applied.is_none_or(|(inc, token)| *inc != claim.0 || *token < claim.1);
         if ahead {
-            let early = Early {
+            let mut early = Early {
                 claim,
                 session,
                 arrived: now,
                 link: node.delivering.take(),
+                kept: Vec::new(),
             };
-            let replaced = node.early.insert(client_id, early);
+            let mut replaced = node.early.remove(&client_id);
+            if let Some(replaced) = &mut replaced {
+                early.kept.append(&mut replaced.kept);
+            }
+            node.early.insert(client_id, early);
             return self.early_done(replaced, None);
         }
         // Late: a wait that timed out, a claim this node made before it restarted, or an old owner

@@ -27,6 +27,7 @@
 //! relay lost with its sender's crash (the old node acknowledges on its link what it relays,
 //! without waiting for the new owner: links would wait on each other).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,7 +46,7 @@ use super::{Engine, Node};
 
 /// A message kept for a session the claimant still waits for.
 #[derive(Debug)]
-pub(super) struct Kept {
+pub(in crate::engine) struct Kept {
     message: Arc<Message>,
     /// Its cluster identity, which the session checks against what it took elsewhere.
     stamp: Option<Stamp>,
@@ -139,19 +140,22 @@ impl Node {
 
 impl Engine {
     /// Keeps `message` (being routed here) for each session this node waits for whose copy
-    /// subscribes to it.
+    /// subscribes to it, and for each whose handover came ahead of this node's claim.
     pub(in crate::engine) fn keep_for_awaited(&mut self, message: &Arc<Message>) {
         let Some(node) = &mut self.cluster else {
             return;
         };
-        if node.awaiting.is_empty() {
+        if node.awaiting.is_empty() && node.early.is_empty() {
             return;
         }
         let topic = message.topic.as_str();
-        let waiting: Vec<ByteString> = (node.awaiting.keys())
-            .filter(|c| (node.replicas.session(c)).is_some_and(|s| subscribed(s, topic)))
-            .cloned()
-            .collect();
+        let awaited = (node.awaiting.keys())
+            .filter(|c| (node.replicas.session(c)).is_some_and(|s| subscribed(s, topic)));
+        let early = (node.early.iter())
+            .filter(|(_, e)| e.session.as_ref().is_some_and(|s| subscribed(s, topic)))
+            .map(|(c, _)| c);
+        // A client may have both: an older claim waits, a newer one's handover came early.
+        let waiting: BTreeSet<ByteString> = awaited.chain(early).cloned().collect();
         for client_id in waiting {
             self.keep(&client_id, message, self.stamp);
         }
@@ -165,16 +169,20 @@ impl Engine {
         let Some(node) = &mut self.cluster else {
             return;
         };
-        if !node.awaiting.contains_key(client_id) {
+        if !node.awaiting.contains_key(client_id) && !node.early.contains_key(client_id) {
             return;
         }
         let hold = match node.delivering.take() {
             Some((from, seq)) => Hold::Link(from, seq),
             None => Hold::Receipt(self.persist.await_peer()),
         };
-        if let Some(awaiting) = node.awaiting.get_mut(client_id) {
+        let kept = match node.awaiting.get_mut(client_id) {
+            Some(awaiting) => Some(&mut awaiting.kept),
+            None => node.early.get_mut(client_id).map(|e| &mut e.kept),
+        };
+        if let Some(kept) = kept {
             let message = message.clone();
-            awaiting.kept.push(Kept {
+            kept.push(Kept {
                 message,
                 stamp,
                 hold,
@@ -220,7 +228,7 @@ impl Engine {
         let Some(node) = &mut self.cluster else {
             return;
         };
-        if node.awaiting.contains_key(&client_id) {
+        if node.awaiting.contains_key(&client_id) || node.early.contains_key(&client_id) {
             return self.keep(&client_id, &message, Some(stamp));
         }
         let me = node.me();
