@@ -1909,6 +1909,7 @@ impl Engine {
             } => {
                 let replaying = entry.index <= node.replay_until;
                 if from != me {
+                    node.sessions_restarting(from);
                     for filter in filters {
                         self.peer_interest(from, filter, 0);
                     }

@@ -108,6 +108,20 @@ impl Node {
         }
     }
 
+    /// `node` restarted: its old incarnation's interest is gone, and its new one announces its
+    /// sessions' filters again only once it restored them. Meanwhile their filters are routed to
+    /// it as to a claimant, from their copies, or what is published then never reaches them
+    /// (seed 117).
+    pub(super) fn sessions_restarting(&mut self, node: u16) {
+        let owned: Vec<ByteString> = (self.table.owners.iter())
+            .filter(|(c, owner)| **owner == node && self.replicas.has(c))
+            .map(|(c, _)| c.clone())
+            .collect();
+        for client_id in owned {
+            self.moving.insert(client_id, node);
+        }
+    }
+
     /// The claimants (other than this node) of moving sessions subscribed to `topic`, without
     /// their own interest for it yet. Forgets the moves that settled: their claimant's applied
     /// interest covers every ordinary filter of the session, or the copy is gone.
