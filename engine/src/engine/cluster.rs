@@ -2136,8 +2136,8 @@ impl Engine {
                 return;
             };
             if let Some((to, theirs)) = awaiting.owed {
-                self.deliver_kept(awaiting.kept, None);
-                return self.send_handover(to, client_id, theirs, session);
+                self.send_handover(to, client_id.clone(), theirs, session);
+                return self.pass_on_kept(to, client_id, awaiting.kept);
             }
             self.install_session(&client_id, session, false);
             let sid = self.by_client.get(&client_id).copied();
@@ -2298,8 +2298,8 @@ impl Engine {
                 .or(awaiting.late);
             match awaiting.owed {
                 Some((to, claim)) => {
-                    self.deliver_kept(awaiting.kept, None);
-                    self.send_handover(to, client_id, claim, copy);
+                    self.send_handover(to, client_id.clone(), claim, copy);
+                    self.pass_on_kept(to, client_id, awaiting.kept);
                 }
                 None => {
                     self.install_session(&client_id, copy, true);

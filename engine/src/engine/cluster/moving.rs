@@ -353,6 +353,30 @@ impl Engine {
         }
     }
 
+    /// Passes what was kept for `client_id`'s session, which was on its way here when a newer
+    /// claim took it on to `to`, behind the session just handed on there: as relays, whose
+    /// acknowledgements are released here (as any relay's). Dropped, they were lost when nothing
+    /// else had routed them there (seed 199). What still arrives for the session here is relayed
+    /// on too, as after a handover.
+    pub(super) fn pass_on_kept(&mut self, to: u16, client_id: ByteString, kept: Vec<Kept>) {
+        let now = self.now;
+        if let Some(node) = &mut self.cluster {
+            node.handed_over(&client_id, now);
+        }
+        for k in &kept {
+            let Some(stamp) = k.stamp else {
+                continue;
+            };
+            let relay = PeerMessage::Relay {
+                client_id: client_id.clone(),
+                message: k.message.clone(),
+                stamp,
+            };
+            self.send_peer(to, relay);
+        }
+        self.deliver_kept(kept, None);
+    }
+
     /// Delivers what was kept for a session now installed here as `sid` (`None`: it never came,
     /// or went on to another node), and releases the acknowledgements it held.
     pub(super) fn deliver_kept(&mut self, kept: Vec<Kept>, sid: Option<SessionId>) {
