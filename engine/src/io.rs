@@ -171,6 +171,11 @@ pub enum PeerMessage {
         /// `None` when the old owner held no session worth keeping (the new owner then starts a
         /// fresh one at once).
         session: Option<Box<crate::stored::StoredSession>>,
+        /// The sender's storage batch that waits for the link's acknowledgement, as a publish's
+        /// does (see `receipt` there): the oldest holding the sender's writes to the session that
+        /// the move made moot. Their messages are in the session, and durable only once the new
+        /// owner wrote it whole through the log.
+        receipt: Option<u64>,
     },
     /// A message for a session that left the sending node: it arrived there after the handover,
     /// and goes to the node that holds the session now, for that session alone (see

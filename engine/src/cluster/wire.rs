@@ -793,11 +793,13 @@ impl Frame {
                         client_id,
                         claim,
                         session,
+                        receipt,
                     } => {
                         w.u8(PEER_HANDOVER)
                             .bytes(client_id.as_bytes())
                             .u64(claim.0)
-                            .u64(claim.1);
+                            .u64(claim.1)
+                            .u64(receipt.map_or(0, |r| r + 1));
                         match session {
                             Some(session) => w
                                 .u8(1)
@@ -869,6 +871,7 @@ impl Frame {
                     PEER_HANDOVER => {
                         let client_id = r.string("client id")?;
                         let claim = (r.u64("claim")?, r.u64("claim")?);
+                        let receipt = r.u64("receipt")?.checked_sub(1);
                         let session = match r.u8("session flag")? {
                             0 => None,
                             _ => {
@@ -882,6 +885,7 @@ impl Frame {
                             client_id,
                             claim,
                             session,
+                            receipt,
                         }
                     }
                     PEER_STORED => PeerMessage::Stored {
@@ -1414,6 +1418,7 @@ mod tests {
                 client_id: "roamer".into(),
                 claim: (8, 3),
                 session: Some(Box::new(session)),
+                receipt: Some(seq + 30),
             },
         }
     }
@@ -1555,6 +1560,7 @@ mod tests {
                     client_id: "gone".into(),
                     claim: (8, 4),
                     session: None,
+                    receipt: None,
                 },
             },
             Frame::Ack {

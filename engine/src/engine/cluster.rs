@@ -819,6 +819,9 @@ impl Engine {
         for message in messages {
             if let PeerMessage::Publish {
                 receipt: Some(seq), ..
+            }
+            | PeerMessage::Handover {
+                receipt: Some(seq), ..
             } = message
             {
                 self.persist.peer_stored(seq);
@@ -2099,7 +2102,12 @@ impl Engine {
         self.send_handover(to, client_id, claim, session);
     }
 
-    /// Sends `client_id`'s session (or none) to `to` for its `claim`.
+    /// Sends `client_id`'s session (or none) to `to` for its `claim`. This node's writes to the
+    /// session that have not committed yet never will count: only the owner in force writes a
+    /// session, and that is `to` now. Their messages go along in the session, so what
+    /// acknowledges them waits for `to` to have it (see [`PeerMessage::Handover`]'s receipt).
+    /// Counted as committed, they were acknowledged and lost with the handover when this node
+    /// crashed before sending it (seed 26).
     fn send_handover(
         &mut self,
         to: u16,
@@ -2107,12 +2115,52 @@ impl Engine {
         claim: (u64, u64),
         session: Option<Box<StoredSession>>,
     ) {
+        let receipt = self.moot_writes(&client_id);
+        match receipt {
+            Some(batch) if batch == self.persist.building() => {
+                self.persist.await_peer();
+            }
+            Some(batch) => self.persist.await_more(batch),
+            None => {}
+        }
         let message = PeerMessage::Handover {
             client_id,
             claim,
             session,
+            receipt,
         };
         self.send_peer(to, message);
+    }
+
+    /// The oldest storage batch that waits for this node's session writes to `client_id` not
+    /// committed yet: in the log's hands, queued, or still in the batch being built.
+    fn moot_writes(&self, client_id: &ByteString) -> Option<u64> {
+        let node = self.cluster.as_ref()?;
+        let touches = |ops: &[StoreOp]| ops.iter().any(|op| op.session_client() == Some(client_id));
+        let in_flight = node.writes.as_ref().and_then(|w| {
+            let Command::Session { writes, .. } = &w.command else {
+                return None;
+            };
+            let touched = writes.iter().any(|written| touches(&written.ops));
+            touched.then(|| w.batches.iter().min().copied()).flatten()
+        });
+        let queued = (node.queued_writes.iter())
+            .filter(|(written, _, _)| touches(&written.ops))
+            .filter_map(|(_, _, batch)| *batch)
+            .min();
+        let batch = self.persist.building();
+        let from = match node.writes_cursor {
+            (b, at) if b == batch => at,
+            _ => 0,
+        };
+        let skipped = |at: usize| {
+            (node.unreplicated.iter()).any(|(b, range)| *b == batch && range.contains(&at))
+        };
+        let building = (from..)
+            .zip(self.persist.ops_since(from))
+            .any(|(at, op)| op.session_client() == Some(client_id) && !skipped(at))
+            .then_some(batch);
+        in_flight.into_iter().chain(queued).chain(building).min()
     }
 
     /// A session another node handed over for this node's `claim` of `client_id`.

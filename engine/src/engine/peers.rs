@@ -121,6 +121,7 @@ impl Engine {
                 client_id,
                 claim,
                 session,
+                receipt: _,
             } => self.handover_arrived(client_id, claim, session),
             PeerMessage::Relay {
                 client_id,
