@@ -601,16 +601,20 @@ mod tests {
         assert_eq!(t.apply(0, &writes(10, 1)), next(1), "counts again from 1");
     }
 
-    #[test]
-    fn one_owner_per_client_and_release_only_by_the_owner() {
-        let mut t = Table::default();
-        let claim = |node, token| Command::Claim {
+    /// Node `node`'s claim `token` of client "c", in its incarnation 1.
+    fn claim(node: u16, token: u64) -> Command {
+        Command::Claim {
             client_id: "c".into(),
             node,
             incarnation: 1,
             token,
             will: None,
-        };
+        }
+    }
+
+    #[test]
+    fn one_owner_per_client_and_release_only_by_the_owner() {
+        let mut t = Table::default();
         t.apply(0, &claim(1, 1));
         assert_eq!(
             t.apply(0, &claim(2, 1)),
@@ -646,13 +650,6 @@ mod tests {
     #[test]
     fn a_session_write_applies_only_if_its_node_owned_the_session_since_it_was_made() {
         let mut t = Table::default();
-        let claim = |node, token| Command::Claim {
-            client_id: "c".into(),
-            node,
-            incarnation: 1,
-            token,
-            will: None,
-        };
         for n in [1, 3] {
             t.apply(
                 1,
