@@ -2183,6 +2183,8 @@ impl Engine {
             let Some(awaiting) = node.awaiting.remove(&client_id) else {
                 return;
             };
+            // A session sent for a newer claim of this node meanwhile may have taken more.
+            let session = moving::fresher(session, awaiting.late);
             if let Some((to, theirs)) = awaiting.owed {
                 self.send_handover(to, client_id.clone(), theirs, session);
                 return self.pass_on_kept(to, client_id, awaiting.kept);
@@ -2339,11 +2341,8 @@ impl Engine {
                 continue;
             };
             node.stats.handover_timeouts += 1;
-            let copy = node
-                .replicas
-                .copy(&client_id)
-                .map(Box::new)
-                .or(awaiting.late);
+            let copy = node.replicas.copy(&client_id).map(Box::new);
+            let copy = moving::fresher(copy, awaiting.late);
             match awaiting.owed {
                 Some((to, claim)) => {
                     self.send_handover(to, client_id.clone(), claim, copy);

@@ -63,6 +63,35 @@ enum Hold {
     Receipt(u64),
 }
 
+/// Of two versions of one session, `b` if it took more than `a`: its high-water marks are at
+/// least `a`'s for every origin, and above for one (the marks only grow along a session's
+/// history); else `a`, if any. A node waiting for a session under an older claim can get, for
+/// its newer claim, the session as a node that found it in a snapshot handed it on, with
+/// messages no copy has, and then, for the older claim, a copy (seed 4: the copy was installed
+/// and the other dropped).
+pub(super) fn fresher(
+    a: Option<Box<StoredSession>>,
+    b: Option<Box<StoredSession>>,
+) -> Option<Box<StoredSession>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if took_more(&b, &a) { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Whether `b`'s high-water marks are at least `a`'s for every origin, and above for one.
+fn took_more(b: &StoredSession, a: &StoredSession) -> bool {
+    let at_least = a
+        .seen
+        .iter()
+        .all(|(node, (inc, seq))| (b.seen.get(node)).is_some_and(|(i, s)| i == inc && s >= seq));
+    let above = b
+        .seen
+        .iter()
+        .any(|(node, (inc, seq))| (a.seen.get(node)).is_none_or(|(i, s)| i == inc && s < seq));
+    at_least && above
+}
+
 /// Whether `topic` matches one of the session's ordinary (not shared) subscriptions.
 fn subscribed(session: &StoredSession, topic: &str) -> bool {
     session
@@ -406,5 +435,55 @@ impl Engine {
         }
         self.confirm_links();
         self.release_held();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::ProtocolVersion;
+
+    fn marks(seen: &[(u16, (u64, u64))]) -> Option<Box<StoredSession>> {
+        Some(Box::new(StoredSession {
+            protocol: ProtocolVersion::V5,
+            expiry_interval: 60,
+            offline_since: None,
+            will: None,
+            subscriptions: Default::default(),
+            messages: Default::default(),
+            incoming: Default::default(),
+            seen: seen.iter().copied().collect(),
+            window: None,
+        }))
+    }
+
+    fn seen_of(s: Option<Box<StoredSession>>) -> Vec<(u16, (u64, u64))> {
+        s.map(|s| s.seen.into_iter().collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_fresher_session_is_the_one_that_took_more() {
+        let copy = [(2, (7, 10))];
+        let more = [(2, (7, 12))];
+        assert_eq!(seen_of(fresher(marks(&copy), marks(&more))), more);
+        assert_eq!(seen_of(fresher(marks(&more), marks(&copy))), more);
+        assert_eq!(
+            seen_of(fresher(marks(&copy), marks(&copy))),
+            copy,
+            "a tie: the first"
+        );
+        let other_origin = [(2, (7, 10)), (3, (1, 1))];
+        assert_eq!(
+            seen_of(fresher(marks(&copy), marks(&other_origin))),
+            other_origin
+        );
+        // Not comparable (each took something the other did not, or another incarnation): the
+        // first.
+        let split = [(2, (7, 9)), (3, (1, 1))];
+        assert_eq!(seen_of(fresher(marks(&copy), marks(&split))), copy);
+        let restarted = [(2, (8, 1))];
+        assert_eq!(seen_of(fresher(marks(&copy), marks(&restarted))), copy);
+        assert_eq!(seen_of(fresher(None, marks(&copy))), copy);
+        assert_eq!(seen_of(fresher(marks(&copy), None)), copy);
     }
 }
