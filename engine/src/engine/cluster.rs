@@ -1106,9 +1106,35 @@ impl Engine {
     }
 
     /// A message that waited for a node declared down goes where that node's sessions went: a
-    /// publish to the adopter (its shared groups to another member), under the same receipt. A
-    /// handover dies with the node (the session lives on in the copies, which the adopter took).
+    /// publish to the adopter (its shared groups to another member), under the same receipt, and
+    /// to the nodes that need it now (sessions that moved off the node took their copies without
+    /// it: seed 17; the stamp drops it where it was taken already); a relay to its session's
+    /// owner. A handover dies with the node (the session lives on in the copies, which the
+    /// adopter took).
     fn redirect(&mut self, adopter: u16, message: PeerMessage) {
+        if let PeerMessage::Relay {
+            client_id,
+            message,
+            stamp,
+        } = message
+        {
+            let me = self.me();
+            let owner =
+                (self.cluster.as_ref()).and_then(|n| n.table.owners.get(&client_id).copied());
+            match owner {
+                Some(owner) if owner == me => self.relay_arrived(client_id, message, stamp),
+                Some(owner) => {
+                    let relay = PeerMessage::Relay {
+                        client_id,
+                        message,
+                        stamp,
+                    };
+                    self.send_peer(owner, relay);
+                }
+                None => {}
+            }
+            return;
+        }
         let PeerMessage::Publish {
             message,
             plain,
@@ -1126,6 +1152,14 @@ impl Engine {
         let mut shares: BTreeMap<u16, (bool, Vec<ByteString>)> = BTreeMap::new();
         if plain {
             shares.entry(adopter).or_default().0 = true;
+            let topic = message.topic.as_str();
+            let mut others = self.peers.plain_for(topic);
+            if let Some(node) = &mut self.cluster {
+                others.extend(node.claimants(topic));
+            }
+            for to in others.into_iter().filter(|to| *to != me) {
+                shares.entry(to).or_default().0 = true;
+            }
         }
         for group in groups {
             if let Some(chosen) = self.choose_engine(&group, &message) {

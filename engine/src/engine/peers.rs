@@ -47,6 +47,16 @@ pub(super) struct Peers {
     turns: BTreeMap<ByteString, Turn>,
 }
 
+impl Peers {
+    /// The other engines with an ordinary subscription matching `topic`.
+    pub(super) fn plain_for(&self, topic: &str) -> Vec<u16> {
+        let mut engines = Vec::new();
+        self.plain
+            .for_each_match(topic, |engine, ()| engines.push(*engine));
+        engines
+    }
+}
+
 /// A shared group's place in its rotation across engines.
 #[derive(Debug, Default)]
 struct Turn {
