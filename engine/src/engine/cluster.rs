@@ -518,7 +518,7 @@ impl Engine {
             if let Some(seq) = committed {
                 self.writes_committed(seq);
             }
-            self.drop_unowned_sessions();
+            self.drop_unowned_sessions(true);
             self.claims_in_snapshot();
             self.awaits_in_snapshot();
             self.retains_in_snapshot();
@@ -1225,7 +1225,7 @@ impl Engine {
                 self.refuse_claiming(conn);
             }
         }
-        self.drop_unowned_sessions();
+        self.drop_unowned_sessions(true);
         if let Some(node) = &mut self.cluster {
             let me = node.me();
             node.submit(|_| Command::Up {
@@ -1715,7 +1715,7 @@ impl Engine {
             if let Some(node) = &mut self.cluster {
                 node.replay_until = 0;
             }
-            self.drop_unowned_sessions();
+            self.drop_unowned_sessions(false);
         }
         if let Some(node) = &mut self.cluster {
             // A received snapshot is applied before raft hears it was (once it is durable).
@@ -2396,8 +2396,11 @@ impl Engine {
     /// table gives to another node are stale copies (the handover happened before the crash, or
     /// the new owner gave up waiting) and end, without their wills. The sessions it still owns are
     /// written whole through the log: the crash may have lost writes here that committed there,
-    /// or the reverse, and the other nodes' copies must be this store's.
-    fn drop_unowned_sessions(&mut self) {
+    /// or the reverse, and the other nodes' copies must be this store's. A node that was `live`
+    /// all along (it found the move in a snapshot, or applied its own `Down`) also hands each
+    /// stale session over: it holds everything this node wrote to it, while a restarted node's
+    /// store may lack writes that committed, which the copies have.
+    fn drop_unowned_sessions(&mut self, live: bool) {
         let Some(node) = &self.cluster else {
             return;
         };
@@ -2433,7 +2436,7 @@ impl Engine {
         let now = self.now;
         for sid in stale {
             // With its will, as a handover carries it.
-            self.hand_over_found(sid);
+            self.hand_over_found(sid, live);
             if let Some(s) = self.sessions.get_mut(&sid) {
                 s.will = None;
                 // What still arrives for it goes on to its owner, as after a handover.

@@ -299,14 +299,16 @@ impl Engine {
         }
     }
 
-    /// Hands session `sid`, which this node found in a snapshot or at a restart to be another
-    /// node's, over to that node under its claim in force, if every copy of it is as this node
-    /// wrote it (nobody took the session since). This node never applied the claim, so never
-    /// sent the session: the claimant waits for it, and would take the copy in the end, which
-    /// lacks what this node took in meanwhile (seed 13). A claimant that has the session already
-    /// drops this one as late; a copy another node wrote is newer than this session, which ends
-    /// here then.
-    pub(super) fn hand_over_found(&mut self, sid: SessionId) {
+    /// Routes the filters of session `sid`, which this node found in a snapshot or at a restart to
+    /// be another node's, to that node until its interest covers them. If this node was `live`
+    /// all along, it also hands the session over to that node under its claim in force, if every
+    /// copy of it is as this node wrote it (nobody took the session since). This node never
+    /// applied the claim, so never sent the session: the claimant waits for it, and would take
+    /// the copy in the end, which lacks what this node took in meanwhile (seed 13). A claimant
+    /// that has the session already drops this one as late; a copy another node wrote is newer
+    /// than this session, which ends here then, and so may be one this node wrote before it
+    /// restarted with a store that lost writes.
+    pub(super) fn hand_over_found(&mut self, sid: SessionId, live: bool) {
         let Some(s) = self.sessions.get(&sid) else {
             return;
         };
@@ -320,6 +322,9 @@ impl Engine {
             return;
         };
         node.session_moving(&client_id, owner);
+        if !live {
+            return;
+        }
         let claim = node.table.claims.get(&(client_id.clone(), owner)).copied();
         let (Some(claim), Some(true)) = (claim, node.replicas.writer(&client_id).map(|w| w == me))
         else {
