@@ -468,6 +468,38 @@ fn a_node_cut_off_for_longer_than_peer_timeout_gives_its_sessions_up_and_comes_b
     resume_checked(&mut sim, 1, secs(2), &["cut0", "cut1", "again"]);
 }
 
+/// Messages routed to a node that is then cut off wait on their links. The roamer, whose session
+/// was there, moves on meanwhile and its new node takes the session from its copy, without them.
+/// When the node is declared down, they go to the adopter, which has no session for them, and
+/// now also to the nodes that need them now (seed 17: they were acknowledged and lost).
+#[test]
+fn messages_waiting_for_a_node_declared_down_reach_a_session_that_left_it() {
+    let mut sim = ClusterSim::new(4, &config(), 23);
+    sim.run(secs(3));
+    let leader = *leaders(&sim).iter().next().expect("a leader");
+    let others: Vec<u16> = (1..=4).filter(|id| *id != leader).collect();
+    let (old, new) = (others[0], others[1]);
+    sim.connect_session("roamer", old);
+    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
+    sim.connect("pub", leader);
+    settle(&mut sim, &[(old, "q2/#")], 23);
+    sim.drop_connection("roamer");
+    sim.run(ms(50));
+    let rest: Vec<u16> = (1..=4).filter(|id| *id != old).collect();
+    sim.partition(old, &rest);
+    publish_q2(&mut sim, "cut", 2);
+    sim.run(ms(100));
+    assert!(sim.clients["pub"].acked.is_empty(), "{}", sim.log());
+    sim.connect_session("roamer", new);
+    sim.run_checked(secs(3), &mut |s| s.check());
+    assert!(sim.clients["roamer"].connected, "{}", sim.log());
+    assert!(payloads(&sim, "roamer").is_empty(), "{}", sim.log());
+    sim.run_checked(secs(12), &mut |s| s.check());
+    assert!(stats(&sim, leader).nodes_down >= 1, "{}", sim.log());
+    assert_eq!(sim.clients["pub"].acked.len(), 2, "{}", sim.log());
+    assert_eq!(payloads(&sim, "roamer"), ["cut0", "cut1"], "{}", sim.log());
+}
+
 /// Seed 200: a node crashed holding a session handed over ahead of its claim, in memory only.
 /// Five nodes; the old owner O delivered `a0` but the log never took its last writes (the leader
 /// stopped hearing it), so the copies still queue `a0`. The claimant C hears the handover but not
