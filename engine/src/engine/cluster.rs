@@ -1110,8 +1110,16 @@ impl Engine {
     /// to the nodes that need it now (sessions that moved off the node took their copies without
     /// it: seed 17; the stamp drops it where it was taken already); a relay to its session's
     /// owner. A handover dies with the node (the session lives on in the copies, which the
-    /// adopter took).
+    /// adopter took), and releases what waited for it (seed 3051: a publisher was never
+    /// acknowledged again); the writes it carried, moot, are lost.
     fn redirect(&mut self, adopter: u16, message: PeerMessage) {
+        if let PeerMessage::Handover {
+            receipt: Some(seq), ..
+        } = message
+        {
+            self.persist.peer_stored(seq);
+            return self.release_held();
+        }
         if let PeerMessage::Relay {
             client_id,
             message,
