@@ -20,6 +20,7 @@ use crate::cluster::{self, ClusterConfig, ClusterStats, Raft};
 use crate::codec::{Connect, QoS, ReasonCode, Will};
 use crate::io::{CloseReason, ConnId, Event, PeerMessage, Stamp, StoreOp};
 use crate::message::Message;
+use crate::persist::Persistence;
 use crate::retained::RetainedStore;
 use crate::stored::{StoredRaft, StoredSession};
 use crate::time::Instant;
@@ -1478,19 +1479,10 @@ impl Engine {
         let Some(node) = &mut self.cluster else {
             return false;
         };
+        let ops: Vec<StoreOp> = unproposed_writes(node, &self.persist).cloned().collect();
         let batch = self.persist.building();
-        let from = match node.writes_cursor {
-            (b, at) if b == batch => at,
-            _ => 0,
-        };
         node.writes_cursor = (batch, self.persist.len());
         node.unreplicated.retain(|(b, _)| *b == batch);
-        let skipped = |at: usize| node.unreplicated.iter().any(|(_, r)| r.contains(&at));
-        let ops: Vec<StoreOp> = (from..)
-            .zip(self.persist.ops_since(from))
-            .filter(|(at, op)| op.session_client().is_some() && !skipped(*at))
-            .map(|(_, op)| op.clone())
-            .collect();
         if ops.is_empty() {
             return false;
         }
@@ -1603,8 +1595,9 @@ impl Engine {
         }
     }
 
-    /// Proposes a retained message (or its removal) for every node. The batch being built (its acknowledgements) waits for the entry to commit if the message
-    /// is QoS 1 or 2 and storage is on, like the session writes that carry the same promise.
+    /// Proposes a retained message (or its removal) for every node. The batch being built (its
+    /// acknowledgements) waits for the entry to commit if the message is QoS 1 or 2 and storage
+    /// is on, like the session writes that carry the same promise.
     pub(super) fn replicate_retained(&mut self, message: Arc<Message>) {
         let hold = message.qos != QoS::AtMostOnce && self.persist.enabled();
         if let Some(node) = &mut self.cluster {
@@ -2092,7 +2085,7 @@ impl Engine {
         }
         let mut session = None;
         let mut left_behind = 0;
-        let budget = cluster::HANDOVER_BUDGET.max(self.config.max_packet_size as usize);
+        let budget = self.handover_budget();
         if let Some(sid) = self.by_client.get(&client_id).copied() {
             self.take_over_connection(sid);
             // Queued messages of shared groups go to another member here, as when a session ends.
@@ -2144,6 +2137,11 @@ impl Engine {
         self.send_handover(to, client_id, claim, session);
     }
 
+    /// How much of a session one handover carries at most (see `Session::handed_over`).
+    fn handover_budget(&self) -> usize {
+        cluster::HANDOVER_BUDGET.max(self.config.max_packet_size as usize)
+    }
+
     /// Sends `client_id`'s session (or none) to `to` for its `claim`. This node's writes to the
     /// session that have not committed yet never will count: only the owner in force writes a
     /// session, and that is `to` now. Their messages go along in the session, so what
@@ -2190,18 +2188,9 @@ impl Engine {
             .filter(|(written, _, _)| touches(&written.ops))
             .filter_map(|(_, _, batch)| *batch)
             .min();
-        let batch = self.persist.building();
-        let from = match node.writes_cursor {
-            (b, at) if b == batch => at,
-            _ => 0,
-        };
-        let skipped = |at: usize| {
-            (node.unreplicated.iter()).any(|(b, range)| *b == batch && range.contains(&at))
-        };
-        let building = (from..)
-            .zip(self.persist.ops_since(from))
-            .any(|(at, op)| op.session_client() == Some(client_id) && !skipped(at))
-            .then_some(batch);
+        let building = unproposed_writes(node, &self.persist)
+            .any(|op| op.session_client() == Some(client_id))
+            .then(|| self.persist.building());
         in_flight.into_iter().chain(queued).chain(building).min()
     }
 
@@ -2601,6 +2590,25 @@ impl Engine {
     pub fn cluster_leader(&self) -> Option<u16> {
         self.cluster.as_ref().and_then(|n| n.raft.leader())
     }
+}
+
+/// This node's session writes in the batch being built that did not go to the log yet (see
+/// `Engine::replicate_writes`), without those that stay off it (see `end_unreplicated`).
+fn unproposed_writes<'a>(
+    node: &'a Node,
+    persist: &'a Persistence,
+) -> impl Iterator<Item = &'a StoreOp> {
+    let batch = persist.building();
+    let from = match node.writes_cursor {
+        (b, at) if b == batch => at,
+        _ => 0,
+    };
+    let skipped =
+        move |at: &usize| (node.unreplicated.iter()).any(|(b, r)| *b == batch && r.contains(at));
+    (from..)
+        .zip(persist.ops_since(from))
+        .filter(move |(at, op)| op.session_client().is_some() && !skipped(at))
+        .map(|(_, op)| op)
 }
 
 /// Session writes cut into pieces of at most [`cluster::WRITES_BUDGET`] (a single larger write

@@ -309,6 +309,7 @@ impl Engine {
     /// than this session, which ends here then, and so may be one this node wrote before it
     /// restarted with a store that lost writes.
     pub(super) fn hand_over_found(&mut self, sid: SessionId, live: bool) {
+        let budget = self.handover_budget();
         let Some(s) = self.sessions.get(&sid) else {
             return;
         };
@@ -330,7 +331,6 @@ impl Engine {
         else {
             return;
         };
-        let budget = crate::cluster::HANDOVER_BUDGET.max(self.config.max_packet_size as usize);
         let mut session = s.handed_over(self.now);
         let left_behind = session.trim_to(budget);
         node.stats.handovers_sent += 1;
