@@ -442,6 +442,9 @@ pub enum StoreOp {
         sub_ids: Vec<SubscriptionId>,
         /// The message.
         message: Arc<Message>,
+        /// Cluster nodes only: the identity it was routed with, so a node that gets this session
+        /// late can tell whether the session it holds took the message (see [`Stamp`]).
+        stamp: Option<Stamp>,
     },
     /// Forget a delivered (or expired) message.
     DeleteMessage {
@@ -524,6 +527,7 @@ impl StoreOp {
             retain: m.retain,
             sub_ids: m.sub_ids,
             message: m.message,
+            stamp: m.stamp,
         }
     }
 
@@ -539,6 +543,7 @@ impl StoreOp {
                 retain,
                 sub_ids,
                 message,
+                stamp,
             } => Some((
                 client_id,
                 *seq,
@@ -548,6 +553,7 @@ impl StoreOp {
                     retain: *retain,
                     sub_ids: sub_ids.clone(),
                     message: message.clone(),
+                    stamp: *stamp,
                 },
             )),
             _ => None,

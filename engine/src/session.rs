@@ -44,9 +44,9 @@ pub(crate) struct Outbound {
     /// to another member of the group while this session is offline. Not stored: after a restart a
     /// queued message stays with the member it was queued on.
     pub(crate) shared: Option<ByteString>,
-    /// Its cluster identity, in memory only (`None` after a restart or a handover): a node that
-    /// finds it no longer owns the session relays what it queued with one (see
-    /// `engine/cluster/moving.rs`).
+    /// Its cluster identity (stored with it): a node that finds it no longer owns the session
+    /// relays what it queued with one, and a node that gets the session late merges what its
+    /// session did not take (see `engine/cluster/moving.rs`).
     pub(crate) stamp: Option<Stamp>,
 }
 
@@ -61,6 +61,7 @@ impl Outbound {
             retain: self.retain,
             sub_ids: self.sub_ids.clone(),
             message: self.message.clone(),
+            stamp: self.stamp,
         }
     }
 }
@@ -201,6 +202,7 @@ impl Session {
             retain: out.retain,
             sub_ids: out.sub_ids.clone(),
             message: out.message.clone(),
+            stamp: out.stamp,
         };
         let mut messages = BTreeMap::new();
         for (&packet_id, f) in &self.inflight {

@@ -96,6 +96,8 @@ pub struct StoredMessage {
     pub sub_ids: Vec<SubscriptionId>,
     /// The message.
     pub message: Arc<Message>,
+    /// Cluster nodes only: the identity it was routed with (see [`crate::Stamp`]).
+    pub stamp: Option<crate::Stamp>,
 }
 
 impl StoredSession {

@@ -313,6 +313,39 @@ fn a_node_that_learns_of_a_move_from_a_snapshot_hands_the_session_over() {
     assert_eq!(payloads(&sim, "roamer"), ["after"], "{}", sim.log());
 }
 
+/// Node 1 holds the roamer's session and takes a message into it, but nobody hears node 1 any
+/// more, so its write never commits and the copies lack the message. The roamer moves to node 3,
+/// which takes the session from its copy at the deadline. Once node 1 is heard again, its
+/// handover comes late; node 3 merges the message it lacks, by the stamp stored with it (seed
+/// 165: such a handover was dropped, and the message with it, although acknowledged).
+#[test]
+fn a_late_handover_is_merged_into_the_session_taken_from_the_copy() {
+    let mut sim = roamer_offline_on_node_1(67);
+    // Node 1 still hears the log and the publisher's node: the leader is not node 1.
+    assert!(!leaders(&sim).contains(&1), "{}", sim.log());
+    sim.mute(1, &[2, 3]);
+    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "held");
+    sim.run_checked(ms(100), &mut |s| s.check());
+    assert_eq!(
+        sim.engine(1)
+            .and_then(|e| e.session("roamer"))
+            .map(|s| s.queued),
+        Some(1),
+        "{}",
+        sim.log()
+    );
+    assert!(sim.clients["pub"].acked.is_empty(), "{}", sim.log());
+    sim.connect_session("roamer", 3);
+    sim.run_checked(secs(2), &mut |s| s.check());
+    assert!(sim.clients["roamer"].connected, "{}", sim.log());
+    assert_eq!(stats(&sim, 3).failovers, 1, "{}", sim.log());
+    assert!(payloads(&sim, "roamer").is_empty(), "{}", sim.log());
+    sim.heal();
+    sim.run_checked(secs(2), &mut |s| s.check());
+    assert_eq!(sim.clients["pub"].acked, ["held"], "{}", sim.log());
+    assert_eq!(payloads(&sim, "roamer"), ["held"], "{}", sim.log());
+}
+
 #[test]
 fn a_late_copy_of_a_message_is_not_delivered_again_after_a_move() {
     // Node 3 has a subscriber of its own, so node 2 forwards every q2 message to it as well.

@@ -17,7 +17,7 @@ use cicada_engine::codec::{
     decode_one, decode_shared, Connect, Delivery, Packet, PacketId, ProtocolVersion, Publish,
     PublishProperties, QoS, RetainHandling, SubscriptionId, SubscriptionOptions, Will,
 };
-use cicada_engine::{Instant, Message, OutboundState, StoredMessage, StoredSubscription};
+use cicada_engine::{Instant, Message, OutboundState, Stamp, StoredMessage, StoredSubscription};
 
 /// The format of every value written by this version.
 const FORMAT: u8 = 1;
@@ -130,8 +130,12 @@ impl<'a> Reader<'a> {
         }
     }
 
+    fn at_end(&self) -> bool {
+        self.0.is_empty()
+    }
+
     fn end(&self) -> Result<(), RecordError> {
-        if self.0.is_empty() {
+        if self.at_end() {
             Ok(())
         } else {
             Err(RecordError::Invalid("trailing bytes"))
@@ -463,6 +467,9 @@ pub(crate) fn encode_stored_message(m: &StoredMessage) -> Vec<u8> {
         w.u32(id.get());
     }
     write_message(&mut w, &m.message);
+    if let Some(stamp) = &m.stamp {
+        w.u16(stamp.node).u64(stamp.incarnation).u64(stamp.seq);
+    }
     w.finish()
 }
 
@@ -485,6 +492,17 @@ pub(crate) fn decode_stored_message(value: &[u8]) -> Result<StoredMessage, Recor
         sub_ids.push(SubscriptionId::new(r.u32()?).ok_or(RecordError::Invalid("subscription id"))?);
     }
     let message = Arc::new(read_message(&mut r, &whole)?);
+    // The cluster stamp ends the record when there is one (standalone brokers, and records written
+    // before stamps were stored, have none).
+    let stamp = if r.at_end() {
+        None
+    } else {
+        Some(Stamp {
+            node: r.u16()?,
+            incarnation: r.u64()?,
+            seq: r.u64()?,
+        })
+    };
     r.end()?;
     Ok(StoredMessage {
         qos,
@@ -492,6 +510,7 @@ pub(crate) fn decode_stored_message(value: &[u8]) -> Result<StoredMessage, Recor
         retain,
         sub_ids,
         message,
+        stamp,
     })
 }
 
@@ -533,9 +552,18 @@ mod tests {
                 SubscriptionId::new(268_435_455).expect("valid"),
             ],
             message: Arc::new(message()),
+            stamp: Some(Stamp {
+                node: 3,
+                incarnation: u64::MAX - 1,
+                seq: 1 << 40,
+            }),
         };
         let back = decode_stored_message(&encode_stored_message(&m)).expect("decodes");
         assert_eq!(back, m);
+        // A standalone broker's message has no stamp, nor has one stored before stamps were.
+        let unstamped = StoredMessage { stamp: None, ..m };
+        let back = decode_stored_message(&encode_stored_message(&unstamped)).expect("decodes");
+        assert_eq!(back, unstamped);
         let r = decode_retained(&encode_retained(&message())).expect("decodes");
         assert_eq!(*r, message());
     }
@@ -594,6 +622,7 @@ mod tests {
             retain: false,
             sub_ids: vec![],
             message: Arc::new(message()),
+            stamp: None,
         });
         for len in 0..good.len() {
             assert!(decode_stored_message(&good[..len]).is_err(), "cut at {len}");

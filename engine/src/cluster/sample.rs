@@ -155,6 +155,11 @@ impl Sample {
                     retain: false,
                     sub_ids: Vec::new(),
                     message: message(name, &payload, QoS::AtLeastOnce, false),
+                    stamp: Some(crate::Stamp {
+                        node,
+                        incarnation: 1,
+                        seq,
+                    }),
                 };
                 replicas.apply(node, &op);
             }

@@ -359,7 +359,7 @@ impl Writer {
         for id in &m.sub_ids {
             self.u32(id.get());
         }
-        self.message(&m.message, now)
+        self.message(&m.message, now).stamp(m.stamp.as_ref())
     }
 
     /// A storage write of a persistent session (nothing for any other write, which never goes in
@@ -614,6 +614,7 @@ impl Reader {
             retain,
             sub_ids,
             message,
+            stamp: self.stamp()?,
         };
         Ok((seq, m))
     }
@@ -1469,6 +1470,11 @@ mod tests {
                 retain: seq == 7,
                 sub_ids: SubscriptionId::new(42).into_iter().collect(),
                 message: message(),
+                stamp: (seq == 5).then_some(Stamp {
+                    node: 2,
+                    incarnation: 9,
+                    seq: 40,
+                }),
             };
             session.messages.insert(seq, stored);
         }

@@ -349,6 +349,14 @@ impl Node {
         self.config.node
     }
 
+    /// Whether `claim`, if this node's (this incarnation's), has not applied here yet: a handover
+    /// for it came ahead of it.
+    fn claim_ahead(&self, client_id: &ByteString, claim: (u64, u64)) -> bool {
+        let applied = self.table.claims.get(&(client_id.clone(), self.me()));
+        claim.0 == self.incarnation
+            && applied.is_none_or(|(inc, token)| *inc != claim.0 || *token < claim.1)
+    }
+
     /// How far this node had applied the log, as what it proposes now says (the index of the
     /// last entry applied, or the snapshot's it started from).
     fn seen(&self) -> u64 {
@@ -2215,21 +2223,19 @@ impl Engine {
                 return;
             };
             // A session sent for a newer claim of this node meanwhile may have taken more.
-            let session = moving::fresher(session, awaiting.late);
+            let (session, other) = moving::fresher(session, awaiting.late);
             if let Some((to, theirs)) = awaiting.owed {
                 self.send_handover(to, client_id.clone(), theirs, session);
                 return self.pass_on_kept(to, client_id, awaiting.kept);
             }
             self.install_session(&client_id, session, false);
+            self.merge_late(&client_id, other);
             let sid = self.by_client.get(&client_id).copied();
             self.deliver_kept(awaiting.kept, sid);
             return self.admit_claimed(client_id, awaiting.admit, awaiting.conn);
         }
         // Ahead of its claim (the old owner applied it first)?
-        let applied = node.table.claims.get(&(client_id.clone(), me));
-        let ahead = claim.0 == node.incarnation
-            && applied.is_none_or(|(inc, token)| *inc != claim.0 || *token < claim.1);
-        if ahead {
+        if node.claim_ahead(&client_id, claim) {
             let mut early = Early {
                 claim,
                 session,
@@ -2247,7 +2253,8 @@ impl Engine {
         // Late: a wait that timed out, a claim this node made before it restarted, or an old owner
         // replaying its log. The session is not dropped while nobody else may have it: it stays
         // here if this node still owns the client and holds nothing for it, or goes on to the node
-        // that owns it now, which treats it the same way.
+        // that owns it now, which treats it the same way. A node that holds the session merges in
+        // what the late one has that it did not take (`merge_late`).
         let Some(session) = session else {
             return;
         };
@@ -2259,6 +2266,8 @@ impl Engine {
                     awaiting.late = Some(session);
                 } else if !self.by_client.contains_key(&client_id) {
                     self.install_session(&client_id, Some(session), false);
+                } else {
+                    self.merge_late(&client_id, Some(session));
                 }
             }
             Some(owner) => {
@@ -2373,7 +2382,7 @@ impl Engine {
             };
             node.stats.handover_timeouts += 1;
             let copy = node.replicas.copy(&client_id).map(Box::new);
-            let copy = moving::fresher(copy, awaiting.late);
+            let (copy, other) = moving::fresher(copy, awaiting.late);
             match awaiting.owed {
                 Some((to, claim)) => {
                     self.send_handover(to, client_id.clone(), claim, copy);
@@ -2381,6 +2390,7 @@ impl Engine {
                 }
                 None => {
                     self.install_session(&client_id, copy, true);
+                    self.merge_late(&client_id, other);
                     let sid = self.by_client.get(&client_id).copied();
                     self.deliver_kept(awaiting.kept, sid);
                     self.admit_claimed(client_id, awaiting.admit, awaiting.conn);

@@ -102,7 +102,7 @@ impl Engine {
                 retain: m.retain,
                 sub_ids: m.sub_ids,
                 stored: true,
-                stamp: None,
+                stamp: m.stamp,
             };
             match m.state {
                 OutboundState::Queued => session.restore_queued(out),

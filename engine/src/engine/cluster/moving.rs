@@ -36,7 +36,7 @@ use bytestring::ByteString;
 use crate::cluster::ClusterConfig;
 use crate::codec::QoS;
 use crate::codec::TopicFilter;
-use crate::io::{DropReason, PeerMessage, Stamp};
+use crate::io::{DropReason, OutboundState, PeerMessage, Stamp};
 use crate::message::Message;
 use crate::session::{Flow, MoveWindow, SessionId};
 use crate::stored::{StoredSession, TakenSince};
@@ -68,14 +68,16 @@ enum Hold {
 /// history); else `a`, if any. A node waiting for a session under an older claim can get, for
 /// its newer claim, the session as a node that found it in a snapshot handed it on, with
 /// messages no copy has, and then, for the older claim, a copy (seed 4: the copy was installed
-/// and the other dropped).
+/// and the other dropped). Returns the fresher and the other, whose messages the node merges
+/// into the one it installs ([`Engine::merge_late`]).
 pub(super) fn fresher(
     a: Option<Box<StoredSession>>,
     b: Option<Box<StoredSession>>,
-) -> Option<Box<StoredSession>> {
+) -> (Option<Box<StoredSession>>, Option<Box<StoredSession>>) {
     match (a, b) {
-        (Some(a), Some(b)) => Some(if took_more(&b, &a) { b } else { a }),
-        (a, b) => a.or(b),
+        (Some(a), Some(b)) if took_more(&b, &a) => (Some(b), Some(a)),
+        (Some(a), b) => (Some(a), b),
+        (None, b) => (b, None),
     }
 }
 
@@ -373,6 +375,42 @@ impl Engine {
         }
     }
 
+    /// Merges into `client_id`'s session, which this node holds, the messages of `late`, another
+    /// version of the session that came too late to be installed: a handover after the session
+    /// came here from a copy or from another node, or the version not chosen of two (see
+    /// [`fresher`]). Each message counts by the stamp it was routed with, as a relay does (through
+    /// the move window while it is open), so what the session took already is dropped. Seed 165:
+    /// an old owner crashed holding messages no copy had (its writes had not committed), took them
+    /// again after its restart as duplicates of what its store held, and acknowledged them; its
+    /// handover then came after the new owner had taken the session from its copy, and was
+    /// dropped with them.
+    ///
+    /// Left out, as by [`Engine::relay_queue`]: a message without a stamp; a QoS 2 message sent
+    /// to its client, who may have had it and would get it again under another packet id; and a
+    /// message of an origin whose mark here is of another incarnation (the origin restarted, and
+    /// the mark cannot say whether the session took it).
+    pub(super) fn merge_late(&mut self, client_id: &ByteString, late: Option<Box<StoredSession>>) {
+        let (Some(late), Some(&sid)) = (late, self.by_client.get(client_id)) else {
+            return;
+        };
+        let Some(s) = self.sessions.get(&sid) else {
+            return;
+        };
+        let merged: Vec<(Arc<Message>, Stamp)> = (late.messages.into_values())
+            .filter(|m| m.qos != QoS::ExactlyOnce || m.state == OutboundState::Queued)
+            .filter_map(|m| Some((m.message, m.stamp?)))
+            .filter(|(_, stamp)| {
+                (s.seen.get(&stamp.node)).is_none_or(|(inc, _)| *inc == stamp.incarnation)
+            })
+            .collect();
+        let outer = self.stamp;
+        for (message, stamp) in merged {
+            self.stamp = Some(stamp);
+            self.route_plain_to(&message, Some(sid));
+        }
+        self.stamp = outer;
+    }
+
     /// Opens a [`MoveWindow`] on `client_id`'s session, just installed here from another node's
     /// handover or this node's copy: relays for it may come for as long as its old node sends
     /// them, and then take as long again. A window the handover `carried` goes on.
@@ -462,6 +500,17 @@ mod tests {
         }))
     }
 
+    fn fresher_of(
+        a: Option<Box<StoredSession>>,
+        b: Option<Box<StoredSession>>,
+    ) -> Option<Box<StoredSession>> {
+        let (fresher, other) = fresher(a.clone(), b.clone());
+        // The other is the one not chosen, never lost.
+        let both = [a, b].into_iter().flatten().count();
+        assert_eq!([&fresher, &other].into_iter().flatten().count(), both);
+        fresher
+    }
+
     fn seen_of(s: Option<Box<StoredSession>>) -> Vec<(u16, (u64, u64))> {
         s.map(|s| s.seen.into_iter().collect()).unwrap_or_default()
     }
@@ -470,25 +519,25 @@ mod tests {
     fn the_fresher_session_is_the_one_that_took_more() {
         let copy = [(2, (7, 10))];
         let more = [(2, (7, 12))];
-        assert_eq!(seen_of(fresher(marks(&copy), marks(&more))), more);
-        assert_eq!(seen_of(fresher(marks(&more), marks(&copy))), more);
+        assert_eq!(seen_of(fresher_of(marks(&copy), marks(&more))), more);
+        assert_eq!(seen_of(fresher_of(marks(&more), marks(&copy))), more);
         assert_eq!(
-            seen_of(fresher(marks(&copy), marks(&copy))),
+            seen_of(fresher_of(marks(&copy), marks(&copy))),
             copy,
             "a tie: the first"
         );
         let other_origin = [(2, (7, 10)), (3, (1, 1))];
         assert_eq!(
-            seen_of(fresher(marks(&copy), marks(&other_origin))),
+            seen_of(fresher_of(marks(&copy), marks(&other_origin))),
             other_origin
         );
         // Not comparable (each took something the other did not, or another incarnation): the
         // first.
         let split = [(2, (7, 9)), (3, (1, 1))];
-        assert_eq!(seen_of(fresher(marks(&copy), marks(&split))), copy);
+        assert_eq!(seen_of(fresher_of(marks(&copy), marks(&split))), copy);
         let restarted = [(2, (8, 1))];
-        assert_eq!(seen_of(fresher(marks(&copy), marks(&restarted))), copy);
-        assert_eq!(seen_of(fresher(None, marks(&copy))), copy);
-        assert_eq!(seen_of(fresher(marks(&copy), None)), copy);
+        assert_eq!(seen_of(fresher_of(marks(&copy), marks(&restarted))), copy);
+        assert_eq!(seen_of(fresher_of(None, marks(&copy))), copy);
+        assert_eq!(seen_of(fresher_of(marks(&copy), None)), copy);
     }
 }
