@@ -346,6 +346,42 @@ fn a_late_handover_is_merged_into_the_session_taken_from_the_copy() {
     assert_eq!(payloads(&sim, "roamer"), ["held"], "{}", sim.log());
 }
 
+/// The claimant does not hear the leader, so the old owner applies the claim and hands the
+/// session over long before the claimant does, and a message published meanwhile on the old node
+/// reaches the claimant behind it. The early handover and what it kept wait for the claim past
+/// `handover_timeout` (seed 18: both were forgotten at the timeout, the message acknowledged, and
+/// the roamer got the session from the copy without it).
+#[test]
+fn an_early_handover_waits_for_its_claim_however_long() {
+    let mut sim = ClusterSim::new(3, &config(), 71);
+    sim.run(secs(3));
+    let leader = *leaders(&sim).iter().next().expect("a leader");
+    let others: Vec<u16> = (1..=3).filter(|id| *id != leader).collect();
+    let (old, claimant) = (others[0], others[1]);
+    sim.connect_session("roamer", old);
+    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
+    sim.connect("pub", old);
+    settle(&mut sim, &[(old, "q2/#")], 71);
+    sim.drop_connection("roamer");
+    sim.run(ms(50));
+    sim.deafen(claimant, &[leader]);
+    sim.connect_session("roamer", claimant);
+    sim.run_checked(ms(100), &mut |s| s.check());
+    assert_eq!(stats(&sim, old).handovers_sent, 1, "{}", sim.log());
+    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "behind");
+    sim.run_checked(secs(2), &mut |s| s.check());
+    let owner = sim.engine(claimant).and_then(|e| e.cluster_owner("roamer"));
+    assert_eq!(owner, Some(old), "{}", sim.log());
+    assert!(sim.clients["pub"].acked.is_empty(), "{}", sim.log());
+    sim.heal();
+    sim.run_checked(secs(2), &mut |s| s.check());
+    assert!(sim.clients["roamer"].connected, "{}", sim.log());
+    assert_eq!(stats(&sim, claimant).handovers_received, 1, "{}", sim.log());
+    assert_eq!(stats(&sim, claimant).handover_timeouts, 0, "{}", sim.log());
+    assert_eq!(sim.clients["pub"].acked, ["behind"], "{}", sim.log());
+    assert_resumed_with(&sim, &["behind"]);
+}
+
 #[test]
 fn a_late_copy_of_a_message_is_not_delivered_again_after_a_move() {
     // Node 3 has a subscriber of its own, so node 2 forwards every q2 message to it as well.

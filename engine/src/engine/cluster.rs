@@ -2349,7 +2349,16 @@ impl Engine {
     /// Ends the waits for handovers that did not come in time (the old owner is dead or cut
     /// off): the CONNECT gets the session from this node's copy, or a fresh one without a copy
     /// (when the client moved on meanwhile, the copy goes to its new node instead); and forgets
-    /// early handovers whose claim never applied.
+    /// early handovers whose claim can no longer apply here.
+    ///
+    /// An early handover's claim committed (its old owner applied it), so it applies here once
+    /// this node catches up with the log, however long that takes: such a handover waits on,
+    /// holding its link's acknowledgement, as any message for a session does on a node that is
+    /// behind. Forgotten at the timeout, it took with it what it kept (acknowledged, as its holds
+    /// were released) and the session, which the copy then replaced (seed 18). Once its claim
+    /// applied without taking it (inside a snapshot, with no CONNECT waiting for it), or a newer
+    /// claim superseded it, it is a late handover (see [`Engine::handover_arrived`]); if this node
+    /// was declared down (its claims no longer apply), it is forgotten.
     fn handover_deadlines(&mut self) {
         let now = self.now;
         let Some(node) = &mut self.cluster else {
@@ -2361,8 +2370,33 @@ impl Engine {
             .partition(|(_, e)| now.saturating_duration_since(e.arrived) >= timeout);
         node.early = early;
         let expired: BTreeMap<ByteString, Early> = expired;
-        for e in expired.into_values() {
-            self.early_done(Some(e), None);
+        for (client_id, mut e) in expired {
+            let Some(node) = &mut self.cluster else {
+                return;
+            };
+            if node.table.is_down(node.me(), node.incarnation) {
+                self.early_done(Some(e), None);
+                continue;
+            }
+            if node.claim_ahead(&client_id, e.claim) {
+                e.arrived = now;
+                node.early.insert(client_id, e);
+                continue;
+            }
+            let owner = node.table.owners.get(&client_id).copied();
+            let me = node.me();
+            let mark = self.persist.mark();
+            let kept = std::mem::take(&mut e.kept);
+            self.handover_arrived(client_id.clone(), e.claim, e.session.take());
+            match owner {
+                Some(owner) if owner != me => self.pass_on_kept(owner, client_id, kept),
+                _ => {
+                    let sid = self.by_client.get(&client_id).copied();
+                    self.deliver_kept(kept, sid);
+                }
+            }
+            let batch = self.persist.gate_since(mark);
+            self.early_done(Some(e), batch);
         }
         let Some(node) = &mut self.cluster else {
             return;
