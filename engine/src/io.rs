@@ -176,6 +176,10 @@ pub enum PeerMessage {
         /// the move made moot. Their messages are in the session, and durable only once the new
         /// owner wrote it whole through the log.
         receipt: Option<u64>,
+        /// How far the sender had applied the log when it sent this (the claim had applied
+        /// there): once the receiver applied as far, the claim has applied there too, or lies
+        /// inside a snapshot it installed, and a handover that came ahead of it is late.
+        applied: u64,
     },
     /// A message for a session that left the sending node: it arrived there after the handover,
     /// and goes to the node that holds the session now, for that session alone (see

@@ -382,6 +382,38 @@ fn an_early_handover_waits_for_its_claim_however_long() {
     assert_resumed_with(&sim, &["behind"]);
 }
 
+/// A handover that arrives after its claim applied and its client left (a clean session that
+/// ended, so no claim of it is in force) is late, not early: it does not hold its link's
+/// acknowledgements (seed 620: it waited for ever, and with it every publisher whose messages
+/// took that link).
+#[test]
+fn a_handover_for_a_claim_applied_and_ended_does_not_hold_its_link() {
+    let mut sim = ClusterSim::new(3, &config(), 73);
+    sim.run(secs(3));
+    let leader = *leaders(&sim).iter().next().expect("a leader");
+    let others: Vec<u16> = (1..=3).filter(|id| *id != leader).collect();
+    let (old, claimant) = (others[0], others[1]);
+    sim.connect("c", old);
+    sim.connect("sub", claimant);
+    sim.subscribe("sub", "t/#", QoS::AtLeastOnce);
+    sim.connect("pub", old);
+    settle(&mut sim, &[(claimant, "t/#")], 73);
+    sim.mute(old, &[claimant]);
+    sim.connect("c", claimant);
+    sim.run_checked(ms(300), &mut |s| s.check());
+    assert!(sim.clients["c"].connected, "{}", sim.log());
+    sim.disconnect("c");
+    sim.run_checked(ms(300), &mut |s| s.check());
+    let owner = sim.engine(claimant).and_then(|e| e.cluster_owner("c"));
+    assert_eq!(owner, None, "{}", sim.log());
+    sim.heal();
+    sim.run_checked(ms(300), &mut |s| s.check());
+    sim.publish("pub", "t/a", QoS::AtLeastOnce, false, "through");
+    sim.run_checked(secs(3), &mut |s| s.check());
+    assert_eq!(sim.clients["pub"].acked, ["through"], "{}", sim.log());
+    assert_eq!(payloads(&sim, "sub"), ["through"], "{}", sim.log());
+}
+
 #[test]
 fn a_late_copy_of_a_message_is_not_delivered_again_after_a_move() {
     // Node 3 has a subscriber of its own, so node 2 forwards every q2 message to it as well.

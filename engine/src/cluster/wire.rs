@@ -795,12 +795,14 @@ impl Frame {
                         claim,
                         session,
                         receipt,
+                        applied,
                     } => {
                         w.u8(PEER_HANDOVER)
                             .bytes(client_id.as_bytes())
                             .u64(claim.0)
                             .u64(claim.1)
-                            .u64(receipt.map_or(0, |r| r + 1));
+                            .u64(receipt.map_or(0, |r| r + 1))
+                            .u64(*applied);
                         match session {
                             Some(session) => w
                                 .u8(1)
@@ -873,6 +875,7 @@ impl Frame {
                         let client_id = r.string("client id")?;
                         let claim = (r.u64("claim")?, r.u64("claim")?);
                         let receipt = r.u64("receipt")?.checked_sub(1);
+                        let applied = r.u64("applied")?;
                         let session = match r.u8("session flag")? {
                             0 => None,
                             _ => {
@@ -887,6 +890,7 @@ impl Frame {
                             claim,
                             session,
                             receipt,
+                            applied,
                         }
                     }
                     PEER_STORED => PeerMessage::Stored {
@@ -1420,6 +1424,7 @@ mod tests {
                 claim: (8, 3),
                 session: Some(Box::new(session)),
                 receipt: Some(seq + 30),
+                applied: seq + 200,
             },
         }
     }
@@ -1567,6 +1572,7 @@ mod tests {
                     claim: (8, 4),
                     session: None,
                     receipt: None,
+                    applied: 0,
                 },
             },
             Frame::Ack {

@@ -205,6 +205,8 @@ struct Early {
     claim: (u64, u64),
     session: Option<Box<StoredSession>>,
     arrived: Instant,
+    /// How far its sender had applied the log (see [`PeerMessage::Handover`]).
+    sent_at: u64,
     /// The link message it came in, held.
     link: Option<(u16, u64)>,
     /// What arrived for the session since, relayed behind it by the node it came from (see
@@ -350,10 +352,14 @@ impl Node {
     }
 
     /// Whether `claim`, if this node's (this incarnation's), has not applied here yet: a handover
-    /// for it came ahead of it.
-    fn claim_ahead(&self, client_id: &ByteString, claim: (u64, u64)) -> bool {
+    /// for it, sent by a node that had applied the log to `sent_at`, came ahead of it. The
+    /// claim in force here does not say on its own: a claim that applied and whose client then
+    /// left has none (seed 620: a handover for such a claim waited for ever as early, holding its
+    /// link's acknowledgements).
+    fn claim_ahead(&self, client_id: &ByteString, claim: (u64, u64), sent_at: u64) -> bool {
         let applied = self.table.claims.get(&(client_id.clone(), self.me()));
         claim.0 == self.incarnation
+            && self.seen() < sent_at
             && applied.is_none_or(|(inc, token)| *inc != claim.0 || *token < claim.1)
     }
 
@@ -2171,11 +2177,13 @@ impl Engine {
             Some(batch) => self.persist.await_more(batch),
             None => {}
         }
+        let applied = self.cluster.as_ref().map_or(0, |node| node.seen());
         let message = PeerMessage::Handover {
             client_id,
             claim,
             session,
             receipt,
+            applied,
         };
         self.send_peer(to, message);
     }
@@ -2208,6 +2216,7 @@ impl Engine {
         client_id: ByteString,
         claim: (u64, u64),
         session: Option<Box<StoredSession>>,
+        sent_at: u64,
     ) {
         let now = self.now;
         let Some(node) = &mut self.cluster else {
@@ -2235,11 +2244,12 @@ impl Engine {
             return self.admit_claimed(client_id, awaiting.admit, awaiting.conn);
         }
         // Ahead of its claim (the old owner applied it first)?
-        if node.claim_ahead(&client_id, claim) {
+        if node.claim_ahead(&client_id, claim, sent_at) {
             let mut early = Early {
                 claim,
                 session,
                 arrived: now,
+                sent_at,
                 link: node.delivering.take(),
                 kept: Vec::new(),
             };
@@ -2378,7 +2388,7 @@ impl Engine {
                 self.early_done(Some(e), None);
                 continue;
             }
-            if node.claim_ahead(&client_id, e.claim) {
+            if node.claim_ahead(&client_id, e.claim, e.sent_at) {
                 e.arrived = now;
                 node.early.insert(client_id, e);
                 continue;
@@ -2387,7 +2397,7 @@ impl Engine {
             let me = node.me();
             let mark = self.persist.mark();
             let kept = std::mem::take(&mut e.kept);
-            self.handover_arrived(client_id.clone(), e.claim, e.session.take());
+            self.handover_arrived(client_id.clone(), e.claim, e.session.take(), e.sent_at);
             match owner {
                 Some(owner) if owner != me => self.pass_on_kept(owner, client_id, kept),
                 _ => {

@@ -132,7 +132,8 @@ impl Engine {
                 claim,
                 session,
                 receipt: _,
-            } => self.handover_arrived(client_id, claim, session),
+                applied,
+            } => self.handover_arrived(client_id, claim, session, applied),
             PeerMessage::Relay {
                 client_id,
                 message,
