@@ -159,6 +159,11 @@ pub enum PeerMessage {
         filter: ByteString,
         /// How many of its sessions subscribe to it (a shared group's members there).
         count: u32,
+        /// For a filter gained (`count` above 0): the sender's batch that waits until the
+        /// receiver took this in, answered at once with [`PeerMessage::Stored`]. It holds the
+        /// SUBACK, so a message published on any engine after the client got its SUBACK reaches
+        /// the subscription.
+        receipt: Option<u64>,
     },
     /// A cluster node hands a client's session to the node whose claim of the client identifier
     /// took it away (see `docs/cluster.md`, "Session handover").

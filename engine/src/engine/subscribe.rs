@@ -82,6 +82,10 @@ impl Engine {
             properties: Default::default(),
             reasons,
         };
+        // Other engines learn of the filters this gained before the SUBACK leaves.
+        if self.cluster.is_none() {
+            self.announce_interest();
+        }
         self.send(id, &Packet::SubAck(ack), mark);
         for (message, granted, sub) in retained {
             // Retained messages go out with RETAIN set, whatever Retain As Published says [MQTT-3.3.1-9].
