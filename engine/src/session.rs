@@ -167,16 +167,36 @@ impl Session {
     /// later one of the same origin incarnation) before. With `check` false it records without
     /// refusing: a shared group's message was routed to this node for this member alone.
     /// Within a [`MoveWindow`] open at `now`, the window judges instead.
-    pub(crate) fn take_stamp(&mut self, stamp: Stamp, check: bool, now: Instant) -> bool {
+    ///
+    /// The mark keeps one incarnation per origin. `latest` are the origin's incarnations the
+    /// node knows to be its newest (none: it knows nothing). A stamp of another incarnation than
+    /// the mark's is from a restarted origin's new one if it is among them: it starts the mark
+    /// over. Else it is from an older one, whose mark the new one replaced, so whether the
+    /// session took it cannot be told: it is refused (a loss rather than a second delivery) and
+    /// leaves the mark alone. Seed 1805: a node restarted, its session took a message it then
+    /// routed under its new incarnation, and a relay of one it had routed under its old one,
+    /// taken before the crash, came again and was delivered twice.
+    pub(crate) fn take_stamp(
+        &mut self,
+        stamp: Stamp,
+        check: bool,
+        now: Instant,
+        latest: [Option<u64>; 2],
+    ) -> bool {
         if self.window.as_ref().is_some_and(|w| !w.open(now)) {
             self.window = None;
         }
+        let known = latest.iter().flatten().next().is_some();
+        let newer = !known || latest.contains(&Some(stamp.incarnation));
+        let mark = self.seen.get(&stamp.node).copied();
+        let older = mark.is_some_and(|(inc, _)| inc != stamp.incarnation) && !newer;
         let fresh = match &mut self.window {
-            Some(window) => window.take(stamp, check),
-            None => {
-                let had = self.seen.get(&stamp.node);
+            Some(window) if window.knows(&stamp) || !older => window.take(stamp, check),
+            _ => {
                 !check
-                    || !had.is_some_and(|(inc, seq)| *inc == stamp.incarnation && stamp.seq <= *seq)
+                    || !older
+                        && !mark
+                            .is_some_and(|(inc, seq)| inc == stamp.incarnation && stamp.seq <= seq)
             }
         };
         if !fresh {
@@ -185,6 +205,7 @@ impl Session {
         // The highest per origin, window or not: what a handover or the store carries on.
         match self.seen.get_mut(&stamp.node) {
             Some((inc, seq)) if *inc == stamp.incarnation => *seq = (*seq).max(stamp.seq),
+            Some(_) if older => {}
             // A restarted origin counts again from its new incarnation.
             _ => {
                 self.seen.insert(stamp.node, (stamp.incarnation, stamp.seq));
@@ -444,5 +465,33 @@ mod tests {
         );
         assert_eq!(s.take_packet_id().get(), u16::MAX);
         assert_eq!(s.take_packet_id().get(), 2);
+    }
+
+    #[test]
+    fn a_stamp_of_an_origins_older_incarnation_is_refused_and_leaves_the_mark() {
+        let stamp = |incarnation, seq| Stamp {
+            node: 2,
+            incarnation,
+            seq,
+        };
+        let now = Instant::ZERO;
+        let mut s = Session::new("c".into(), ProtocolVersion::V5);
+        // Node 2 runs as incarnation 7, then restarts as 8.
+        assert!(s.take_stamp(stamp(7, 28), true, now, [Some(7), None]));
+        assert!(!s.take_stamp(stamp(7, 28), true, now, [Some(7), None]));
+        assert!(s.take_stamp(stamp(8, 1), true, now, [Some(8), Some(7)]));
+        assert_eq!(s.seen.get(&2), Some(&(8, 1)));
+        // Incarnation 7's message again (a relay resent): its mark is gone, so refused.
+        assert!(!s.take_stamp(stamp(7, 28), true, now, [Some(8), None]));
+        assert!(!s.take_stamp(stamp(7, 29), true, now, [Some(8), None]));
+        assert_eq!(s.seen.get(&2), Some(&(8, 1)), "the mark stays");
+        // Recorded without a check (a shared group's), it does not lower the mark either.
+        assert!(s.take_stamp(stamp(7, 30), false, now, [Some(8), None]));
+        assert_eq!(s.seen.get(&2), Some(&(8, 1)));
+        // The node does not know of 9 yet, but its link does: a restart, taken.
+        assert!(s.take_stamp(stamp(9, 1), true, now, [Some(8), Some(9)]));
+        assert_eq!(s.seen.get(&2), Some(&(9, 1)));
+        // Knowing nothing of the origin, a new incarnation is taken as before.
+        assert!(s.take_stamp(stamp(10, 1), true, now, [None, None]));
     }
 }

@@ -1461,7 +1461,11 @@ fn seeds() {
                 };
                 moved += count("handovers received: ");
                 downs += count("nodes declared down: ");
-                missed += count("roamer missed: ");
+                let lost = count("roamer missed: ");
+                if lost > 0 {
+                    eprintln!("seed {seed}: the roamer missed {lost}");
+                }
+                missed += lost;
                 roamed += count("roamer acknowledged: ");
             }
             Err(e) => {

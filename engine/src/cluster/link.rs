@@ -102,6 +102,11 @@ impl Links {
         }
     }
 
+    /// The incarnation of `node` last heard on its link, if any.
+    pub(crate) fn peer_incarnation(&self, node: u16) -> Option<u64> {
+        self.links.get(&node)?.theirs.map(|(inc, _)| inc)
+    }
+
     /// Takes a data frame from `from`: the messages now deliverable in order, with their sequence
     /// numbers (report each to [`Links::processed`] once handled), and the acknowledgement to send
     /// back (of what is done so far).

@@ -351,6 +351,19 @@ impl Node {
         self.config.node
     }
 
+    /// The incarnations of `origin` this node knows to be its latest: its own, for this node;
+    /// for another, the one its last `Start` applied here gave and the one its link last heard
+    /// (either may learn of a restart first). See [`crate::session::Session::take_stamp`].
+    pub(super) fn incarnations_of(&self, origin: u16) -> [Option<u64>; 2] {
+        if origin == self.me() {
+            return [Some(self.incarnation), None];
+        }
+        [
+            self.table.incarnations.get(&origin).copied(),
+            self.links.peer_incarnation(origin),
+        ]
+    }
+
     /// Whether `claim`, if this node's (this incarnation's), has not applied here yet: a handover
     /// for it, sent by a node that had applied the log to `sent_at`, came ahead of it. The
     /// claim in force here does not say on its own: a claim that applied and whose client then

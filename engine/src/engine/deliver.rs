@@ -91,10 +91,11 @@ impl Engine {
         let Some(stamp) = self.stamp else {
             return true;
         };
+        let latest = (self.cluster.as_ref()).map_or([None; 2], |n| n.incarnations_of(stamp.node));
         let Some(session) = self.sessions.get_mut(&sid) else {
             return true;
         };
-        if !session.take_stamp(stamp, check, self.now) {
+        if !session.take_stamp(stamp, check, self.now, latest) {
             self.count_duplicate();
             return false;
         }

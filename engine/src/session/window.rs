@@ -52,6 +52,13 @@ impl MoveWindow {
         now < self.until
     }
 
+    /// Whether the window judges `stamp`'s origin incarnation from what it knows of it: a mark it
+    /// came with or a stamp it took.
+    pub(crate) fn knows(&self, stamp: &Stamp) -> bool {
+        let key = (stamp.node, stamp.incarnation);
+        self.taken.floor.contains_key(&key) || self.taken.taken.contains_key(&key)
+    }
+
     /// Records that the session takes `stamp`; false if it took it before (and `check`).
     pub(crate) fn take(&mut self, stamp: Stamp, check: bool) -> bool {
         let key = (stamp.node, stamp.incarnation);

@@ -385,23 +385,17 @@ impl Engine {
     /// handover then came after the new owner had taken the session from its copy, and was
     /// dropped with them.
     ///
-    /// Left out, as by [`Engine::relay_queue`]: a message without a stamp; a QoS 2 message sent
-    /// to its client, who may have had it and would get it again under another packet id; and a
-    /// message of an origin whose mark here is of another incarnation (the origin restarted, and
-    /// the mark cannot say whether the session took it).
+    /// Left out, as by [`Engine::relay_queue`]: a message without a stamp, and a QoS 2 message
+    /// sent to its client, who may have had it and would get it again under another packet id.
+    /// A message of an origin's incarnation older than the session's mark is refused by the
+    /// stamp check (see [`crate::session::Session::take_stamp`]).
     pub(super) fn merge_late(&mut self, client_id: &ByteString, late: Option<Box<StoredSession>>) {
         let (Some(late), Some(&sid)) = (late, self.by_client.get(client_id)) else {
-            return;
-        };
-        let Some(s) = self.sessions.get(&sid) else {
             return;
         };
         let merged: Vec<(Arc<Message>, Stamp)> = (late.messages.into_values())
             .filter(|m| m.qos != QoS::ExactlyOnce || m.state == OutboundState::Queued)
             .filter_map(|m| Some((m.message, m.stamp?)))
-            .filter(|(_, stamp)| {
-                (s.seen.get(&stamp.node)).is_none_or(|(inc, _)| *inc == stamp.incarnation)
-            })
             .collect();
         let outer = self.stamp;
         for (message, stamp) in merged {
