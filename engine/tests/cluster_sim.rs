@@ -414,6 +414,38 @@ fn a_handover_for_a_claim_applied_and_ended_does_not_hold_its_link() {
     assert_eq!(payloads(&sim, "sub"), ["through"], "{}", sim.log());
 }
 
+/// The roamer's node dies with two messages on their way to it, and the roamer resumes on the
+/// publisher's node, which waits for the session. When the dead node is declared down, what
+/// waited for it is kept for that session too, and the roamer gets it once the session comes
+/// (seed 1125: it went to the adopter and the other nodes only, and was lost).
+#[test]
+fn messages_waiting_for_a_dead_node_reach_its_session_where_it_is_awaited() {
+    let mut sim = ClusterSim::tuned(3, &config(), 79, |c| c.handover_timeout = secs(30));
+    sim.run(secs(3));
+    // Neither the dead node nor the one the roamer resumes on adopts: the leader does.
+    let leader = *leaders(&sim).iter().next().expect("a leader");
+    let others: Vec<u16> = (1..=3).filter(|id| *id != leader).collect();
+    let (dead, next) = (others[0], others[1]);
+    sim.connect_session("roamer", dead);
+    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
+    sim.connect("pub", next);
+    settle(&mut sim, &[(dead, "q2/#")], 79);
+    sim.drop_connection("roamer");
+    sim.run(ms(50));
+    sim.crash(dead);
+    publish_q2(&mut sim, "waiting", 2);
+    sim.run(ms(100));
+    sim.connect_session("roamer", next);
+    sim.run_checked(secs(15), &mut |s| s.check());
+    assert_eq!(stats(&sim, next).nodes_down, 1, "{}", sim.log());
+    assert_eq!(leaders(&sim), BTreeSet::from([leader]), "{}", sim.log());
+    sim.restart(dead);
+    sim.run_checked(secs(5), &mut |s| s.check());
+    assert!(sim.clients["roamer"].connected, "{}", sim.log());
+    assert_eq!(sim.clients["pub"].acked.len(), 2, "{}", sim.log());
+    assert_resumed_with(&sim, &["waiting0", "waiting1"]);
+}
+
 #[test]
 fn a_late_copy_of_a_message_is_not_delivered_again_after_a_move() {
     // Node 3 has a subscriber of its own, so node 2 forwards every q2 message to it as well.
@@ -1490,6 +1522,12 @@ fn seeds() {
         assert!(
             downs >= seeds.len() / 20,
             "only {downs} nodes declared down"
+        );
+        // What the roamer misses is the known gap of docs/cluster.md ("Session handover", "Not
+        // covered"): 1 of 1,385 in the CI seeds. It must not grow back past 1%.
+        assert!(
+            missed * 100 <= roamed,
+            "the roamer missed {missed} of {roamed} acknowledged QoS 2 messages"
         );
     }
 }

@@ -1202,6 +1202,11 @@ impl Engine {
                 shares.entry(chosen).or_default().1.push(group);
             }
         }
+        // A session this node waits for may have been the down node's: what waited for that node
+        // is this session's too (routed here, it would be kept the same way).
+        if plain && !shares.contains_key(&me) {
+            self.keep_redirected(&message, stamp, receipt);
+        }
         for (to, (plain, groups)) in shares {
             if let Some(seq) = receipt {
                 self.persist.await_more(seq);

@@ -187,11 +187,44 @@ impl Engine {
     /// Keeps `message` (being routed here) for each session this node waits for whose copy
     /// subscribes to it, and for each whose handover came ahead of this node's claim.
     pub(in crate::engine) fn keep_for_awaited(&mut self, message: &Arc<Message>) {
-        let Some(node) = &mut self.cluster else {
-            return;
+        for client_id in self.waiting_for(message) {
+            self.keep(&client_id, message, self.stamp);
+        }
+    }
+
+    /// Keeps `message`, which waited for a node declared down, for each session this node waits
+    /// for whose copy subscribes to it, under the publisher's `receipt` (its acknowledgement waits
+    /// until the session took it here). Seed 1125: the roamer's node died, the roamer resumed on
+    /// the publisher's node, and the messages that had waited for the dead node went to the
+    /// adopter and the other nodes only; the session, handed over when the dead node came back,
+    /// had never had them.
+    pub(super) fn keep_redirected(
+        &mut self,
+        message: &Arc<Message>,
+        stamp: Option<Stamp>,
+        receipt: Option<u64>,
+    ) {
+        for client_id in self.waiting_for(message) {
+            let hold = match receipt {
+                Some(seq) => {
+                    self.persist.await_more(seq);
+                    Hold::Receipt(seq)
+                }
+                None => Hold::Receipt(self.persist.await_peer()),
+            };
+            self.keep_held(&client_id, message, stamp, hold);
+        }
+    }
+
+    /// The clients whose sessions this node waits for (or holds an early handover of) and whose
+    /// copy subscribes to `message`. A client may have both: an older claim waits, a newer one's
+    /// handover came early.
+    fn waiting_for(&self, message: &Message) -> BTreeSet<ByteString> {
+        let Some(node) = &self.cluster else {
+            return BTreeSet::new();
         };
         if node.awaiting.is_empty() && node.early.is_empty() {
-            return;
+            return BTreeSet::new();
         }
         let topic = message.topic.as_str();
         let awaited = (node.awaiting.keys())
@@ -199,11 +232,7 @@ impl Engine {
         let early = (node.early.iter())
             .filter(|(_, e)| e.session.as_ref().is_some_and(|s| subscribed(s, topic)))
             .map(|(c, _)| c);
-        // A client may have both: an older claim waits, a newer one's handover came early.
-        let waiting: BTreeSet<ByteString> = awaited.chain(early).cloned().collect();
-        for client_id in waiting {
-            self.keep(&client_id, message, self.stamp);
-        }
+        awaited.chain(early).cloned().collect()
     }
 
     /// Keeps `message` for `client_id`'s session, which this node waits for, holding back what
@@ -221,17 +250,36 @@ impl Engine {
             Some((from, seq)) => Hold::Link(from, seq),
             None => Hold::Receipt(self.persist.await_peer()),
         };
+        self.keep_held(client_id, message, stamp, hold);
+    }
+
+    /// Keeps `message` for `client_id`'s session, holding back `hold` until it is delivered.
+    fn keep_held(
+        &mut self,
+        client_id: &ByteString,
+        message: &Arc<Message>,
+        stamp: Option<Stamp>,
+        hold: Hold,
+    ) {
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
         let kept = match node.awaiting.get_mut(client_id) {
             Some(awaiting) => Some(&mut awaiting.kept),
             None => node.early.get_mut(client_id).map(|e| &mut e.kept),
         };
-        if let Some(kept) = kept {
-            let message = message.clone();
-            kept.push(Kept {
-                message,
-                stamp,
-                hold,
-            });
+        match (kept, hold) {
+            (Some(kept), hold) => {
+                let message = message.clone();
+                kept.push(Kept {
+                    message,
+                    stamp,
+                    hold,
+                });
+            }
+            // Nothing waits for the session any more: nothing to hold.
+            (None, Hold::Link(from, seq)) => node.links.release(from, seq, None),
+            (None, Hold::Receipt(seq)) => self.persist.peer_stored(seq),
         }
     }
 
