@@ -2301,6 +2301,11 @@ impl Engine {
             Some(owner) => {
                 // Under the claim it came for, not the owner's: the owner must not take it for
                 // the handover it may be waiting for (which is newer), only as its fallback.
+                // What its sender relays behind it follows it there (seed 3998: three relays
+                // reached a node that had passed the late session on, and were dropped).
+                if let Some(node) = &mut self.cluster {
+                    node.handed_over(&client_id, now);
+                }
                 self.send_handover(owner, client_id, claim, Some(session));
             }
             None => {}
