@@ -80,6 +80,11 @@ pub(crate) enum Flow {
 pub(crate) struct Inflight {
     pub(crate) out: Outbound,
     pub(crate) flow: Flow,
+    /// The storage batch its PUBLISH last waited behind on its connection (`None`: sent when
+    /// written, or restored). While that batch is not durable the client has not seen it, and a
+    /// connection closed meanwhile never sends it: a session handed over then carries it as
+    /// never sent (see `Engine::unsent`).
+    pub(crate) held_by: Option<u64>,
 }
 
 /// A will message waiting for its connection to end.
@@ -461,6 +466,7 @@ mod tests {
             Inflight {
                 out: o,
                 flow: Flow::Published,
+                held_by: None,
             },
         );
         assert_eq!(s.take_packet_id().get(), u16::MAX);

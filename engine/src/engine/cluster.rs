@@ -2119,12 +2119,14 @@ impl Engine {
         let mut left_behind = 0;
         let budget = self.handover_budget();
         if let Some(sid) = self.by_client.get(&client_id).copied() {
+            let unsent = self.unsent(sid);
             self.take_over_connection(sid);
             // Queued messages of shared groups go to another member here, as when a session ends.
             self.hand_over_shared(sid, true);
             if let Some(s) = self.sessions.get_mut(&sid) {
                 if s.is_persistent() {
                     let mut snapshot = s.handed_over(now);
+                    moving::never_sent(&mut snapshot, &unsent);
                     left_behind = snapshot.trim_to(budget);
                     session = Some(Box::new(snapshot));
                 }

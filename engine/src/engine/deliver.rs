@@ -285,6 +285,7 @@ impl Engine {
                     Inflight {
                         out,
                         flow: Flow::Published,
+                        held_by: None,
                     },
                 );
             }
@@ -308,7 +309,40 @@ impl Engine {
                 }
                 Prepared::Packet(packet) => self.write(conn, &packet, gate),
             }
+            if let Some(pid) = pid {
+                self.note_held(sid, conn, pid.get(), true);
+            }
         }
+    }
+
+    /// Records behind which batch the PUBLISH just written for `pid` waits on `conn`, if any. A
+    /// resend (not `first`) counts as held only if no earlier send of it left either: once one
+    /// may have reached the client, it stays one the client may have.
+    fn note_held(&mut self, sid: SessionId, conn: ConnId, pid: u16, first: bool) {
+        let held_by = (self.conns.get(&conn)).and_then(|c| c.held.back().map(|h| h.seq));
+        let flow = (self.sessions.get_mut(&sid)).and_then(|s| s.inflight.get_mut(&pid));
+        if let Some(flow) = flow {
+            let unseen = first || flow.held_by.is_some_and(|b| !self.persist.is_durable(b));
+            flow.held_by = held_by.filter(|_| unseen);
+        }
+    }
+
+    /// The positions of `sid`'s QoS 2 messages whose PUBLISH the client has not seen: written
+    /// behind a batch not durable yet, on a connection this node closes now (a handover), which
+    /// never sends them. Such a message can go on as never sent; any other QoS 2 message sent
+    /// may have reached the client, who would take it twice under another packet id.
+    pub(super) fn unsent(&self, sid: SessionId) -> Vec<u64> {
+        let Some(s) = self.sessions.get(&sid) else {
+            return Vec::new();
+        };
+        (s.inflight.values())
+            .filter(|f| f.flow == Flow::Published)
+            .filter(|f| {
+                f.held_by
+                    .is_some_and(|batch| !self.persist.is_durable(batch))
+            })
+            .map(|f| f.out.seq)
+            .collect()
     }
 
     /// After a session resumes: resends every unacknowledged PUBLISH (DUP set) and PUBREL, oldest first.
@@ -351,11 +385,15 @@ impl Engine {
         for (pid, packet) in packets {
             match packet {
                 Some(packet) => {
-                    if matches!(packet, Packet::Publish(_)) {
+                    let publish = matches!(packet, Packet::Publish(_));
+                    if publish {
                         self.stats.publishes_sent += 1;
                         self.stats.publishes_sent_by_qos[qos_index(publish_qos(&packet))] += 1;
                     }
                     self.write(conn, &packet, None);
+                    if publish {
+                        self.note_held(sid, conn, pid.get(), false);
+                    }
                 }
                 None => {
                     // The client now accepts smaller packets than when it was first sent

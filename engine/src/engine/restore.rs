@@ -112,6 +112,7 @@ impl Engine {
                         Inflight {
                             out,
                             flow: Flow::Published,
+                            held_by: None,
                         },
                     );
                 }
@@ -121,6 +122,7 @@ impl Engine {
                         Inflight {
                             out,
                             flow: Flow::Released,
+                            held_by: None,
                         },
                     );
                 }

@@ -94,6 +94,17 @@ fn took_more(b: &StoredSession, a: &StoredSession) -> bool {
     at_least && above
 }
 
+/// Marks the messages of `session` at positions `unsent` (see [`Engine::unsent`]) as never sent:
+/// the node they go to delivers them under a packet identifier of its own, as a QoS 2 message
+/// the client never saw may be.
+pub(super) fn never_sent(session: &mut StoredSession, unsent: &[u64]) {
+    for seq in unsent {
+        if let Some(m) = session.messages.get_mut(seq) {
+            m.state = OutboundState::Queued;
+        }
+    }
+}
+
 /// Whether `topic` matches one of the session's ordinary (not shared) subscriptions.
 fn subscribed(session: &StoredSession, topic: &str) -> bool {
     session
@@ -360,6 +371,7 @@ impl Engine {
     /// restarted with a store that lost writes.
     pub(super) fn hand_over_found(&mut self, sid: SessionId, live: bool) {
         let budget = self.handover_budget();
+        let unsent = self.unsent(sid);
         let Some(s) = self.sessions.get(&sid) else {
             return;
         };
@@ -382,6 +394,7 @@ impl Engine {
             return;
         };
         let mut session = s.handed_over(self.now);
+        never_sent(&mut session, &unsent);
         let left_behind = session.trim_to(budget);
         node.stats.handovers_sent += 1;
         node.stats.handover_messages_dropped += left_behind as u64;
@@ -395,6 +408,7 @@ impl Engine {
     /// twice); QoS 1 messages sent go along (at least once allows it). Messages without a stamp
     /// (restored, or handed over) cannot be judged at the new owner and stay too.
     pub(super) fn relay_queue(&mut self, sid: SessionId) {
+        let unsent = self.unsent(sid);
         let Some(s) = self.sessions.get(&sid) else {
             return;
         };
@@ -407,7 +421,8 @@ impl Engine {
             return;
         };
         let sent = (s.inflight.values())
-            .filter(|i| i.flow == Flow::Published && i.out.qos == QoS::AtLeastOnce)
+            .filter(|i| i.flow == Flow::Published)
+            .filter(|i| i.out.qos == QoS::AtLeastOnce || unsent.contains(&i.out.seq))
             .map(|i| &i.out);
         let relays: Vec<PeerMessage> = (sent.chain(&s.queue))
             .filter_map(|out| {
