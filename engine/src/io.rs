@@ -139,9 +139,11 @@ pub enum PeerMessage {
         /// The message's identity in a cluster (`None` between the engines of one node): a
         /// session that moved between nodes recognises a late copy of what it already got.
         stamp: Option<Stamp>,
-        /// In a cluster, how many nodes the sender had applied as down when it routed this
-        /// (0 between the engines of one node): the receiver handles it only once it applied as
-        /// many, so a node that adopted a down node's sessions holds them before their messages.
+        /// In a cluster, how far the sender had applied the log when it routed this (0 between
+        /// the engines of one node): the receiver handles it only once it applied as far, so it
+        /// knows every claim, move and adoption the sender routed by. A node that adopted a down
+        /// node's sessions holds them before their messages; a restarted node that owns a
+        /// session it never got waits for it, and keeps what comes for it (seed 2818).
         after: u64,
     },
     /// The receiving engine stored what batch `seq` of this engine forwarded to it.

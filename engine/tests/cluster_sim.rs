@@ -477,6 +477,52 @@ fn a_qos2_message_whose_publish_never_left_goes_with_the_session_as_never_sent()
     assert_eq!(payloads(&sim, "roamer"), ["held"], "{}", sim.log());
 }
 
+/// The claimant crashes right after proposing its claim: the claim commits without it, the old
+/// owner's handover and two messages routed to the claimant for the session wait on their links
+/// for its restart, by when the log was compacted past the claim. The restarted claimant handles
+/// those messages only once it applied the log as far as their sender had (here: installed the
+/// snapshot), so it knows its claim and waits for the session, and keeps them for it (seed 2818:
+/// they came first, reached a node that neither held nor waited for the session, and were
+/// dropped).
+#[test]
+fn messages_for_a_restarted_claimant_wait_until_it_knows_its_claim() {
+    let mut sim = ClusterSim::new(3, &config(), 83);
+    sim.run(secs(3));
+    let leader = *leaders(&sim).iter().next().expect("a leader");
+    let others: Vec<u16> = (1..=3).filter(|id| *id != leader).collect();
+    let (old, claimant) = (others[0], others[1]);
+    sim.connect_session("roamer", old);
+    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
+    sim.connect("pub", leader);
+    settle(&mut sim, &[(old, "q2/#")], 83);
+    sim.drop_connection("roamer");
+    sim.run(ms(50));
+    sim.connect_session("roamer", claimant);
+    sim.run(ms(2));
+    sim.crash(claimant);
+    sim.run_checked(ms(100), &mut |s| s.check());
+    let owner = sim.engine(leader).and_then(|e| e.cluster_owner("roamer"));
+    assert_eq!(owner, Some(claimant), "{}", sim.log());
+    publish_q2(&mut sim, "down", 2);
+    sim.run_checked(ms(100), &mut |s| s.check());
+    // Enough log entries that the claimant, back, gets a snapshot, not the claim's entry.
+    sim.connect("churn", leader);
+    for i in 0..(3 * cicada_engine::cluster_sim::SNAPSHOT_ENTRIES) {
+        let payload = format!("r{i}");
+        sim.publish("churn", "r/churn", QoS::AtLeastOnce, true, &payload);
+        sim.run(ms(20));
+    }
+    sim.restart(claimant);
+    sim.run_checked(secs(3), &mut |s| s.check());
+    assert!(
+        stats(&sim, claimant).snapshots_received > 0,
+        "{}",
+        sim.log()
+    );
+    resume_checked(&mut sim, claimant, secs(2), &["down0", "down1"]);
+    assert_eq!(sim.clients["pub"].acked.len(), 2, "{}", sim.log());
+}
+
 #[test]
 fn a_late_copy_of_a_message_is_not_delivered_again_after_a_move() {
     // Node 3 has a subscriber of its own, so node 2 forwards every q2 message to it as well.
@@ -1555,9 +1601,11 @@ fn seeds() {
             "only {downs} nodes declared down"
         );
         // What the roamer misses is the known gap of docs/cluster.md ("Session handover", "Not
-        // covered"): 1 of 1,385 in the CI seeds. It must not grow back past 1%.
+        // covered"): none of the CI seeds' 1,380 acknowledged messages, which every fixed seed
+        // keeps so; beyond them it must not grow back past 1%.
+        let ci_seeds = seeds.first() == Some(&0) && seeds.len() == 200;
         assert!(
-            missed * 100 <= roamed,
+            missed * 100 <= roamed && (missed == 0 || !ci_seeds),
             "the roamer missed {missed} of {roamed} acknowledged QoS 2 messages"
         );
     }

@@ -372,7 +372,7 @@ impl Node {
     fn claim_ahead(&self, client_id: &ByteString, claim: (u64, u64), sent_at: u64) -> bool {
         let applied = self.table.claims.get(&(client_id.clone(), self.me()));
         claim.0 == self.incarnation
-            && self.seen() < sent_at
+            && self.position() < sent_at
             && applied.is_none_or(|(inc, token)| *inc != claim.0 || *token < claim.1)
     }
 
@@ -380,6 +380,15 @@ impl Node {
     /// last entry applied, or the snapshot's it started from).
     fn seen(&self) -> u64 {
         self.applied.max(self.raft.node.store().snapshot_index())
+    }
+
+    /// How far this node has applied the log, entries of every kind counted (a leader's empty
+    /// entry, a membership change): what a routed message or a handover says its sender had
+    /// applied, and what its receiver compares. [`Node::seen`] counts commands only, so a node
+    /// whose last entries are empty would never reach a sender's snapshot index past them.
+    pub(super) fn position(&self) -> u64 {
+        let raft = &self.raft.node;
+        (self.applied.max(raft.raft.raft_log.applied)).max(raft.store().snapshot_index())
     }
 
     /// Steps a raft message that came whole or was gathered from parts. Messages for another
@@ -549,6 +558,7 @@ impl Engine {
             self.drop_unowned_sessions(true);
             self.claims_in_snapshot();
             self.awaits_in_snapshot();
+            self.await_missing_sessions();
             self.retains_in_snapshot();
             let me_down = self
                 .cluster
@@ -862,15 +872,16 @@ impl Engine {
     }
 
     /// Handles a message from `from`'s link, or holds it, with what follows it from `from`, until
-    /// this node applied as many `Down`s as its sender had when it routed it: a node that adopted
-    /// a down node's sessions must hold them before their messages arrive.
+    /// this node applied the log as far as its sender had when it routed it: a node that adopted
+    /// a down node's sessions must hold them before their messages arrive, and a node that owns a
+    /// session it never got (a restarted claimant) must wait for it before its messages arrive.
     fn take_link_message(&mut self, from: u16, seq: u64, message: PeerMessage) {
         let Some(node) = &mut self.cluster else {
             return;
         };
-        let downs = node.table.downs;
+        let seen = node.position();
         let queue = node.held.entry(from).or_default();
-        if !queue.is_empty() || ahead_of(&message, downs) {
+        if !queue.is_empty() || ahead_of(&message, seen) {
             queue.push_back((seq, message));
             return;
         }
@@ -913,9 +924,9 @@ impl Engine {
             let Some(node) = &mut self.cluster else {
                 return;
             };
-            let downs = node.table.downs;
+            let seen = node.position();
             let next = node.held.iter_mut().find_map(|(from, queue)| {
-                let ready = queue.front().is_some_and(|(_, m)| !ahead_of(m, downs));
+                let ready = queue.front().is_some_and(|(_, m)| !ahead_of(m, seen));
                 ready
                     .then(|| queue.pop_front().map(|(seq, m)| (*from, seq, m)))
                     .flatten()
@@ -1184,7 +1195,7 @@ impl Engine {
             return;
         };
         let me = self.me();
-        let after = self.cluster.as_ref().map_or(0, |node| node.table.downs);
+        let after = self.cluster.as_ref().map_or(0, |node| node.position());
         let mut shares: BTreeMap<u16, (bool, Vec<ByteString>)> = BTreeMap::new();
         if plain {
             shares.entry(adopter).or_default().0 = true;
@@ -1749,6 +1760,7 @@ impl Engine {
                 node.replay_until = 0;
             }
             self.drop_unowned_sessions(false);
+            self.await_missing_sessions();
         }
         if let Some(node) = &mut self.cluster {
             // A received snapshot is applied before raft hears it was (once it is durable).
@@ -2197,7 +2209,7 @@ impl Engine {
             Some(batch) => self.persist.await_more(batch),
             None => {}
         }
-        let applied = self.cluster.as_ref().map_or(0, |node| node.seen());
+        let applied = self.cluster.as_ref().map_or(0, |node| node.position());
         let message = PeerMessage::Handover {
             client_id,
             claim,
@@ -2525,6 +2537,33 @@ impl Engine {
         }
     }
 
+    /// After a restart replayed the log, or a snapshot was installed: the persistent sessions the
+    /// table gives to this node that it does not hold and does not wait for yet (their handover
+    /// was on its way when it crashed, or its store lost them, or their claim applied inside the
+    /// snapshot) are waited for as for a claim of its earlier incarnation. The old owner sends the handover
+    /// again (its link never had it acknowledged), what arrives for the session meanwhile is
+    /// kept, and at the deadline the copy is taken. Seed 2818: a claimant crashed before the
+    /// session arrived, learned of its claim from a snapshot after its restart, and the eleven
+    /// messages routed to it for the session while it was down reached a node that neither held
+    /// nor waited for the session.
+    fn await_missing_sessions(&mut self) {
+        let Some(node) = &self.cluster else {
+            return;
+        };
+        let me = node.me();
+        let missing: Vec<(ByteString, (u64, u64), Option<u16>)> = (node.table.owners.iter())
+            .filter(|(client, owner)| **owner == me && !self.by_client.contains_key(*client))
+            .filter(|(client, _)| node.replicas.has(client) && !node.awaiting.contains_key(*client))
+            .filter_map(|(client, _)| {
+                let claim = *node.table.claims.get(&(client.clone(), me))?;
+                Some((client.clone(), claim, node.replicas.writer(client)))
+            })
+            .collect();
+        for (client_id, claim, from) in missing {
+            self.own_claim(client_id, from, claim, None, None);
+        }
+    }
+
     /// Ends session `sid` because another node owns its client now. Its store deletions are this
     /// node's own, not writes of the session's owner: they never reach the copies, even when this
     /// node claims the client back before the batch is sealed (then the table would take them for
@@ -2736,7 +2775,8 @@ fn push_raft(
     }
 }
 
-/// Whether `message` was routed after more `Down`s than the `downs` this node applied.
-fn ahead_of(message: &PeerMessage, downs: u64) -> bool {
-    matches!(message, PeerMessage::Publish { after, .. } if *after > downs)
+/// Whether `message` was routed by a node that had applied the log further than this node has
+/// (`seen`).
+fn ahead_of(message: &PeerMessage, seen: u64) -> bool {
+    matches!(message, PeerMessage::Publish { after, .. } if *after > seen)
 }

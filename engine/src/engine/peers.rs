@@ -273,7 +273,7 @@ impl Engine {
         }
         // The publisher's acknowledgement waits until every engine stored its share.
         let durable = message.qos != QoS::AtMostOnce && self.persist.enabled();
-        let after = self.cluster.as_ref().map_or(0, |node| node.table.downs);
+        let after = self.cluster.as_ref().map_or(0, |node| node.position());
         for (to, share) in shares {
             let receipt = durable.then(|| self.persist.await_peer());
             self.send_peer(
