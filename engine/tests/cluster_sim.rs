@@ -28,6 +28,12 @@ fn ms(m: u64) -> Duration {
     Duration::from_millis(m)
 }
 
+/// The leader of an `n`-node simulation, and the other nodes.
+fn leader_and_others(sim: &ClusterSim, n: u16) -> (u16, Vec<u16>) {
+    let leader = *leaders(sim).iter().next().expect("a leader");
+    (leader, (1..=n).filter(|id| *id != leader).collect())
+}
+
 fn leaders(sim: &ClusterSim) -> BTreeSet<u16> {
     sim.live()
         .into_iter()
@@ -161,12 +167,7 @@ fn stats(sim: &ClusterSim, id: u16) -> cicada_engine::ClusterStats {
 
 #[test]
 fn a_persistent_session_follows_its_client_to_another_node() {
-    let mut sim = ClusterSim::new(3, &config(), 11);
-    sim.run(secs(3));
-    sim.connect_session("roamer", 1);
-    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
-    sim.connect("pub", 2);
-    settle(&mut sim, &[(1, "q2/#")], 11);
+    let mut sim = roamer_online_on_node_1(11);
     sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "online");
     sim.run(ms(100));
     assert_eq!(payloads(&sim, "roamer"), ["online"], "{}", sim.log());
@@ -321,29 +322,36 @@ fn a_node_that_learns_of_a_move_from_a_snapshot_hands_the_session_over() {
 #[test]
 fn a_late_handover_is_merged_into_the_session_taken_from_the_copy() {
     let mut sim = roamer_offline_on_node_1(67);
-    // Node 1 still hears the log and the publisher's node: the leader is not node 1.
-    assert!(!leaders(&sim).contains(&1), "{}", sim.log());
+    let roamer = publish_held_on_muted_node_1(&mut sim);
+    assert_eq!(roamer.map(|s| s.queued), Some(1), "{}", sim.log());
+    held_reaches_the_roamer_on_node_3(&mut sim);
+}
+
+/// Nobody hears node 1 any more (it still hears the log, and the publisher's node): it takes
+/// "held" into the roamer's session, but its write never commits. Returns the session there.
+fn publish_held_on_muted_node_1(sim: &mut ClusterSim) -> Option<cicada_engine::SessionInfo> {
+    assert!(!leaders(sim).contains(&1), "{}", sim.log());
     sim.mute(1, &[2, 3]);
     sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "held");
     sim.run_checked(ms(100), &mut |s| s.check());
-    assert_eq!(
-        sim.engine(1)
-            .and_then(|e| e.session("roamer"))
-            .map(|s| s.queued),
-        Some(1),
-        "{}",
-        sim.log()
-    );
     assert!(sim.clients["pub"].acked.is_empty(), "{}", sim.log());
+    assert!(payloads(sim, "roamer").is_empty(), "{}", sim.log());
+    sim.engine(1).and_then(|e| e.session("roamer"))
+}
+
+/// The roamer moves to node 3, which takes the session from its copy (without "held"); once
+/// node 1 is heard again, its late handover brings "held" to the roamer, and its publisher is
+/// acknowledged.
+fn held_reaches_the_roamer_on_node_3(sim: &mut ClusterSim) {
     sim.connect_session("roamer", 3);
     sim.run_checked(secs(2), &mut |s| s.check());
     assert!(sim.clients["roamer"].connected, "{}", sim.log());
-    assert_eq!(stats(&sim, 3).failovers, 1, "{}", sim.log());
-    assert!(payloads(&sim, "roamer").is_empty(), "{}", sim.log());
+    assert_eq!(stats(sim, 3).failovers, 1, "{}", sim.log());
+    assert!(payloads(sim, "roamer").is_empty(), "{}", sim.log());
     sim.heal();
     sim.run_checked(secs(2), &mut |s| s.check());
     assert_eq!(sim.clients["pub"].acked, ["held"], "{}", sim.log());
-    assert_eq!(payloads(&sim, "roamer"), ["held"], "{}", sim.log());
+    assert_eq!(payloads(sim, "roamer"), ["held"], "{}", sim.log());
 }
 
 /// The claimant does not hear the leader, so the old owner applies the claim and hands the
@@ -353,17 +361,7 @@ fn a_late_handover_is_merged_into_the_session_taken_from_the_copy() {
 /// the roamer got the session from the copy without it).
 #[test]
 fn an_early_handover_waits_for_its_claim_however_long() {
-    let mut sim = ClusterSim::new(3, &config(), 71);
-    sim.run(secs(3));
-    let leader = *leaders(&sim).iter().next().expect("a leader");
-    let others: Vec<u16> = (1..=3).filter(|id| *id != leader).collect();
-    let (old, claimant) = (others[0], others[1]);
-    sim.connect_session("roamer", old);
-    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
-    sim.connect("pub", old);
-    settle(&mut sim, &[(old, "q2/#")], 71);
-    sim.drop_connection("roamer");
-    sim.run(ms(50));
+    let (mut sim, [leader, old, claimant]) = roamer_offline_off_the_leader(71, |_| {}, |r| r[1]);
     sim.deafen(claimant, &[leader]);
     sim.connect_session("roamer", claimant);
     sim.run_checked(ms(100), &mut |s| s.check());
@@ -390,8 +388,7 @@ fn an_early_handover_waits_for_its_claim_however_long() {
 fn a_handover_for_a_claim_applied_and_ended_does_not_hold_its_link() {
     let mut sim = ClusterSim::new(3, &config(), 73);
     sim.run(secs(3));
-    let leader = *leaders(&sim).iter().next().expect("a leader");
-    let others: Vec<u16> = (1..=3).filter(|id| *id != leader).collect();
+    let (_, others) = leader_and_others(&sim, 3);
     let (old, claimant) = (others[0], others[1]);
     sim.connect("c", old);
     sim.connect("sub", claimant);
@@ -420,18 +417,9 @@ fn a_handover_for_a_claim_applied_and_ended_does_not_hold_its_link() {
 /// (seed 1125: it went to the adopter and the other nodes only, and was lost).
 #[test]
 fn messages_waiting_for_a_dead_node_reach_its_session_where_it_is_awaited() {
-    let mut sim = ClusterSim::tuned(3, &config(), 79, |c| c.handover_timeout = secs(30));
-    sim.run(secs(3));
     // Neither the dead node nor the one the roamer resumes on adopts: the leader does.
-    let leader = *leaders(&sim).iter().next().expect("a leader");
-    let others: Vec<u16> = (1..=3).filter(|id| *id != leader).collect();
-    let (dead, next) = (others[0], others[1]);
-    sim.connect_session("roamer", dead);
-    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
-    sim.connect("pub", next);
-    settle(&mut sim, &[(dead, "q2/#")], 79);
-    sim.drop_connection("roamer");
-    sim.run(ms(50));
+    let tune = |c: &mut cicada_engine::ClusterConfig| c.handover_timeout = secs(30);
+    let (mut sim, [leader, dead, next]) = roamer_offline_off_the_leader(79, tune, |r| r[2]);
     sim.crash(dead);
     publish_q2(&mut sim, "waiting", 2);
     sim.run(ms(100));
@@ -452,29 +440,10 @@ fn messages_waiting_for_a_dead_node_reach_its_session_where_it_is_awaited() {
 /// counted as sent was left out, the client might have had it, and was lost).
 #[test]
 fn a_qos2_message_whose_publish_never_left_goes_with_the_session_as_never_sent() {
-    let mut sim = ClusterSim::new(3, &config(), 67);
-    sim.run(secs(3));
-    sim.connect_session("roamer", 1);
-    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
-    sim.connect("pub", 2);
-    settle(&mut sim, &[(1, "q2/#")], 67);
-    assert!(!leaders(&sim).contains(&1), "{}", sim.log());
-    sim.mute(1, &[2, 3]);
-    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "held");
-    sim.run_checked(ms(100), &mut |s| s.check());
-    let inflight = sim
-        .engine(1)
-        .and_then(|e| e.session("roamer"))
-        .map(|s| s.inflight);
-    assert_eq!(inflight, Some(1), "{}", sim.log());
-    assert!(payloads(&sim, "roamer").is_empty(), "{}", sim.log());
-    sim.connect_session("roamer", 3);
-    sim.run_checked(secs(2), &mut |s| s.check());
-    assert!(sim.clients["roamer"].connected, "{}", sim.log());
-    sim.heal();
-    sim.run_checked(secs(2), &mut |s| s.check());
-    assert_eq!(sim.clients["pub"].acked, ["held"], "{}", sim.log());
-    assert_eq!(payloads(&sim, "roamer"), ["held"], "{}", sim.log());
+    let mut sim = roamer_online_on_node_1(67);
+    let roamer = publish_held_on_muted_node_1(&mut sim);
+    assert_eq!(roamer.map(|s| s.inflight), Some(1), "{}", sim.log());
+    held_reaches_the_roamer_on_node_3(&mut sim);
 }
 
 /// The claimant crashes right after proposing its claim: the claim commits without it, the old
@@ -486,17 +455,7 @@ fn a_qos2_message_whose_publish_never_left_goes_with_the_session_as_never_sent()
 /// dropped).
 #[test]
 fn messages_for_a_restarted_claimant_wait_until_it_knows_its_claim() {
-    let mut sim = ClusterSim::new(3, &config(), 83);
-    sim.run(secs(3));
-    let leader = *leaders(&sim).iter().next().expect("a leader");
-    let others: Vec<u16> = (1..=3).filter(|id| *id != leader).collect();
-    let (old, claimant) = (others[0], others[1]);
-    sim.connect_session("roamer", old);
-    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
-    sim.connect("pub", leader);
-    settle(&mut sim, &[(old, "q2/#")], 83);
-    sim.drop_connection("roamer");
-    sim.run(ms(50));
+    let (mut sim, [leader, _, claimant]) = roamer_offline_off_the_leader(83, |_| {}, |r| r[0]);
     sim.connect_session("roamer", claimant);
     sim.run(ms(2));
     sim.crash(claimant);
@@ -686,8 +645,7 @@ fn a_node_cut_off_for_longer_than_peer_timeout_gives_its_sessions_up_and_comes_b
 fn messages_waiting_for_a_node_declared_down_reach_a_session_that_left_it() {
     let mut sim = ClusterSim::new(4, &config(), 23);
     sim.run(secs(3));
-    let leader = *leaders(&sim).iter().next().expect("a leader");
-    let others: Vec<u16> = (1..=4).filter(|id| *id != leader).collect();
+    let (leader, others) = leader_and_others(&sim, 4);
     let (old, new) = (others[0], others[1]);
     sim.connect_session("roamer", old);
     sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
@@ -719,8 +677,7 @@ fn messages_waiting_for_a_node_declared_down_reach_a_session_that_left_it() {
 fn a_handover_held_in_memory_by_a_node_that_crashes_reaches_it_again() {
     let mut sim = ClusterSim::new(5, &config(), 21);
     sim.run(secs(3));
-    let leader = *leaders(&sim).iter().next().expect("a leader");
-    let others: Vec<u16> = (1..=5).filter(|id| *id != leader).collect();
+    let (leader, others) = leader_and_others(&sim, 5);
     let (old, claimant, next) = (others[0], others[1], others[2]);
     sim.connect_session("roamer", old);
     sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
@@ -1235,13 +1192,41 @@ fn resume_timed(sim: &mut ClusterSim, id: u16, within: Duration) -> Duration {
 }
 
 /// Three nodes; "roamer", a persistent QoS 2 subscriber of q2/# on node 1, offline; "pub" on node 2.
-fn roamer_offline_on_node_1(seed: u64) -> ClusterSim {
+/// Three nodes: the roamer's persistent session offline on a node that does not lead, and "pub"
+/// connected to the one `pub_on` picks. Returns the simulation and the nodes: [the leader, the
+/// roamer's, the third].
+fn roamer_offline_off_the_leader(
+    seed: u64,
+    tune: impl Fn(&mut cicada_engine::ClusterConfig),
+    pub_on: impl Fn([u16; 3]) -> u16,
+) -> (ClusterSim, [u16; 3]) {
+    let mut sim = ClusterSim::tuned(3, &config(), seed, tune);
+    sim.run(secs(3));
+    let (leader, others) = leader_and_others(&sim, 3);
+    let roles = [leader, others[0], others[1]];
+    sim.connect_session("roamer", roles[1]);
+    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
+    sim.connect("pub", pub_on(roles));
+    settle(&mut sim, &[(roles[1], "q2/#")], seed);
+    sim.drop_connection("roamer");
+    sim.run(ms(50));
+    (sim, roles)
+}
+
+/// Three nodes: the roamer connected to node 1 with a persistent session subscribed to `q2/#`,
+/// "pub" connected to node 2.
+fn roamer_online_on_node_1(seed: u64) -> ClusterSim {
     let mut sim = ClusterSim::new(3, &config(), seed);
     sim.run(secs(3));
     sim.connect_session("roamer", 1);
     sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
     sim.connect("pub", 2);
     settle(&mut sim, &[(1, "q2/#")], seed);
+    sim
+}
+
+fn roamer_offline_on_node_1(seed: u64) -> ClusterSim {
+    let mut sim = roamer_online_on_node_1(seed);
     sim.drop_connection("roamer");
     sim.run(ms(50));
     sim
