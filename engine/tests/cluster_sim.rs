@@ -482,6 +482,49 @@ fn messages_for_a_restarted_claimant_wait_until_it_knows_its_claim() {
     assert_eq!(sim.clients["pub"].acked.len(), 2, "{}", sim.log());
 }
 
+/// The publisher's node is cut off and routes two messages to the roamer's old node, by the
+/// table it had; meanwhile the roamer moves on, and its old node hands the session over and
+/// restarts, forgetting it did. When the cut heals, the messages reach the restarted node, which
+/// relays them to the session's owner: their sender routed by an older table than its own
+/// (seeds 1618 and 4994: they were dropped there).
+#[test]
+fn messages_routed_by_a_stale_table_reach_the_session_that_moved_since() {
+    let mut sim = ClusterSim::new(4, &config(), 89);
+    sim.run(secs(3));
+    let (_, others) = leader_and_others(&sim, 4);
+    let (old, new, cut) = (others[0], others[1], others[2]);
+    sim.connect_session("roamer", old);
+    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
+    sim.connect("pub", cut);
+    settle(&mut sim, &[(old, "q2/#")], 89);
+    sim.drop_connection("roamer");
+    sim.run(ms(50));
+    sim.partition(cut, &others_than(4, cut));
+    publish_q2(&mut sim, "stale", 2);
+    sim.run(ms(50));
+    sim.connect_session("roamer", new);
+    sim.run_checked(ms(300), &mut |s| s.check());
+    assert!(sim.clients["roamer"].session_present, "{}", sim.log());
+    assert_eq!(stats(&sim, old).handovers_sent, 1, "{}", sim.log());
+    sim.crash(old);
+    sim.restart(old);
+    sim.run_checked(ms(300), &mut |s| s.check());
+    sim.heal();
+    sim.run_checked(secs(3), &mut |s| s.check());
+    assert_eq!(sim.clients["pub"].acked.len(), 2, "{}", sim.log());
+    assert_eq!(
+        payloads(&sim, "roamer"),
+        ["stale0", "stale1"],
+        "{}",
+        sim.log()
+    );
+}
+
+/// Every node of an `n`-node simulation but `id`.
+fn others_than(n: u16, id: u16) -> Vec<u16> {
+    (1..=n).filter(|other| *other != id).collect()
+}
+
 #[test]
 fn a_late_copy_of_a_message_is_not_delivered_again_after_a_move() {
     // Node 3 has a subscriber of its own, so node 2 forwards every q2 message to it as well.

@@ -2,7 +2,7 @@
 //! order: who owns each client identifier, and which filters each node's sessions subscribe to.
 //! (Retained messages are applied to the engine's retained store directly.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytestring::ByteString;
 
@@ -21,6 +21,9 @@ pub(crate) struct Table {
     /// applies only if its node had applied that entry when it made the write (see
     /// [`Table::writes_to`]).
     pub(crate) owned_since: BTreeMap<ByteString, u64>,
+    /// The reverse of `owned_since`: entry index → the clients whose owner it changed, for
+    /// [`Table::moved_since`]. Derived (a snapshot rebuilds it), so never encoded.
+    pub(crate) moved_at: BTreeMap<u64, BTreeSet<ByteString>>,
     /// The last claim applied per (client identifier, node): (incarnation, token).
     pub(crate) claims: BTreeMap<(ByteString, u16), (u64, u64)>,
     /// Each node's current incarnation, as its last `Start` said.
@@ -404,7 +407,9 @@ impl Table {
     fn set_owner(&mut self, client_id: &ByteString, node: u16, index: u64) -> Option<u16> {
         let before = self.owners.insert(client_id.clone(), node);
         if before != Some(node) {
-            self.owned_since.insert(client_id.clone(), index);
+            let was = self.owned_since.insert(client_id.clone(), index);
+            self.unmark_moved(client_id, was);
+            self.mark_moved(client_id.clone(), index);
         }
         before
     }
@@ -412,7 +417,30 @@ impl Table {
     /// Leaves `client_id` without an owner.
     fn drop_owner(&mut self, client_id: &ByteString) {
         self.owners.remove(client_id);
-        self.owned_since.remove(client_id);
+        let was = self.owned_since.remove(client_id);
+        self.unmark_moved(client_id, was);
+    }
+
+    /// Records in `moved_at` that the entry at `index` gave `client_id` its owner.
+    pub(crate) fn mark_moved(&mut self, client_id: ByteString, index: u64) {
+        self.moved_at.entry(index).or_default().insert(client_id);
+    }
+
+    fn unmark_moved(&mut self, client_id: &ByteString, index: Option<u64>) {
+        let Some(index) = index else {
+            return;
+        };
+        if let Some(clients) = self.moved_at.get_mut(&index) {
+            clients.remove(client_id);
+            if clients.is_empty() {
+                self.moved_at.remove(&index);
+            }
+        }
+    }
+
+    /// The clients whose owner changed after the log's entry `index`, and has not since.
+    pub(crate) fn moved_since(&self, index: u64) -> impl Iterator<Item = &ByteString> {
+        (self.moved_at.range(index.saturating_add(1)..)).flat_map(|(_, clients)| clients)
     }
 
     /// Whether `node`'s write to `client_id`'s session, made when it had applied the log up to

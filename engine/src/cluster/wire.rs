@@ -1274,7 +1274,9 @@ impl State {
         for _ in 0..r.count("owners")? {
             let client = r.string("client id")?;
             t.owners.insert(client.clone(), r.u16("owner")?);
-            t.owned_since.insert(client, r.u64("owned since")?);
+            let since = r.u64("owned since")?;
+            t.owned_since.insert(client.clone(), since);
+            t.mark_moved(client, since);
         }
         for _ in 0..r.count("claims")? {
             let key = (r.string("client id")?, r.u16("claim node")?);
@@ -1743,6 +1745,7 @@ mod tests {
         let mut table = Table::default();
         table.owners.insert("c".into(), 2);
         table.owned_since.insert("c".into(), 21);
+        table.mark_moved("c".into(), 21);
         table.claims.insert(("c".into(), 2), (7, 3));
         table.incarnations.insert(2, 7);
         table.interest.insert((2, "t/#".into()), (4, 1));

@@ -84,7 +84,7 @@ impl Engine {
                 receipt,
                 from,
                 stamp,
-                after: _,
+                after,
             } => {
                 let mark = self.persist.mark();
                 let outer = std::mem::replace(&mut self.stamp, stamp);
@@ -99,6 +99,7 @@ impl Engine {
                 if plain {
                     self.route_plain(&message);
                     self.relay_to_handed(&message);
+                    self.relay_to_moved(&message, after);
                 }
                 for group in groups {
                     if !self.deliver_to_group(&group, &message, None) {

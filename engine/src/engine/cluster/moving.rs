@@ -320,6 +320,38 @@ impl Engine {
         }
     }
 
+    /// Relays `message`, routed here by a node that had applied the log only to `after`, to the
+    /// owners of the persistent sessions that moved since and subscribe to it. Its sender routed
+    /// by who held them then, perhaps this node, which may have forgotten handing them over (it
+    /// restarted since, or its relay window closed): seeds 1618 and 4994 lost messages routed to
+    /// an old owner that had restarted. An owner drops what its session took already (stamps).
+    pub(in crate::engine) fn relay_to_moved(&mut self, message: &Arc<Message>, after: u64) {
+        let Some(stamp) = self.stamp else {
+            return;
+        };
+        let Some(node) = &self.cluster else {
+            return;
+        };
+        let me = node.me();
+        let topic = message.topic.as_str();
+        let relays: Vec<(ByteString, u16)> = (node.table.moved_since(after))
+            .filter(|client| !self.by_client.contains_key(*client))
+            .filter_map(|client| {
+                let owner = *node.table.owners.get(client)?;
+                let copy = node.replicas.session(client)?;
+                (owner != me && subscribed(copy, topic)).then(|| (client.clone(), owner))
+            })
+            .collect();
+        for (client_id, to) in relays {
+            let relay = PeerMessage::Relay {
+                client_id,
+                message: message.clone(),
+                stamp,
+            };
+            self.send_peer(to, relay);
+        }
+    }
+
     /// A message another node relayed for `client_id`'s session: delivered to it here, kept
     /// while it is on its way here, or relayed on if it left here too.
     pub(in crate::engine) fn relay_arrived(
