@@ -327,10 +327,10 @@ impl Engine {
         }
     }
 
-    /// The positions of `sid`'s QoS 2 messages whose PUBLISH the client has not seen: written
-    /// behind a batch not durable yet, on a connection this node closes now (a handover), which
-    /// never sends them. Such a message can go on as never sent; any other QoS 2 message sent
-    /// may have reached the client, who would take it twice under another packet id.
+    /// The positions of `sid`'s inflight messages (QoS 1 or 2) whose PUBLISH the client has not
+    /// seen: written behind a batch not durable yet, on a connection this node closes now (a
+    /// handover), which never sends them. Such a message can go on as never sent; any other QoS 2
+    /// message sent may have reached the client, who would take it twice under another packet id.
     pub(super) fn unsent(&self, sid: SessionId) -> Vec<u64> {
         let Some(s) = self.sessions.get(&sid) else {
             return Vec::new();
