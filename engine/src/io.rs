@@ -486,6 +486,29 @@ pub enum StoreOp {
         /// The origin's incarnation and counter (the key is the client and the origin node).
         stamp: Stamp,
     },
+    /// A cluster node's session moved here and judges, for a while, each message by the stamps
+    /// it took since instead of by its marks (see `session::MoveWindow`): kept so a restart does
+    /// not fall back to the marks, which take a message routed before the move and relayed
+    /// late as had (seed 804). Replaces any window stored for the session.
+    PutWindow {
+        /// The client identifier.
+        client_id: ByteString,
+        /// The floor per origin incarnation, the stamps above it taken so far, and (in this
+        /// node's store; a write through the cluster log leaves it out) when the window closes.
+        window: Box<crate::stored::TakenSince>,
+    },
+    /// The session's window took `stamp` (a stamp above the floor of its origin incarnation).
+    PutTaken {
+        /// The client identifier.
+        client_id: ByteString,
+        /// What it took.
+        stamp: Stamp,
+    },
+    /// The session's window closed: its marks judge again.
+    DeleteWindow {
+        /// The client identifier.
+        client_id: ByteString,
+    },
     /// Set the retained message of a topic.
     PutRetained {
         /// The message (its topic is the key).
@@ -583,7 +606,10 @@ impl StoreOp {
             | StoreOp::DeleteMessage { client_id, .. }
             | StoreOp::PutIncoming { client_id, .. }
             | StoreOp::DeleteIncoming { client_id, .. }
-            | StoreOp::PutSeen { client_id, .. } => Some(client_id),
+            | StoreOp::PutSeen { client_id, .. }
+            | StoreOp::PutWindow { client_id, .. }
+            | StoreOp::PutTaken { client_id, .. }
+            | StoreOp::DeleteWindow { client_id } => Some(client_id),
             StoreOp::PutRetained { .. }
             | StoreOp::DeleteRetained { .. }
             | StoreOp::PutRaftEntry { .. }

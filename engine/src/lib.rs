@@ -50,5 +50,7 @@ pub use io::{
 pub use message::{Message, MessageProperties};
 pub use rng::Rng;
 pub use shard::Shard;
-pub use stored::{StoredMessage, StoredRaft, StoredSession, StoredState, StoredSubscription};
+pub use stored::{
+    StoredMessage, StoredRaft, StoredSession, StoredState, StoredSubscription, TakenSince,
+};
 pub use time::Instant;

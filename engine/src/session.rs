@@ -138,7 +138,7 @@ pub(crate) struct Session {
     /// counter). Moves with the session between nodes (see [`Stamp`]).
     pub(crate) seen: BTreeMap<u16, (u64, u64)>,
     /// For a while after it moved to this node: each stamp it took since, so a message relayed
-    /// by the node it left is judged exactly (see [`MoveWindow`]). In memory only.
+    /// by the node it left is judged exactly (see [`MoveWindow`]). Stored with the session.
     pub(crate) window: Option<Box<MoveWindow>>,
 }
 
@@ -265,8 +265,18 @@ impl Session {
     }
 
     /// [`Session::snapshot`] with what its [`MoveWindow`], if still open at `now`, took: what a
-    /// handover carries.
+    /// handover carries (without when the window closes, which the receiver decides).
     pub(crate) fn handed_over(&self, now: Instant) -> StoredSession {
+        let mut stored = self.stored(now);
+        if let Some(w) = &mut stored.window {
+            w.until = None;
+        }
+        stored
+    }
+
+    /// [`Session::snapshot`] with its [`MoveWindow`], if still open at `now`: what the store
+    /// holds.
+    pub(crate) fn stored(&self, now: Instant) -> StoredSession {
         let window = (self.window.as_ref())
             .filter(|w| w.open(now))
             .map(|w| Box::new(w.taken().clone()));

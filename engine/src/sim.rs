@@ -111,7 +111,10 @@ impl ModelStore {
                 | StoreOp::DeleteSubscription { client_id, .. }
                 | StoreOp::PutIncoming { client_id, .. }
                 | StoreOp::DeleteIncoming { client_id, .. }
-                | StoreOp::PutSeen { client_id, .. } => self.check(client_id, op),
+                | StoreOp::PutSeen { client_id, .. }
+                | StoreOp::PutWindow { client_id, .. }
+                | StoreOp::PutTaken { client_id, .. }
+                | StoreOp::DeleteWindow { client_id } => self.check(client_id, op),
                 StoreOp::PutMessage {
                     client_id,
                     seq,
@@ -691,6 +694,14 @@ fn render_ops(ops: &[StoreOp]) -> String {
                 "put seen {client_id:?} node={} seq={}",
                 stamp.node, stamp.seq
             ),
+            StoreOp::PutWindow { client_id, window } => {
+                format!("put window {client_id:?} until={:?}", window.until)
+            }
+            StoreOp::PutTaken { client_id, stamp } => format!(
+                "put taken {client_id:?} node={} seq={}",
+                stamp.node, stamp.seq
+            ),
+            StoreOp::DeleteWindow { client_id } => format!("delete window {client_id:?}"),
             StoreOp::PutRetained { message } => format!("put retained {:?}", message.topic),
             StoreOp::DeleteRetained { topic } => format!("delete retained {topic:?}"),
             StoreOp::PutRaftEntry { index, .. } => format!("put raft entry {index}"),

@@ -57,21 +57,37 @@ pub struct StoredSession {
     /// Cluster nodes only: the last message identity taken per origin node, as (incarnation,
     /// counter) (see [`crate::Stamp`]).
     pub seen: BTreeMap<u16, (u64, u64)>,
-    /// Cluster nodes only, and only in a handover (never stored): what the session took since it
-    /// last moved, while that is still judged message by message.
+    /// Cluster nodes only: what the session took since it last moved, while that is still judged
+    /// message by message (in a handover, and stored while the window is open).
     pub window: Option<Box<TakenSince>>,
 }
 
 /// What a session took since it moved between cluster nodes, message by message (see
 /// `session::MoveWindow`). A handover carries it while the window is open: a message routed
 /// before the first move can still be relayed after the second, behind later ones of its origin
-/// that the session took, and the marks alone would take it as had.
+/// that the session took, and the marks alone would take it as had. The store keeps it for the
+/// same reason across a restart ([`StoreOp::PutWindow`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TakenSince {
-    /// Per origin incarnation, the mark everything at or below of which counts as taken.
-    pub(crate) floor: BTreeMap<(u16, u64), u64>,
+    /// Per origin incarnation (node, incarnation), the mark everything at or below of which
+    /// counts as taken.
+    pub floor: BTreeMap<(u16, u64), u64>,
     /// Per origin incarnation, the stamps above its floor taken since.
-    pub(crate) taken: BTreeMap<(u16, u64), BTreeSet<u64>>,
+    pub taken: BTreeMap<(u16, u64), BTreeSet<u64>>,
+    /// When the window closes, on this node's clock: known to the node that holds the session
+    /// and its store, not to other nodes (a handover and the cluster log leave it out; the node
+    /// that takes the session in opens its own).
+    pub until: Option<Instant>,
+}
+
+impl TakenSince {
+    /// Records that the window took `stamp` (whatever its floor).
+    pub fn insert(&mut self, stamp: crate::Stamp) {
+        let key = (stamp.node, stamp.incarnation);
+        if stamp.seq > self.floor.get(&key).copied().unwrap_or(0) {
+            self.taken.entry(key).or_default().insert(stamp.seq);
+        }
+    }
 }
 
 /// A subscription as stored.
@@ -158,6 +174,12 @@ impl StoredSession {
                     incarnation,
                     seq,
                 },
+            });
+        }
+        if let Some(window) = &self.window {
+            ops.push(StoreOp::PutWindow {
+                client_id: client_id.clone(),
+                window: window.clone(),
             });
         }
         ops
@@ -256,6 +278,22 @@ impl StoredState {
             StoreOp::PutSeen { client_id, stamp } => {
                 if let Some(s) = self.sessions.get_mut(client_id) {
                     s.seen.insert(stamp.node, (stamp.incarnation, stamp.seq));
+                }
+            }
+            StoreOp::PutWindow { client_id, window } => {
+                if let Some(s) = self.sessions.get_mut(client_id) {
+                    s.window = Some(window.clone());
+                }
+            }
+            StoreOp::PutTaken { client_id, stamp } => {
+                if let Some(w) = (self.sessions.get_mut(client_id)).and_then(|s| s.window.as_mut())
+                {
+                    w.insert(*stamp);
+                }
+            }
+            StoreOp::DeleteWindow { client_id } => {
+                if let Some(s) = self.sessions.get_mut(client_id) {
+                    s.window = None;
                 }
             }
             StoreOp::PutRetained { message } => {

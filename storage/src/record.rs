@@ -17,7 +17,9 @@ use cicada_engine::codec::{
     decode_one, decode_shared, Connect, Delivery, Packet, PacketId, ProtocolVersion, Publish,
     PublishProperties, QoS, RetainHandling, SubscriptionId, SubscriptionOptions, Will,
 };
-use cicada_engine::{Instant, Message, OutboundState, Stamp, StoredMessage, StoredSubscription};
+use cicada_engine::{
+    Instant, Message, OutboundState, Stamp, StoredMessage, StoredSubscription, TakenSince,
+};
 
 /// The format of every value written by this version.
 const FORMAT: u8 = 1;
@@ -196,6 +198,49 @@ pub(crate) fn seen_key(client_id: &str, node: u16) -> Vec<u8> {
     key
 }
 
+/// The key of a session's move window (its floor and when it closes): first of its range.
+pub(crate) fn window_key(client_id: &str) -> Vec<u8> {
+    let mut key = session_prefix(client_id);
+    key.push(WINDOW_HEAD);
+    key
+}
+
+/// The key of one stamp a session's move window took.
+pub(crate) fn taken_key(client_id: &str, stamp: &Stamp) -> Vec<u8> {
+    let mut key = session_prefix(client_id);
+    key.push(WINDOW_TAKEN);
+    key.extend_from_slice(&stamp.node.to_be_bytes());
+    key.extend_from_slice(&stamp.incarnation.to_be_bytes());
+    key.extend_from_slice(&stamp.seq.to_be_bytes());
+    key
+}
+
+/// What a key of the window family holds, after the session prefix.
+pub(crate) enum WindowRecord {
+    /// The window itself ([`window_key`]).
+    Head,
+    /// A stamp it took ([`taken_key`]).
+    Taken(Stamp),
+}
+
+const WINDOW_HEAD: u8 = 0;
+const WINDOW_TAKEN: u8 = 1;
+
+pub(crate) fn window_record_of(rest: &[u8]) -> Result<WindowRecord, RecordError> {
+    match rest {
+        [WINDOW_HEAD] => Ok(WindowRecord::Head),
+        [WINDOW_TAKEN, stamp @ ..] if stamp.len() == 18 => {
+            let word = |s: &[u8]| u64::from_be_bytes(s.try_into().unwrap_or([0; 8]));
+            Ok(WindowRecord::Taken(Stamp {
+                node: u16::from_be_bytes([stamp[0], stamp[1]]),
+                incarnation: word(&stamp[2..10]),
+                seq: word(&stamp[10..18]),
+            }))
+        }
+        _ => Err(RecordError::Invalid("move window key")),
+    }
+}
+
 /// Splits a session record's key into the client identifier and the rest.
 pub(crate) fn split_key(key: &[u8]) -> Result<(ByteString, &[u8]), RecordError> {
     if key.len() < 2 {
@@ -257,6 +302,39 @@ pub(crate) fn decode_seen(value: &[u8]) -> Result<(u64, u64), RecordError> {
     let (inc, seq) = b.split_at(8);
     let word = |s: &[u8]| u64::from_be_bytes(s.try_into().unwrap_or([0; 8]));
     Ok((word(inc), word(seq)))
+}
+
+/// A move window without its stamps (each is a key of its own): when it closes, and the floor
+/// per origin incarnation.
+pub(crate) fn encode_window(w: &TakenSince) -> Vec<u8> {
+    let mut out = Writer::new();
+    match w.until {
+        Some(until) => out.u8(1).u64(until.as_micros()),
+        None => out.u8(0),
+    };
+    out.u32(u32::try_from(w.floor.len()).unwrap_or(u32::MAX));
+    for (&(node, incarnation), &seq) in &w.floor {
+        out.u16(node).u64(incarnation).u64(seq);
+    }
+    out.finish()
+}
+
+pub(crate) fn decode_window(value: &[u8]) -> Result<TakenSince, RecordError> {
+    let mut r = Reader::new(value)?;
+    let until = match r.bool()? {
+        true => Some(Instant::from_micros(r.u64()?)),
+        false => None,
+    };
+    let mut w = TakenSince {
+        until,
+        ..TakenSince::default()
+    };
+    for _ in 0..r.u32()? {
+        let key = (r.u16()?, r.u64()?);
+        w.floor.insert(key, r.u64()?);
+    }
+    r.end()?;
+    Ok(w)
 }
 
 fn protocol_of(b: u8) -> Result<ProtocolVersion, RecordError> {

@@ -25,7 +25,10 @@ const RAFT: &str = "raft";
 /// A cluster node's sessions' high-water marks (key: the session prefix and the origin node,
 /// big-endian; value: incarnation and counter, big-endian).
 const SEEN: &str = "seen";
-const FAMILIES: [&str; 7] = [
+/// A cluster node's sessions' move windows (key: the session prefix and 0, value: when it closes
+/// and its floor; then one key per stamp taken: the prefix, 1 and the stamp, big-endian).
+const WINDOWS: &str = "windows";
+const FAMILIES: [&str; 8] = [
     SESSIONS,
     SUBSCRIPTIONS,
     MESSAGES,
@@ -33,6 +36,7 @@ const FAMILIES: [&str; 7] = [
     RETAINED,
     RAFT,
     SEEN,
+    WINDOWS,
 ];
 /// The hard state's key: sorts after every entry (whose keys are eight bytes, at most eight 0xff),
 /// so no range deletion of entries reaches it.
@@ -122,6 +126,7 @@ impl RocksStore {
         let raft = self.family(RAFT)?;
         let retained = self.family(RETAINED)?;
         let seen = self.family(SEEN)?;
+        let windows = self.family(WINDOWS)?;
         for op in ops {
             match op {
                 StoreOp::PutSession {
@@ -144,7 +149,7 @@ impl RocksStore {
                     batch.delete_cf(sessions, client_id.as_bytes());
                     let from = record::session_prefix(client_id);
                     let to = record::prefix_end(&from);
-                    for cf in [subscriptions, messages, incoming, seen] {
+                    for cf in [subscriptions, messages, incoming, seen, windows] {
                         batch.delete_range_cf(cf, &from, &to);
                     }
                 }
@@ -189,6 +194,32 @@ impl RocksStore {
                     record::seen_key(client_id, stamp.node),
                     record::encode_seen(stamp.incarnation, stamp.seq),
                 ),
+                StoreOp::PutWindow { client_id, window } => {
+                    let from = record::session_prefix(client_id);
+                    batch.delete_range_cf(windows, &from, &record::prefix_end(&from));
+                    batch.put_cf(
+                        windows,
+                        record::window_key(client_id),
+                        record::encode_window(window),
+                    );
+                    for (&(node, incarnation), seqs) in &window.taken {
+                        for &seq in seqs {
+                            let stamp = cicada_engine::Stamp {
+                                node,
+                                incarnation,
+                                seq,
+                            };
+                            batch.put_cf(windows, record::taken_key(client_id, &stamp), []);
+                        }
+                    }
+                }
+                StoreOp::PutTaken { client_id, stamp } => {
+                    batch.put_cf(windows, record::taken_key(client_id, stamp), []);
+                }
+                StoreOp::DeleteWindow { client_id } => {
+                    let from = record::session_prefix(client_id);
+                    batch.delete_range_cf(windows, &from, &record::prefix_end(&from));
+                }
                 StoreOp::PutRetained { message } => batch.put_cf(
                     retained,
                     message.topic.as_str().as_bytes(),
@@ -274,6 +305,26 @@ impl Store for RocksStore {
             let mark = record::decode_seen(value)?;
             if let Some(s) = state.sessions.get_mut(&client_id) {
                 s.seen.insert(node, mark);
+            }
+            Ok(())
+        })?;
+        // A window's head sorts before its stamps; a stamp without one (never written so: a
+        // window's stamps go with it) would be ignored, as the engine's fold ignores it.
+        self.scan(WINDOWS, |key, value| {
+            let (client_id, rest) = record::split_key(key)?;
+            let record = record::window_record_of(rest)?;
+            let Some(s) = state.sessions.get_mut(&client_id) else {
+                return Ok(());
+            };
+            match record {
+                record::WindowRecord::Head => {
+                    s.window = Some(Box::new(record::decode_window(value)?));
+                }
+                record::WindowRecord::Taken(stamp) => {
+                    if let Some(w) = &mut s.window {
+                        w.insert(stamp);
+                    }
+                }
             }
             Ok(())
         })?;

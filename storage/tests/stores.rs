@@ -202,6 +202,85 @@ fn a_cluster_sessions_high_water_marks_survive_reopening_and_go_with_the_session
     assert!(again.sessions.is_empty());
 }
 
+#[test]
+fn a_cluster_sessions_move_window_survives_reopening_until_it_closes() {
+    let (_, mut state) = engine_batches();
+    let mut session = state.sessions.remove("s1").expect("s1 is stored");
+    let stamp = |incarnation, seq| cicada_engine::Stamp {
+        node: 2,
+        incarnation,
+        seq,
+    };
+    let mut window = cicada_engine::TakenSince {
+        until: Some(cicada_engine::Instant::from_micros(9_000_000)),
+        ..Default::default()
+    };
+    window.floor.insert((2, 77), 40);
+    window.floor.insert((3, 5), 9);
+    window.insert(stamp(77, 45));
+    session.window = Some(Box::new(window));
+    // Stored the way a node stores a session and the window it opened, then two more taken (one
+    // of another incarnation of the origin, which has no floor).
+    let mut ops = session.ops(&"roamer".into());
+    for s in [stamp(77, 43), stamp(78, 1)] {
+        ops.push(StoreOp::PutTaken {
+            client_id: "roamer".into(),
+            stamp: s,
+        });
+        session.window.as_mut().expect("a window").insert(s);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut store = RocksStore::open(dir.path(), FsyncPolicy::Always).expect("opens");
+    let mut memory = MemoryStore::new();
+    let mut write = |ops: Vec<StoreOp>, store: &mut RocksStore| {
+        store.write(std::slice::from_ref(&ops)).expect("writes");
+        memory.write(&[ops]).expect("writes");
+        let loaded = store.load().expect("loads");
+        assert_eq!(memory.load().expect("loads"), loaded, "the fold agrees");
+        loaded
+    };
+    write(ops, &mut store);
+    drop(store);
+    let mut store = RocksStore::open(dir.path(), FsyncPolicy::Never).expect("reopens");
+    let loaded = store.load().expect("loads");
+    assert_eq!(loaded.sessions.get("roamer"), Some(&session));
+    let taken = &loaded.sessions["roamer"]
+        .window
+        .as_ref()
+        .expect("kept")
+        .taken;
+    assert_eq!(taken[&(2, 77)].len(), 2);
+
+    // A window opened again replaces the one before, stamps and all.
+    let fresh = cicada_engine::TakenSince {
+        until: Some(cicada_engine::Instant::from_micros(20_000_000)),
+        ..Default::default()
+    };
+    let put = StoreOp::PutWindow {
+        client_id: "roamer".into(),
+        window: Box::new(fresh.clone()),
+    };
+    let loaded = write(vec![put], &mut store);
+    assert_eq!(loaded.sessions["roamer"].window.as_deref(), Some(&fresh));
+
+    // Closed, it is gone, and a stamp taken after (never written so) finds no window.
+    let close = vec![
+        StoreOp::DeleteWindow {
+            client_id: "roamer".into(),
+        },
+        StoreOp::PutTaken {
+            client_id: "roamer".into(),
+            stamp: stamp(77, 50),
+        },
+    ];
+    let loaded = write(close, &mut store);
+    assert_eq!(loaded.sessions["roamer"].window, None);
+    assert_eq!(
+        loaded.sessions["roamer"].seen, session.seen,
+        "the rest stays"
+    );
+}
+
 /// `op` for session `from` with its client identifier replaced by `to`; `None` for other sessions'
 /// operations.
 fn rename(op: &StoreOp, from: &str, to: &str) -> Option<StoreOp> {
@@ -215,7 +294,10 @@ fn rename(op: &StoreOp, from: &str, to: &str) -> Option<StoreOp> {
         | StoreOp::DeleteMessage { client_id, .. }
         | StoreOp::PutIncoming { client_id, .. }
         | StoreOp::DeleteIncoming { client_id, .. }
-        | StoreOp::PutSeen { client_id, .. } => {
+        | StoreOp::PutSeen { client_id, .. }
+        | StoreOp::PutWindow { client_id, .. }
+        | StoreOp::PutTaken { client_id, .. }
+        | StoreOp::DeleteWindow { client_id } => {
             if client_id != from {
                 return None;
             }
@@ -251,6 +333,7 @@ fn a_damaged_record_is_an_error_naming_the_directory_and_nothing_is_wiped() {
             "retained",
             "raft",
             "seen",
+            "windows",
         ];
         let db = rocksdb::DB::open_cf(&options, dir.path(), families).expect("opens raw");
         let cf = db.cf_handle("messages").expect("family");

@@ -289,8 +289,8 @@ impl Writer {
         }
     }
 
-    /// A handover's [`TakenSince`], if it carries one: per origin incarnation, its floor and the
-    /// stamps above it taken.
+    /// A session's [`TakenSince`], if it has one: per origin incarnation, its floor and the
+    /// stamps above it taken (not `until`, on the sender's clock: the receiver decides its own).
     fn window(&mut self, window: Option<&TakenSince>) -> &mut Self {
         let Some(w) = window else {
             return self.u8(0);
@@ -430,6 +430,17 @@ impl Writer {
                 .u8(OP_PUT_SEEN)
                 .bytes(client_id.as_bytes())
                 .stamp(Some(stamp)),
+            StoreOp::PutWindow { client_id, window } => self
+                .u8(OP_PUT_WINDOW)
+                .bytes(client_id.as_bytes())
+                .window(Some(window)),
+            StoreOp::PutTaken { client_id, stamp } => self
+                .u8(OP_PUT_TAKEN)
+                .bytes(client_id.as_bytes())
+                .stamp(Some(stamp)),
+            StoreOp::DeleteWindow { client_id } => {
+                self.u8(OP_DELETE_WINDOW).bytes(client_id.as_bytes())
+            }
             // Not a session's: `Command::Session` leaves these out (see `StoreOp::session_client`).
             StoreOp::PutRetained { .. }
             | StoreOp::DeleteRetained { .. }
@@ -664,6 +675,15 @@ impl Reader {
                 Some(stamp) => StoreOp::PutSeen { client_id, stamp },
                 None => return Err(WireError::Truncated("high-water mark")),
             },
+            OP_PUT_WINDOW => match self.window()? {
+                Some(window) => StoreOp::PutWindow { client_id, window },
+                None => return Err(WireError::Truncated("move window")),
+            },
+            OP_PUT_TAKEN => match self.stamp()? {
+                Some(stamp) => StoreOp::PutTaken { client_id, stamp },
+                None => return Err(WireError::Truncated("taken stamp")),
+            },
+            OP_DELETE_WINDOW => StoreOp::DeleteWindow { client_id },
             tag => {
                 return Err(WireError::UnknownTag {
                     what: "session op",
@@ -727,9 +747,9 @@ const CMD_DOWN: u8 = 7;
 const CMD_UP: u8 = 8;
 const CMD_WILLS: u8 = 9;
 
-/// The snapshot's format (2 added the replaced wills, 3 where retained messages were set); a
-/// node refuses any other.
-const STATE_V4: u8 = 4;
+/// The snapshot's format (2 added the replaced wills, 3 where retained messages were set, 5 the
+/// copies' move windows); a node refuses any other.
+const STATE_V5: u8 = 5;
 const MEMBER_V1: u8 = 1;
 
 const OP_PUT_SESSION: u8 = 1;
@@ -741,6 +761,9 @@ const OP_DELETE_MESSAGE: u8 = 6;
 const OP_PUT_INCOMING: u8 = 7;
 const OP_DELETE_INCOMING: u8 = 8;
 const OP_PUT_SEEN: u8 = 9;
+const OP_PUT_WINDOW: u8 = 10;
+const OP_PUT_TAKEN: u8 = 11;
+const OP_DELETE_WINDOW: u8 = 12;
 
 impl Frame {
     /// The frame's bytes; a message's expiry is sent as what remains of it at `now`.
@@ -1188,7 +1211,7 @@ impl State {
         now: Instant,
     ) -> Bytes {
         let t = table;
-        let mut w = Writer::new(STATE_V4);
+        let mut w = Writer::new(STATE_V5);
         w.u32(len_u32(t.owners.len()));
         for (client, node) in &t.owners {
             let since = t.owned_since.get(client).copied().unwrap_or(0);
@@ -1252,7 +1275,8 @@ impl State {
             w.bytes(client.as_bytes())
                 .u16(writer)
                 .session(session, now)
-                .will(session.will.as_ref(), now);
+                .will(session.will.as_ref(), now)
+                .window(session.window.as_deref());
         }
         let retained: Vec<_> = retained.iter().filter(|m| !m.is_expired(now)).collect();
         w.u32(len_u32(retained.len()));
@@ -1266,7 +1290,7 @@ impl State {
     pub(crate) fn decode(bytes: Bytes, now: Instant) -> Result<State, WireError> {
         let mut r = Reader(bytes);
         let tag = r.u8("state tag")?;
-        if tag != STATE_V4 {
+        if tag != STATE_V5 {
             return Err(WireError::UnknownTag { what: "state", tag });
         }
         let mut state = State::default();
@@ -1335,6 +1359,7 @@ impl State {
             let writer = r.u16("writer")?;
             let mut session = r.session(now)?;
             session.will = r.will(now)?;
+            session.window = r.window()?;
             state.copies.push((client, writer, session));
         }
         for _ in 0..r.count("retained")? {
@@ -1432,6 +1457,17 @@ mod tests {
     }
 
     /// `session()` with a will, as the copies hold it (a handover only one that came due).
+    /// A move window, as a handover or the log carries it (without `until`).
+    fn taken_since() -> Box<TakenSince> {
+        Box::new(TakenSince {
+            floor: [((1, 4), 90), ((3, 8), 2)].into_iter().collect(),
+            taken: [((1, 4), [95, 97].into_iter().collect())]
+                .into_iter()
+                .collect(),
+            until: None,
+        })
+    }
+
     fn session_with_will() -> StoredSession {
         StoredSession {
             will: Some(will()),
@@ -1542,12 +1578,7 @@ mod tests {
             handover(
                 13,
                 StoredSession {
-                    window: Some(Box::new(TakenSince {
-                        floor: [((1, 4), 90), ((3, 8), 2)].into_iter().collect(),
-                        taken: [((1, 4), [95, 97].into_iter().collect())]
-                            .into_iter()
-                            .collect(),
-                    })),
+                    window: Some(taken_since()),
                     ..session()
                 },
             ),
@@ -1672,6 +1703,21 @@ mod tests {
                                 client_id: "roamer".into(),
                                 packet_id: 3,
                             },
+                            StoreOp::PutWindow {
+                                client_id: "roamer".into(),
+                                window: taken_since(),
+                            },
+                            StoreOp::PutTaken {
+                                client_id: "roamer".into(),
+                                stamp: Stamp {
+                                    node: 1,
+                                    incarnation: 4,
+                                    seq: 98,
+                                },
+                            },
+                            StoreOp::DeleteWindow {
+                                client_id: "roamer".into(),
+                            },
                             StoreOp::DeleteSession {
                                 client_id: "roamer".into(),
                             },
@@ -1767,7 +1813,14 @@ mod tests {
             table,
             copies: vec![
                 ("c".into(), 2, session_with_will()),
-                ("e".into(), 1, session()),
+                (
+                    "e".into(),
+                    1,
+                    StoredSession {
+                        window: Some(taken_since()),
+                        ..session()
+                    },
+                ),
             ],
             retained: vec![message()],
         }

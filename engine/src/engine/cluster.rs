@@ -2505,7 +2505,7 @@ impl Engine {
                 owned.push(StoreOp::DeleteSession {
                     client_id: s.client_id.clone(),
                 });
-                owned.extend(s.snapshot().ops(&s.client_id));
+                owned.extend(s.stored(self.now).ops(&s.client_id));
             }
         }
         self.queue_writes(owned, false);

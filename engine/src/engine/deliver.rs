@@ -95,9 +95,24 @@ impl Engine {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return true;
         };
-        if !session.take_stamp(stamp, check, self.now, latest) {
+        let windowed = session.window.is_some();
+        let fresh = session.take_stamp(stamp, check, self.now, latest);
+        if windowed && session.window.is_none() && session.is_persistent() {
+            // Closed: from now on takes are recorded in the marks alone, so the stored window
+            // (which a restart or a copy would judge by) goes before any of them.
+            self.persist.push(StoreOp::DeleteWindow {
+                client_id: session.client_id.clone(),
+            });
+        }
+        if !fresh {
             self.count_duplicate();
             return false;
+        }
+        if session.is_persistent() && session.window.as_ref().is_some_and(|w| w.remembers(&stamp)) {
+            self.persist.push(StoreOp::PutTaken {
+                client_id: session.client_id.clone(),
+                stamp,
+            });
         }
         if session.is_persistent() {
             // Kept with the session, so a late copy is still recognised after a restart: the

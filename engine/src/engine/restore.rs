@@ -130,6 +130,9 @@ impl Engine {
         }
         session.incoming = stored.incoming;
         session.seen = stored.seen;
+        if let Some(taken) = stored.window {
+            self.restore_move_window(&mut session, *taken);
+        }
         let expiry = session.expiry_interval;
         let will_delay = session.will.as_ref().map(|w| w.delay.min(expiry));
         self.sessions.insert(sid, session);

@@ -17,11 +17,10 @@ use crate::time::Instant;
 /// relayed message that old is taken as had, so never delivered twice, but may be missed).
 const REMEMBERED: usize = 4096;
 
-/// The stamps a session took since it moved here, until `until`.
+/// The stamps a session took since it moved here, until it closes (`taken.until`, always set).
 #[derive(Debug)]
 pub(crate) struct MoveWindow {
     taken: TakenSince,
-    until: Instant,
 }
 
 impl MoveWindow {
@@ -33,23 +32,48 @@ impl MoveWindow {
         carried: Option<TakenSince>,
         until: Instant,
     ) -> MoveWindow {
-        let taken = carried.unwrap_or_else(|| TakenSince {
+        let mut taken = carried.unwrap_or_else(|| TakenSince {
             floor: (seen.iter())
                 .map(|(node, (inc, seq))| ((*node, *inc), *seq))
                 .collect(),
-            taken: BTreeMap::new(),
+            ..TakenSince::default()
         });
-        MoveWindow { taken, until }
+        taken.until = Some(until);
+        MoveWindow { taken }
     }
 
-    /// What the window took, as a handover carries it on.
+    /// The window a store kept, if it is still open at `now`; it closes at `latest` at the
+    /// latest (a clock that jumped back since it was stored would keep it open for longer).
+    pub(crate) fn restored(
+        mut taken: TakenSince,
+        now: Instant,
+        latest: Instant,
+    ) -> Option<MoveWindow> {
+        let until = taken.until?.min(latest);
+        if until <= now {
+            return None;
+        }
+        taken.until = Some(until);
+        // Past what a window remembers, the oldest fold into the floor, as when they were taken.
+        for (key, seqs) in &mut taken.taken {
+            while seqs.len() > REMEMBERED {
+                if let Some(oldest) = seqs.pop_first() {
+                    taken.floor.insert(*key, oldest);
+                }
+            }
+        }
+        Some(MoveWindow { taken })
+    }
+
+    /// What the window took, and when it closes: what the store keeps (a handover leaves out
+    /// `until`).
     pub(crate) fn taken(&self) -> &TakenSince {
         &self.taken
     }
 
     /// Whether the window still applies at `now`.
     pub(crate) fn open(&self, now: Instant) -> bool {
-        now < self.until
+        self.taken.until.is_some_and(|until| now < until)
     }
 
     /// Whether the window judges `stamp`'s origin incarnation from what it knows of it: a mark it
@@ -57,6 +81,12 @@ impl MoveWindow {
     pub(crate) fn knows(&self, stamp: &Stamp) -> bool {
         let key = (stamp.node, stamp.incarnation);
         self.taken.floor.contains_key(&key) || self.taken.taken.contains_key(&key)
+    }
+
+    /// Whether the window remembers taking `stamp` (above its floor): what the store must learn.
+    pub(crate) fn remembers(&self, stamp: &Stamp) -> bool {
+        (self.taken.taken.get(&(stamp.node, stamp.incarnation)))
+            .is_some_and(|t| t.contains(&stamp.seq))
     }
 
     /// Records that the session takes `stamp`; false if it took it before (and `check`).
@@ -130,6 +160,30 @@ mod tests {
         let fresh =
             MoveWindow::new(&marks, None, Instant::from_micros(2_000)).take(stamp(22), true);
         assert!(!fresh, "the marks alone refuse it");
+    }
+
+    #[test]
+    fn a_stored_window_reopens_until_it_closes_and_no_longer() {
+        let seen = BTreeMap::from([(2, (7, 10))]);
+        let mut w = MoveWindow::new(&seen, None, Instant::from_micros(1_000));
+        assert!(w.take(stamp(15), true));
+        assert!(w.remembers(&stamp(15)));
+        assert!(!w.remembers(&stamp(12)));
+        let stored = w.taken().clone();
+        let at = |micros| Instant::from_micros(micros);
+        assert!(MoveWindow::restored(stored.clone(), at(1_000), at(5_000)).is_none());
+        let mut back = MoveWindow::restored(stored.clone(), at(500), at(5_000)).expect("open");
+        assert!(!back.take(stamp(15), true), "taken before the restart");
+        assert!(back.take(stamp(12), true), "relayed after it");
+        // A clock that went back since: closes no later than it would from now.
+        let back = MoveWindow::restored(stored, at(100), at(300)).expect("open");
+        assert!(back.open(at(299)) && !back.open(at(300)));
+        // One a handover carried (no end of its own) is not a stored one.
+        let carried = TakenSince {
+            until: None,
+            ..w.taken().clone()
+        };
+        assert!(MoveWindow::restored(carried, at(0), at(5_000)).is_none());
     }
 
     #[test]

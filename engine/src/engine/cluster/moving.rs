@@ -36,9 +36,9 @@ use bytestring::ByteString;
 use crate::cluster::ClusterConfig;
 use crate::codec::QoS;
 use crate::codec::TopicFilter;
-use crate::io::{DropReason, OutboundState, PeerMessage, Stamp};
+use crate::io::{DropReason, OutboundState, PeerMessage, Stamp, StoreOp};
 use crate::message::Message;
-use crate::session::{Flow, MoveWindow, SessionId};
+use crate::session::{Flow, MoveWindow, Session, SessionId};
 use crate::stored::{StoredSession, TakenSince};
 use crate::time::Instant;
 
@@ -510,8 +510,34 @@ impl Engine {
         let until = self.now + relay_window(&node.config) * 2;
         let sid = self.by_client.get(client_id).copied();
         if let Some(s) = sid.and_then(|sid| self.sessions.get_mut(&sid)) {
-            s.window = Some(Box::new(MoveWindow::new(&s.seen, carried, until)));
+            let window = MoveWindow::new(&s.seen, carried, until);
+            if s.is_persistent() {
+                self.persist.push(StoreOp::PutWindow {
+                    client_id: client_id.clone(),
+                    window: Box::new(window.taken().clone()),
+                });
+            }
+            s.window = Some(Box::new(window));
         }
+    }
+
+    /// Reopens the [`MoveWindow`] the store kept for `session` (being restored), unless it closed
+    /// meanwhile: then the store forgets it.
+    pub(in crate::engine) fn restore_move_window(
+        &mut self,
+        session: &mut Session,
+        taken: TakenSince,
+    ) {
+        let window = (self.cluster.as_ref()).and_then(|node| {
+            let latest = self.now + relay_window(&node.config) * 2;
+            MoveWindow::restored(taken, self.now, latest)
+        });
+        if window.is_none() {
+            self.persist.push(StoreOp::DeleteWindow {
+                client_id: session.client_id.clone(),
+            });
+        }
+        session.window = window.map(Box::new);
     }
 
     /// Passes what was kept for `client_id`'s session, which was on its way here when a newer
