@@ -90,6 +90,9 @@ pub(super) struct Node {
     writes_cursor: (u64, usize),
     /// Writes of batches (by number, positions) that stay off the log (see `end_unreplicated`).
     unreplicated: Vec<(u64, std::ops::Range<usize>)>,
+    /// How far this node had applied the log (`seen`) when it made the writes of the batch being
+    /// built before each position where it applied more (see `Node::mark_seen`).
+    seen_marks: Vec<(u64, usize, u64)>,
     /// A membership change asked for through the admin API, proposed until it applies, and
     /// when it was last proposed.
     conf_pending: Option<(ConfChange, Instant)>,
@@ -276,6 +279,7 @@ impl Node {
             writes: None,
             next_write: 0,
             writes_cursor: (0, 0),
+            seen_marks: Vec::new(),
             unreplicated: Vec::new(),
             conf_pending: None,
             force_snapshot: false,
@@ -380,6 +384,31 @@ impl Node {
     /// last entry applied, or the snapshot's it started from).
     fn seen(&self) -> u64 {
         self.applied.max(self.raft.node.store().snapshot_index())
+    }
+
+    /// Notes, before this node applies more of the log, how far it had applied when it made the
+    /// writes of batch `batch` before position `at`. A session's writes go to the log at the end
+    /// of the input, each saying how far its node had applied when it made it: the copies take a
+    /// write only from the node that owned the session since then (`Table::writes_to`). Labelled
+    /// at the end instead, a write made for a session this node handed over on one entry was
+    /// taken for the owner's when the next entry gave the session back (seed 3319: the record a
+    /// handover's disconnect rewrote started the copies over with nothing else, and the session
+    /// later taken from a copy had no subscription).
+    fn mark_seen(&mut self, batch: u64, at: usize) {
+        let seen = self.seen();
+        self.seen_marks.retain(|(b, _, _)| *b == batch);
+        if self.seen_marks.last().is_some_and(|(_, pos, _)| *pos == at) {
+            return;
+        }
+        self.seen_marks.push((batch, at, seen));
+    }
+
+    /// How far this node had applied the log when it made the write at position `at` of batch
+    /// `batch` (see [`Node::mark_seen`]).
+    fn seen_at(&self, batch: u64, at: usize) -> u64 {
+        (self.seen_marks.iter())
+            .find(|(b, pos, _)| *b == batch && *pos > at)
+            .map_or_else(|| self.seen(), |(_, _, seen)| *seen)
     }
 
     /// How far this node has applied the log, entries of every kind counted (a leader's empty
@@ -1522,14 +1551,27 @@ impl Engine {
         let Some(node) = &mut self.cluster else {
             return false;
         };
-        let ops: Vec<StoreOp> = unproposed_writes(node, &self.persist).cloned().collect();
         let batch = self.persist.building();
-        node.writes_cursor = (batch, self.persist.len());
+        // In runs made at the same point of the log.
+        let mut runs: Vec<(u64, Vec<StoreOp>)> = Vec::new();
+        for (at, op) in unproposed_writes(node, &self.persist) {
+            let seen = node.seen_at(batch, at);
+            match runs.last_mut() {
+                Some((s, ops)) if *s == seen => ops.push(op.clone()),
+                _ => runs.push((seen, vec![op.clone()])),
+            }
+        }
+        let cursor = self.persist.len();
+        node.writes_cursor = (batch, cursor);
         node.unreplicated.retain(|(b, _)| *b == batch);
-        if ops.is_empty() {
+        node.seen_marks
+            .retain(|(b, pos, _)| *b == batch && *pos > cursor);
+        if runs.is_empty() {
             return false;
         }
-        self.queue_writes(ops, true);
+        for (seen, ops) in runs {
+            self.queue_writes_made(ops, true, seen);
+        }
         self.propose_writes();
         true
     }
@@ -1537,10 +1579,17 @@ impl Engine {
     /// Queues `ops` as session writes (in pieces of at most [`cluster::WRITES_BUDGET`]), the
     /// batch being built waiting for each piece if `hold`.
     fn queue_writes(&mut self, ops: Vec<StoreOp>, hold: bool) {
+        if let Some(seen) = self.cluster.as_ref().map(|node| node.seen()) {
+            self.queue_writes_made(ops, hold, seen);
+        }
+    }
+
+    /// [`Engine::queue_writes`] for writes made when this node had applied the log as far as
+    /// `seen`.
+    fn queue_writes_made(&mut self, ops: Vec<StoreOp>, hold: bool, seen: u64) {
         let Some(node) = &mut self.cluster else {
             return;
         };
-        let seen = node.seen();
         for (ops, cost) in split_writes(ops) {
             let batch = hold.then(|| self.persist.await_replication());
             node.queued_writes
@@ -1703,6 +1752,7 @@ impl Engine {
             let mark = self.persist.mark();
             let snapshot = (!rd.snapshot().is_empty()).then(|| rd.snapshot().clone());
             if let Some(s) = &snapshot {
+                node.mark_seen(self.persist.building(), self.persist.len());
                 for op in node.raft.install_received(s) {
                     self.persist.push(op);
                 }
@@ -1807,6 +1857,7 @@ impl Engine {
         let Some(node) = &mut self.cluster else {
             return;
         };
+        node.mark_seen(self.persist.building(), self.persist.len());
         node.applied = entry.index;
         let by = parse_context(&entry.context);
         if let Some((from, inc, token)) = by {
@@ -2237,7 +2288,7 @@ impl Engine {
             .filter_map(|(_, _, batch)| *batch)
             .min();
         let building = unproposed_writes(node, &self.persist)
-            .any(|op| op.session_client() == Some(client_id))
+            .any(|(_, op)| op.session_client() == Some(client_id))
             .then(|| self.persist.building());
         in_flight.into_iter().chain(queued).chain(building).min()
     }
@@ -2715,7 +2766,7 @@ impl Engine {
 fn unproposed_writes<'a>(
     node: &'a Node,
     persist: &'a Persistence,
-) -> impl Iterator<Item = &'a StoreOp> {
+) -> impl Iterator<Item = (usize, &'a StoreOp)> {
     let batch = persist.building();
     let from = match node.writes_cursor {
         (b, at) if b == batch => at,
@@ -2726,7 +2777,6 @@ fn unproposed_writes<'a>(
     (from..)
         .zip(persist.ops_since(from))
         .filter(move |(at, op)| op.session_client().is_some() && !skipped(at))
-        .map(|(_, op)| op)
 }
 
 /// Session writes cut into pieces of at most [`cluster::WRITES_BUDGET`] (a single larger write
