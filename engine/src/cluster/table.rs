@@ -178,10 +178,12 @@ impl Table {
                 node,
                 incarnation,
                 token,
+                seen,
             } => {
                 let current = self.claims.get(&(client_id.clone(), *node));
                 if self.owners.get(client_id) == Some(node)
                     && current == Some(&(*incarnation, *token))
+                    && self.owned_since.get(client_id).is_some_and(|i| i <= seen)
                 {
                     self.drop_owner(client_id);
                     self.forget_claims(client_id);
@@ -661,6 +663,7 @@ mod tests {
             node,
             incarnation: 1,
             token,
+            seen: u64::MAX,
         };
         t.apply(0, &release(1, 1));
         assert_eq!(t.owners.get("c"), Some(&2), "not the owner");
@@ -673,6 +676,45 @@ mod tests {
         );
         t.apply(0, &release(2, 2));
         assert!(t.owners.is_empty());
+    }
+
+    #[test]
+    fn a_release_ends_only_an_ownership_its_node_knew_of() {
+        let mut t = Table::default();
+        let release = |token, seen| Command::Release {
+            client_id: "c".into(),
+            node: 1,
+            incarnation: 1,
+            token,
+            seen,
+        };
+        t.apply(10, &claim(1, 6));
+        // Node 2 takes the client; node 1, taking its connection over, releases claim 6 (for
+        // the will the claim replaced) knowing the log as far as 20.
+        t.apply(20, &claim(2, 1));
+        // Node 2's client ends: its release forgets every claim of the client.
+        t.apply(
+            30,
+            &Command::Release {
+                client_id: "c".into(),
+                node: 2,
+                incarnation: 1,
+                token: 1,
+                seen: 30,
+            },
+        );
+        assert!(t.owners.is_empty());
+        // A resend of node 1's claim 6 applies again: node 1 serves the client under it.
+        t.apply(40, &claim(1, 6));
+        assert_eq!(t.owners.get("c"), Some(&1));
+        t.apply(50, &release(6, 20));
+        assert_eq!(
+            t.owners.get("c"),
+            Some(&1),
+            "released before it owned again"
+        );
+        t.apply(60, &release(6, 45));
+        assert!(t.owners.is_empty(), "released knowing it owned");
     }
 
     #[test]
@@ -723,6 +765,7 @@ mod tests {
                 node: 3,
                 incarnation: 1,
                 token: 1,
+                seen: u64::MAX,
             },
         );
         assert!(!t.writes_to(&c, 3, 14), "nobody's");
@@ -774,6 +817,7 @@ mod tests {
             node: 1,
             incarnation: 1,
             token: 3,
+            seen: u64::MAX,
         };
         assert_eq!(
             t.apply(0, &release),
@@ -857,6 +901,7 @@ mod tests {
             node,
             incarnation: 1,
             token,
+            seen: u64::MAX,
         }
     }
 

@@ -111,6 +111,10 @@ pub(crate) enum Command {
         incarnation: u64,
         /// The claim released.
         token: u64,
+        /// How far `node` had applied the log when it let go: the ownership it ends is one it
+        /// knew of then, never one a claim of the same number gave it back later (a resent
+        /// claim applies again once a release forgot it; seed 3392).
+        seen: u64,
     },
     /// `node`'s sessions subscribe `count` times to `filter` (0: not at all), as of `version` of
     /// `node`'s incarnation `incarnation`.
@@ -987,11 +991,13 @@ impl Command {
                 node,
                 incarnation,
                 token,
+                seen,
             } => Writer::new(CMD_RELEASE)
                 .bytes(client_id.as_bytes())
                 .u16(*node)
                 .u64(*incarnation)
                 .u64(*token)
+                .u64(*seen)
                 .done(),
             Command::Interest {
                 node,
@@ -1068,6 +1074,7 @@ impl Command {
                 node: r.u16("node")?,
                 incarnation: r.u64("incarnation")?,
                 token: r.u64("token")?,
+                seen: r.u64("seen")?,
             },
             CMD_INTEREST => Command::Interest {
                 node: r.u16("node")?,
@@ -1648,6 +1655,7 @@ mod tests {
                 node: 3,
                 incarnation: 4,
                 token: 5,
+                seen: 17,
             },
             Command::Down {
                 node: 2,

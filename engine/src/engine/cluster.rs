@@ -1711,11 +1711,13 @@ impl Engine {
                 if node.table.owners.get(client_id) == Some(&me)
                     || node.table.replaced.contains_key(&replaced)
                 {
+                    let seen = node.seen();
                     node.submit(|_| Command::Release {
                         client_id: client_id.clone(),
                         node: me,
                         incarnation,
                         token,
+                        seen,
                     });
                 }
             }
