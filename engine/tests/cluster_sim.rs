@@ -279,6 +279,35 @@ fn a_move_window_survives_a_restart_of_the_node_holding_the_session() {
     assert!(acked.iter().any(|p| p == "late"), "{}", sim.log());
 }
 
+/// The roamer's old node takes messages and writes them just before it applies the roamer's
+/// move, and those writes commit after the move: the copies take them from the node that built
+/// them, so when its handover dies with it in a crash, the new node's fail-over from its copy
+/// still has them (seed 3818: they were left out, and four acknowledged messages were lost).
+#[test]
+fn writes_the_old_owner_made_before_the_move_reach_the_copies() {
+    let mut sim = ClusterSim::new(3, &config(), 71);
+    sim.run(secs(3));
+    let (leader, others) = leader_and_others(&sim, 3);
+    let (old, new) = (others[0], others[1]);
+    sim.connect_session("roamer", old);
+    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
+    sim.connect("pub", leader);
+    settle(&mut sim, &[(old, "q2/#")], 71);
+    sim.drop_connection("roamer");
+    sim.run(ms(50));
+    // The handover never leaves the old node.
+    sim.mute(old, &[new]);
+    sim.connect_session("roamer", new);
+    publish_q2(&mut sim, "w", 3);
+    sim.run_checked(ms(100), &mut |s| s.check());
+    assert_eq!(stats(&sim, old).handovers_sent, 1, "{}", sim.log());
+    assert_eq!(sim.clients["pub"].acked.len(), 3, "{}", sim.log());
+    sim.crash(old);
+    sim.heal();
+    sim.run_checked(secs(3), &mut |s| s.check());
+    assert_resumed_with(&sim, &["w0", "w1", "w2"]);
+}
+
 /// Node 1 holds the roamer's session and is cut off while the roamer moves to node 3, then
 /// catches up from a snapshot: it never applies the claim, so it never hands the session over
 /// on that account, and node 3, waiting for it, has no interest in the session's filters yet.

@@ -93,6 +93,9 @@ pub(super) struct Node {
     /// How far this node had applied the log (`seen`) when it made the writes of the batch being
     /// built before each position where it applied more (see `Node::mark_seen`).
     seen_marks: Vec<(u64, usize, u64)>,
+    /// Whether this node owned a client before a position of the batch being built where that
+    /// changed (see `Node::mark_owner`).
+    owner_marks: Vec<(u64, usize, ByteString, bool)>,
     /// A membership change asked for through the admin API, proposed until it applies, and
     /// when it was last proposed.
     conf_pending: Option<(ConfChange, Instant)>,
@@ -280,6 +283,7 @@ impl Node {
             next_write: 0,
             writes_cursor: (0, 0),
             seen_marks: Vec::new(),
+            owner_marks: Vec::new(),
             unreplicated: Vec::new(),
             conf_pending: None,
             force_snapshot: false,
@@ -401,6 +405,28 @@ impl Node {
             return;
         }
         self.seen_marks.push((batch, at, seen));
+    }
+
+    /// Notes, before a claim changes the owner of `client` (or a snapshot may), whether this
+    /// node owned it (`mine`) when it made the writes of batch `batch` before position `at`.
+    /// Only an owner's writes go to the log, so the copies can take every write of the node that
+    /// built them (see `Change::SessionWrites`). A release or a node declared down only takes
+    /// clients away: writes made before them, judged by the table after, stay off the log,
+    /// which they would be moot in anyway.
+    fn mark_owner(&mut self, batch: u64, at: usize, client: &ByteString, mine: bool) {
+        self.owner_marks.retain(|(b, _, _, _)| *b == batch);
+        self.owner_marks.push((batch, at, client.clone(), mine));
+    }
+
+    /// Whether this node owned `client` when it made the write at position `at` of batch
+    /// `batch` (see [`Node::mark_owner`]).
+    fn owned_at(&self, batch: u64, at: usize, client: &ByteString) -> bool {
+        (self.owner_marks.iter())
+            .find(|(b, pos, c, _)| *b == batch && *pos > at && c == client)
+            .map_or_else(
+                || self.table.owners.get(client) == Some(&self.me()),
+                |(_, _, _, mine)| *mine,
+            )
     }
 
     /// How far this node had applied the log when it made the write at position `at` of batch
@@ -540,6 +566,17 @@ impl Engine {
             }
         };
         let me = node.me();
+        // Whether this node owned the clients it wrote to so far in this batch, by the table
+        // the snapshot replaces.
+        let (batch, at) = (self.persist.building(), self.persist.len());
+        let written: std::collections::BTreeSet<ByteString> =
+            unproposed_writes(node, &self.persist)
+                .filter_map(|(_, op)| op.session_client().cloned())
+                .collect();
+        for client in written {
+            let mine = node.table.owners.get(&client) == Some(&me);
+            node.mark_owner(batch, at, &client, mine);
+        }
         let old = std::mem::replace(&mut node.table, state.table);
         node.replicas = Replicas::restore(state.copies);
         node.retained = (state.retained.iter())
@@ -1552,9 +1589,16 @@ impl Engine {
             return false;
         };
         let batch = self.persist.building();
-        // In runs made at the same point of the log.
+        // In runs made at the same point of the log; those this node made for a session it did
+        // not own then stay off it.
         let mut runs: Vec<(u64, Vec<StoreOp>)> = Vec::new();
         for (at, op) in unproposed_writes(node, &self.persist) {
+            let owned = op
+                .session_client()
+                .is_some_and(|c| node.owned_at(batch, at, c));
+            if !owned {
+                continue;
+            }
             let seen = node.seen_at(batch, at);
             match runs.last_mut() {
                 Some((s, ops)) if *s == seen => ops.push(op.clone()),
@@ -1566,6 +1610,8 @@ impl Engine {
         node.unreplicated.retain(|(b, _)| *b == batch);
         node.seen_marks
             .retain(|(b, pos, _)| *b == batch && *pos > cursor);
+        node.owner_marks
+            .retain(|(b, pos, _, _)| *b == batch && *pos > cursor);
         if runs.is_empty() {
             return false;
         }
@@ -1967,12 +2013,20 @@ impl Engine {
                 };
                 for written in &writes {
                     for op in &written.ops {
-                        // Only the owner in force writes a session, and only since it has owned
-                        // it: what an old owner wrote after the client moved went with its
-                        // handover.
-                        let owner = op
-                            .session_client()
-                            .is_some_and(|c| node.table.writes_to(c, from, written.seen));
+                        // The owner in force writes a session, since it has owned it. So does
+                        // the node whose writes built the copy, until another starts it over:
+                        // each of its writes was made while it owned the session (the others
+                        // stay off the log), and one that commits after the client moved is
+                        // what a handover carries too; if that never arrives (its node crashed
+                        // before the link delivered it), the copy still has it (seed 3818: four
+                        // acknowledged messages lost). Not its delete: a node that restarted
+                        // writes its sessions whole, a delete first, and what the copy has
+                        // beyond its store would go (seed 91).
+                        let owner = op.session_client().is_some_and(|c| {
+                            node.table.writes_to(c, from, written.seen)
+                                || (node.replicas.writer(c) == Some(from)
+                                    && !matches!(op, StoreOp::DeleteSession { .. }))
+                        });
                         if owner {
                             node.replicas.apply(from, op);
                         }
@@ -1990,6 +2044,13 @@ impl Engine {
                 token,
             } => {
                 let replaying = entry.index <= node.replay_until;
+                let mine = from == Some(me);
+                node.mark_owner(
+                    self.persist.building(),
+                    self.persist.len(),
+                    &client_id,
+                    mine,
+                );
                 node.session_moving(&client_id, to);
                 // A claim of this node took the wills of its ended connections out of the table
                 // (another node's moves them to `replaced`, still due).
