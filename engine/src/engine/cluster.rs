@@ -29,6 +29,7 @@ use crate::timer::TimerKind;
 use super::conn::Phase;
 use super::Engine;
 
+mod marks;
 mod moving;
 
 /// The cluster side of an engine.
@@ -90,12 +91,8 @@ pub(super) struct Node {
     writes_cursor: (u64, usize),
     /// Writes of batches (by number, positions) that stay off the log (see `end_unreplicated`).
     unreplicated: Vec<(u64, std::ops::Range<usize>)>,
-    /// How far this node had applied the log (`seen`) when it made the writes of the batch being
-    /// built before each position where it applied more (see `Node::mark_seen`).
-    seen_marks: Vec<(u64, usize, u64)>,
-    /// Whether this node owned a client before a position of the batch being built where that
-    /// changed (see `Node::mark_owner`).
-    owner_marks: Vec<(u64, usize, ByteString, bool)>,
+    /// What this node knew when it made each session write of the batch being built.
+    marks: marks::Marks,
     /// A membership change asked for through the admin API, proposed until it applies, and
     /// when it was last proposed.
     conf_pending: Option<(ConfChange, Instant)>,
@@ -282,8 +279,7 @@ impl Node {
             writes: None,
             next_write: 0,
             writes_cursor: (0, 0),
-            seen_marks: Vec::new(),
-            owner_marks: Vec::new(),
+            marks: marks::Marks::default(),
             unreplicated: Vec::new(),
             conf_pending: None,
             force_snapshot: false,
@@ -400,11 +396,7 @@ impl Node {
     /// later taken from a copy had no subscription).
     fn mark_seen(&mut self, batch: u64, at: usize) {
         let seen = self.seen();
-        self.seen_marks.retain(|(b, _, _)| *b == batch);
-        if self.seen_marks.last().is_some_and(|(_, pos, _)| *pos == at) {
-            return;
-        }
-        self.seen_marks.push((batch, at, seen));
+        self.marks.seen(batch, at, seen);
     }
 
     /// Notes, before a claim changes the owner of `client` (or a snapshot may), whether this
@@ -414,27 +406,20 @@ impl Node {
     /// clients away: writes made before them, judged by the table after, stay off the log,
     /// which they would be moot in anyway.
     fn mark_owner(&mut self, batch: u64, at: usize, client: &ByteString, mine: bool) {
-        self.owner_marks.retain(|(b, _, _, _)| *b == batch);
-        self.owner_marks.push((batch, at, client.clone(), mine));
+        self.marks.owned(batch, at, client, mine);
     }
 
     /// Whether this node owned `client` when it made the write at position `at` of batch
     /// `batch` (see [`Node::mark_owner`]).
     fn owned_at(&self, batch: u64, at: usize, client: &ByteString) -> bool {
-        (self.owner_marks.iter())
-            .find(|(b, pos, c, _)| *b == batch && *pos > at && c == client)
-            .map_or_else(
-                || self.table.owners.get(client) == Some(&self.me()),
-                |(_, _, _, mine)| *mine,
-            )
+        (self.marks.owned_at(batch, at, client))
+            .unwrap_or_else(|| self.table.owners.get(client) == Some(&self.me()))
     }
 
     /// How far this node had applied the log when it made the write at position `at` of batch
     /// `batch` (see [`Node::mark_seen`]).
     fn seen_at(&self, batch: u64, at: usize) -> u64 {
-        (self.seen_marks.iter())
-            .find(|(b, pos, _)| *b == batch && *pos > at)
-            .map_or_else(|| self.seen(), |(_, _, seen)| *seen)
+        (self.marks.seen_at(batch, at)).unwrap_or_else(|| self.seen())
     }
 
     /// How far this node has applied the log, entries of every kind counted (a leader's empty
@@ -1608,10 +1593,7 @@ impl Engine {
         let cursor = self.persist.len();
         node.writes_cursor = (batch, cursor);
         node.unreplicated.retain(|(b, _)| *b == batch);
-        node.seen_marks
-            .retain(|(b, pos, _)| *b == batch && *pos > cursor);
-        node.owner_marks
-            .retain(|(b, pos, _, _)| *b == batch && *pos > cursor);
+        node.marks.taken(batch, cursor);
         if runs.is_empty() {
             return false;
         }
