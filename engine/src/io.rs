@@ -198,6 +198,11 @@ pub enum PeerMessage {
         message: Arc<Message>,
         /// Its identity, which the session judges it by.
         stamp: Stamp,
+        /// How far the sender had applied the log when it sent this (by which it took the
+        /// receiver for the session's owner): the receiver holds it until it applied as far, as
+        /// it holds a routed publish (seed 1179: a node that lagged behind the claim that gave it
+        /// the session dropped three relays as not its own).
+        after: u64,
     },
 }
 

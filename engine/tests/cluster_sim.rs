@@ -1635,10 +1635,12 @@ fn tally(log: &str, prefix: &str) -> usize {
 /// 804 (the move window was in memory only), 3319 (a write made for a session handed over on one
 /// entry was labelled with the next, which gave the session back, and started the copies over
 /// with nothing but the session's record: the session later taken from a copy had no
-/// subscription, and the roamer missed all 8).
+/// subscription, and the roamer missed all 8), 1179 (a node that had not yet applied the claim
+/// that gave it the session dropped three relays for it as another node's), 662 (a node that had
+/// handed the session on and restarted dropped three relays for it instead of passing them on).
 #[test]
 fn traced_seeds_miss_nothing() {
-    for seed in [804, 3319] {
+    for seed in [662, 804, 1179, 3319] {
         let log = scenario(seed);
         assert!(tally(&log, "roamer acknowledged: ") > 0, "seed {seed}");
         assert_eq!(tally(&log, "roamer missed: "), 0, "seed {seed}:\n{log}");

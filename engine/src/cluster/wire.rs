@@ -846,8 +846,10 @@ impl Frame {
                         client_id,
                         message,
                         stamp,
+                        after,
                     } => {
                         w.u8(PEER_RELAY)
+                            .u64(*after)
                             .bytes(client_id.as_bytes())
                             .message(message, now)
                             .u16(stamp.node)
@@ -924,6 +926,7 @@ impl Frame {
                         seq: r.u64("stored seq")?,
                     },
                     PEER_RELAY => {
+                        let after = r.u64("relay after")?;
                         let client_id = r.string("client id")?;
                         let message = r.message(now)?;
                         let stamp = Stamp {
@@ -935,6 +938,7 @@ impl Frame {
                             client_id,
                             message,
                             stamp,
+                            after,
                         }
                     }
                     tag => {
@@ -1601,6 +1605,7 @@ mod tests {
                         incarnation: 1,
                         seq: 99,
                     },
+                    after: 42,
                 },
             },
             Frame::Data {

@@ -1214,6 +1214,7 @@ impl Engine {
             client_id,
             message,
             stamp,
+            ..
         } = message
         {
             let me = self.me();
@@ -1222,11 +1223,7 @@ impl Engine {
             match owner {
                 Some(owner) if owner == me => self.relay_arrived(client_id, message, stamp),
                 Some(owner) => {
-                    let relay = PeerMessage::Relay {
-                        client_id,
-                        message,
-                        stamp,
-                    };
+                    let relay = self.relay_of(client_id, message, stamp);
                     self.send_peer(owner, relay);
                 }
                 None => {}
@@ -2873,5 +2870,8 @@ fn push_raft(
 /// Whether `message` was routed by a node that had applied the log further than this node has
 /// (`seen`).
 fn ahead_of(message: &PeerMessage, seen: u64) -> bool {
-    matches!(message, PeerMessage::Publish { after, .. } if *after > seen)
+    matches!(
+        message,
+        PeerMessage::Publish { after, .. } | PeerMessage::Relay { after, .. } if *after > seen
+    )
 }

@@ -145,6 +145,7 @@ impl Engine {
                 client_id,
                 message,
                 stamp,
+                ..
             } => self.relay_arrived(client_id, message, stamp),
         }
     }

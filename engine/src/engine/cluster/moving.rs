@@ -310,12 +310,7 @@ impl Engine {
             return;
         }
         for (client_id, to) in node.relays_for(message.topic.as_str(), now) {
-            let message = message.clone();
-            let relay = PeerMessage::Relay {
-                client_id,
-                message,
-                stamp,
-            };
+            let relay = self.relay_of(client_id, message.clone(), stamp);
             self.send_peer(to, relay);
         }
     }
@@ -343,24 +338,24 @@ impl Engine {
             })
             .collect();
         for (client_id, to) in relays {
-            let relay = PeerMessage::Relay {
-                client_id,
-                message: message.clone(),
-                stamp,
-            };
+            let relay = self.relay_of(client_id, message.clone(), stamp);
             self.send_peer(to, relay);
         }
     }
 
     /// A message another node relayed for `client_id`'s session: delivered to it here, kept
-    /// while it is on its way here, or relayed on if it left here too.
+    /// while it is on its way here, or relayed on to its owner if another node's. Its sender
+    /// took this node for the owner having applied the log no further than this node has (see
+    /// `PeerMessage::Relay::after`), so the owner this node knows is at least as recent: relayed
+    /// on, it never comes back at the same point of the log. Seed 662: a node that restarted
+    /// relayed what it had kept for a session to the owner its log said, which had handed it on
+    /// and restarted since, and dropped the relays as no longer its own.
     pub(in crate::engine) fn relay_arrived(
         &mut self,
         client_id: ByteString,
         message: Arc<Message>,
         stamp: Stamp,
     ) {
-        let now = self.now;
         let Some(node) = &mut self.cluster else {
             return;
         };
@@ -369,19 +364,14 @@ impl Engine {
         }
         let me = node.me();
         let owner = node.table.owners.get(&client_id).copied();
-        let relaying = node.handed.get(&client_id).is_some_and(|u| now < *u);
         match (owner, self.by_client.get(&client_id).copied()) {
             (Some(owner), Some(sid)) if owner == me => {
                 let outer = self.stamp.replace(stamp);
                 self.route_plain_to(&message, Some(sid));
                 self.stamp = outer;
             }
-            (Some(owner), _) if owner != me && relaying => {
-                let relay = PeerMessage::Relay {
-                    client_id,
-                    message,
-                    stamp,
-                };
+            (Some(owner), _) if owner != me => {
+                let relay = self.relay_of(client_id, message, stamp);
                 self.send_peer(owner, relay);
             }
             // Nobody to take it: as before relays, lost.
@@ -458,11 +448,7 @@ impl Engine {
             .map(|i| &i.out);
         let relays: Vec<PeerMessage> = (sent.chain(&s.queue))
             .filter_map(|out| {
-                Some(PeerMessage::Relay {
-                    client_id: s.client_id.clone(),
-                    message: out.message.clone(),
-                    stamp: out.stamp?,
-                })
+                Some(self.relay_of(s.client_id.clone(), out.message.clone(), out.stamp?))
             })
             .collect();
         for relay in relays {
@@ -540,6 +526,22 @@ impl Engine {
         session.window = window.map(Box::new);
     }
 
+    /// A relay of `message` for `client_id`'s session, judged by `stamp`, sent as far into the
+    /// log as this node has applied.
+    pub(in crate::engine) fn relay_of(
+        &self,
+        client_id: ByteString,
+        message: Arc<Message>,
+        stamp: Stamp,
+    ) -> PeerMessage {
+        PeerMessage::Relay {
+            client_id,
+            message,
+            stamp,
+            after: self.cluster.as_ref().map_or(0, |node| node.position()),
+        }
+    }
+
     /// Passes what was kept for `client_id`'s session, which was on its way here when a newer
     /// claim took it on to `to`, behind the session just handed on there: as relays, whose
     /// acknowledgements are released here (as any relay's). Dropped, they were lost when nothing
@@ -554,11 +556,7 @@ impl Engine {
             let Some(stamp) = k.stamp else {
                 continue;
             };
-            let relay = PeerMessage::Relay {
-                client_id: client_id.clone(),
-                message: k.message.clone(),
-                stamp,
-            };
+            let relay = self.relay_of(client_id.clone(), k.message.clone(), stamp);
             self.send_peer(to, relay);
         }
         self.deliver_kept(kept, None);
