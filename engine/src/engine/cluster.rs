@@ -1237,13 +1237,16 @@ impl Engine {
             receipt,
             from,
             stamp,
-            ..
+            after: routed_at,
         } = message
         else {
             return;
         };
         let me = self.me();
         let after = self.cluster.as_ref().map_or(0, |node| node.position());
+        if plain {
+            self.redirect_to_moved_here(&message, stamp, routed_at, receipt);
+        }
         let mut shares: BTreeMap<u16, (bool, Vec<ByteString>)> = BTreeMap::new();
         if plain {
             shares.entry(adopter).or_default().0 = true;
@@ -1296,6 +1299,47 @@ impl Engine {
             // The down node's share, now the others'.
             self.persist.peer_stored(seq);
             self.release_held();
+        }
+    }
+
+    /// Delivers `message`, which waited here for a node declared down, to the persistent
+    /// sessions this node holds that moved since this node routed it (`routed_at`): it went to
+    /// their owner then, perhaps the down node, and this node's sessions took it only if they
+    /// were here already (those drop it by its stamp). Seed 4137: the roamer's node died with
+    /// three messages waiting for it; the publisher's node took the session from its copy and
+    /// never delivered them. What it writes holds the message's receipt, as any share does.
+    fn redirect_to_moved_here(
+        &mut self,
+        message: &Arc<Message>,
+        stamp: Option<Stamp>,
+        routed_at: u64,
+        receipt: Option<u64>,
+    ) {
+        let Some(node) = &self.cluster else {
+            return;
+        };
+        let me = node.me();
+        let here: Vec<crate::session::SessionId> = (node.table.moved_since(routed_at))
+            .filter(|client| node.table.owners.get(*client) == Some(&me))
+            .filter_map(|client| self.by_client.get(client).copied())
+            .collect();
+        if here.is_empty() {
+            return;
+        }
+        if let Some(seq) = receipt {
+            self.persist.await_more(seq);
+        }
+        let mark = self.persist.mark();
+        let outer = std::mem::replace(&mut self.stamp, stamp);
+        for sid in here {
+            self.route_plain_to(message, Some(sid));
+        }
+        self.stamp = outer;
+        if let Some(seq) = receipt {
+            match (self.persist.gate_since(mark), &mut self.cluster) {
+                (Some(batch), Some(node)) => node.self_receipts.push((batch, seq)),
+                _ => self.persist.peer_stored(seq),
+            }
         }
     }
 
