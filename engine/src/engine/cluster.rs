@@ -2911,8 +2911,8 @@ fn push_raft(
     }
 }
 
-/// Whether `message` was routed by a node that had applied the log further than this node has
-/// (`seen`).
+/// Whether `message` (a routed publish or a relay) was sent by a node that had applied the log
+/// further than this node has (`seen`).
 fn ahead_of(message: &PeerMessage, seen: u64) -> bool {
     matches!(
         message,
