@@ -1288,12 +1288,7 @@ impl Engine {
             }
             let mark = self.persist.mark();
             self.peer_message(publish);
-            if let Some(seq) = receipt {
-                match (self.persist.gate_since(mark), &mut self.cluster) {
-                    (Some(batch), Some(node)) => node.self_receipts.push((batch, seq)),
-                    _ => self.persist.peer_stored(seq),
-                }
-            }
+            self.own_share_done(mark, receipt);
         }
         if let Some(seq) = receipt {
             // The down node's share, now the others'.
@@ -1335,11 +1330,19 @@ impl Engine {
             self.route_plain_to(message, Some(sid));
         }
         self.stamp = outer;
-        if let Some(seq) = receipt {
-            match (self.persist.gate_since(mark), &mut self.cluster) {
-                (Some(batch), Some(node)) => node.self_receipts.push((batch, seq)),
-                _ => self.persist.peer_stored(seq),
-            }
+        self.own_share_done(mark, receipt);
+    }
+
+    /// This node took its own share of a redirected message (receipt `receipt`), writing what
+    /// follows `mark`: the share is acknowledged once that is durable, or at once if nothing was
+    /// written.
+    fn own_share_done(&mut self, mark: usize, receipt: Option<u64>) {
+        let Some(seq) = receipt else {
+            return;
+        };
+        match (self.persist.gate_since(mark), &mut self.cluster) {
+            (Some(batch), Some(node)) => node.self_receipts.push((batch, seq)),
+            _ => self.persist.peer_stored(seq),
         }
     }
 
