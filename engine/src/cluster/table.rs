@@ -497,6 +497,24 @@ impl Table {
             .map_or(0, |(_, c)| *c)
     }
 
+    /// The newest version of `node`'s applied interest entries (0 without any). A node numbers
+    /// its interest entries across filters, so this tells the entries it made later.
+    pub(crate) fn interest_version(&self, node: u16) -> u64 {
+        (self.interest.range((node, ByteString::new())..))
+            .take_while(|((n, _), _)| *n == node)
+            .map(|(_, (version, _))| *version)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Whether `node`'s applied interest in `filter` is a non-zero count by an entry newer than
+    /// version `after`.
+    pub(crate) fn announced_since(&self, node: u16, filter: &ByteString, after: u64) -> bool {
+        self.interest
+            .get(&(node, filter.clone()))
+            .is_some_and(|(version, count)| *version > after && *count > 0)
+    }
+
     /// Filters `node` has a non-zero applied count for.
     pub(crate) fn filters_of(&self, node: u16) -> impl Iterator<Item = (&ByteString, u32)> {
         self.interest
@@ -560,6 +578,28 @@ mod tests {
             }
         );
         assert_eq!(t.count(2, &"a/#".into()), 0);
+    }
+
+    #[test]
+    fn interest_announced_since_a_version_ignores_what_came_before() {
+        let mut t = Table::default();
+        let start = Command::Start {
+            node: 2,
+            incarnation: 9,
+        };
+        t.apply(0, &start);
+        assert_eq!(t.interest_version(2), 0);
+        t.apply(0, &interest(3, 1));
+        let before = t.interest_version(2);
+        assert_eq!(before, 3);
+        let filter = "a/#".into();
+        assert!(t.announced_since(2, &filter, 0));
+        assert!(!t.announced_since(2, &filter, before), "the old interest");
+        t.apply(0, &interest(4, 0));
+        assert!(!t.announced_since(2, &filter, before), "a decrement");
+        t.apply(0, &interest(5, 1));
+        assert!(t.announced_since(2, &filter, before));
+        assert_eq!(t.interest_version(1), 0, "another node's");
     }
 
     #[test]

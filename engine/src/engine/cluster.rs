@@ -67,7 +67,7 @@ pub(super) struct Node {
     early: BTreeMap<ByteString, Early>,
     /// Persistent sessions on their way to a new owner, by client: the owner, which this node
     /// also routes their filters to until its own interest covers them (see [`moving`]).
-    moving: BTreeMap<ByteString, u16>,
+    moving: BTreeMap<ByteString, moving::Moving>,
     /// Persistent sessions this node handed over, by client: until when it relays what still
     /// arrives for them (see [`moving`]).
     handed: BTreeMap<ByteString, Instant>,
@@ -2077,7 +2077,8 @@ impl Engine {
                     &client_id,
                     mine,
                 );
-                node.session_moving(&client_id, to);
+                let announced = node.table.interest_version(to);
+                node.session_moving(&client_id, to, announced);
                 // A claim of this node took the wills of its ended connections out of the table
                 // (another node's moves them to `replaced`, still due).
                 let first = (client_id.clone(), (0, 0));

@@ -117,6 +117,14 @@ fn subscribed(session: &StoredSession, topic: &str) -> bool {
 /// How long a node relays what arrives for a session it handed over. A message routed to it
 /// before its origin applied the claim can be held up on the link by a partition until the others
 /// give up on a node, `peer_timeout`; twice that, with room to spare.
+/// A persistent session on its way to node `to`, whose interest entries up to version
+/// `announced` were in the table when the move applied here.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Moving {
+    to: u16,
+    announced: u64,
+}
+
 fn relay_window(config: &ClusterConfig) -> Duration {
     config.peer_timeout * 2
 }
@@ -143,10 +151,13 @@ impl Node {
     }
 
     /// A claim moved `client_id` to `to`: if it has a persistent session, its filters are routed
-    /// there from now on, until `to`'s interest covers them.
-    pub(super) fn session_moving(&mut self, client_id: &ByteString, to: u16) {
+    /// there from now on, until `to`'s interest covers them in entries newer than its version
+    /// `announced` (what it announced before: a node the session comes back to may still have
+    /// its old interest in the table, which its decrement for the handover then takes away).
+    pub(super) fn session_moving(&mut self, client_id: &ByteString, to: u16, announced: u64) {
         if self.replicas.has(client_id) {
-            self.moving.insert(client_id.clone(), to);
+            let moving = Moving { to, announced };
+            self.moving.insert(client_id.clone(), moving);
         }
     }
 
@@ -160,7 +171,11 @@ impl Node {
             .map(|(c, _)| c.clone())
             .collect();
         for client_id in owned {
-            self.moving.insert(client_id, node);
+            let moving = Moving {
+                to: node,
+                announced: 0,
+            };
+            self.moving.insert(client_id, moving);
         }
     }
 
@@ -171,20 +186,21 @@ impl Node {
         let me = self.me();
         let mut to = Vec::new();
         let mut settled = Vec::new();
-        for (client_id, owner) in &self.moving {
+        for (client_id, moving) in &self.moving {
             let Some(copy) = self.replicas.session(client_id) else {
                 settled.push(client_id.clone());
                 continue;
             };
+            let owner = moving.to;
             let covered = copy
                 .subscriptions
                 .keys()
                 .filter(|f| !f.starts_with("$share/"))
-                .all(|f| self.table.count(*owner, f) > 0);
+                .all(|f| self.table.announced_since(owner, f, moving.announced));
             if covered {
                 settled.push(client_id.clone());
-            } else if *owner != me && !to.contains(owner) && subscribed(copy, topic) {
-                to.push(*owner);
+            } else if owner != me && !to.contains(&owner) && subscribed(copy, topic) {
+                to.push(owner);
             }
         }
         for client_id in settled {
@@ -406,7 +422,8 @@ impl Engine {
         let Some(owner) = owner.filter(|o| *o != me && s.is_persistent()) else {
             return;
         };
-        node.session_moving(&client_id, owner);
+        // The snapshot may hold the owner's interest for the installed session already.
+        node.session_moving(&client_id, owner, 0);
         if !live {
             return;
         }
