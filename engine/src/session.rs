@@ -261,6 +261,7 @@ impl Session {
             incoming: self.incoming.clone(),
             seen: self.seen.clone(),
             window: None,
+            next_packet_id: Some(self.next_packet_id),
         }
     }
 
@@ -326,6 +327,22 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Goes on with packet identifiers from `next` (what a handover carries), or else `jump`
+    /// past the id of the latest inflight message (wrapping, 0 skipped). Identifiers are taken
+    /// in turn, so a session restored or moved here does not go back to ids its client may still
+    /// hold from another version of it (see [`StoredSession::next_packet_id`]).
+    pub(crate) fn continue_packet_ids(&mut self, next: Option<u16>, jump: u16) {
+        if let Some(next) = next.filter(|n| *n != 0) {
+            self.next_packet_id = next;
+            return;
+        }
+        let latest = (self.inflight.iter())
+            .max_by_key(|(_, f)| f.out.seq)
+            .map_or(0, |(pid, _)| *pid);
+        let next = (u32::from(latest) + u32::from(jump)) % u32::from(u16::MAX) + 1;
+        self.next_packet_id = u16::try_from(next).unwrap_or(1);
     }
 
     /// Whether another QoS 1/2 message may be sent now.
@@ -481,6 +498,33 @@ mod tests {
         );
         assert_eq!(s.take_packet_id().get(), u16::MAX);
         assert_eq!(s.take_packet_id().get(), 2);
+    }
+
+    #[test]
+    fn packet_ids_go_on_after_the_latest_inflight_message_or_from_what_a_handover_carried() {
+        let mut s = Session::new("c".into(), ProtocolVersion::V5);
+        // Sent in turn: 65,535, then 2 (the latest), then 1 was free again.
+        for pid in [u16::MAX, 2] {
+            let o = out(&mut s, QoS::ExactlyOnce);
+            let flow = Flow::Published;
+            let held_by = None;
+            s.inflight.insert(
+                pid,
+                Inflight {
+                    out: o,
+                    flow,
+                    held_by,
+                },
+            );
+        }
+        s.continue_packet_ids(None, 0);
+        assert_eq!(s.take_packet_id().get(), 3, "not the lowest free (1)");
+        s.continue_packet_ids(None, 1 << 15);
+        assert_eq!(s.take_packet_id().get(), 2 + (1 << 15) + 1);
+        s.continue_packet_ids(Some(9), 1 << 15);
+        assert_eq!(s.take_packet_id().get(), 9, "a handover's");
+        s.continue_packet_ids(Some(0), 0);
+        assert_eq!(s.take_packet_id().get(), 3, "0 is none");
     }
 
     #[test]

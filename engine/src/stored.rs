@@ -60,6 +60,12 @@ pub struct StoredSession {
     /// Cluster nodes only: what the session took since it last moved, while that is still judged
     /// message by message (in a handover, and stored while the window is open).
     pub window: Option<Box<TakenSince>>,
+    /// Cluster nodes only, in a handover: the packet identifier its node would have taken next.
+    /// The next node goes on from there, not from its lowest free one: another version of the
+    /// session (taken from a copy that lacked the last PUBLISHes its old node sent) may have used
+    /// the ids after its highest, and its client may still hold them. Not stored: a restored
+    /// session goes on after the id of its latest inflight message.
+    pub next_packet_id: Option<u16>,
 }
 
 /// What a session took since it moved between cluster nodes, message by message (see
@@ -217,6 +223,7 @@ impl StoredState {
                         incoming: BTreeSet::new(),
                         seen: BTreeMap::new(),
                         window: None,
+                        next_packet_id: None,
                     });
                 s.protocol = *protocol;
                 s.expiry_interval = *expiry_interval;

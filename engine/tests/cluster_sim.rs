@@ -1642,10 +1642,13 @@ fn tally(log: &str, prefix: &str) -> usize {
 /// publisher's node had taken from its copy meanwhile), 516 (the session went back to the node
 /// it had left, whose interest from before was still in the table: the publisher's node stopped
 /// routing the session's filters there, and the old interest's decrement then left a message
-/// with nowhere to go).
+/// with nowhere to go), 1954 (a QoS 2 message the session had sent on a connection its client
+/// had left, on a node that crashed before the write reached the copies, came back in a late
+/// handover; the session taken from a copy meanwhile had given its packet identifier to another
+/// message, so it was left out).
 #[test]
 fn traced_seeds_miss_nothing() {
-    for seed in [516, 662, 804, 1179, 3319, 4137] {
+    for seed in [516, 662, 804, 1179, 1954, 3319, 4137] {
         let log = scenario(seed);
         assert!(tally(&log, "roamer acknowledged: ") > 0, "seed {seed}");
         assert_eq!(tally(&log, "roamer missed: "), 0, "seed {seed}:\n{log}");

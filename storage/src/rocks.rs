@@ -267,6 +267,7 @@ impl Store for RocksStore {
                     incoming: Default::default(),
                     seen: Default::default(),
                     window: None,
+                    next_packet_id: None,
                 },
             );
             Ok(())

@@ -339,7 +339,8 @@ impl Writer {
                 seq,
             }));
         }
-        self
+        // 0: none (packet identifiers start at 1).
+        self.u16(session.next_packet_id.unwrap_or(0))
     }
 
     fn subscription(&mut self, filter: &ByteString, sub: &StoredSubscription) -> &mut Self {
@@ -559,6 +560,7 @@ impl Reader {
             incoming: Default::default(),
             seen: Default::default(),
             window: None,
+            next_packet_id: None,
         };
         for _ in 0..self.count("subscriptions")? {
             let (filter, sub) = self.subscription()?;
@@ -576,6 +578,7 @@ impl Reader {
                 session.seen.insert(s.node, (s.incarnation, s.seq));
             }
         }
+        session.next_packet_id = Some(self.u16("next packet id")?).filter(|id| *id != 0);
         Ok(session)
     }
 
@@ -752,8 +755,9 @@ const CMD_UP: u8 = 8;
 const CMD_WILLS: u8 = 9;
 
 /// The snapshot's format (2 added the replaced wills, 3 where retained messages were set, 5 the
-/// copies' move windows); a node refuses any other.
-const STATE_V5: u8 = 5;
+/// copies' move windows, 6 a session's next packet identifier, none in a copy); a node refuses
+/// any other.
+const STATE_V6: u8 = 6;
 const MEMBER_V1: u8 = 1;
 
 const OP_PUT_SESSION: u8 = 1;
@@ -1222,7 +1226,7 @@ impl State {
         now: Instant,
     ) -> Bytes {
         let t = table;
-        let mut w = Writer::new(STATE_V5);
+        let mut w = Writer::new(STATE_V6);
         w.u32(len_u32(t.owners.len()));
         for (client, node) in &t.owners {
             let since = t.owned_since.get(client).copied().unwrap_or(0);
@@ -1301,7 +1305,7 @@ impl State {
     pub(crate) fn decode(bytes: Bytes, now: Instant) -> Result<State, WireError> {
         let mut r = Reader(bytes);
         let tag = r.u8("state tag")?;
-        if tag != STATE_V5 {
+        if tag != STATE_V6 {
             return Err(WireError::UnknownTag { what: "state", tag });
         }
         let mut state = State::default();
@@ -1505,6 +1509,7 @@ mod tests {
             incoming: [3, 9].into_iter().collect(),
             seen: [(1, (4, 99)), (3, (8, 2))].into_iter().collect(),
             window: None,
+            next_packet_id: Some(7),
         };
         session.subscriptions.insert(
             "a/#".into(),

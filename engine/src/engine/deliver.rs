@@ -362,6 +362,11 @@ impl Engine {
 
     /// After a session resumes: resends every unacknowledged PUBLISH (DUP set) and PUBREL, oldest first.
     pub(super) fn resend_inflight(&mut self, sid: SessionId) {
+        self.resend_flows(sid, None);
+    }
+
+    /// [`Engine::resend_inflight`], for packet id `only` alone if given.
+    pub(super) fn resend_flows(&mut self, sid: SessionId, only: Option<u16>) {
         let Some(session) = self.sessions.get(&sid) else {
             return;
         };
@@ -375,6 +380,7 @@ impl Engine {
         let mut flows: Vec<(PacketId, &Inflight)> = session
             .inflight
             .iter()
+            .filter(|(pid, _)| only.is_none_or(|only| only == **pid))
             .filter_map(|(pid, f)| Some((PacketId::new(*pid)?, f)))
             .collect();
         flows.sort_by_key(|(_, f)| f.out.seq);

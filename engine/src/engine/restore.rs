@@ -75,6 +75,7 @@ impl Engine {
         let sid = self.next_session;
         self.next_session += 1;
         let mut session = Session::new(client_id.clone(), stored.protocol);
+        let next_packet_id = stored.next_packet_id;
         session.expiry_interval = stored.expiry_interval;
         let offline_since = stored.offline_since.unwrap_or(self.now).min(self.now);
         session.offline_since = Some(offline_since);
@@ -128,6 +129,7 @@ impl Engine {
                 }
             }
         }
+        session.continue_packet_ids(next_packet_id, 0);
         session.incoming = stored.incoming;
         session.seen = stored.seen;
         if let Some(taken) = stored.window {

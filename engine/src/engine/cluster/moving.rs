@@ -38,8 +38,8 @@ use crate::codec::QoS;
 use crate::codec::TopicFilter;
 use crate::io::{DropReason, OutboundState, PeerMessage, Stamp, StoreOp};
 use crate::message::Message;
-use crate::session::{Flow, MoveWindow, Session, SessionId};
-use crate::stored::{StoredSession, TakenSince};
+use crate::session::{Flow, Inflight, MoveWindow, Outbound, Session, SessionId};
+use crate::stored::{StoredMessage, StoredSession, TakenSince};
 use crate::time::Instant;
 
 use super::{Engine, Node};
@@ -491,16 +491,68 @@ impl Engine {
         let (Some(late), Some(&sid)) = (late, self.by_client.get(client_id)) else {
             return;
         };
-        let merged: Vec<(Arc<Message>, Stamp)> = (late.messages.into_values())
-            .filter(|m| m.qos != QoS::ExactlyOnce || m.state == OutboundState::Queued)
-            .filter_map(|m| Some((m.message, m.stamp?)))
-            .collect();
         let outer = self.stamp;
-        for (message, stamp) in merged {
+        for m in late.messages.into_values() {
+            let Some(stamp) = m.stamp else {
+                continue;
+            };
             self.stamp = Some(stamp);
-            self.route_plain_to(&message, Some(sid));
+            match m.state {
+                OutboundState::Sent(pid) | OutboundState::Released(pid)
+                    if m.qos == QoS::ExactlyOnce =>
+                {
+                    self.merge_late_flow(sid, m, pid);
+                }
+                _ => self.route_plain_to(&m.message, Some(sid)),
+            }
         }
         self.stamp = outer;
+    }
+
+    /// Merges a QoS 2 message a late version of session `sid` had sent under packet id `pid`
+    /// (with [`Engine::stamp`] set to its stamp). Its client may have it under that id, and
+    /// would take it again under another, so it goes on under `pid` alone, if `pid` is free in
+    /// the session: a PUBLISH (DUP set) the client takes once, if the session did not take it
+    /// (seed 1954: the node that held the session crashed with it sent on a connection its
+    /// client had left, and its late handover was merged without it); a PUBREL (the client has
+    /// it) in any case, which frees the id at the client. With `pid` taken here it is left out:
+    /// a second delivery is worse than a loss for QoS 2.
+    fn merge_late_flow(&mut self, sid: SessionId, m: StoredMessage, pid: u16) {
+        let released = matches!(m.state, OutboundState::Released(_));
+        let free = (self.sessions.get(&sid)).is_some_and(|s| !s.inflight.contains_key(&pid));
+        if !free || !self.take_stamp(sid, !released) {
+            return;
+        }
+        let enabled = self.persist.enabled();
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let mut out = Outbound {
+            seq: session.take_seq(),
+            message: m.message,
+            qos: m.qos,
+            retain: m.retain,
+            sub_ids: m.sub_ids,
+            stored: false,
+            shared: None,
+            stamp: m.stamp,
+        };
+        if session.is_persistent() && enabled {
+            out.stored = true;
+            self.persist.push(out.put_op(&session.client_id, m.state));
+        }
+        let flow = if released {
+            Flow::Released
+        } else {
+            Flow::Published
+        };
+        let held_by = None;
+        session
+            .inflight
+            .insert(pid, Inflight { out, flow, held_by });
+        if session.conn.is_some() {
+            self.resend_flows(sid, Some(pid));
+        }
     }
 
     /// Opens a [`MoveWindow`] on `client_id`'s session, just installed here from another node's
@@ -627,6 +679,7 @@ mod tests {
             incoming: Default::default(),
             seen: seen.iter().copied().collect(),
             window: None,
+            next_packet_id: None,
         }))
     }
 
