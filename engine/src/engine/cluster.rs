@@ -2485,6 +2485,9 @@ impl Engine {
             return;
         };
         let carried = stored.window.take().map(|w| *w);
+        // A copy, taken here or passed on by a node that waited for the session, does not know
+        // what its last node took next (a live session's handover does).
+        let from_copy = stored.next_packet_id.is_none();
         let start = self.persist.len();
         if let Some(old) = self.by_client.get(client_id).copied() {
             // A stale copy (from this node's own store): the one handed over is the session now.
@@ -2509,10 +2512,10 @@ impl Engine {
         }
         self.queue_writes(writes, true);
         self.restore_session(client_id.clone(), *stored);
-        if failover {
+        if from_copy {
             // The copy may lack the last PUBLISHes its old node sent, under the ids after its
             // latest, which the client may still hold: they are left alone (the
-            // packet-identifier case in docs/cluster.md; seed 1954).
+            // packet-identifier case in docs/cluster.md; seeds 1954, 2732).
             let sid = self.by_client.get(client_id).copied();
             if let Some(s) = sid.and_then(|sid| self.sessions.get_mut(&sid)) {
                 s.continue_packet_ids(None, FAILOVER_PACKET_ID_JUMP);

@@ -468,8 +468,26 @@ impl Engine {
                 Some(self.relay_of(s.client_id.clone(), out.message.clone(), out.stamp?))
             })
             .collect();
+        // Its QoS 2 flows can go on only under their packet identifiers: as a late handover of
+        // the session with nothing else (no marks: it is never taken for a fresher version), which
+        // the owner merges into the session it holds ([`Engine::merge_late`]; seed 2732: the
+        // owner sent three on a connection its client had left and crashed before their writes
+        // committed; restarted, it found the session another node's).
+        let mut flows = s.handed_over(self.now);
+        never_sent(&mut flows, &unsent);
+        flows.messages.retain(|_, m| {
+            m.qos == QoS::ExactlyOnce && m.state != OutboundState::Queued && m.stamp.is_some()
+        });
+        let claim = (node.incarnation, 0);
+        let client_id = s.client_id.clone();
         for relay in relays {
             self.send_peer(owner, relay);
+        }
+        if !flows.messages.is_empty() {
+            flows.seen.clear();
+            flows.window = None;
+            flows.next_packet_id = None;
+            self.send_handover(owner, client_id, claim, Some(Box::new(flows)));
         }
     }
 
@@ -483,10 +501,11 @@ impl Engine {
     /// handover then came after the new owner had taken the session from its copy, and was
     /// dropped with them.
     ///
-    /// Left out, as by [`Engine::relay_queue`]: a message without a stamp, and a QoS 2 message
-    /// sent to its client, who may have had it and would get it again under another packet id.
-    /// A message of an origin's incarnation older than the session's mark is refused by the
-    /// stamp check (see [`crate::session::Session::take_stamp`]).
+    /// A QoS 2 message the late version sent to its client, who may have had it, goes on under
+    /// its own packet identifier or not at all ([`Engine::merge_late_flow`]). Left out, as by
+    /// [`Engine::relay_queue`]: a message without a stamp. A message of an origin's incarnation
+    /// older than the session's mark is refused by the stamp check (see
+    /// [`crate::session::Session::take_stamp`]).
     pub(super) fn merge_late(&mut self, client_id: &ByteString, late: Option<Box<StoredSession>>) {
         let (Some(late), Some(&sid)) = (late, self.by_client.get(client_id)) else {
             return;
