@@ -443,9 +443,9 @@ impl Engine {
     /// Relays what session `sid`, which this node found in a snapshot or at a restart to be
     /// another node's, queued here meanwhile: this node acknowledged it, but its writes to a
     /// session it no longer owned were moot, so neither the new owner's copy nor a handover has
-    /// it. What its client may have had already stays: a QoS 2 message sent (it could arrive
-    /// twice); QoS 1 messages sent go along (at least once allows it). Messages without a stamp
-    /// (restored, or handed over) cannot be judged at the new owner and stay too.
+    /// it. QoS 1 messages sent go along (at least once allows it); QoS 2 messages sent or
+    /// released go as a late handover, to keep their packet identifiers (see below). Messages
+    /// without a stamp (restored, or handed over) cannot be judged at the new owner and stay.
     pub(super) fn relay_queue(&mut self, sid: SessionId) {
         let unsent = self.unsent(sid);
         let Some(s) = self.sessions.get(&sid) else {
