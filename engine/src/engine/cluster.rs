@@ -2496,7 +2496,18 @@ impl Engine {
             }
             self.end_session(old);
         }
-        let ops = stored.ops(client_id);
+        let mut ops = stored.ops(client_id);
+        self.restore_session(client_id.clone(), *stored);
+        if from_copy {
+            // The copy may lack the last PUBLISHes its old node sent, under the ids after its
+            // latest, which the client may still hold: they are left alone (the
+            // packet-identifier case in docs/cluster.md; seeds 1954, 2732).
+            let sid = self.by_client.get(client_id).copied();
+            if let Some(s) = sid.and_then(|sid| self.sessions.get_mut(&sid)) {
+                s.continue_packet_ids(None, FAILOVER_PACKET_ID_JUMP);
+            }
+        }
+        ops.extend(self.open_move_window(client_id, carried));
         for op in &ops {
             self.persist.push(op.clone());
         }
@@ -2511,17 +2522,6 @@ impl Engine {
             node.unreplicated.push((batch, start..self.persist.len()));
         }
         self.queue_writes(writes, true);
-        self.restore_session(client_id.clone(), *stored);
-        if from_copy {
-            // The copy may lack the last PUBLISHes its old node sent, under the ids after its
-            // latest, which the client may still hold: they are left alone (the
-            // packet-identifier case in docs/cluster.md; seeds 1954, 2732).
-            let sid = self.by_client.get(client_id).copied();
-            if let Some(s) = sid.and_then(|sid| self.sessions.get_mut(&sid)) {
-                s.continue_packet_ids(None, FAILOVER_PACKET_ID_JUMP);
-            }
-        }
-        self.open_move_window(client_id, carried);
         if let Some(node) = &mut self.cluster {
             if failover {
                 node.stats.failovers += 1;

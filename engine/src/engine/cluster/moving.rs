@@ -576,23 +576,26 @@ impl Engine {
 
     /// Opens a [`MoveWindow`] on `client_id`'s session, just installed here from another node's
     /// handover or this node's copy: relays for it may come for as long as its old node sends
-    /// them, and then take as long again. A window the handover `carried` goes on.
-    pub(super) fn open_move_window(&mut self, client_id: &ByteString, carried: Option<TakenSince>) {
-        let Some(node) = &self.cluster else {
-            return;
-        };
+    /// them, and then take as long again. A window the handover `carried` goes on. Returns the
+    /// write that stores it (for a persistent session), which goes in the same log entry as the
+    /// session: a copy with the session's marks but not its window would drop, once taken over,
+    /// what the window had still to take (seed 5172: two messages).
+    pub(super) fn open_move_window(
+        &mut self,
+        client_id: &ByteString,
+        carried: Option<TakenSince>,
+    ) -> Option<StoreOp> {
+        let node = self.cluster.as_ref()?;
         let until = self.now + relay_window(&node.config) * 2;
         let sid = self.by_client.get(client_id).copied();
-        if let Some(s) = sid.and_then(|sid| self.sessions.get_mut(&sid)) {
-            let window = MoveWindow::new(&s.seen, carried, until);
-            if s.is_persistent() {
-                self.persist.push(StoreOp::PutWindow {
-                    client_id: client_id.clone(),
-                    window: Box::new(window.taken().clone()),
-                });
-            }
-            s.window = Some(Box::new(window));
-        }
+        let s = sid.and_then(|sid| self.sessions.get_mut(&sid))?;
+        let window = MoveWindow::new(&s.seen, carried, until);
+        let put = s.is_persistent().then(|| StoreOp::PutWindow {
+            client_id: client_id.clone(),
+            window: Box::new(window.taken().clone()),
+        });
+        s.window = Some(Box::new(window));
+        put
     }
 
     /// Reopens the [`MoveWindow`] the store kept for `session` (being restored), unless it closed
