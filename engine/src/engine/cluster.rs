@@ -568,6 +568,9 @@ impl Engine {
         }
         let old = std::mem::replace(&mut node.table, state.table);
         node.replicas = Replicas::restore(state.copies);
+        if live {
+            node.moves_in_snapshot(&old);
+        }
         node.retained = (state.retained.iter())
             .map(|m| (m.topic.as_bytestring().clone(), m.clone()))
             .collect();

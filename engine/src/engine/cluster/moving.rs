@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use bytestring::ByteString;
 
+use crate::cluster::table::Table;
 use crate::cluster::ClusterConfig;
 use crate::codec::QoS;
 use crate::codec::TopicFilter;
@@ -158,6 +159,29 @@ impl Node {
         if self.replicas.has(client_id) {
             let moving = Moving { to, announced };
             self.moving.insert(client_id.clone(), moving);
+        }
+    }
+
+    /// A snapshot replaced the table `old`: the sessions of other nodes that moved in what it
+    /// covers, and those of nodes that restarted, are routed to their owner as after their claim
+    /// or restart (seed 3630: a node cut off while another restarted took the restart in a
+    /// snapshot, and routed a message for that node's session nowhere). What a claimant had
+    /// announced before is told by the table replaced, the last this node knew.
+    pub(super) fn moves_in_snapshot(&mut self, old: &Table) {
+        let me = self.me();
+        let moved: Vec<(ByteString, u16, u64)> = (self.table.owners.iter())
+            .filter(|(c, owner)| **owner != me && old.owners.get(*c) != Some(*owner))
+            .map(|(c, owner)| (c.clone(), *owner, old.interest_version(*owner)))
+            .collect();
+        for (client_id, to, announced) in moved {
+            self.session_moving(&client_id, to, announced);
+        }
+        let restarted: Vec<u16> = (self.table.incarnations.iter())
+            .filter(|(n, inc)| **n != me && old.incarnations.get(*n) != Some(*inc))
+            .map(|(n, _)| *n)
+            .collect();
+        for node in restarted {
+            self.sessions_restarting(node);
         }
     }
 
