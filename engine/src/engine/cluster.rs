@@ -2415,6 +2415,7 @@ impl Engine {
             let (session, other) = moving::fresher(session, awaiting.late);
             if let Some((to, theirs)) = awaiting.owed {
                 self.send_handover(to, client_id.clone(), theirs, session);
+                self.pass_on_late(to, &client_id, claim, other);
                 return self.pass_on_kept(to, client_id, awaiting.kept);
             }
             self.install_session(&client_id, session, false);
@@ -2627,6 +2628,7 @@ impl Engine {
             match awaiting.owed {
                 Some((to, claim)) => {
                     self.send_handover(to, client_id.clone(), claim, copy);
+                    self.pass_on_late(to, &client_id, awaiting.claim, other);
                     self.pass_on_kept(to, client_id, awaiting.kept);
                 }
                 None => {

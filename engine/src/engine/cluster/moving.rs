@@ -515,6 +515,24 @@ impl Engine {
         }
     }
 
+    /// Passes on to `to`, which claimed `client_id` while this node waited for the session under
+    /// its claim `mine`, the version of the session it got besides the one it handed on (see
+    /// [`fresher`]): as a late handover under `mine`, which `to` does not wait for, so it merges
+    /// it into the session (seed 4990: a late handover from a node that had been cut off, with two
+    /// messages no copy had, reached a node whose wait a newer claim had ended, and went no
+    /// further).
+    pub(super) fn pass_on_late(
+        &mut self,
+        to: u16,
+        client_id: &ByteString,
+        mine: (u64, u64),
+        late: Option<Box<StoredSession>>,
+    ) {
+        if late.is_some() {
+            self.send_handover(to, client_id.clone(), mine, late);
+        }
+    }
+
     /// Merges into `client_id`'s session, which this node holds, the messages of `late`, another
     /// version of the session that came too late to be installed: a handover after the session
     /// came here from a copy or from another node, or the version not chosen of two (see
