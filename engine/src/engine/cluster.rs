@@ -2216,7 +2216,11 @@ impl Engine {
                 let batch = self.persist.gate_since(mark);
                 self.early_done(Some(early), batch);
             }
-            other => {
+            mut other => {
+                // An early handover for an older claim of this node (a newer one applied with
+                // it in a snapshot) is a late version of the session: the one waited for now may
+                // lack what it has (seed 8149: four messages only it had were dropped).
+                let late = other.as_mut().and_then(|e| e.session.take());
                 self.early_done(other, None);
                 let Some(node) = &mut self.cluster else {
                     return;
@@ -2230,7 +2234,7 @@ impl Engine {
                         conn,
                         deadline,
                         owed: None,
-                        late: None,
+                        late,
                         kept,
                     },
                 );

@@ -115,9 +115,6 @@ fn subscribed(session: &StoredSession, topic: &str) -> bool {
         .any(|f| f.shared().is_none() && f.matches(topic))
 }
 
-/// How long a node relays what arrives for a session it handed over. A message routed to it
-/// before its origin applied the claim can be held up on the link by a partition until the others
-/// give up on a node, `peer_timeout`; twice that, with room to spare.
 /// A persistent session on its way to node `to`, whose interest entries up to version
 /// `announced` were in the table when the move applied here.
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +123,9 @@ pub(super) struct Moving {
     announced: u64,
 }
 
+/// How long a node relays what arrives for a session it handed over. A message routed to it
+/// before its origin applied the claim can be held up on the link by a partition until the others
+/// give up on a node, `peer_timeout`; twice that, with room to spare.
 fn relay_window(config: &ClusterConfig) -> Duration {
     config.peer_timeout * 2
 }
@@ -577,7 +577,8 @@ impl Engine {
     /// (seed 1954: the node that held the session crashed with it sent on a connection its
     /// client had left, and its late handover was merged without it); a PUBREL (the client has
     /// it) in any case, which frees the id at the client. With `pid` taken here it is left out:
-    /// a second delivery is worse than a loss for QoS 2.
+    /// a second delivery is worse than a loss for QoS 2. Sent at once if the client is online,
+    /// even past its Receive Maximum (it is a resend of a flow the client may hold already).
     fn merge_late_flow(&mut self, sid: SessionId, m: StoredMessage, pid: u16) {
         let released = matches!(m.state, OutboundState::Released(_));
         let free = (self.sessions.get(&sid)).is_some_and(|s| !s.inflight.contains_key(&pid));
