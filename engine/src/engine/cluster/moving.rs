@@ -601,6 +601,11 @@ impl Engine {
         };
         if session.is_persistent() && enabled {
             out.stored = true;
+            if released {
+                // As its flow went: sent, then released.
+                let sent = out.put_op(&session.client_id, OutboundState::Sent(pid));
+                self.persist.push(sent);
+            }
             self.persist.push(out.put_op(&session.client_id, m.state));
         }
         let flow = if released {
@@ -732,6 +737,70 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::codec::ProtocolVersion;
+
+    /// A late version's QoS 2 flows go on under their own packet identifiers: a PUBLISH the
+    /// session did not take, once, with DUP set; not one whose identifier the session uses now,
+    /// nor one it took; a PUBREL whatever the session took (it frees the identifier).
+    #[test]
+    fn a_late_versions_qos2_flows_go_on_under_their_own_packet_ids() {
+        use crate::codec::{Delivery, Packet, TopicName};
+        use crate::sim::{expect, Sim};
+        let mut sim = Sim::new(crate::config::Config::default());
+        let mut connect = Sim::connect_packet("c", ProtocolVersion::V5);
+        connect.clean_start = false;
+        connect.properties.session_expiry_interval = Some(3600);
+        expect::connack(sim.connect_with("c", connect.clone()));
+        sim.subscribe("c", "t", QoS::ExactlyOnce);
+        sim.drop_connection("c");
+        let flow = |payload: &'static str, state, seq| {
+            let message = Message {
+                topic: TopicName::new("t").expect("valid"),
+                payload: bytes::Bytes::from_static(payload.as_bytes()),
+                qos: QoS::ExactlyOnce,
+                retain: false,
+                properties: Default::default(),
+                origin: None,
+                expires_at: None,
+            };
+            let stamp = Stamp {
+                node: 2,
+                incarnation: 5,
+                seq,
+            };
+            StoredMessage {
+                qos: QoS::ExactlyOnce,
+                state,
+                retain: false,
+                sub_ids: Vec::new(),
+                message: Arc::new(message),
+                stamp: Some(stamp),
+            }
+        };
+        let mut late = marks(&[]).expect("a session");
+        late.messages
+            .insert(1, flow("sent", OutboundState::Sent(7), 1));
+        late.messages
+            .insert(2, flow("same id", OutboundState::Sent(7), 2));
+        late.messages
+            .insert(3, flow("taken", OutboundState::Sent(9), 1));
+        late.messages
+            .insert(4, flow("released", OutboundState::Released(11), 1));
+        sim.engine.merge_late(&"c".into(), Some(late));
+        let ack = expect::connack(sim.connect_with("c", connect));
+        assert!(ack.session_present);
+        let packets = sim.recv_all("c");
+        assert_eq!(expect::payloads(&packets), ["sent"]);
+        let Some(Packet::Publish(publish)) = packets.first() else {
+            panic!("{packets:?}");
+        };
+        assert!(publish.dup);
+        assert!(matches!(publish.delivery, Delivery::ExactlyOnce(id) if id.get() == 7));
+        let released = packets.iter().any(|p| match p {
+            Packet::PubRel(rel) => rel.packet_id.get() == 11,
+            _ => false,
+        });
+        assert!(released, "{packets:?}");
+    }
 
     fn marks(seen: &[(u16, (u64, u64))]) -> Option<Box<StoredSession>> {
         Some(Box::new(StoredSession {
