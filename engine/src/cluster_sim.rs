@@ -234,6 +234,11 @@ impl ClusterSim {
         self.nodes[usize::from(id - 1)].engine.as_ref()
     }
 
+    /// What node `id`'s disk holds (durable writes only).
+    pub fn disk(&self, id: u16) -> &StoredState {
+        &self.nodes[usize::from(id - 1)].disk
+    }
+
     /// The nodes that are up.
     pub fn live(&self) -> Vec<u16> {
         (1..=self.nodes.len() as u16)

@@ -524,6 +524,26 @@ pub enum StoreOp {
         /// The topic.
         topic: TopicName,
     },
+    /// A cluster node relays `message` for `client_id`'s session to the node that owns it now
+    /// (it arrived here after the session left): kept until that node acknowledges it, and sent
+    /// again after a restart, since this node acknowledged the message on its own link when it
+    /// relayed it (seeds 7840 and 8670: relays lost with their sender's crash). Not a session
+    /// write: this node's own, whoever holds the session.
+    PutRelay {
+        /// The client identifier.
+        client_id: ByteString,
+        /// The identity the message was routed with (the key, with the client).
+        stamp: Stamp,
+        /// The message.
+        message: Arc<Message>,
+    },
+    /// The relay arrived, or is given up on.
+    DeleteRelay {
+        /// The client identifier.
+        client_id: ByteString,
+        /// The identity the message was routed with.
+        stamp: Stamp,
+    },
     /// Store a raft log entry (cluster nodes), replacing any entry at `index`.
     PutRaftEntry {
         /// Its index in the log.
@@ -599,8 +619,8 @@ impl StoreOp {
         }
     }
 
-    /// The client whose persistent session this write changes (`None` for retained messages and
-    /// the raft log).
+    /// The client whose persistent session this write changes (`None` for retained messages,
+    /// relays and the raft log).
     pub fn session_client(&self) -> Option<&ByteString> {
         match self {
             StoreOp::PutSession { client_id, .. }
@@ -617,6 +637,8 @@ impl StoreOp {
             | StoreOp::DeleteWindow { client_id } => Some(client_id),
             StoreOp::PutRetained { .. }
             | StoreOp::DeleteRetained { .. }
+            | StoreOp::PutRelay { .. }
+            | StoreOp::DeleteRelay { .. }
             | StoreOp::PutRaftEntry { .. }
             | StoreOp::TruncateRaftLog { .. }
             | StoreOp::PutRaftSnapshot { .. }

@@ -138,6 +138,8 @@ impl ModelStore {
                     }
                 }
                 StoreOp::DeleteRetained { .. }
+                | StoreOp::PutRelay { .. }
+                | StoreOp::DeleteRelay { .. }
                 | StoreOp::PutRaftEntry { .. }
                 | StoreOp::TruncateRaftLog { .. }
                 | StoreOp::PutRaftSnapshot { .. }
@@ -704,6 +706,12 @@ fn render_ops(ops: &[StoreOp]) -> String {
             StoreOp::DeleteWindow { client_id } => format!("delete window {client_id:?}"),
             StoreOp::PutRetained { message } => format!("put retained {:?}", message.topic),
             StoreOp::DeleteRetained { topic } => format!("delete retained {topic:?}"),
+            StoreOp::PutRelay {
+                client_id, stamp, ..
+            } => format!("put relay {client_id:?} {stamp:?}"),
+            StoreOp::DeleteRelay { client_id, stamp } => {
+                format!("delete relay {client_id:?} {stamp:?}")
+            }
             StoreOp::PutRaftEntry { index, .. } => format!("put raft entry {index}"),
             StoreOp::TruncateRaftLog { from } => format!("truncate raft log from {from}"),
             StoreOp::PutRaftSnapshot { index, .. } => format!("put raft snapshot at {index}"),

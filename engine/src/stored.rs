@@ -21,6 +21,9 @@ pub struct StoredState {
     pub sessions: BTreeMap<ByteString, StoredSession>,
     /// Retained messages by topic.
     pub retained: BTreeMap<ByteString, Arc<Message>>,
+    /// A cluster node's relays not yet acknowledged, by client identifier and stamp (see
+    /// [`StoreOp::PutRelay`]).
+    pub relays: BTreeMap<(ByteString, crate::Stamp), Arc<Message>>,
     /// A cluster node's raft log and hard state.
     pub raft: StoredRaft,
 }
@@ -309,6 +312,17 @@ impl StoredState {
             }
             StoreOp::DeleteRetained { topic } => {
                 self.retained.remove(topic.as_bytestring());
+            }
+            StoreOp::PutRelay {
+                client_id,
+                stamp,
+                message,
+            } => {
+                self.relays
+                    .insert((client_id.clone(), *stamp), message.clone());
+            }
+            StoreOp::DeleteRelay { client_id, stamp } => {
+                self.relays.remove(&(client_id.clone(), *stamp));
             }
             StoreOp::PutRaftEntry { index, entry } => {
                 self.raft.entries.insert(*index, entry.clone());

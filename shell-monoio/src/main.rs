@@ -325,6 +325,7 @@ fn split_state(state: StoredState, count: u16, prefix: &str) -> Vec<StoredState>
             sessions: Default::default(),
             retained: state.retained.clone(),
             // cicada-uring is not a cluster node (see docs/cluster.md).
+            relays: Default::default(),
             raft: Default::default(),
         })
         .collect();

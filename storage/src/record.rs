@@ -209,10 +209,37 @@ pub(crate) fn window_key(client_id: &str) -> Vec<u8> {
 pub(crate) fn taken_key(client_id: &str, stamp: &Stamp) -> Vec<u8> {
     let mut key = session_prefix(client_id);
     key.push(WINDOW_TAKEN);
+    push_stamp(&mut key, stamp);
+    key
+}
+
+/// The key of a relay a cluster node keeps until its destination acknowledges it.
+pub(crate) fn relay_key(client_id: &str, stamp: &Stamp) -> Vec<u8> {
+    let mut key = session_prefix(client_id);
+    push_stamp(&mut key, stamp);
+    key
+}
+
+fn push_stamp(key: &mut Vec<u8>, stamp: &Stamp) {
     key.extend_from_slice(&stamp.node.to_be_bytes());
     key.extend_from_slice(&stamp.incarnation.to_be_bytes());
     key.extend_from_slice(&stamp.seq.to_be_bytes());
-    key
+}
+
+/// The stamp a key ends with (after the session prefix and any tag).
+pub(crate) fn stamp_of(rest: &[u8]) -> Result<Stamp, RecordError> {
+    let (node, rest) = rest
+        .split_first_chunk::<2>()
+        .ok_or(RecordError::Truncated)?;
+    let (incarnation, rest) = rest
+        .split_first_chunk::<8>()
+        .ok_or(RecordError::Truncated)?;
+    let seq: [u8; 8] = rest.try_into().map_err(|_| RecordError::Invalid("stamp"))?;
+    Ok(Stamp {
+        node: u16::from_be_bytes(*node),
+        incarnation: u64::from_be_bytes(*incarnation),
+        seq: u64::from_be_bytes(seq),
+    })
 }
 
 /// What a key of the window family holds, after the session prefix.
@@ -229,14 +256,7 @@ const WINDOW_TAKEN: u8 = 1;
 pub(crate) fn window_record_of(rest: &[u8]) -> Result<WindowRecord, RecordError> {
     match rest {
         [WINDOW_HEAD] => Ok(WindowRecord::Head),
-        [WINDOW_TAKEN, stamp @ ..] if stamp.len() == 18 => {
-            let word = |s: &[u8]| u64::from_be_bytes(s.try_into().unwrap_or([0; 8]));
-            Ok(WindowRecord::Taken(Stamp {
-                node: u16::from_be_bytes([stamp[0], stamp[1]]),
-                incarnation: word(&stamp[2..10]),
-                seq: word(&stamp[10..18]),
-            }))
-        }
+        [WINDOW_TAKEN, stamp @ ..] => Ok(WindowRecord::Taken(stamp_of(stamp)?)),
         _ => Err(RecordError::Invalid("move window key")),
     }
 }
@@ -517,13 +537,14 @@ fn read_message(r: &mut Reader<'_>, whole: &Bytes) -> Result<Message, RecordErro
     })
 }
 
-pub(crate) fn encode_retained(m: &Message) -> Vec<u8> {
+/// A message on its own: a retained one (under its topic) or a relay (under its session and stamp).
+pub(crate) fn encode_message(m: &Message) -> Vec<u8> {
     let mut w = Writer::new();
     write_message(&mut w, m);
     w.finish()
 }
 
-pub(crate) fn decode_retained(value: &[u8]) -> Result<Arc<Message>, RecordError> {
+pub(crate) fn decode_message(value: &[u8]) -> Result<Arc<Message>, RecordError> {
     let whole = Bytes::copy_from_slice(value);
     let mut r = Reader::new(&whole)?;
     let m = read_message(&mut r, &whole)?;
@@ -642,7 +663,7 @@ mod tests {
         let unstamped = StoredMessage { stamp: None, ..m };
         let back = decode_stored_message(&encode_stored_message(&unstamped)).expect("decodes");
         assert_eq!(back, unstamped);
-        let r = decode_retained(&encode_retained(&message())).expect("decodes");
+        let r = decode_message(&encode_message(&message())).expect("decodes");
         assert_eq!(*r, message());
     }
 

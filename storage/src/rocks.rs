@@ -1,8 +1,8 @@
 //! The default store: RocksDB embedded in the data directory.
 //!
 //! One column family per kind of record (sessions, subscriptions, messages, incoming QoS 2 ids,
-//! retained messages), so loading reads each kind in key order and deleting a session is one range
-//! delete per family. A group of engine batches is one `WriteBatch`: atomic, and one WAL write (and
+//! retained messages; a cluster node's raft log, marks, move windows and relays), so loading reads
+//! each kind in key order and deleting a session is one range delete per family. A group of engine batches is one `WriteBatch`: atomic, and one WAL write (and
 //! one fsync with [`FsyncPolicy::Always`]).
 
 use std::path::{Path, PathBuf};
@@ -28,7 +28,10 @@ const SEEN: &str = "seen";
 /// A cluster node's sessions' move windows (key: the session prefix and 0, value: when it closes
 /// and its floor; then one key per stamp taken: the prefix, 1 and the stamp, big-endian).
 const WINDOWS: &str = "windows";
-const FAMILIES: [&str; 8] = [
+/// A cluster node's relays not yet acknowledged (key: the session prefix and the stamp,
+/// big-endian; value: the message). Not a session's: deleting a session leaves them.
+const RELAYS: &str = "relays";
+const FAMILIES: [&str; 9] = [
     SESSIONS,
     SUBSCRIPTIONS,
     MESSAGES,
@@ -37,6 +40,7 @@ const FAMILIES: [&str; 8] = [
     RAFT,
     SEEN,
     WINDOWS,
+    RELAYS,
 ];
 /// The hard state's key: sorts after every entry (whose keys are eight bytes, at most eight 0xff),
 /// so no range deletion of entries reaches it.
@@ -127,6 +131,7 @@ impl RocksStore {
         let retained = self.family(RETAINED)?;
         let seen = self.family(SEEN)?;
         let windows = self.family(WINDOWS)?;
+        let relays = self.family(RELAYS)?;
         for op in ops {
             match op {
                 StoreOp::PutSession {
@@ -223,10 +228,22 @@ impl RocksStore {
                 StoreOp::PutRetained { message } => batch.put_cf(
                     retained,
                     message.topic.as_str().as_bytes(),
-                    record::encode_retained(message),
+                    record::encode_message(message),
                 ),
                 StoreOp::DeleteRetained { topic } => {
                     batch.delete_cf(retained, topic.as_str().as_bytes());
+                }
+                StoreOp::PutRelay {
+                    client_id,
+                    stamp,
+                    message,
+                } => batch.put_cf(
+                    relays,
+                    record::relay_key(client_id, stamp),
+                    record::encode_message(message),
+                ),
+                StoreOp::DeleteRelay { client_id, stamp } => {
+                    batch.delete_cf(relays, record::relay_key(client_id, stamp));
                 }
                 StoreOp::PutRaftEntry { index, entry } => {
                     batch.put_cf(raft, index.to_be_bytes(), entry);
@@ -330,7 +347,7 @@ impl Store for RocksStore {
             Ok(())
         })?;
         self.scan(RETAINED, |key, value| {
-            let message = record::decode_retained(value)?;
+            let message = record::decode_message(value)?;
             if message.topic.as_str().as_bytes() != key {
                 return Err(RecordError::Invalid("retained message under another topic"));
             }
@@ -338,6 +355,13 @@ impl Store for RocksStore {
             state
                 .retained
                 .insert(message.topic.as_bytestring().clone(), message);
+            Ok(())
+        })?;
+        self.scan(RELAYS, |key, value| {
+            let (client_id, rest) = record::split_key(key)?;
+            let stamp = record::stamp_of(rest)?;
+            let message = record::decode_message(value)?;
+            state.relays.insert((client_id, stamp), message);
             Ok(())
         })?;
         self.scan(RAFT, |key, value| {

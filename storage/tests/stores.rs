@@ -281,6 +281,66 @@ fn a_cluster_sessions_move_window_survives_reopening_until_it_closes() {
     );
 }
 
+#[test]
+fn a_cluster_nodes_relays_survive_reopening_until_acknowledged_and_outlive_their_session() {
+    let (batches, state) = engine_batches();
+    let message = state.sessions["s1"]
+        .messages
+        .values()
+        .next()
+        .expect("s1 holds a message")
+        .message
+        .clone();
+    let stamp = |seq| cicada_engine::Stamp {
+        node: 3,
+        incarnation: 9,
+        seq,
+    };
+    let relay = |client: &str, seq| StoreOp::PutRelay {
+        client_id: client.into(),
+        stamp: stamp(seq),
+        message: message.clone(),
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut store = RocksStore::open(dir.path(), FsyncPolicy::Always).expect("opens");
+    let mut memory = MemoryStore::new();
+    let mut ops = batches;
+    // Relays for a stored session and for one this node never held; then the stored session
+    // goes (it was handed over): its relays stay, they are this node's.
+    ops.push(vec![relay("s1", 4), relay("s1", 5), relay("elsewhere", 1)]);
+    ops.push(vec![StoreOp::DeleteSession {
+        client_id: "s1".into(),
+    }]);
+    store.write(&ops).expect("writes");
+    memory.write(&ops).expect("writes");
+    drop(store);
+    let mut store = RocksStore::open(dir.path(), FsyncPolicy::Always).expect("reopens");
+    let loaded = store.load().expect("loads");
+    assert_eq!(memory.load().expect("loads"), loaded, "the fold agrees");
+    let keys: Vec<_> = loaded.relays.keys().cloned().collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("elsewhere".into(), stamp(1)),
+            ("s1".into(), stamp(4)),
+            ("s1".into(), stamp(5)),
+        ]
+    );
+    assert_eq!(loaded.relays[&("s1".into(), stamp(4))], message);
+
+    // Acknowledged, one goes; the others stay.
+    let ack = vec![StoreOp::DeleteRelay {
+        client_id: "s1".into(),
+        stamp: stamp(4),
+    }];
+    store.write(std::slice::from_ref(&ack)).expect("writes");
+    memory.write(&[ack]).expect("writes");
+    let loaded = store.load().expect("loads");
+    assert_eq!(memory.load().expect("loads"), loaded, "the fold agrees");
+    assert_eq!(loaded.relays.len(), 2);
+    assert!(!loaded.relays.contains_key(&("s1".into(), stamp(4))));
+}
+
 /// `op` for session `from` with its client identifier replaced by `to`; `None` for other sessions'
 /// operations.
 fn rename(op: &StoreOp, from: &str, to: &str) -> Option<StoreOp> {
@@ -305,6 +365,8 @@ fn rename(op: &StoreOp, from: &str, to: &str) -> Option<StoreOp> {
         }
         StoreOp::PutRetained { .. }
         | StoreOp::DeleteRetained { .. }
+        | StoreOp::PutRelay { .. }
+        | StoreOp::DeleteRelay { .. }
         | StoreOp::PutRaftEntry { .. }
         | StoreOp::TruncateRaftLog { .. }
         | StoreOp::PutRaftSnapshot { .. }
@@ -334,6 +396,7 @@ fn a_damaged_record_is_an_error_naming_the_directory_and_nothing_is_wiped() {
             "raft",
             "seen",
             "windows",
+            "relays",
         ];
         let db = rocksdb::DB::open_cf(&options, dir.path(), families).expect("opens raw");
         let cf = db.cf_handle("messages").expect("family");

@@ -449,6 +449,8 @@ impl Writer {
             // Not a session's: `Command::Session` leaves these out (see `StoreOp::session_client`).
             StoreOp::PutRetained { .. }
             | StoreOp::DeleteRetained { .. }
+            | StoreOp::PutRelay { .. }
+            | StoreOp::DeleteRelay { .. }
             | StoreOp::PutRaftEntry { .. }
             | StoreOp::TruncateRaftLog { .. }
             | StoreOp::PutRaftSnapshot { .. }

@@ -71,6 +71,9 @@ pub(super) struct Node {
     /// Persistent sessions this node handed over, by client: until when it relays what still
     /// arrives for them (see [`moving`]).
     handed: BTreeMap<ByteString, Instant>,
+    /// The relays this node's store held at its restart, sent again once the log is replayed
+    /// (see [`StoreOp::PutRelay`]).
+    stored_relays: BTreeMap<(ByteString, Stamp), Arc<Message>>,
     /// The link message being handled, (sender, sequence number): a handler that cannot be done
     /// with it yet takes it, and releases it later (see [`Links::hold`]).
     delivering: Option<(u16, u64)>,
@@ -276,6 +279,7 @@ impl Node {
             early: BTreeMap::new(),
             moving: BTreeMap::new(),
             handed: BTreeMap::new(),
+            stored_relays: BTreeMap::new(),
             delivering: None,
             replay_until: 0,
             replicas: Replicas::default(),
@@ -499,10 +503,15 @@ impl Engine {
 
     /// Restarts raft over what the store held (before any other input): the snapshot's state,
     /// then the log after it, replayed at the first input.
-    pub(super) fn restore_cluster(&mut self, stored: &StoredRaft) {
+    pub(super) fn restore_cluster(
+        &mut self,
+        stored: &StoredRaft,
+        relays: BTreeMap<(ByteString, Stamp), Arc<Message>>,
+    ) {
         let Some(node) = &mut self.cluster else {
             return;
         };
+        node.stored_relays = relays;
         if stored.entries.is_empty() && stored.hard_state.is_none() && stored.snapshot.is_none() {
             return;
         }
@@ -909,10 +918,20 @@ impl Engine {
     }
 
     /// Link messages done with (acknowledged, or given up on): their publishers' receipts are
-    /// released, and so are the acknowledgements that waited for them.
+    /// released, and so are the acknowledgements that waited for them; relays are no longer
+    /// stored.
     fn link_receipts(&mut self, messages: Vec<PeerMessage>) {
         let mut released = false;
         for message in messages {
+            if let PeerMessage::Relay {
+                client_id, stamp, ..
+            } = &message
+            {
+                self.persist.push(StoreOp::DeleteRelay {
+                    client_id: client_id.clone(),
+                    stamp: *stamp,
+                });
+            }
             if let PeerMessage::Publish {
                 receipt: Some(seq), ..
             }
@@ -1224,18 +1243,7 @@ impl Engine {
             ..
         } = message
         {
-            let me = self.me();
-            let owner =
-                (self.cluster.as_ref()).and_then(|n| n.table.owners.get(&client_id).copied());
-            match owner {
-                Some(owner) if owner == me => self.relay_arrived(client_id, message, stamp),
-                Some(owner) => {
-                    let relay = self.relay_of(client_id, message, stamp);
-                    self.send_peer(owner, relay);
-                }
-                None => {}
-            }
-            return;
+            return self.reroute_relay(client_id, message, stamp);
         }
         let PeerMessage::Publish {
             message,
@@ -1892,6 +1900,7 @@ impl Engine {
             }
             self.drop_unowned_sessions(false);
             self.await_missing_sessions();
+            self.resend_stored_relays();
         }
         if let Some(node) = &mut self.cluster {
             // A received snapshot is applied before raft hears it was (once it is durable).

@@ -20,12 +20,13 @@
 //!   Such a message comes after later messages of its origin that went to the new node directly,
 //!   which the session's high-water marks cannot tell from a copy; for a while after a move the
 //!   session judges by each stamp it took instead ([`MoveWindow`]). A node that finds in a
-//!   snapshot that a session it still held is another's relays too, from then on.
+//!   snapshot that a session it still held is another's relays too, from then on. It
+//!   acknowledges on its own link what it relays without waiting for the new owner (links would
+//!   wait on each other), so it stores each relay until the new owner acknowledges it, and sends
+//!   it again after a restart ([`Engine::send_relay`]).
 //!
 //! Not covered: a message the old node took into the session but could not hand over (it learned
-//! of the move from a snapshot, and its writes to a session it no longer owned were moot), and a
-//! relay lost with its sender's crash (the old node acknowledges on its link what it relays,
-//! without waiting for the new owner: links would wait on each other).
+//! of the move from a snapshot, and its writes to a session it no longer owned were moot).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -350,8 +351,7 @@ impl Engine {
             return;
         }
         for (client_id, to) in node.relays_for(message.topic.as_str(), now) {
-            let relay = self.relay_of(client_id, message.clone(), stamp);
-            self.send_peer(to, relay);
+            self.send_relay(to, client_id, message.clone(), stamp);
         }
     }
 
@@ -378,8 +378,7 @@ impl Engine {
             })
             .collect();
         for (client_id, to) in relays {
-            let relay = self.relay_of(client_id, message.clone(), stamp);
-            self.send_peer(to, relay);
+            self.send_relay(to, client_id, message.clone(), stamp);
         }
     }
 
@@ -410,10 +409,7 @@ impl Engine {
                 self.route_plain_to(&message, Some(sid));
                 self.stamp = outer;
             }
-            (Some(owner), _) if owner != me => {
-                let relay = self.relay_of(client_id, message, stamp);
-                self.send_peer(owner, relay);
-            }
+            (Some(owner), _) if owner != me => self.send_relay(owner, client_id, message, stamp),
             // Nobody to take it: as before relays, lost.
             _ => {
                 self.stats.messages_dropped += 1;
@@ -487,10 +483,8 @@ impl Engine {
             .filter(|i| i.flow == Flow::Published)
             .filter(|i| i.out.qos == QoS::AtLeastOnce || unsent.contains(&i.out.seq))
             .map(|i| &i.out);
-        let relays: Vec<PeerMessage> = (sent.chain(&s.queue))
-            .filter_map(|out| {
-                Some(self.relay_of(s.client_id.clone(), out.message.clone(), out.stamp?))
-            })
+        let relays: Vec<(Arc<Message>, Stamp)> = (sent.chain(&s.queue))
+            .filter_map(|out| Some((out.message.clone(), out.stamp?)))
             .collect();
         // Its QoS 2 flows can go on only under their packet identifiers: as a late handover of
         // the session with nothing else (no marks: it is never taken for a fresher version), which
@@ -504,8 +498,8 @@ impl Engine {
         });
         let claim = (node.incarnation, 0);
         let client_id = s.client_id.clone();
-        for relay in relays {
-            self.send_peer(owner, relay);
+        for (message, stamp) in relays {
+            self.send_relay(owner, client_id.clone(), message, stamp);
         }
         if !flows.messages.is_empty() {
             flows.seen.clear();
@@ -665,20 +659,58 @@ impl Engine {
         session.window = window.map(Box::new);
     }
 
-    /// A relay of `message` for `client_id`'s session, judged by `stamp`, sent as far into the
-    /// log as this node has applied.
-    pub(in crate::engine) fn relay_of(
-        &self,
+    /// Relays `message` for `client_id`'s session, judged by `stamp`, to `to`, as far into the
+    /// log as this node has applied. Stored until `to` acknowledges it ([`StoreOp::PutRelay`]):
+    /// what made this node relay it (a link message, say) is acknowledged once that is durable,
+    /// and a restart sends it again ([`Engine::resend_stored_relays`]).
+    pub(in crate::engine) fn send_relay(
+        &mut self,
+        to: u16,
         client_id: ByteString,
         message: Arc<Message>,
         stamp: Stamp,
-    ) -> PeerMessage {
-        PeerMessage::Relay {
+    ) {
+        self.persist.push(StoreOp::PutRelay {
+            client_id: client_id.clone(),
+            stamp,
+            message: message.clone(),
+        });
+        let relay = PeerMessage::Relay {
             client_id,
             message,
             stamp,
             after: self.cluster.as_ref().map_or(0, |node| node.position()),
+        };
+        self.send_peer(to, relay);
+    }
+
+    /// Sends again, after a restart replayed the log, the relays this node stored and had not
+    /// seen acknowledged: to the owner of each session now (or into the session, if this node
+    /// owns it; dropped if nobody does).
+    pub(super) fn resend_stored_relays(&mut self) {
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        let relays = std::mem::take(&mut node.stored_relays);
+        for ((client_id, stamp), message) in relays {
+            self.reroute_relay(client_id, message, stamp);
         }
+    }
+
+    /// Routes again a relay this node stored (its link to its destination gave way, or this node
+    /// restarted): as if it had just arrived here. Its record goes, and comes again if it is
+    /// relayed on.
+    pub(in crate::engine) fn reroute_relay(
+        &mut self,
+        client_id: ByteString,
+        message: Arc<Message>,
+        stamp: Stamp,
+    ) {
+        self.persist.push(StoreOp::DeleteRelay {
+            client_id: client_id.clone(),
+            stamp,
+        });
+        self.relay_arrived(client_id, message, stamp);
     }
 
     /// Passes what was kept for `client_id`'s session, which was on its way here when a newer
@@ -695,8 +727,7 @@ impl Engine {
             let Some(stamp) = k.stamp else {
                 continue;
             };
-            let relay = self.relay_of(client_id.clone(), k.message.clone(), stamp);
-            self.send_peer(to, relay);
+            self.send_relay(to, client_id.clone(), k.message.clone(), stamp);
         }
         self.deliver_kept(kept, None);
     }
