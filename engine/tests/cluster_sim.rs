@@ -254,6 +254,78 @@ fn a_message_that_reaches_the_old_node_after_the_handover_is_relayed() {
     assert!(acked.iter().any(|p| p == "late"), "{}", sim.log());
 }
 
+/// As above, but the old node crashes after it relayed the late message and acknowledged it on
+/// its own link, before the relay reached the new node: its store kept the relay, and it sends it
+/// again once restarted (seeds 7840 and 8670: relays lost with their sender's crash).
+#[test]
+fn a_relay_survives_a_crash_of_the_node_that_sent_it() {
+    let mut sim = roamer_offline_on_node_1(63);
+    sim.mute(2, &[1]);
+    sim.connect_session("roamer", 3);
+    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "late");
+    sim.run_checked(ms(500), &mut |s| s.check());
+    assert_eq!(stats(&sim, 1).handovers_sent, 1, "{}", sim.log());
+    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "direct");
+    sim.run_checked(ms(200), &mut |s| s.check());
+    assert_eq!(payloads(&sim, "roamer"), ["direct"], "{}", sim.log());
+    // The late message reaches node 1 now; its relay to node 3 does not.
+    sim.heal();
+    sim.mute(1, &[3]);
+    sim.run_checked(ms(500), &mut |s| s.check());
+    let relays = &sim.disk(1).relays;
+    assert_eq!(relays.len(), 1, "stored: {relays:?}\n{}", sim.log());
+    sim.crash(1);
+    sim.restart(1);
+    sim.heal();
+    sim.run_checked(secs(2), &mut |s| s.check());
+    assert_eq!(
+        payloads(&sim, "roamer"),
+        ["direct", "late"],
+        "{}",
+        sim.log()
+    );
+    assert!(sim.disk(1).relays.is_empty(), "{}", sim.log());
+}
+
+/// As above, but the relay's link stays cut (one way) for longer than a link waits for an
+/// acknowledgement, while the leader (node 4 of five) hears both nodes, so neither is declared
+/// down: the old node gives up on the link and sends the relay again, rather than dropping it.
+#[test]
+fn a_relay_outlasts_its_link_giving_up() {
+    let seed = 1;
+    let mut sim = ClusterSim::new(5, &config(), seed);
+    sim.run(secs(3));
+    sim.connect_session("roamer", 1);
+    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
+    sim.connect("pub", 2);
+    settle(&mut sim, &[(1, "q2/#")], seed);
+    sim.drop_connection("roamer");
+    sim.run(ms(50));
+    assert_eq!(leaders(&sim), BTreeSet::from([4]), "{}", sim.log());
+    sim.mute(2, &[1]);
+    sim.connect_session("roamer", 3);
+    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "late");
+    sim.run_checked(ms(500), &mut |s| s.check());
+    assert_eq!(stats(&sim, 1).handovers_sent, 1, "{}", sim.log());
+    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "direct");
+    sim.run_checked(ms(200), &mut |s| s.check());
+    assert_eq!(payloads(&sim, "roamer"), ["direct"], "{}", sim.log());
+    sim.heal();
+    sim.mute(1, &[3]);
+    sim.run_checked(secs(25), &mut |s| s.check());
+    assert!(stats(&sim, 1).peer_drops > 0, "gave up: {}", sim.log());
+    assert_eq!(stats(&sim, 4).nodes_down, 0, "{}", sim.log());
+    sim.heal();
+    sim.run_checked(secs(2), &mut |s| s.check());
+    assert_eq!(
+        payloads(&sim, "roamer"),
+        ["direct", "late"],
+        "{}",
+        sim.log()
+    );
+    assert!(sim.disk(1).relays.is_empty(), "{}", sim.log());
+}
+
 /// As above, but node 3 restarts after the direct message and before the late one is relayed:
 /// the session's move window comes back from node 3's store, so the late message, below the mark
 /// the direct one raised, is still judged by what the session took (seed 804: the window was in

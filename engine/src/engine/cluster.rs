@@ -919,7 +919,7 @@ impl Engine {
 
     /// Link messages done with (acknowledged, or given up on): their publishers' receipts are
     /// released, and so are the acknowledgements that waited for them; relays are no longer
-    /// stored.
+    /// stored (acknowledged: one given up on is routed again instead).
     fn link_receipts(&mut self, messages: Vec<PeerMessage>) {
         let mut released = false;
         for message in messages {
@@ -1421,8 +1421,23 @@ impl Engine {
             });
         }
         node.stats.peer_drops += dropped.len() as u64;
-        // The node is gone: its subscribers' sessions went with it (see docs/cluster.md).
+        // The node is gone: its subscribers' sessions went with it (see docs/cluster.md). A relay
+        // is routed again: to the session's owner now (an adopter, once the node is declared
+        // down), or to the same node, which may only be cut off from this one.
+        let (relays, dropped): (Vec<_>, Vec<_>) =
+            (dropped.into_iter()).partition(|m| matches!(m, PeerMessage::Relay { .. }));
         self.link_receipts(dropped);
+        for relay in relays {
+            if let PeerMessage::Relay {
+                client_id,
+                message,
+                stamp,
+                ..
+            } = relay
+            {
+                self.reroute_relay(client_id, message, stamp);
+            }
+        }
         let late: Vec<(u64, ConnId)> = match &self.cluster {
             Some(node) => node
                 .parked
