@@ -196,8 +196,9 @@ struct Awaiting {
     /// A newer claim took the client to another node meanwhile: what arrives goes on there, for
     /// that claim.
     owed: Option<(u16, (u64, u64))>,
-    /// A session that arrived for an older claim of this node meanwhile.
-    late: Option<Box<StoredSession>>,
+    /// Sessions that arrived for older claims of this node meanwhile: every version, since each
+    /// may hold messages the others lack.
+    late: Vec<StoredSession>,
     /// Messages routed here for the session meanwhile, delivered once it is installed.
     kept: Vec<moving::Kept>,
 }
@@ -2208,8 +2209,12 @@ impl Engine {
         if let Some(awaiting) = node.awaiting.get_mut(&client_id) {
             // An older claim of this node still waits for the session: this newer claim takes
             // its place (and takes back a relay promised to another node meanwhile: that node
-            // gives up waiting and hands nothing over).
+            // gives up waiting and hands nothing over). An early handover for another claim of
+            // this node is a late version of the session, as below.
             awaiting.kept.append(&mut kept);
+            if let Some(session) = early.as_mut().and_then(|e| e.session.take()) {
+                awaiting.late.push(*session);
+            }
             awaiting.owed = None;
             awaiting.admit = claim;
             let older = std::mem::replace(&mut awaiting.conn, conn.filter(|_| resuming));
@@ -2244,7 +2249,7 @@ impl Engine {
                 // An early handover for an older claim of this node (a newer one applied with
                 // it in a snapshot) is a late version of the session: the one waited for now may
                 // lack what it has (seed 8149: four messages only it had were dropped).
-                let late = other.as_mut().and_then(|e| e.session.take());
+                let late = (other.as_mut()).and_then(|e| e.session.take());
                 self.early_done(other, None);
                 let Some(node) = &mut self.cluster else {
                     return;
@@ -2258,7 +2263,7 @@ impl Engine {
                         conn,
                         deadline,
                         owed: None,
-                        late,
+                        late: late.into_iter().map(|l| *l).collect(),
                         kept,
                     },
                 );
@@ -2440,14 +2445,14 @@ impl Engine {
                 return;
             };
             // A session sent for a newer claim of this node meanwhile may have taken more.
-            let (session, other) = moving::fresher(session, awaiting.late);
+            let (session, others) = moving::freshest(session, awaiting.late);
             if let Some((to, theirs)) = awaiting.owed {
                 self.send_handover(to, client_id.clone(), theirs, session);
-                self.pass_on_late(to, &client_id, claim, other);
+                self.pass_on_late(to, &client_id, claim, others);
                 return self.pass_on_kept(to, client_id, awaiting.kept);
             }
             self.install_session(&client_id, session, false);
-            self.merge_late(&client_id, other);
+            self.merge_late(&client_id, others);
             let sid = self.by_client.get(&client_id).copied();
             self.deliver_kept(awaiting.kept, sid);
             return self.admit_claimed(client_id, awaiting.admit, awaiting.conn);
@@ -2482,11 +2487,11 @@ impl Engine {
                 if let Some(awaiting) = node.awaiting.get_mut(&client_id) {
                     // Sent for an older claim of this node (perhaps before it restarted): the
                     // session if the one awaited never comes and this node has no copy.
-                    awaiting.late = Some(session);
+                    awaiting.late.push(*session);
                 } else if !self.by_client.contains_key(&client_id) {
                     self.install_session(&client_id, Some(session), false);
                 } else {
-                    self.merge_late(&client_id, Some(session));
+                    self.merge_late(&client_id, vec![*session]);
                 }
             }
             Some(owner) => {
@@ -2652,16 +2657,16 @@ impl Engine {
             };
             node.stats.handover_timeouts += 1;
             let copy = node.replicas.copy(&client_id).map(Box::new);
-            let (copy, other) = moving::fresher(copy, awaiting.late);
+            let (copy, others) = moving::freshest(copy, awaiting.late);
             match awaiting.owed {
                 Some((to, claim)) => {
                     self.send_handover(to, client_id.clone(), claim, copy);
-                    self.pass_on_late(to, &client_id, awaiting.claim, other);
+                    self.pass_on_late(to, &client_id, awaiting.claim, others);
                     self.pass_on_kept(to, client_id, awaiting.kept);
                 }
                 None => {
                     self.install_session(&client_id, copy, true);
-                    self.merge_late(&client_id, other);
+                    self.merge_late(&client_id, others);
                     let sid = self.by_client.get(&client_id).copied();
                     self.deliver_kept(awaiting.kept, sid);
                     self.admit_claimed(client_id, awaiting.admit, awaiting.conn);

@@ -83,6 +83,22 @@ pub(super) fn fresher(
     }
 }
 
+/// Of `a` and `lates`, the version [`fresher`] than every other one (the first found, if none
+/// is), and the others, each to be merged into it.
+pub(super) fn freshest(
+    a: Option<Box<StoredSession>>,
+    lates: Vec<StoredSession>,
+) -> (Option<Box<StoredSession>>, Vec<StoredSession>) {
+    let mut others = Vec::new();
+    let mut best = a;
+    for late in lates {
+        let (fresher, other) = fresher(best, Some(Box::new(late)));
+        best = fresher;
+        others.extend(other.map(|o| *o));
+    }
+    (best, others)
+}
+
 /// Whether `b`'s high-water marks are at least `a`'s for every origin, and above for one.
 fn took_more(b: &StoredSession, a: &StoredSession) -> bool {
     let at_least = a
@@ -520,10 +536,10 @@ impl Engine {
         to: u16,
         client_id: &ByteString,
         mine: (u64, u64),
-        late: Option<Box<StoredSession>>,
+        lates: Vec<StoredSession>,
     ) {
-        if late.is_some() {
-            self.send_handover(to, client_id.clone(), mine, late);
+        for late in lates {
+            self.send_handover(to, client_id.clone(), mine, Some(Box::new(late)));
         }
     }
 
@@ -542,12 +558,15 @@ impl Engine {
     /// [`Engine::relay_queue`]: a message without a stamp. A message of an origin's incarnation
     /// older than the session's mark is refused by the stamp check (see
     /// [`crate::session::Session::take_stamp`]).
-    pub(super) fn merge_late(&mut self, client_id: &ByteString, late: Option<Box<StoredSession>>) {
-        let (Some(late), Some(&sid)) = (late, self.by_client.get(client_id)) else {
+    pub(super) fn merge_late(&mut self, client_id: &ByteString, lates: Vec<StoredSession>) {
+        let Some(&sid) = self.by_client.get(client_id) else {
             return;
         };
         let outer = self.stamp;
-        for m in late.messages.into_values() {
+        for m in lates
+            .into_iter()
+            .flat_map(|late| late.messages.into_values())
+        {
             let Some(stamp) = m.stamp else {
                 continue;
             };
@@ -816,7 +835,7 @@ mod tests {
             .insert(3, flow("taken", OutboundState::Sent(9), 1));
         late.messages
             .insert(4, flow("released", OutboundState::Released(11), 1));
-        sim.engine.merge_late(&"c".into(), Some(late));
+        sim.engine.merge_late(&"c".into(), vec![*late]);
         let ack = expect::connack(sim.connect_with("c", connect));
         assert!(ack.session_present);
         let packets = sim.recv_all("c");
@@ -887,5 +906,23 @@ mod tests {
         assert_eq!(seen_of(fresher_of(marks(&copy), marks(&restarted))), copy);
         assert_eq!(seen_of(fresher_of(None, marks(&copy))), copy);
         assert_eq!(seen_of(fresher_of(marks(&copy), None)), copy);
+    }
+
+    #[test]
+    fn of_several_late_versions_the_freshest_is_installed_and_every_other_one_merged() {
+        let copy = [(2, (7, 10))];
+        let most = [(2, (7, 14))];
+        let more = [(2, (7, 12))];
+        let late = |seen: &[(u16, (u64, u64))]| *marks(seen).expect("a session");
+        let (best, others) = freshest(marks(&copy), vec![late(&more), late(&most)]);
+        assert_eq!(seen_of(best), most);
+        let others: Vec<_> = (others.into_iter())
+            .map(|o| seen_of(Some(Box::new(o))))
+            .collect();
+        assert_eq!(others, [copy.to_vec(), more.to_vec()], "none is lost");
+        // No copy: the late ones alone.
+        let (best, others) = freshest(None, vec![late(&more)]);
+        assert_eq!(seen_of(best), more);
+        assert!(others.is_empty());
     }
 }
