@@ -233,41 +233,59 @@ fn a_message_that_reaches_the_old_node_after_the_handover_is_relayed() {
     let mut sim = roamer_offline_on_node_1(63);
     // Node 1 still hears the log: the leader is not node 2.
     assert!(!leaders(&sim).contains(&2), "{}", sim.log());
+    late_message_held_for_node_1(&mut sim);
+    sim.heal();
+    sim.run_checked(secs(2), &mut |s| s.check());
+    assert_late_after_direct(&sim);
+}
+
+/// The roamer moves from node 1 to node 3 while a QoS 2 message ("late") routed to node 1 before
+/// the move is held up on node 2's link to node 1; then "direct" reaches the roamer on node 3.
+fn late_message_held_for_node_1(sim: &mut ClusterSim) {
     sim.mute(2, &[1]);
     sim.connect_session("roamer", 3);
     sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "late");
     sim.run_checked(ms(500), &mut |s| s.check());
-    assert_eq!(stats(&sim, 1).handovers_sent, 1, "{}", sim.log());
+    assert_eq!(stats(sim, 1).handovers_sent, 1, "{}", sim.log());
     assert!(sim.clients["roamer"].connected, "{}", sim.log());
     sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "direct");
     sim.run_checked(ms(200), &mut |s| s.check());
-    assert_eq!(payloads(&sim, "roamer"), ["direct"], "{}", sim.log());
-    sim.heal();
-    sim.run_checked(secs(2), &mut |s| s.check());
-    assert_eq!(
-        payloads(&sim, "roamer"),
-        ["direct", "late"],
-        "{}",
-        sim.log()
-    );
+    assert_eq!(payloads(sim, "roamer"), ["direct"], "{}", sim.log());
+}
+
+/// The roamer got "late" once, after "direct", and its publisher was acknowledged.
+fn assert_late_after_direct(sim: &ClusterSim) {
+    assert_eq!(payloads(sim, "roamer"), ["direct", "late"], "{}", sim.log());
     let acked = &sim.clients["pub"].acked;
     assert!(acked.iter().any(|p| p == "late"), "{}", sim.log());
 }
 
-/// As above, but the old node crashes after it relayed the late message and acknowledged it on
-/// its own link, before the relay reached the new node: its store kept the relay, and it sends it
-/// again once restarted (seeds 7840 and 8670: relays lost with their sender's crash).
+/// As above, but node 3 restarts after the direct message and before the late one is relayed:
+/// the session's move window comes back from node 3's store, so the late message, below the mark
+/// the direct one raised, is still judged by what the session took (seed 804: the window was in
+/// memory only, and the marks dropped four such messages).
+#[test]
+fn a_move_window_survives_a_restart_of_the_node_holding_the_session() {
+    let mut sim = roamer_offline_on_node_1(63);
+    late_message_held_for_node_1(&mut sim);
+    sim.crash(3);
+    sim.restart(3);
+    sim.run_checked(ms(300), &mut |s| s.check());
+    sim.heal();
+    sim.run_checked(secs(2), &mut |s| s.check());
+    resume_checked(&mut sim, 3, secs(2), &["direct", "late"]);
+    let acked = &sim.clients["pub"].acked;
+    assert!(acked.iter().any(|p| p == "late"), "{}", sim.log());
+}
+
+/// As `a_message_that_reaches_the_old_node_after_the_handover_is_relayed`, but the old node
+/// crashes after it relayed the late message and acknowledged it on its own link, before the relay
+/// reached the new node: its store kept the relay, and it sends it again once restarted (seeds
+/// 7840 and 8670: relays lost with their sender's crash).
 #[test]
 fn a_relay_survives_a_crash_of_the_node_that_sent_it() {
     let mut sim = roamer_offline_on_node_1(63);
-    sim.mute(2, &[1]);
-    sim.connect_session("roamer", 3);
-    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "late");
-    sim.run_checked(ms(500), &mut |s| s.check());
-    assert_eq!(stats(&sim, 1).handovers_sent, 1, "{}", sim.log());
-    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "direct");
-    sim.run_checked(ms(200), &mut |s| s.check());
-    assert_eq!(payloads(&sim, "roamer"), ["direct"], "{}", sim.log());
+    late_message_held_for_node_1(&mut sim);
     // The late message reaches node 1 now; its relay to node 3 does not.
     sim.heal();
     sim.mute(1, &[3]);
@@ -278,38 +296,19 @@ fn a_relay_survives_a_crash_of_the_node_that_sent_it() {
     sim.restart(1);
     sim.heal();
     sim.run_checked(secs(2), &mut |s| s.check());
-    assert_eq!(
-        payloads(&sim, "roamer"),
-        ["direct", "late"],
-        "{}",
-        sim.log()
-    );
+    assert_late_after_direct(&sim);
     assert!(sim.disk(1).relays.is_empty(), "{}", sim.log());
 }
 
-/// As above, but the relay's link stays cut (one way) for longer than a link waits for an
-/// acknowledgement, while the leader (node 4 of five) hears both nodes, so neither is declared
-/// down: the old node gives up on the link and sends the relay again, rather than dropping it.
+/// As `a_message_that_reaches_the_old_node_after_the_handover_is_relayed`, but the relay's link
+/// stays cut (one way) for longer than a link waits for an acknowledgement, while the leader
+/// (node 4 of five) hears both nodes, so neither is declared down: the old node gives up on the
+/// link and sends the relay again, rather than dropping it.
 #[test]
 fn a_relay_outlasts_its_link_giving_up() {
-    let seed = 1;
-    let mut sim = ClusterSim::new(5, &config(), seed);
-    sim.run(secs(3));
-    sim.connect_session("roamer", 1);
-    sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
-    sim.connect("pub", 2);
-    settle(&mut sim, &[(1, "q2/#")], seed);
-    sim.drop_connection("roamer");
-    sim.run(ms(50));
+    let mut sim = roamer_offline_on_node_1_of(5, 1);
     assert_eq!(leaders(&sim), BTreeSet::from([4]), "{}", sim.log());
-    sim.mute(2, &[1]);
-    sim.connect_session("roamer", 3);
-    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "late");
-    sim.run_checked(ms(500), &mut |s| s.check());
-    assert_eq!(stats(&sim, 1).handovers_sent, 1, "{}", sim.log());
-    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "direct");
-    sim.run_checked(ms(200), &mut |s| s.check());
-    assert_eq!(payloads(&sim, "roamer"), ["direct"], "{}", sim.log());
+    late_message_held_for_node_1(&mut sim);
     sim.heal();
     sim.mute(1, &[3]);
     sim.run_checked(secs(25), &mut |s| s.check());
@@ -317,38 +316,8 @@ fn a_relay_outlasts_its_link_giving_up() {
     assert_eq!(stats(&sim, 4).nodes_down, 0, "{}", sim.log());
     sim.heal();
     sim.run_checked(secs(2), &mut |s| s.check());
-    assert_eq!(
-        payloads(&sim, "roamer"),
-        ["direct", "late"],
-        "{}",
-        sim.log()
-    );
+    assert_late_after_direct(&sim);
     assert!(sim.disk(1).relays.is_empty(), "{}", sim.log());
-}
-
-/// As above, but node 3 restarts after the direct message and before the late one is relayed:
-/// the session's move window comes back from node 3's store, so the late message, below the mark
-/// the direct one raised, is still judged by what the session took (seed 804: the window was in
-/// memory only, and the marks dropped four such messages).
-#[test]
-fn a_move_window_survives_a_restart_of_the_node_holding_the_session() {
-    let mut sim = roamer_offline_on_node_1(63);
-    sim.mute(2, &[1]);
-    sim.connect_session("roamer", 3);
-    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "late");
-    sim.run_checked(ms(500), &mut |s| s.check());
-    assert_eq!(stats(&sim, 1).handovers_sent, 1, "{}", sim.log());
-    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "direct");
-    sim.run_checked(ms(200), &mut |s| s.check());
-    assert_eq!(payloads(&sim, "roamer"), ["direct"], "{}", sim.log());
-    sim.crash(3);
-    sim.restart(3);
-    sim.run_checked(ms(300), &mut |s| s.check());
-    sim.heal();
-    sim.run_checked(secs(2), &mut |s| s.check());
-    resume_checked(&mut sim, 3, secs(2), &["direct", "late"]);
-    let acked = &sim.clients["pub"].acked;
-    assert!(acked.iter().any(|p| p == "late"), "{}", sim.log());
 }
 
 /// The roamer's old node takes messages and writes them just before it applies the roamer's
@@ -1385,7 +1354,12 @@ fn roamer_offline_off_the_leader(
 /// Three nodes: the roamer connected to node 1 with a persistent session subscribed to `q2/#`,
 /// "pub" connected to node 2.
 fn roamer_online_on_node_1(seed: u64) -> ClusterSim {
-    let mut sim = ClusterSim::new(3, &config(), seed);
+    roamer_online_on_node_1_of(3, seed)
+}
+
+/// As [`roamer_online_on_node_1`], in a cluster of `n` nodes.
+fn roamer_online_on_node_1_of(n: u16, seed: u64) -> ClusterSim {
+    let mut sim = ClusterSim::new(n, &config(), seed);
     sim.run(secs(3));
     sim.connect_session("roamer", 1);
     sim.subscribe("roamer", "q2/#", QoS::ExactlyOnce);
@@ -1395,7 +1369,11 @@ fn roamer_online_on_node_1(seed: u64) -> ClusterSim {
 }
 
 fn roamer_offline_on_node_1(seed: u64) -> ClusterSim {
-    let mut sim = roamer_online_on_node_1(seed);
+    roamer_offline_on_node_1_of(3, seed)
+}
+
+fn roamer_offline_on_node_1_of(n: u16, seed: u64) -> ClusterSim {
+    let mut sim = roamer_online_on_node_1_of(n, seed);
     sim.drop_connection("roamer");
     sim.run(ms(50));
     sim
