@@ -28,7 +28,7 @@ use crate::io::StoreOp;
 use crate::rng::Rng;
 use crate::stored::StoredRaft;
 
-pub use wire::WireError;
+pub use wire::{WireError, FORMAT};
 
 /// What a handover carries at most, unless the maximum packet size is larger: the shell's frame
 /// limit (`max(16 MiB, max_packet_size + 1 MiB)`) less room for the rest of the frame.

@@ -1,6 +1,7 @@
 //! The bytes nodes exchange: frames on the network ([`Frame`]) and commands in the replicated log
-//! ([`Command`]). A hand-written, versionless little format: every node of a cluster runs the same
-//! build (a rolling upgrade across formats is not supported, see `docs/cluster.md`).
+//! ([`Command`]). A hand-written little format, one [`FORMAT`] number for all of it: every node of a
+//! cluster runs the same format (a rolling upgrade across formats is not supported, see
+//! `docs/cluster.md`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -756,10 +757,13 @@ const CMD_DOWN: u8 = 7;
 const CMD_UP: u8 = 8;
 const CMD_WILLS: u8 = 9;
 
-/// The snapshot's format (2 added the replaced wills, 3 where retained messages were set, 5 the
-/// copies' move windows, 6 a session's next packet identifier, none in a copy); a node refuses
-/// any other.
-const STATE_V6: u8 = 6;
+/// The format of everything cluster nodes exchange and keep: link frames, log commands and
+/// snapshots (whose first byte it is). It changes with any of them (6: a session's next packet
+/// identifier in snapshots and handovers; 5: the copies' move windows, `Release::seen` and
+/// `Relay::after`; 3: where retained messages were set; 2: the replaced wills). Nodes of different
+/// formats would misread each other's bytes, so they refuse each other's snapshots, and the
+/// shells refuse their links (the hello carries it).
+pub const FORMAT: u8 = 6;
 const MEMBER_V1: u8 = 1;
 
 const OP_PUT_SESSION: u8 = 1;
@@ -1228,7 +1232,7 @@ impl State {
         now: Instant,
     ) -> Bytes {
         let t = table;
-        let mut w = Writer::new(STATE_V6);
+        let mut w = Writer::new(FORMAT);
         w.u32(len_u32(t.owners.len()));
         for (client, node) in &t.owners {
             let since = t.owned_since.get(client).copied().unwrap_or(0);
@@ -1307,7 +1311,7 @@ impl State {
     pub(crate) fn decode(bytes: Bytes, now: Instant) -> Result<State, WireError> {
         let mut r = Reader(bytes);
         let tag = r.u8("state tag")?;
-        if tag != STATE_V6 {
+        if tag != FORMAT {
             return Err(WireError::UnknownTag { what: "state", tag });
         }
         let mut state = State::default();

@@ -6,9 +6,10 @@
 //! on the connections it accepted. So a pair of nodes holds two connections, one per direction,
 //! and there is never a question of which of two crossing dials wins.
 //!
-//! On the wire, the dialer first sends a hello (magic `CICADA-C`, version 1, its node number and
-//! the number it meant to reach) so a misconfigured address is refused with a log line, then
-//! frames, each a big-endian `u32` length and that many bytes.
+//! On the wire, the dialer first sends a hello (magic `CICADA-C`, the engine's cluster format
+//! [`cicada_engine::cluster::FORMAT`], its node number and the number it meant to reach) so a
+//! misconfigured address, or a node of another release that would misread the frames, is refused
+//! with a log line, then frames, each a big-endian `u32` length and that many bytes.
 //!
 //! Nothing here retransmits: a frame lost with a connection is resent by the engine (raft and
 //! the links of `engine/src/cluster/link.rs` resend until acknowledged). A node that cannot keep
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use cicada_engine::cluster::FORMAT;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -34,8 +36,6 @@ pub use config::{ClusterSection, ClusterSettings};
 const ALPN: &[u8] = b"cicada-cluster/1";
 /// The hello's first bytes.
 const MAGIC: &[u8; 8] = b"CICADA-C";
-/// The link protocol's version.
-const VERSION: u8 = 1;
 /// Frames queued for one node before more are dropped.
 const QUEUE: usize = 4096;
 /// How long a dial, a TLS handshake or a hello may take.
@@ -312,7 +312,7 @@ impl Drop for ClusterNet {
 fn hello(from: u16, to: u16) -> [u8; 13] {
     let mut hello = [0; 13];
     hello[..8].copy_from_slice(MAGIC);
-    hello[8] = VERSION;
+    hello[8] = FORMAT;
     hello[9..11].copy_from_slice(&from.to_be_bytes());
     hello[11..13].copy_from_slice(&to.to_be_bytes());
     hello
@@ -502,17 +502,7 @@ async fn greet(
         .read_exact(&mut hello)
         .await
         .map_err(|e| format!("no hello: {e}"))?;
-    if &hello[..8] != MAGIC || hello[8] != VERSION {
-        return Err("not a Cicada cluster node of this version (bad hello)".into());
-    }
-    let from = u16::from_be_bytes([hello[9], hello[10]]);
-    let to = u16::from_be_bytes([hello[11], hello[12]]);
-    if to != accepting.node {
-        return Err(format!(
-            "node {from} meant to reach node {to}, but this is node {}: check cluster.members on node {from}",
-            accepting.node
-        ));
-    }
+    let from = read_hello(&hello, accepting.node)?;
     let member = accepting
         .members
         .read()
@@ -524,6 +514,29 @@ async fn greet(
         ));
     }
     Ok((from, stream))
+}
+
+/// Reads the hello of a connection to node `me`: the number of the node that sent it, or why the
+/// connection is refused.
+fn read_hello(hello: &[u8; 13], me: u16) -> Result<u16, String> {
+    if &hello[..8] != MAGIC {
+        return Err("not a Cicada cluster node (bad hello)".into());
+    }
+    let from = u16::from_be_bytes([hello[9], hello[10]]);
+    let to = u16::from_be_bytes([hello[11], hello[12]]);
+    if hello[8] != FORMAT {
+        return Err(format!(
+            "node {from} speaks cluster format {}, this node {FORMAT}: every node of a cluster must \
+             run the same cicada release (see docs/cluster.md, \"Upgrades\")",
+            hello[8]
+        ));
+    }
+    if to != me {
+        return Err(format!(
+            "node {from} meant to reach node {to}, but this is node {me}: check cluster.members on node {from}"
+        ));
+    }
+    Ok(from)
 }
 
 /// Hands the frames of an accepted connection to the engine until it closes.
@@ -561,5 +574,29 @@ async fn read_frames(
         {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hello_names_its_sender_and_is_refused_from_another_format_or_for_another_node() {
+        assert_eq!(read_hello(&hello(2, 1), 1), Ok(2));
+        let mut other = hello(2, 1);
+        other[8] = FORMAT + 1;
+        let why = read_hello(&other, 1).expect_err("another format");
+        assert!(
+            why.contains(&format!("node 2 speaks cluster format {}", FORMAT + 1))
+                && why.contains(&format!("this node {FORMAT}")),
+            "{why}"
+        );
+        let why = read_hello(&hello(2, 3), 1).expect_err("meant for node 3");
+        assert!(why.contains("meant to reach node 3"), "{why}");
+        let mut http = hello(2, 1);
+        http[..8].copy_from_slice(b"GET / HT");
+        let why = read_hello(&http, 1).expect_err("not a node");
+        assert!(why.contains("bad hello"), "{why}");
     }
 }
