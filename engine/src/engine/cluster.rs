@@ -1379,13 +1379,26 @@ impl Engine {
             let why = "the cluster declared this node down".to_string();
             self.kick(conn, ReasonCode::ServerUnavailable, why);
         }
-        if let Some(node) = &mut self.cluster {
-            let waiting: Vec<ConnId> = std::mem::take(&mut node.awaiting)
-                .into_values()
-                .filter_map(|a| a.conn)
-                .collect();
-            for conn in waiting {
+        // The sessions this node waited for are the adopter's now (or a newer claimant's): what
+        // it kept for them and the late versions it got go on there, and the acknowledgements
+        // they held are released (seed 13653: dropped with them, a kept message's receipt held
+        // every later storage batch for ever, and with it every CONNACK).
+        let waits = match &mut self.cluster {
+            Some(node) => std::mem::take(&mut node.awaiting),
+            None => BTreeMap::new(),
+        };
+        for (client_id, awaiting) in waits {
+            if let Some(conn) = awaiting.conn {
                 self.refuse_claiming(conn);
+            }
+            let me = self.me();
+            let owner = (self.cluster.as_ref()).and_then(|n| n.table.owners.get(&client_id));
+            match owner.copied().filter(|o| *o != me) {
+                Some(to) => {
+                    self.pass_on_late(to, &client_id, awaiting.claim, awaiting.late);
+                    self.pass_on_kept(to, client_id, awaiting.kept);
+                }
+                None => self.deliver_kept(awaiting.kept, None),
             }
         }
         self.drop_unowned_sessions(true);
