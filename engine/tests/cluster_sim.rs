@@ -1727,11 +1727,14 @@ fn tally(log: &str, prefix: &str) -> usize {
 /// healed, acknowledged those messages on its inbound link at once, and crashed before the relays
 /// arrived), 13653 (a restarted node applied its own `Down` while it waited for the roamer's
 /// session, and dropped the wait with two relays it kept: their receipt held every later storage
-/// batch, and the roamer's CONNACK there, for ever).
+/// batch, and the roamer's CONNACK there, for ever), 11154 (a node handed the session over with three
+/// messages whose writes the move had made moot, deleted it from its store, and crashed before the
+/// handover arrived).
 #[test]
 fn traced_seeds_miss_nothing() {
     for seed in [
-        516, 662, 804, 854, 1179, 1954, 2732, 3319, 3630, 4137, 4990, 5172, 7840, 8149, 8670, 13653,
+        516, 662, 804, 854, 1179, 1954, 2732, 3319, 3630, 4137, 4990, 5172, 7840, 8149, 8670,
+        11154, 13653,
     ] {
         let log = scenario(seed);
         assert!(tally(&log, "roamer acknowledged: ") > 0, "seed {seed}");

@@ -71,6 +71,12 @@ pub(super) struct Node {
     /// Persistent sessions this node handed over, by client: until when it relays what still
     /// arrives for them (see [`moving`]).
     handed: BTreeMap<ByteString, Instant>,
+    /// Handovers of sessions on their way from here, by client: how many the links still hold.
+    handing: BTreeMap<ByteString, u32>,
+    /// Clients whose session ended here while a handover of it was on its way: its records stay
+    /// in this node's store until the last such handover is acknowledged (see
+    /// [`Engine::end_unreplicated`]).
+    keep_records: std::collections::BTreeSet<ByteString>,
     /// The relays this node's store held at its restart, sent again once the log is replayed
     /// (see [`StoreOp::PutRelay`]).
     stored_relays: BTreeMap<(ByteString, Stamp), Arc<Message>>,
@@ -281,6 +287,8 @@ impl Node {
             moving: BTreeMap::new(),
             handed: BTreeMap::new(),
             stored_relays: BTreeMap::new(),
+            handing: BTreeMap::new(),
+            keep_records: Default::default(),
             delivering: None,
             replay_until: 0,
             replicas: Replicas::default(),
@@ -933,6 +941,14 @@ impl Engine {
                     stamp: *stamp,
                 });
             }
+            if let PeerMessage::Handover {
+                client_id,
+                session: Some(_),
+                ..
+            } = &message
+            {
+                self.handover_done(client_id);
+            }
             if let PeerMessage::Publish {
                 receipt: Some(seq), ..
             }
@@ -1225,17 +1241,11 @@ impl Engine {
     /// A message that waited for a node declared down goes where that node's sessions went: a
     /// publish to the adopter (its shared groups to another member), under the same receipt, and
     /// to the nodes that need it now (sessions that moved off the node took their copies without
-    /// it: seed 17; the stamp drops it where it was taken already); a relay to its session's
-    /// owner. A handover dies with the node (the session lives on in the copies, which the
-    /// adopter took), and releases what waited for it (seed 3051: a publisher was never
-    /// acknowledged again); the writes it carried, moot, are lost.
+    /// it: seed 17; the stamp drops it where it was taken already); a relay or a handover to its
+    /// session's owner ([`Engine::reroute_handover`]).
     fn redirect(&mut self, adopter: u16, message: PeerMessage) {
-        if let PeerMessage::Handover {
-            receipt: Some(seq), ..
-        } = message
-        {
-            self.persist.peer_stored(seq);
-            return self.release_held();
+        if let PeerMessage::Handover { .. } = message {
+            return self.reroute_handover(message);
         }
         if let PeerMessage::Relay {
             client_id,
@@ -1436,20 +1446,28 @@ impl Engine {
         }
         node.stats.peer_drops += dropped.len() as u64;
         // The node is gone: its subscribers' sessions went with it (see docs/cluster.md). A relay
-        // is routed again: to the session's owner now (an adopter, once the node is declared
-        // down), or to the same node, which may only be cut off from this one.
-        let (relays, dropped): (Vec<_>, Vec<_>) =
-            (dropped.into_iter()).partition(|m| matches!(m, PeerMessage::Relay { .. }));
+        // or a handover goes again: to the session's owner now (an adopter, once the node is
+        // declared down), or to the same node, which may only be cut off from this one.
+        let (again, dropped): (Vec<_>, Vec<_>) = (dropped.into_iter()).partition(|m| {
+            matches!(
+                m,
+                PeerMessage::Relay { .. }
+                    | PeerMessage::Handover {
+                        session: Some(_),
+                        ..
+                    }
+            )
+        });
         self.link_receipts(dropped);
-        for relay in relays {
-            if let PeerMessage::Relay {
-                client_id,
-                message,
-                stamp,
-                ..
-            } = relay
-            {
-                self.reroute_relay(client_id, message, stamp);
+        for message in again {
+            match message {
+                PeerMessage::Relay {
+                    client_id,
+                    message,
+                    stamp,
+                    ..
+                } => self.reroute_relay(client_id, message, stamp),
+                handover => self.reroute_handover(handover),
             }
         }
         let late: Vec<(u64, ConnId)> = match &self.cluster {
@@ -2340,7 +2358,7 @@ impl Engine {
                 s.will = None;
             }
             if self.sessions.contains_key(&sid) {
-                self.end_unreplicated(sid);
+                self.end_unreplicated(sid, session.is_some());
             }
         }
         // The copies of the session (this node's too) stay as this node last wrote it until the
@@ -2404,6 +2422,9 @@ impl Engine {
             None => {}
         }
         let applied = self.cluster.as_ref().map_or(0, |node| node.position());
+        if let (Some(node), true) = (&mut self.cluster, session.is_some()) {
+            *node.handing.entry(client_id.clone()).or_insert(0) += 1;
+        }
         let message = PeerMessage::Handover {
             client_id,
             claim,
@@ -2741,7 +2762,9 @@ impl Engine {
                 }
             }
             self.relay_queue(sid);
-            self.end_unreplicated(sid);
+            let handing = (self.sessions.get(&sid).zip(self.cluster.as_ref()))
+                .is_some_and(|(s, node)| node.handing.contains_key(&s.client_id));
+            self.end_unreplicated(sid, handing);
         }
     }
 
@@ -2776,9 +2799,79 @@ impl Engine {
     /// node's own, not writes of the session's owner: they never reach the copies, even when this
     /// node claims the client back before the batch is sealed (then the table would take them for
     /// the owner's).
-    fn end_unreplicated(&mut self, sid: crate::session::SessionId) {
+    ///
+    /// With `handing` (a handover of the session is on its way), the session's records stay in
+    /// this node's store until the handover is acknowledged ([`Engine::handover_done`]): the
+    /// handover may carry messages no copy has (writes made moot by the move), and if this node
+    /// crashes before it arrives, the store still has them, and the restarted node relays them to
+    /// the owner ([`Engine::relay_queue`]; seed 11154: three acknowledged messages lost with the
+    /// handover).
+    fn end_unreplicated(&mut self, sid: crate::session::SessionId, handing: bool) {
         let start = self.persist.len();
-        self.end_session(sid);
+        let client_id = self.sessions.get(&sid).map(|s| s.client_id.clone());
+        self.end_session_keeping(sid, handing);
+        let end = self.persist.len();
+        if let Some(node) = &mut self.cluster {
+            node.unreplicated
+                .push((self.persist.building(), start..end));
+            if let (true, Some(client_id)) = (handing, client_id) {
+                node.keep_records.insert(client_id);
+            }
+        }
+    }
+
+    /// A handover from here that will not arrive (its link gave up on the node, or the node was
+    /// declared down) releases what waited for it (seed 3051: a publisher was never acknowledged
+    /// again), and its session goes on to the client's owner now, as a late one (merged there
+    /// into the session it holds, by stamps): the session lives on in the copies, which lack the
+    /// writes the move made moot, and the handover may be all that has them.
+    fn reroute_handover(&mut self, message: PeerMessage) {
+        let PeerMessage::Handover {
+            client_id,
+            claim,
+            session,
+            receipt,
+            ..
+        } = message
+        else {
+            return;
+        };
+        if let Some(seq) = receipt {
+            self.persist.peer_stored(seq);
+            self.release_held();
+        }
+        if session.is_none() {
+            return;
+        }
+        let sent_at = self.cluster.as_ref().map_or(0, |node| node.position());
+        self.handover_arrived(client_id.clone(), claim, session, sent_at);
+        self.handover_done(&client_id);
+    }
+
+    /// A handover of `client_id`'s session from here is acknowledged (or given up on): once none
+    /// is left on its way, the records of a session that ended here meanwhile go, unless this
+    /// node holds the session again (its install wrote it whole).
+    fn handover_done(&mut self, client_id: &ByteString) {
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        match node.handing.get_mut(client_id) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                return;
+            }
+            Some(_) => {
+                node.handing.remove(client_id);
+            }
+            None => return,
+        }
+        if !node.keep_records.remove(client_id) || self.by_client.contains_key(client_id) {
+            return;
+        }
+        let start = self.persist.len();
+        self.persist.push(StoreOp::DeleteSession {
+            client_id: client_id.clone(),
+        });
         let end = self.persist.len();
         if let Some(node) = &mut self.cluster {
             node.unreplicated
@@ -2836,7 +2929,7 @@ impl Engine {
         };
         self.take_over_connection(sid);
         if self.sessions.contains_key(&sid) {
-            self.end_unreplicated(sid);
+            self.end_unreplicated(sid, false);
         }
     }
 

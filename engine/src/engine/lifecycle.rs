@@ -192,6 +192,12 @@ impl Engine {
 
     /// Removes a session and everything in it; a will still pending is published first.
     pub(super) fn end_session(&mut self, sid: SessionId) {
+        self.end_session_keeping(sid, false);
+    }
+
+    /// [`Engine::end_session`], leaving the session's stored records in place if `keep_records`
+    /// (a cluster node deletes them once the handover carrying the session arrived).
+    pub(super) fn end_session_keeping(&mut self, sid: SessionId, keep_records: bool) {
         self.publish_will(sid);
         self.hand_over_shared(sid, true);
         self.timers.cancel(TimerKind::SessionExpiry(sid));
@@ -206,7 +212,7 @@ impl Engine {
         for filter in session.subscriptions.keys() {
             self.router.remove(filter, sid);
         }
-        if session.is_persistent() {
+        if session.is_persistent() && !keep_records {
             self.persist.push(StoreOp::DeleteSession {
                 client_id: session.client_id.clone(),
             });
