@@ -320,6 +320,43 @@ fn a_relay_outlasts_its_link_giving_up() {
     assert!(sim.disk(1).relays.is_empty(), "{}", sim.log());
 }
 
+/// The roamer moves from node 1 to node 3 while node 3 does not hear node 1 (a one-way cut) and
+/// the leader (node 4 of five) hears both, so nobody is declared down. Node 3 takes the session
+/// from its copy; node 1 keeps the session's records until its handover arrives, and relays a
+/// message routed to it as the move committed. Both wait on the cut link for longer than a link
+/// waits: node 1 gives up on them and sends them again, so after the heal the roamer gets the
+/// message, once, and node 1's store lets the session go.
+#[test]
+fn a_handover_and_a_relay_outlast_their_link_giving_up() {
+    let mut sim = roamer_offline_on_node_1_of(5, 1);
+    assert_eq!(leaders(&sim), BTreeSet::from([4]), "{}", sim.log());
+    sim.mute(1, &[3]);
+    sim.connect_session("roamer", 3);
+    // Routed to node 1 as the claim commits, and reaching it after node 1 applied it.
+    sim.run(ms(5));
+    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "late");
+    sim.run_checked(secs(3), &mut |s| s.check());
+    assert!(sim.clients["pub"].acked.iter().any(|p| p == "late"));
+    assert_eq!(stats(&sim, 1).handovers_sent, 1, "{}", sim.log());
+    assert_eq!(stats(&sim, 3).handover_timeouts, 1, "{}", sim.log());
+    assert!(payloads(&sim, "roamer").is_empty(), "{}", sim.log());
+    assert!(
+        sim.disk(1).sessions.contains_key("roamer"),
+        "kept until the handover arrives"
+    );
+    sim.run_checked(secs(22), &mut |s| s.check());
+    assert!(stats(&sim, 1).peer_drops > 0, "gave up: {}", sim.log());
+    assert_eq!(stats(&sim, 4).nodes_down, 0, "{}", sim.log());
+    sim.heal();
+    sim.run_checked(secs(2), &mut |s| s.check());
+    assert_eq!(payloads(&sim, "roamer"), ["late"], "{}", sim.log());
+    assert!(
+        !sim.disk(1).sessions.contains_key("roamer"),
+        "{}",
+        sim.log()
+    );
+}
+
 /// The roamer's old node takes messages and writes them just before it applies the roamer's
 /// move, and those writes commit after the move: the copies take them from the node that built
 /// them, so when its handover dies with it in a crash, the new node's fail-over from its copy
