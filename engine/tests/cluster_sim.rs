@@ -1766,12 +1766,14 @@ fn tally(log: &str, prefix: &str) -> usize {
 /// session, and dropped the wait with two relays it kept: their receipt held every later storage
 /// batch, and the roamer's CONNACK there, for ever), 11154 (a node handed the session over with three
 /// messages whose writes the move had made moot, deleted it from its store, and crashed before the
-/// handover arrived).
+/// handover arrived), 16899 (a node cut off took two messages into the session it still thought
+/// its own, learned from a snapshot that a newer claim of its own gave the client back, and
+/// installed the handover from the node in between over its own version, without them).
 #[test]
 fn traced_seeds_miss_nothing() {
     for seed in [
         516, 662, 804, 854, 1179, 1954, 2732, 3319, 3630, 4137, 4990, 5172, 7840, 8149, 8670,
-        11154, 13653,
+        11154, 13653, 16899,
     ] {
         let log = scenario(seed);
         assert!(tally(&log, "roamer acknowledged: ") > 0, "seed {seed}");

@@ -2560,10 +2560,23 @@ impl Engine {
         // what its last node took next (a live session's handover does).
         let from_copy = stored.next_packet_id.is_none();
         let start = self.persist.len();
+        let mut held = Vec::new();
         if let Some(old) = self.by_client.get(client_id).copied() {
-            // A stale copy (from this node's own store): the one handed over is the session now.
+            // A version this node held (from its own store, or one it took messages into while
+            // it thought it owned the client): the one installed is the session now, and what
+            // this one took that it lacks is merged in below (seed 16899: a node cut off took
+            // two messages into the session it still thought its own, learned from a snapshot
+            // that a newer claim of its own gave the client back, and installed the handover
+            // from the node in between, without them).
+            let unsent = self.unsent(old);
+            let now = self.now;
             if let Some(s) = self.sessions.get_mut(&old) {
                 s.will = None;
+                if s.is_persistent() {
+                    let mut version = s.handed_over(now);
+                    moving::never_sent(&mut version, &unsent);
+                    held.push(version);
+                }
             }
             self.end_session(old);
         }
@@ -2600,6 +2613,7 @@ impl Engine {
                 node.stats.handovers_received += 1;
             }
         }
+        self.merge_late(client_id, held);
     }
 
     /// Deletes every copy of `client_id`'s session through the log, ahead of whatever this node
