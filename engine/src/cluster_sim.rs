@@ -787,6 +787,20 @@ impl ClusterSim {
                 }
             }
         }
+        // A connected client is attached to its session (seed 20110: a connection left open on
+        // a node that had ended its session received nothing, for ever).
+        for (name, c) in &self.clients {
+            let (true, Some(id), Some(conn)) = (c.connected, c.node, c.conn) else {
+                continue;
+            };
+            let attached = (self.engine(id).and_then(|e| e.session(name)))
+                .is_some_and(|s| s.conn == Some(conn));
+            if !attached {
+                self.fail(&format!(
+                    "{name} is connected to node {id}, which holds no session for it on that connection"
+                ));
+            }
+        }
         // QoS 2 is never delivered twice.
         for (name, c) in &self.clients {
             let mut seen = BTreeSet::new();

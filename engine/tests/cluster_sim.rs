@@ -1768,12 +1768,14 @@ fn tally(log: &str, prefix: &str) -> usize {
 /// messages whose writes the move had made moot, deleted it from its store, and crashed before the
 /// handover arrived), 16899 (a node cut off took two messages into the session it still thought
 /// its own, learned from a snapshot that a newer claim of its own gave the client back, and
-/// installed the handover from the node in between over its own version, without them).
+/// installed the handover from the node in between over its own version, without them), 20110
+/// (a node learned from a snapshot that the session of a client connected to it was another
+/// node's, handed it over and ended it, and left the connection open, attached to nothing).
 #[test]
 fn traced_seeds_miss_nothing() {
     for seed in [
         516, 662, 804, 854, 1179, 1954, 2732, 3319, 3630, 4137, 4990, 5172, 7840, 8149, 8670,
-        11154, 13653, 16899,
+        11154, 13653, 16899, 20110,
     ] {
         let log = scenario(seed);
         assert!(tally(&log, "roamer acknowledged: ") > 0, "seed {seed}");

@@ -2766,6 +2766,11 @@ impl Engine {
         }
         let now = self.now;
         for sid in stale {
+            // Its client, if connected here, reconnects to the owner (seed 20110: a node that
+            // learned from a snapshot that its connected client's session was another node's
+            // handed the session over and ended it, but left the connection open, attached to
+            // nothing; the client waited there for messages that went to the owner).
+            self.take_over_connection(sid);
             // With its will, as a handover carries it.
             self.hand_over_found(sid, live);
             if let Some(s) = self.sessions.get_mut(&sid) {
