@@ -2343,17 +2343,14 @@ impl Engine {
         let mut left_behind = 0;
         let budget = self.handover_budget();
         if let Some(sid) = self.by_client.get(&client_id).copied() {
-            let unsent = self.unsent(sid);
             self.take_over_connection(sid);
             // Queued messages of shared groups go to another member here, as when a session ends.
             self.hand_over_shared(sid, true);
+            if let Some(mut snapshot) = self.handed_over_version(sid) {
+                left_behind = snapshot.trim_to(budget);
+                session = Some(Box::new(snapshot));
+            }
             if let Some(s) = self.sessions.get_mut(&sid) {
-                if s.is_persistent() {
-                    let mut snapshot = s.handed_over(now);
-                    moving::never_sent(&mut snapshot, &unsent);
-                    left_behind = snapshot.trim_to(budget);
-                    session = Some(Box::new(snapshot));
-                }
                 // The session lives on there: as on a takeover here, its will is not published.
                 s.will = None;
             }
@@ -2560,7 +2557,7 @@ impl Engine {
         // what its last node took next (a live session's handover does).
         let from_copy = stored.next_packet_id.is_none();
         let start = self.persist.len();
-        let mut held = Vec::new();
+        let mut held = None;
         if let Some(old) = self.by_client.get(client_id).copied() {
             // A version this node held (from its own store, or one it took messages into while
             // it thought it owned the client): the one installed is the session now, and what
@@ -2568,16 +2565,10 @@ impl Engine {
             // two messages into the session it still thought its own, learned from a snapshot
             // that a newer claim of its own gave the client back, and installed the handover
             // from the node in between, without them).
-            let unsent = self.unsent(old);
-            let now = self.now;
             if let Some(s) = self.sessions.get_mut(&old) {
                 s.will = None;
-                if s.is_persistent() {
-                    let mut version = s.handed_over(now);
-                    moving::never_sent(&mut version, &unsent);
-                    held.push(version);
-                }
             }
+            held = self.handed_over_version(old);
             self.end_session(old);
         }
         let mut ops = stored.ops(client_id);
@@ -2613,7 +2604,7 @@ impl Engine {
                 node.stats.handovers_received += 1;
             }
         }
-        self.merge_late(client_id, held);
+        self.merge_late(client_id, held.into_iter().collect());
     }
 
     /// Deletes every copy of `client_id`'s session through the log, ahead of whatever this node

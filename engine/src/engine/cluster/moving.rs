@@ -434,6 +434,15 @@ impl Engine {
         }
     }
 
+    /// Persistent session `sid` as a handover carries it now: with its messages whose PUBLISH never
+    /// left marked never sent ([`never_sent`]). `None` for a clean session.
+    pub(super) fn handed_over_version(&self, sid: SessionId) -> Option<StoredSession> {
+        let s = self.sessions.get(&sid).filter(|s| s.is_persistent())?;
+        let mut version = s.handed_over(self.now);
+        never_sent(&mut version, &self.unsent(sid));
+        Some(version)
+    }
+
     /// Routes the filters of session `sid`, which this node found in a snapshot or at a restart to
     /// be another node's, to that node until its interest covers them. If this node was `live`
     /// all along, it also hands the session over to that node under its claim in force, if every
@@ -445,7 +454,7 @@ impl Engine {
     /// restarted with a store that lost writes.
     pub(super) fn hand_over_found(&mut self, sid: SessionId, live: bool) {
         let budget = self.handover_budget();
-        let unsent = self.unsent(sid);
+        let version = self.handed_over_version(sid);
         let Some(s) = self.sessions.get(&sid) else {
             return;
         };
@@ -464,12 +473,13 @@ impl Engine {
             return;
         }
         let claim = node.table.claims.get(&(client_id.clone(), owner)).copied();
-        let (Some(claim), Some(true)) = (claim, node.replicas.writer(&client_id).map(|w| w == me))
-        else {
+        let (Some(claim), Some(true), Some(mut session)) = (
+            claim,
+            node.replicas.writer(&client_id).map(|w| w == me),
+            version,
+        ) else {
             return;
         };
-        let mut session = s.handed_over(self.now);
-        never_sent(&mut session, &unsent);
         let left_behind = session.trim_to(budget);
         node.stats.handovers_sent += 1;
         node.stats.handover_messages_dropped += left_behind as u64;
