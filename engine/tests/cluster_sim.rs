@@ -1770,12 +1770,16 @@ fn tally(log: &str, prefix: &str) -> usize {
 /// its own, learned from a snapshot that a newer claim of its own gave the client back, and
 /// installed the handover from the node in between over its own version, without them), 20110
 /// (a node learned from a snapshot that the session of a client connected to it was another
-/// node's, handed it over and ended it, and left the connection open, attached to nothing).
+/// node's, handed it over and ended it, and left the connection open, attached to nothing),
+/// 23141 and 21162 (a node took the session in a handover, and a second claim of its own came in
+/// a snapshot before it wrote the session: it waited for the writer of its copy instead of going
+/// on with the session it held, and left the first connection attached to it while the client
+/// moved on).
 #[test]
 fn traced_seeds_miss_nothing() {
     for seed in [
         516, 662, 804, 854, 1179, 1954, 2732, 3319, 3630, 4137, 4990, 5172, 7840, 8149, 8670,
-        11154, 13653, 16899, 20110,
+        11154, 13653, 16899, 20110, 21162, 23141,
     ] {
         let log = scenario(seed);
         assert!(tally(&log, "roamer acknowledged: ") > 0, "seed {seed}");

@@ -1,7 +1,7 @@
 //! The engine as one node of a cluster (see [`crate::cluster`]): driving raft, applying the
 //! replicated table, parking CONNECTs until their claim commits, and the links to other nodes.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -76,7 +76,7 @@ pub(super) struct Node {
     /// Clients whose session ended here while a handover of it was on its way: its records stay
     /// in this node's store until the last such handover is acknowledged (see
     /// [`Engine::end_unreplicated`]).
-    keep_records: std::collections::BTreeSet<ByteString>,
+    keep_records: BTreeSet<ByteString>,
     /// The relays this node's store held at its restart, sent again once the log is replayed
     /// (see [`StoreOp::PutRelay`]).
     stored_relays: BTreeMap<(ByteString, Stamp), Arc<Message>>,
@@ -576,15 +576,20 @@ impl Engine {
         // Whether this node owned the clients it wrote to so far in this batch, by the table
         // the snapshot replaces.
         let (batch, at) = (self.persist.building(), self.persist.len());
-        let written: std::collections::BTreeSet<ByteString> =
-            unproposed_writes(node, &self.persist)
-                .filter_map(|(_, op)| op.session_client().cloned())
-                .collect();
+        let written: BTreeSet<ByteString> = unproposed_writes(node, &self.persist)
+            .filter_map(|(_, op)| op.session_client().cloned())
+            .collect();
         for client in written {
             let mine = node.table.owners.get(&client) == Some(&me);
             node.mark_owner(batch, at, &client, mine);
         }
         let old = std::mem::replace(&mut node.table, state.table);
+        // Clients this node owned by the table the snapshot replaces: a session it holds for
+        // one of them is the latest it knows of.
+        let owned_before: BTreeSet<ByteString> = (old.owners.iter())
+            .filter(|(_, owner)| **owner == me)
+            .map(|(client, _)| client.clone())
+            .collect();
         node.replicas = Replicas::restore(state.copies);
         if live {
             node.moves_in_snapshot(&old);
@@ -632,7 +637,7 @@ impl Engine {
                 self.writes_committed(seq);
             }
             self.drop_unowned_sessions(true);
-            self.claims_in_snapshot();
+            self.claims_in_snapshot(&owned_before);
             self.awaits_in_snapshot();
             self.await_missing_sessions();
             self.retains_in_snapshot();
@@ -683,9 +688,14 @@ impl Engine {
     /// This node's claims that committed inside a snapshot it received (it never saw their
     /// entries) take effect as if it had applied them: the CONNECT parked for one is admitted, or
     /// refused if a later claim took the client on. The snapshot does not say which node owned the
-    /// client before; the writer of this node's copy of the session stands for it, so a session
-    /// held elsewhere is still waited for.
-    fn claims_in_snapshot(&mut self) {
+    /// client before. If this node owned it by the table the snapshot replaced (`owned_before`) and
+    /// holds its session, that session goes on here, as after a claim of this node's that
+    /// followed its own. Otherwise the writer of this node's copy of the session stands for the
+    /// owner before, so a session held elsewhere is still waited for. (Seed 23141: a node took
+    /// the session in a handover, and a second claim of its own came in a snapshot before it
+    /// wrote the session; it waited for the writer of the copy, which had handed the session
+    /// over already, and kept the first connection attached to it while the client moved on.)
+    fn claims_in_snapshot(&mut self, owned_before: &BTreeSet<ByteString>) {
         let Some(node) = &mut self.cluster else {
             return;
         };
@@ -717,7 +727,12 @@ impl Engine {
                 continue;
             }
             let early = node.early.remove(&client_id);
-            let from = node.replicas.writer(&client_id);
+            let from =
+                if owned_before.contains(&client_id) && self.by_client.contains_key(&client_id) {
+                    Some(me)
+                } else {
+                    node.replicas.writer(&client_id)
+                };
             self.own_claim(client_id, from, (incarnation, token), conn, early);
         }
     }
