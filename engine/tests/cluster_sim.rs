@@ -1774,12 +1774,14 @@ fn tally(log: &str, prefix: &str) -> usize {
 /// 23141 and 21162 (a node took the session in a handover, and a second claim of its own came in
 /// a snapshot before it wrote the session: it waited for the writer of its copy instead of going
 /// on with the session it held, and left the first connection attached to it while the client
-/// moved on).
+/// moved on), 21131 (a node ended a session it handed over, keeping its records until the
+/// handover arrived, took the session back, and crashed: restarted with the old records under
+/// the new session, it took the old one's relays again and delivered a QoS 2 message twice).
 #[test]
 fn traced_seeds_miss_nothing() {
     for seed in [
         516, 662, 804, 854, 1179, 1954, 2732, 3319, 3630, 4137, 4990, 5172, 7840, 8149, 8670,
-        11154, 13653, 16899, 20110, 21162, 23141,
+        11154, 13653, 16899, 20110, 21131, 21162, 23141,
     ] {
         let log = scenario(seed);
         assert!(tally(&log, "roamer acknowledged: ") > 0, "seed {seed}");

@@ -73,10 +73,11 @@ pub(super) struct Node {
     handed: BTreeMap<ByteString, Instant>,
     /// Handovers of sessions on their way from here, by client: how many the links still hold.
     handing: BTreeMap<ByteString, u32>,
-    /// Clients whose session ended here while a handover of it was on its way: its records stay
-    /// in this node's store until the last such handover is acknowledged (see
-    /// [`Engine::end_unreplicated`]).
-    keep_records: BTreeSet<ByteString>,
+    /// Sessions that ended here while a handover of them was on its way, by client, as their
+    /// records stay in this node's store until the last such handover is acknowledged (see
+    /// [`Engine::end_unreplicated`]). A session of the client that starts here meanwhile
+    /// replaces them ([`Engine::take_kept`]).
+    kept: BTreeMap<ByteString, StoredSession>,
     /// The relays this node's store held at its restart, sent again once the log is replayed
     /// (see [`StoreOp::PutRelay`]).
     stored_relays: BTreeMap<(ByteString, Stamp), Arc<Message>>,
@@ -288,7 +289,7 @@ impl Node {
             handed: BTreeMap::new(),
             stored_relays: BTreeMap::new(),
             handing: BTreeMap::new(),
-            keep_records: Default::default(),
+            kept: Default::default(),
             delivering: None,
             replay_until: 0,
             replicas: Replicas::default(),
@@ -2571,8 +2572,8 @@ impl Engine {
         // A copy, taken here or passed on by a node that waited for the session, does not know
         // what its last node took next (a live session's handover does).
         let from_copy = stored.next_packet_id.is_none();
+        let mut held = self.take_kept(client_id);
         let start = self.persist.len();
-        let mut held = None;
         if let Some(old) = self.by_client.get(client_id).copied() {
             // A version this node held (from its own store, or one it took messages into while
             // it thought it owned the client): the one installed is the session now, and what
@@ -2583,7 +2584,7 @@ impl Engine {
             if let Some(s) = self.sessions.get_mut(&old) {
                 s.will = None;
             }
-            held = self.handed_over_version(old);
+            held = held.or(self.handed_over_version(old));
             self.end_session(old);
         }
         let mut ops = stored.ops(client_id);
@@ -2834,15 +2835,36 @@ impl Engine {
     fn end_unreplicated(&mut self, sid: crate::session::SessionId, handing: bool) {
         let start = self.persist.len();
         let client_id = self.sessions.get(&sid).map(|s| s.client_id.clone());
+        let kept = handing.then(|| self.handed_over_version(sid)).flatten();
         self.end_session_keeping(sid, handing);
         let end = self.persist.len();
         if let Some(node) = &mut self.cluster {
             node.unreplicated
                 .push((self.persist.building(), start..end));
-            if let (true, Some(client_id)) = (handing, client_id) {
-                node.keep_records.insert(client_id);
+            if let (Some(client_id), Some(kept)) = (client_id, kept) {
+                node.kept.insert(client_id, kept);
             }
         }
+    }
+
+    /// Deletes the records of `client_id`'s session kept in this node's store for its handover
+    /// ([`Engine::end_unreplicated`]), and returns the version they hold: once the last handover
+    /// is acknowledged ([`Engine::handover_done`]), or as soon as a session of the client starts
+    /// here again (installed, which merges the version in, or admitted). Left in place under a
+    /// new session, they were restored with its records at a restart, and the messages the old
+    /// one's relays brought again went in twice (seed 21131: a QoS 2 message delivered twice).
+    fn take_kept(&mut self, client_id: &ByteString) -> Option<StoredSession> {
+        let kept = self.cluster.as_mut()?.kept.remove(client_id)?;
+        let start = self.persist.len();
+        self.persist.push(StoreOp::DeleteSession {
+            client_id: client_id.clone(),
+        });
+        let end = self.persist.len();
+        if let Some(node) = &mut self.cluster {
+            node.unreplicated
+                .push((self.persist.building(), start..end));
+        }
+        Some(kept)
     }
 
     /// A handover from here that will not arrive (its link gave up on the node, or the node was
@@ -2890,18 +2912,7 @@ impl Engine {
             }
             None => return,
         }
-        if !node.keep_records.remove(client_id) || self.by_client.contains_key(client_id) {
-            return;
-        }
-        let start = self.persist.len();
-        self.persist.push(StoreOp::DeleteSession {
-            client_id: client_id.clone(),
-        });
-        let end = self.persist.len();
-        if let Some(node) = &mut self.cluster {
-            node.unreplicated
-                .push((self.persist.building(), start..end));
-        }
+        self.take_kept(client_id);
     }
 
     /// The identity of the next message this node routes, if it is a cluster node.
@@ -2941,6 +2952,9 @@ impl Engine {
         } = *claiming;
         connect.client_id = client_id;
         c.claimed = Some(assigned);
+        // The session admitted here (resumed or fresh) is the client's now, not the one whose
+        // records were kept for its handover.
+        self.take_kept(&connect.client_id);
         let mark = self.persist.mark();
         self.admit(conn, connect, mark, auth_data);
         self.process_inbuf(conn);
