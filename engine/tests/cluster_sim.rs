@@ -3,7 +3,8 @@
 //!
 //! A failing seed prints its log; replay it with `CICADA_SIM_SEED=<seed> cargo test -p cicada-engine
 //! --test cluster_sim seeds`. `CICADA_SIM_SEEDS=<n>` runs more seeds (default 200),
-//! starting from `CICADA_SIM_FROM=<seed>` (default 0).
+//! starting from `CICADA_SIM_FROM=<seed>` (default 0). `CICADA_SIM_LOG=1` prints the log of every
+//! seed, passing or not.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -1771,17 +1772,21 @@ fn tally(log: &str, prefix: &str) -> usize {
 /// installed the handover from the node in between over its own version, without them), 20110
 /// (a node learned from a snapshot that the session of a client connected to it was another
 /// node's, handed it over and ended it, and left the connection open, attached to nothing),
-/// 23141 and 21162 (a node took the session in a handover, and a second claim of its own came in
-/// a snapshot before it wrote the session: it waited for the writer of its copy instead of going
+/// 23141 (a node took the session in a handover, and a second claim of its own came in a
+/// snapshot before it wrote the session: it waited for the writer of its copy instead of going
 /// on with the session it held, and left the first connection attached to it while the client
-/// moved on), 21131 (a node ended a session it handed over, keeping its records until the
-/// handover arrived, took the session back, and crashed: restarted with the old records under
+/// moved on), 21162 (a node behind the log learned of a new claim of its own from a snapshot and
+/// waited for the session, with the client's connection from its claim long before still
+/// attached to its stale version), 21098 (a node that had owned the client long before took its
+/// stale session for the latest, and delivered a QoS 2 message a second time under another
+/// packet identifier), 21131 (a node ended a session it handed over, keeping its records until
+/// the handover arrived, took the session back, and crashed: restarted with the old records under
 /// the new session, it took the old one's relays again and delivered a QoS 2 message twice).
 #[test]
 fn traced_seeds_miss_nothing() {
     for seed in [
         516, 662, 804, 854, 1179, 1954, 2732, 3319, 3630, 4137, 4990, 5172, 7840, 8149, 8670,
-        11154, 13653, 16899, 20110, 21131, 21162, 23141,
+        11154, 13653, 16899, 20110, 21098, 21131, 21162, 23141,
     ] {
         let log = scenario(seed);
         assert!(tally(&log, "roamer acknowledged: ") > 0, "seed {seed}");
@@ -1810,6 +1815,9 @@ fn seeds() {
         let result = std::panic::catch_unwind(|| scenario(seed));
         match result {
             Ok(log) => {
+                if std::env::var_os("CICADA_SIM_LOG").is_some() {
+                    eprintln!("--- seed {seed} ---\n{log}");
+                }
                 let count = |prefix: &str| tally(&log, prefix);
                 moved += count("handovers received: ");
                 downs += count("nodes declared down: ");

@@ -585,10 +585,15 @@ impl Engine {
             node.mark_owner(batch, at, &client, mine);
         }
         let old = std::mem::replace(&mut node.table, state.table);
-        // Clients this node owned by the table the snapshot replaces: a session it holds for
-        // one of them is the latest it knows of.
-        let owned_before: BTreeSet<ByteString> = (old.owners.iter())
-            .filter(|(_, owner)| **owner == me)
+        // Clients this node owned by the table the snapshot replaces and still owns since the
+        // same entry (no other node took them in between): a session it holds for one of them
+        // is the latest.
+        let owned_on: BTreeSet<ByteString> = (old.owners.iter())
+            .filter(|(client, owner)| {
+                **owner == me
+                    && node.table.owners.get(*client) == Some(&me)
+                    && node.table.owned_since.get(*client) == old.owned_since.get(*client)
+            })
             .map(|(client, _)| client.clone())
             .collect();
         node.replicas = Replicas::restore(state.copies);
@@ -638,7 +643,7 @@ impl Engine {
                 self.writes_committed(seq);
             }
             self.drop_unowned_sessions(true);
-            self.claims_in_snapshot(&owned_before);
+            self.claims_in_snapshot(&owned_on);
             self.awaits_in_snapshot();
             self.await_missing_sessions();
             self.retains_in_snapshot();
@@ -689,14 +694,16 @@ impl Engine {
     /// This node's claims that committed inside a snapshot it received (it never saw their
     /// entries) take effect as if it had applied them: the CONNECT parked for one is admitted, or
     /// refused if a later claim took the client on. The snapshot does not say which node owned the
-    /// client before. If this node owned it by the table the snapshot replaced (`owned_before`) and
-    /// holds its session, that session goes on here, as after a claim of this node's that
-    /// followed its own. Otherwise the writer of this node's copy of the session stands for the
-    /// owner before, so a session held elsewhere is still waited for. (Seed 23141: a node took
-    /// the session in a handover, and a second claim of its own came in a snapshot before it
-    /// wrote the session; it waited for the writer of the copy, which had handed the session
-    /// over already, and kept the first connection attached to it while the client moved on.)
-    fn claims_in_snapshot(&mut self, owned_before: &BTreeSet<ByteString>) {
+    /// client before. If this node owned it by the table the snapshot replaced and nobody took it
+    /// in between (`owned_on`: the entry that gave it this node is the same), and the node holds
+    /// its session, that session goes on here, as after a claim of this node's that followed its
+    /// own. Otherwise the writer of this node's copy of the session stands for the owner before,
+    /// so a session held elsewhere is still waited for. (Seed 23141: a node took the session in a
+    /// handover, and a second claim of its own came in a snapshot before it wrote the session; it
+    /// waited for the writer of the copy, which had handed the session over already, and the
+    /// client's CONNECT there was never accepted. Seed 21098: a node that had owned the client
+    /// long before, behind the log, took its stale session for the latest.)
+    fn claims_in_snapshot(&mut self, owned_on: &BTreeSet<ByteString>) {
         let Some(node) = &mut self.cluster else {
             return;
         };
@@ -728,12 +735,11 @@ impl Engine {
                 continue;
             }
             let early = node.early.remove(&client_id);
-            let from =
-                if owned_before.contains(&client_id) && self.by_client.contains_key(&client_id) {
-                    Some(me)
-                } else {
-                    node.replicas.writer(&client_id)
-                };
+            let from = if owned_on.contains(&client_id) && self.by_client.contains_key(&client_id) {
+                Some(me)
+            } else {
+                node.replicas.writer(&client_id)
+            };
             self.own_claim(client_id, from, (incarnation, token), conn, early);
         }
     }
@@ -2298,6 +2304,14 @@ impl Engine {
                 // lack what it has (seed 8149: four messages only it had were dropped).
                 let late = (other.as_mut()).and_then(|e| e.session.take());
                 self.early_done(other, None);
+                // A version of the session this node still holds is stale (it is merged into the
+                // one that comes), and so is a connection attached to it: it predates this
+                // claim's CONNECT, and other nodes took the client in between (seed 21162: a node
+                // behind the log learned of its new claim from a snapshot, and the client's old
+                // connection stayed attached there while the client moved on).
+                if let Some(sid) = self.by_client.get(&client_id).copied() {
+                    self.take_over_connection(sid);
+                }
                 let Some(node) = &mut self.cluster else {
                     return;
                 };
