@@ -386,6 +386,19 @@ impl Node {
         ]
     }
 
+    /// Whether a handover of `client_id` whose sender had applied the log to `sent_at` is the
+    /// session of this node's tenure, whichever of this node's claims it names: the sender sent
+    /// it as it applied the very entry that gave this node the client (`Table::owned_since`), and
+    /// no other node has owned the client since; later claims of this node only took it over
+    /// here. (Seed 21815: a node behind the log got the handover for its claim and learned of
+    /// that claim and its next one from a snapshot; it waited for a handover for the next one,
+    /// which nobody sends, took the session from its copy at the deadline, and delivered a QoS 2
+    /// message again that the handover's sender had completed.)
+    fn opens_tenure(&self, client_id: &ByteString, sent_at: u64) -> bool {
+        self.table.owners.get(client_id) == Some(&self.me())
+            && self.table.owned_since.get(client_id) == Some(&sent_at)
+    }
+
     /// Whether `claim`, if this node's (this incarnation's), has not applied here yet: a handover
     /// for it, sent by a node that had applied the log to `sent_at`, came ahead of it. The
     /// claim in force here does not say on its own: a claim that applied and whose client then
@@ -2288,8 +2301,12 @@ impl Engine {
             self.admit_claimed(client_id, claim, conn);
             return self.early_done(early, None);
         }
+        let tenure = |e: &Early| {
+            let node = self.cluster.as_ref();
+            e.claim == claim || node.is_some_and(|n| n.opens_tenure(&client_id, e.sent_at))
+        };
         match early {
-            Some(mut early) if early.claim == claim => {
+            Some(mut early) if tenure(&early) => {
                 let mark = self.persist.mark();
                 self.install_session(&client_id, early.session.take(), false);
                 let sid = self.by_client.get(&client_id).copied();
@@ -2497,10 +2514,11 @@ impl Engine {
             return;
         };
         let me = node.me();
+        let tenure = node.opens_tenure(&client_id, sent_at);
         if node
             .awaiting
             .get(&client_id)
-            .is_some_and(|a| a.claim == claim)
+            .is_some_and(|a| a.claim == claim || tenure)
         {
             let Some(awaiting) = node.awaiting.remove(&client_id) else {
                 return;
@@ -2925,6 +2943,11 @@ impl Engine {
                 node.handing.remove(client_id);
             }
             None => return,
+        }
+        if self.by_client.contains_key(client_id) {
+            // Its records are the session's here now (`take_kept` ran as it started).
+            node.kept.remove(client_id);
+            return;
         }
         self.take_kept(client_id);
     }
