@@ -544,6 +544,18 @@ pub enum StoreOp {
         /// The identity the message was routed with.
         stamp: Stamp,
     },
+    /// A cluster node ended `client_id`'s session while a handover of it was on its way: the
+    /// session's records stay in its store until the handover is acknowledged (or a session of
+    /// the client starts there again), but they are a version handed over, not the session there.
+    /// A restart that finds the node the client's owner again waits for the session rather than
+    /// taking them for it (seed 24039: a node restarted with such records, owned the client by a
+    /// claim of its earlier incarnation, and sent a QoS 2 message again that the session had
+    /// completed elsewhere). Cleared by [`StoreOp::DeleteSession`]. Not a session write: this
+    /// node's own.
+    PutHandedOver {
+        /// The client identifier.
+        client_id: ByteString,
+    },
     /// Store a raft log entry (cluster nodes), replacing any entry at `index`.
     PutRaftEntry {
         /// Its index in the log.
@@ -639,6 +651,7 @@ impl StoreOp {
             | StoreOp::DeleteRetained { .. }
             | StoreOp::PutRelay { .. }
             | StoreOp::DeleteRelay { .. }
+            | StoreOp::PutHandedOver { .. }
             | StoreOp::PutRaftEntry { .. }
             | StoreOp::TruncateRaftLog { .. }
             | StoreOp::PutRaftSnapshot { .. }

@@ -140,6 +140,7 @@ impl ModelStore {
                 StoreOp::DeleteRetained { .. }
                 | StoreOp::PutRelay { .. }
                 | StoreOp::DeleteRelay { .. }
+                | StoreOp::PutHandedOver { .. }
                 | StoreOp::PutRaftEntry { .. }
                 | StoreOp::TruncateRaftLog { .. }
                 | StoreOp::PutRaftSnapshot { .. }
@@ -712,6 +713,7 @@ fn render_ops(ops: &[StoreOp]) -> String {
             StoreOp::DeleteRelay { client_id, stamp } => {
                 format!("delete relay {client_id:?} {stamp:?}")
             }
+            StoreOp::PutHandedOver { client_id } => format!("put handed over {client_id:?}"),
             StoreOp::PutRaftEntry { index, .. } => format!("put raft entry {index}"),
             StoreOp::TruncateRaftLog { from } => format!("truncate raft log from {from}"),
             StoreOp::PutRaftSnapshot { index, .. } => format!("put raft snapshot at {index}"),

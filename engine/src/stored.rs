@@ -24,6 +24,9 @@ pub struct StoredState {
     /// A cluster node's relays not yet acknowledged, by client identifier and stamp (see
     /// [`StoreOp::PutRelay`]).
     pub relays: BTreeMap<(ByteString, crate::Stamp), Arc<Message>>,
+    /// A cluster node's sessions stored only as versions handed over (see
+    /// [`StoreOp::PutHandedOver`]).
+    pub handed_over: BTreeSet<ByteString>,
     /// A cluster node's raft log and hard state.
     pub raft: StoredRaft,
 }
@@ -235,6 +238,7 @@ impl StoredState {
             }
             StoreOp::DeleteSession { client_id } => {
                 self.sessions.remove(client_id);
+                self.handed_over.remove(client_id);
             }
             StoreOp::PutSubscription {
                 client_id,
@@ -323,6 +327,9 @@ impl StoredState {
             }
             StoreOp::DeleteRelay { client_id, stamp } => {
                 self.relays.remove(&(client_id.clone(), *stamp));
+            }
+            StoreOp::PutHandedOver { client_id } => {
+                self.handed_over.insert(client_id.clone());
             }
             StoreOp::PutRaftEntry { index, entry } => {
                 self.raft.entries.insert(*index, entry.clone());

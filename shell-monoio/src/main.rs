@@ -326,6 +326,7 @@ fn split_state(state: StoredState, count: u16, prefix: &str) -> Vec<StoredState>
             retained: state.retained.clone(),
             // cicada-uring is not a cluster node (see docs/cluster.md).
             relays: Default::default(),
+            handed_over: Default::default(),
             raft: Default::default(),
         })
         .collect();

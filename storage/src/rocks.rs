@@ -1,9 +1,10 @@
 //! The default store: RocksDB embedded in the data directory.
 //!
 //! One column family per kind of record (sessions, subscriptions, messages, incoming QoS 2 ids,
-//! retained messages; a cluster node's raft log, marks, move windows and relays), so loading reads
-//! each kind in key order and deleting a session is one range delete per family. A group of engine batches is one `WriteBatch`: atomic, and one WAL write (and
-//! one fsync with [`FsyncPolicy::Always`]).
+//! retained messages; a cluster node's raft log, marks, move windows, relays and sessions handed
+//! over), so loading reads each kind in key order and deleting a session is one range delete per
+//! family. A group of engine batches is one `WriteBatch`: atomic, and one WAL write (and one fsync
+//! with [`FsyncPolicy::Always`]).
 
 use std::path::{Path, PathBuf};
 
@@ -31,7 +32,10 @@ const WINDOWS: &str = "windows";
 /// A cluster node's relays not yet acknowledged (key: the session prefix and the stamp,
 /// big-endian; value: the message). Not a session's: deleting a session leaves them.
 const RELAYS: &str = "relays";
-const FAMILIES: [&str; 9] = [
+/// A cluster node's sessions stored only as versions handed over (key: the client identifier,
+/// value: empty). Deleting the session deletes its key.
+const HANDED_OVER: &str = "handed_over";
+const FAMILIES: [&str; 10] = [
     SESSIONS,
     SUBSCRIPTIONS,
     MESSAGES,
@@ -41,6 +45,7 @@ const FAMILIES: [&str; 9] = [
     SEEN,
     WINDOWS,
     RELAYS,
+    HANDED_OVER,
 ];
 /// The hard state's key: sorts after every entry (whose keys are eight bytes, at most eight 0xff),
 /// so no range deletion of entries reaches it.
@@ -132,6 +137,7 @@ impl RocksStore {
         let seen = self.family(SEEN)?;
         let windows = self.family(WINDOWS)?;
         let relays = self.family(RELAYS)?;
+        let handed_over = self.family(HANDED_OVER)?;
         for op in ops {
             match op {
                 StoreOp::PutSession {
@@ -152,6 +158,7 @@ impl RocksStore {
                 ),
                 StoreOp::DeleteSession { client_id } => {
                     batch.delete_cf(sessions, client_id.as_bytes());
+                    batch.delete_cf(handed_over, client_id.as_bytes());
                     let from = record::session_prefix(client_id);
                     let to = record::prefix_end(&from);
                     for cf in [subscriptions, messages, incoming, seen, windows] {
@@ -244,6 +251,9 @@ impl RocksStore {
                 ),
                 StoreOp::DeleteRelay { client_id, stamp } => {
                     batch.delete_cf(relays, record::relay_key(client_id, stamp));
+                }
+                StoreOp::PutHandedOver { client_id } => {
+                    batch.put_cf(handed_over, client_id.as_bytes(), []);
                 }
                 StoreOp::PutRaftEntry { index, entry } => {
                     batch.put_cf(raft, index.to_be_bytes(), entry);
@@ -362,6 +372,12 @@ impl Store for RocksStore {
             let stamp = record::stamp_of(rest)?;
             let message = record::decode_message(value)?;
             state.relays.insert((client_id, stamp), message);
+            Ok(())
+        })?;
+        self.scan(HANDED_OVER, |key, _| {
+            state
+                .handed_over
+                .insert(record::utf8(key, "client identifier")?);
             Ok(())
         })?;
         self.scan(RAFT, |key, value| {

@@ -341,6 +341,38 @@ fn a_cluster_nodes_relays_survive_reopening_until_acknowledged_and_outlive_their
     assert!(!loaded.relays.contains_key(&("s1".into(), stamp(4))));
 }
 
+#[test]
+fn a_session_kept_as_handed_over_is_marked_so_until_it_is_deleted() {
+    let (batches, _) = engine_batches();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut store = RocksStore::open(dir.path(), FsyncPolicy::Always).expect("opens");
+    let mut memory = MemoryStore::new();
+    let mut ops = batches;
+    ops.push(vec![StoreOp::PutHandedOver {
+        client_id: "s1".into(),
+    }]);
+    store.write(&ops).expect("writes");
+    memory.write(&ops).expect("writes");
+    drop(store);
+    let mut store = RocksStore::open(dir.path(), FsyncPolicy::Always).expect("reopens");
+    let loaded = store.load().expect("loads");
+    assert_eq!(memory.load().expect("loads"), loaded, "the fold agrees");
+    assert!(loaded.sessions.contains_key("s1"), "its records stay");
+    assert_eq!(loaded.handed_over, ["s1".into()].into());
+
+    let delete = vec![StoreOp::DeleteSession {
+        client_id: "s1".into(),
+    }];
+    store.write(std::slice::from_ref(&delete)).expect("writes");
+    memory.write(&[delete]).expect("writes");
+    drop(store);
+    let mut store = RocksStore::open(dir.path(), FsyncPolicy::Always).expect("reopens");
+    let loaded = store.load().expect("loads");
+    assert_eq!(memory.load().expect("loads"), loaded, "the fold agrees");
+    assert!(!loaded.sessions.contains_key("s1"));
+    assert!(loaded.handed_over.is_empty(), "deleted with the session");
+}
+
 /// `op` for session `from` with its client identifier replaced by `to`; `None` for other sessions'
 /// operations.
 fn rename(op: &StoreOp, from: &str, to: &str) -> Option<StoreOp> {
@@ -367,6 +399,7 @@ fn rename(op: &StoreOp, from: &str, to: &str) -> Option<StoreOp> {
         | StoreOp::DeleteRetained { .. }
         | StoreOp::PutRelay { .. }
         | StoreOp::DeleteRelay { .. }
+        | StoreOp::PutHandedOver { .. }
         | StoreOp::PutRaftEntry { .. }
         | StoreOp::TruncateRaftLog { .. }
         | StoreOp::PutRaftSnapshot { .. }
@@ -397,6 +430,7 @@ fn a_damaged_record_is_an_error_naming_the_directory_and_nothing_is_wiped() {
             "seen",
             "windows",
             "relays",
+            "handed_over",
         ];
         let db = rocksdb::DB::open_cf(&options, dir.path(), families).expect("opens raw");
         let cf = db.cf_handle("messages").expect("family");

@@ -452,6 +452,7 @@ impl Writer {
             | StoreOp::DeleteRetained { .. }
             | StoreOp::PutRelay { .. }
             | StoreOp::DeleteRelay { .. }
+            | StoreOp::PutHandedOver { .. }
             | StoreOp::PutRaftEntry { .. }
             | StoreOp::TruncateRaftLog { .. }
             | StoreOp::PutRaftSnapshot { .. }

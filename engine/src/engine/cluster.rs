@@ -81,6 +81,9 @@ pub(super) struct Node {
     /// The relays this node's store held at its restart, sent again once the log is replayed
     /// (see [`StoreOp::PutRelay`]).
     stored_relays: BTreeMap<(ByteString, Stamp), Arc<Message>>,
+    /// The sessions this node's store held at its restart only as versions handed over (see
+    /// [`StoreOp::PutHandedOver`]), sorted out once the log is replayed.
+    stored_handed_over: BTreeSet<ByteString>,
     /// The link message being handled, (sender, sequence number): a handler that cannot be done
     /// with it yet takes it, and releases it later (see [`Links::hold`]).
     delivering: Option<(u16, u64)>,
@@ -288,6 +291,7 @@ impl Node {
             moving: BTreeMap::new(),
             handed: BTreeMap::new(),
             stored_relays: BTreeMap::new(),
+            stored_handed_over: BTreeSet::new(),
             handing: BTreeMap::new(),
             kept: Default::default(),
             delivering: None,
@@ -530,11 +534,13 @@ impl Engine {
         &mut self,
         stored: &StoredRaft,
         relays: BTreeMap<(ByteString, Stamp), Arc<Message>>,
+        handed_over: BTreeSet<ByteString>,
     ) {
         let Some(node) = &mut self.cluster else {
             return;
         };
         node.stored_relays = relays;
+        node.stored_handed_over = handed_over;
         if stored.entries.is_empty() && stored.hard_state.is_none() && stored.snapshot.is_none() {
             return;
         }
@@ -1980,6 +1986,7 @@ impl Engine {
             if let Some(node) = &mut self.cluster {
                 node.replay_until = 0;
             }
+            self.set_handed_over_aside();
             self.drop_unowned_sessions(false);
             self.await_missing_sessions();
             self.resend_stored_relays();
@@ -2853,6 +2860,33 @@ impl Engine {
         }
     }
 
+    /// After a restart replayed the log: a session this node's store held only as a version
+    /// handed over ([`StoreOp::PutHandedOver`]) is not the session here. If the table gives its
+    /// client to another node, it goes there as any stale session does
+    /// ([`Engine::drop_unowned_sessions`]). If this node owns the client again (a claim made after
+    /// the handover), the version is set aside as before the restart ([`Node::kept`]): the node
+    /// waits for the session ([`Engine::await_missing_sessions`]) and merges the version into it
+    /// ([`Engine::take_kept`]). Taken for the session, it was written whole through the log over
+    /// the copies (seed 24039: a QoS 2 message completed elsewhere went to the client again).
+    /// Without a copy to fall back on, the version stays the session.
+    fn set_handed_over_aside(&mut self) {
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        let me = node.me();
+        let handed_over = std::mem::take(&mut node.stored_handed_over);
+        let aside: Vec<_> = (handed_over.iter())
+            .filter(|c| node.table.owners.get(*c) == Some(&me) && node.replicas.has(c))
+            .filter_map(|c| self.by_client.get(c).copied())
+            .collect();
+        for sid in aside {
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                s.will = None;
+            }
+            self.end_unreplicated(sid, true);
+        }
+    }
+
     /// Ends session `sid` because another node owns its client now. Its store deletions are this
     /// node's own, not writes of the session's owner: they never reach the copies, even when this
     /// node claims the client back before the batch is sealed (then the table would take them for
@@ -2869,6 +2903,10 @@ impl Engine {
         let client_id = self.sessions.get(&sid).map(|s| s.client_id.clone());
         let kept = handing.then(|| self.handed_over_version(sid)).flatten();
         self.end_session_keeping(sid, handing);
+        if let (Some(client_id), Some(_)) = (&client_id, &kept) {
+            let client_id = client_id.clone();
+            self.persist.push(StoreOp::PutHandedOver { client_id });
+        }
         let end = self.persist.len();
         if let Some(node) = &mut self.cluster {
             node.unreplicated

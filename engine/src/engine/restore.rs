@@ -29,7 +29,7 @@ impl Engine {
             "restore must come before any other input"
         );
         self.now = self.now.max(now);
-        self.restore_cluster(&state.raft, state.relays);
+        self.restore_cluster(&state.raft, state.relays, state.handed_over);
         // A cluster node's retained messages come from replaying the log: its own store may hold
         // one whose replication never committed.
         let retained = match self.cluster {
