@@ -390,16 +390,22 @@ impl Node {
         ]
     }
 
-    /// Whether a handover of `client_id` whose sender had applied the log to `sent_at` is the
-    /// session of this node's tenure, whichever of this node's claims it names: the sender sent
-    /// it as it applied the very entry that gave this node the client (`Table::owned_since`), and
-    /// no other node has owned the client since; later claims of this node only took it over
-    /// here. (Seed 21815: a node behind the log got the handover for its claim and learned of
-    /// that claim and its next one from a snapshot; it waited for a handover for the next one,
-    /// which nobody sends, took the session from its copy at the deadline, and delivered a QoS 2
+    /// Whether a handover of `client_id` for `claim`, whose sender had applied the log to
+    /// `sent_at`, is the session of this node's tenure, whichever of this node's applied claims
+    /// it names: the sender sent it as it applied the very entry that gave this node the client
+    /// (`Table::owned_since`), and no other node has owned the client since; later claims of this
+    /// node only took it over here. Only for a claim of this node's that applied: a late handover
+    /// passed on under another node's claim, or one with a restarted node's flows alone, may have
+    /// been sent at that position too (seed 20587: such a one was taken for the session).
+    /// (Seed 21815: a node behind the log got the handover for its claim and learned of that
+    /// claim and its next one from a snapshot; it waited for a handover for the next one, which
+    /// nobody sends, took the session from its copy at the deadline, and delivered a QoS 2
     /// message again that the handover's sender had completed.)
-    fn opens_tenure(&self, client_id: &ByteString, sent_at: u64) -> bool {
-        self.table.owners.get(client_id) == Some(&self.me())
+    fn opens_tenure(&self, client_id: &ByteString, claim: (u64, u64), sent_at: u64) -> bool {
+        let applied = self.table.claims.get(&(client_id.clone(), self.me()));
+        claim.0 == self.incarnation
+            && applied.is_some_and(|(inc, token)| *inc == claim.0 && *token >= claim.1)
+            && self.table.owners.get(client_id) == Some(&self.me())
             && self.table.owned_since.get(client_id) == Some(&sent_at)
     }
 
@@ -2310,7 +2316,7 @@ impl Engine {
         }
         let tenure = |e: &Early| {
             let node = self.cluster.as_ref();
-            e.claim == claim || node.is_some_and(|n| n.opens_tenure(&client_id, e.sent_at))
+            e.claim == claim || node.is_some_and(|n| n.opens_tenure(&client_id, e.claim, e.sent_at))
         };
         match early {
             Some(mut early) if tenure(&early) => {
@@ -2521,7 +2527,7 @@ impl Engine {
             return;
         };
         let me = node.me();
-        let tenure = node.opens_tenure(&client_id, sent_at);
+        let tenure = node.opens_tenure(&client_id, claim, sent_at);
         if node
             .awaiting
             .get(&client_id)
