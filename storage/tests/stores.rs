@@ -302,7 +302,7 @@ fn a_cluster_nodes_relays_survive_reopening_until_acknowledged_and_outlive_their
         message: message.clone(),
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut store = RocksStore::open(dir.path(), FsyncPolicy::Always).expect("opens");
+    let store = RocksStore::open(dir.path(), FsyncPolicy::Always).expect("opens");
     let mut memory = MemoryStore::new();
     let mut ops = batches;
     // Relays for a stored session and for one this node never held; then the stored session
@@ -311,12 +311,7 @@ fn a_cluster_nodes_relays_survive_reopening_until_acknowledged_and_outlive_their
     ops.push(vec![StoreOp::DeleteSession {
         client_id: "s1".into(),
     }]);
-    store.write(&ops).expect("writes");
-    memory.write(&ops).expect("writes");
-    drop(store);
-    let mut store = RocksStore::open(dir.path(), FsyncPolicy::Always).expect("reopens");
-    let loaded = store.load().expect("loads");
-    assert_eq!(memory.load().expect("loads"), loaded, "the fold agrees");
+    let (mut store, loaded) = write_and_reopen(dir.path(), store, &mut memory, &ops);
     let keys: Vec<_> = loaded.relays.keys().cloned().collect();
     assert_eq!(
         keys,
@@ -345,32 +340,39 @@ fn a_cluster_nodes_relays_survive_reopening_until_acknowledged_and_outlive_their
 fn a_session_kept_as_handed_over_is_marked_so_until_it_is_deleted() {
     let (batches, _) = engine_batches();
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut store = RocksStore::open(dir.path(), FsyncPolicy::Always).expect("opens");
+    let store = RocksStore::open(dir.path(), FsyncPolicy::Always).expect("opens");
     let mut memory = MemoryStore::new();
     let mut ops = batches;
     ops.push(vec![StoreOp::PutHandedOver {
         client_id: "s1".into(),
     }]);
-    store.write(&ops).expect("writes");
-    memory.write(&ops).expect("writes");
-    drop(store);
-    let mut store = RocksStore::open(dir.path(), FsyncPolicy::Always).expect("reopens");
-    let loaded = store.load().expect("loads");
-    assert_eq!(memory.load().expect("loads"), loaded, "the fold agrees");
+    let (store, loaded) = write_and_reopen(dir.path(), store, &mut memory, &ops);
     assert!(loaded.sessions.contains_key("s1"), "its records stay");
     assert_eq!(loaded.handed_over, ["s1".into()].into());
 
-    let delete = vec![StoreOp::DeleteSession {
+    let delete = vec![vec![StoreOp::DeleteSession {
         client_id: "s1".into(),
-    }];
-    store.write(std::slice::from_ref(&delete)).expect("writes");
-    memory.write(&[delete]).expect("writes");
-    drop(store);
-    let mut store = RocksStore::open(dir.path(), FsyncPolicy::Always).expect("reopens");
-    let loaded = store.load().expect("loads");
-    assert_eq!(memory.load().expect("loads"), loaded, "the fold agrees");
+    }]];
+    let (_, loaded) = write_and_reopen(dir.path(), store, &mut memory, &delete);
     assert!(!loaded.sessions.contains_key("s1"));
     assert!(loaded.handed_over.is_empty(), "deleted with the session");
+}
+
+/// Writes `ops` to `store` and `memory`, reopens the RocksDB store in `dir` and loads it: what it
+/// loads is what the in-memory fold holds.
+fn write_and_reopen(
+    dir: &std::path::Path,
+    mut store: RocksStore,
+    memory: &mut MemoryStore,
+    ops: &[Vec<StoreOp>],
+) -> (RocksStore, StoredState) {
+    store.write(ops).expect("writes");
+    memory.write(ops).expect("writes");
+    drop(store);
+    let mut store = RocksStore::open(dir, FsyncPolicy::Always).expect("reopens");
+    let loaded = store.load().expect("loads");
+    assert_eq!(memory.load().expect("loads"), loaded, "the fold agrees");
+    (store, loaded)
 }
 
 /// `op` for session `from` with its client identifier replaced by `to`; `None` for other sessions'
