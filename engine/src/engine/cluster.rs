@@ -2874,22 +2874,48 @@ impl Engine {
     /// waits for the session ([`Engine::await_missing_sessions`]) and merges the version into it
     /// ([`Engine::take_kept`]). Taken for the session, it was written whole through the log over
     /// the copies (seed 24039: a QoS 2 message completed elsewhere went to the client again).
-    /// Without a copy to fall back on, the version stays the session.
+    /// Without a copy to fall back on, the version stays the session, its records rewritten
+    /// whole here (which drops the mark).
     fn set_handed_over_aside(&mut self) {
         let Some(node) = &mut self.cluster else {
             return;
         };
         let me = node.me();
         let handed_over = std::mem::take(&mut node.stored_handed_over);
-        let aside: Vec<_> = (handed_over.iter())
-            .filter(|c| node.table.owners.get(*c) == Some(&me) && node.replicas.has(c))
-            .filter_map(|c| self.by_client.get(c).copied())
-            .collect();
-        for sid in aside {
+        let (aside, kept): (Vec<_>, Vec<_>) = (handed_over.iter())
+            .filter(|c| node.table.owners.get(*c) == Some(&me))
+            .filter_map(|c| Some((self.by_client.get(c).copied()?, node.replicas.has(c))))
+            .partition(|(_, copied)| *copied);
+        for (sid, _) in aside {
             if let Some(s) = self.sessions.get_mut(&sid) {
                 s.will = None;
             }
             self.end_unreplicated(sid, true);
+        }
+        for (sid, _) in kept {
+            let Some(s) = self.sessions.get(&sid) else {
+                continue;
+            };
+            let client_id = s.client_id.clone();
+            let mut ops = vec![StoreOp::DeleteSession {
+                client_id: client_id.clone(),
+            }];
+            ops.extend(s.stored(self.now).ops(&client_id));
+            self.push_unreplicated(ops);
+        }
+    }
+
+    /// Stores `ops` as this node's own, not as writes of the session's owner: they never go
+    /// through the log to the copies.
+    fn push_unreplicated(&mut self, ops: Vec<StoreOp>) {
+        let start = self.persist.len();
+        for op in ops {
+            self.persist.push(op);
+        }
+        let end = self.persist.len();
+        if let Some(node) = &mut self.cluster {
+            node.unreplicated
+                .push((self.persist.building(), start..end));
         }
     }
 
@@ -2931,15 +2957,9 @@ impl Engine {
     /// one's relays brought again went in twice (seed 21131: a QoS 2 message delivered twice).
     fn take_kept(&mut self, client_id: &ByteString) -> Option<StoredSession> {
         let kept = self.cluster.as_mut()?.kept.remove(client_id)?;
-        let start = self.persist.len();
-        self.persist.push(StoreOp::DeleteSession {
+        self.push_unreplicated(vec![StoreOp::DeleteSession {
             client_id: client_id.clone(),
-        });
-        let end = self.persist.len();
-        if let Some(node) = &mut self.cluster {
-            node.unreplicated
-                .push((self.persist.building(), start..end));
-        }
+        }]);
         Some(kept)
     }
 
