@@ -1801,12 +1801,13 @@ fn tally(log: &str, prefix: &str) -> usize {
 /// and sent a QoS 2 message again that the session had completed elsewhere), 20587 (the first fix
 /// for 21815 took a restarted node's late handover of flows alone, sent at the position that gave
 /// the node the client, for the session, without its high-water marks: a relay then went in
-/// again and a QoS 2 message was delivered twice).
+/// again and a QoS 2 message was delivered twice), 32815 (the same with a node's own flows-only
+/// late handover, under its incarnation and token 0, passed back to it by the node it went to).
 #[test]
 fn traced_seeds_miss_nothing() {
     for seed in [
         516, 662, 804, 854, 1179, 1954, 2732, 3319, 3630, 4137, 4990, 5172, 7840, 8149, 8670,
-        11154, 13653, 16899, 20110, 20587, 21098, 21131, 21162, 21815, 23141, 24039,
+        11154, 13653, 16899, 20110, 20587, 21098, 21131, 21162, 21815, 23141, 24039, 32815,
     ] {
         let log = scenario(seed);
         assert!(tally(&log, "roamer acknowledged: ") > 0, "seed {seed}");

@@ -394,9 +394,11 @@ impl Node {
     /// `sent_at`, is the session of this node's tenure, whichever of this node's applied claims
     /// it names: the sender sent it as it applied the very entry that gave this node the client
     /// (`Table::owned_since`), and no other node has owned the client since; later claims of this
-    /// node only took it over here. Only for a claim of this node's that applied: a late handover
-    /// passed on under another node's claim, or one with a restarted node's flows alone, may have
-    /// been sent at that position too (seed 20587: such a one was taken for the session).
+    /// node only took it over here. Only for a claim of this node's that applied (a CONNECT's:
+    /// tokens start at 1): a late handover passed on under another node's claim, or one with a
+    /// restarted node's flows alone (under its incarnation and token 0, which may be this node's
+    /// own, passed back to it), may have been sent at that position too (seeds 20587 and 32815:
+    /// such a one was taken for the session).
     /// (Seed 21815: a node behind the log got the handover for its claim and learned of that
     /// claim and its next one from a snapshot; it waited for a handover for the next one, which
     /// nobody sends, took the session from its copy at the deadline, and delivered a QoS 2
@@ -404,6 +406,7 @@ impl Node {
     fn opens_tenure(&self, client_id: &ByteString, claim: (u64, u64), sent_at: u64) -> bool {
         let applied = self.table.claims.get(&(client_id.clone(), self.me()));
         claim.0 == self.incarnation
+            && claim.1 > 0
             && applied.is_some_and(|(inc, token)| *inc == claim.0 && *token >= claim.1)
             && self.table.owners.get(client_id) == Some(&self.me())
             && self.table.owned_since.get(client_id) == Some(&sent_at)
