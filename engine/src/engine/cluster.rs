@@ -417,6 +417,18 @@ impl Node {
     /// claim in force here does not say on its own: a claim that applied and whose client then
     /// left has none (seed 620: a handover for such a claim waited for ever as early, holding its
     /// link's acknowledgements).
+    /// Whether a handover of `client_id` for `claim`, sent at `sent_at`, is the session this node
+    /// waits for under `awaited`: sent for that claim, or opening this node's tenure.
+    fn answers(
+        &self,
+        client_id: &ByteString,
+        awaited: (u64, u64),
+        claim: (u64, u64),
+        sent_at: u64,
+    ) -> bool {
+        claim == awaited || self.opens_tenure(client_id, claim, sent_at)
+    }
+
     fn claim_ahead(&self, client_id: &ByteString, claim: (u64, u64), sent_at: u64) -> bool {
         let applied = self.table.claims.get(&(client_id.clone(), self.me()));
         claim.0 == self.incarnation
@@ -2317,12 +2329,11 @@ impl Engine {
             self.admit_claimed(client_id, claim, conn);
             return self.early_done(early, None);
         }
-        let tenure = |e: &Early| {
-            let node = self.cluster.as_ref();
-            e.claim == claim || node.is_some_and(|n| n.opens_tenure(&client_id, e.claim, e.sent_at))
-        };
+        let node = self.cluster.as_ref();
+        let answers =
+            |e: &Early| node.is_some_and(|n| n.answers(&client_id, claim, e.claim, e.sent_at));
         match early {
-            Some(mut early) if tenure(&early) => {
+            Some(mut early) if answers(&early) => {
                 let mark = self.persist.mark();
                 self.install_session(&client_id, early.session.take(), false);
                 let sid = self.by_client.get(&client_id).copied();
@@ -2530,11 +2541,10 @@ impl Engine {
             return;
         };
         let me = node.me();
-        let tenure = node.opens_tenure(&client_id, claim, sent_at);
         if node
             .awaiting
             .get(&client_id)
-            .is_some_and(|a| a.claim == claim || tenure)
+            .is_some_and(|a| node.answers(&client_id, a.claim, claim, sent_at))
         {
             let Some(awaiting) = node.awaiting.remove(&client_id) else {
                 return;
@@ -2885,7 +2895,7 @@ impl Engine {
         };
         let me = node.me();
         let handed_over = std::mem::take(&mut node.stored_handed_over);
-        let (aside, kept): (Vec<_>, Vec<_>) = (handed_over.iter())
+        let (aside, live): (Vec<_>, Vec<_>) = (handed_over.iter())
             .filter(|c| node.table.owners.get(*c) == Some(&me))
             .filter_map(|c| Some((self.by_client.get(c).copied()?, node.replicas.has(c))))
             .partition(|(_, copied)| *copied);
@@ -2895,7 +2905,7 @@ impl Engine {
             }
             self.end_unreplicated(sid, true);
         }
-        for (sid, _) in kept {
+        for (sid, _) in live {
             let Some(s) = self.sessions.get(&sid) else {
                 continue;
             };
