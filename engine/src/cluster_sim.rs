@@ -74,8 +74,9 @@ pub struct Client {
     pub interrupted: bool,
     /// Whether its last CONNECT asked to resume its session (clean start 0).
     resuming: bool,
-    /// Whether the broker acknowledged a SUBSCRIBE of a session it resumes.
-    subscribed: bool,
+    /// Whether the broker acknowledged a SUBSCRIBE of a session it resumes (since its last clean
+    /// start): what it is published from then on is what it can be expected to get.
+    pub subscribed: bool,
     /// Accepted resuming CONNECTs answered without its session after a SUBSCRIBE was
     /// acknowledged: the session was lost (its node died, and no copy survived).
     pub sessions_lost: u32,
