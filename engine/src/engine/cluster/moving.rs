@@ -541,6 +541,12 @@ impl Engine {
     /// it into the session (seed 4990: a late handover from a node that had been cut off, with two
     /// messages no copy had, reached a node whose wait a newer claim had ended, and went no
     /// further).
+    ///
+    /// So does a version this node set aside at its restart, handed over before its crash with
+    /// no word of its arrival ([`Engine::set_handed_over_aside`]): merged into the session had
+    /// it come here, it goes on with the wait, and its records go once that handover is
+    /// acknowledged. Left behind, they stayed in the store for good (seed 36881: the restarted
+    /// node learned it had been declared down, and its wait ended without it).
     pub(super) fn pass_on_late(
         &mut self,
         to: u16,
@@ -548,7 +554,11 @@ impl Engine {
         mine: (u64, u64),
         lates: Vec<StoredSession>,
     ) {
-        for late in lates {
+        let set_aside = self.cluster.as_ref().and_then(|node| {
+            let kept = node.kept.get(client_id)?;
+            (!node.handing.contains_key(client_id)).then(|| kept.clone())
+        });
+        for late in lates.into_iter().chain(set_aside) {
             self.send_handover(to, client_id.clone(), mine, Some(Box::new(late)));
         }
     }
