@@ -1814,12 +1814,15 @@ fn tally(log: &str, prefix: &str) -> usize {
 /// late handover, under its incarnation and token 0, passed back to it by the node it went to),
 /// 36881 (a node restarted with a version it had handed over before its crash set aside, learned
 /// that it had been declared down meanwhile, and ended its wait without passing the version on:
-/// its records stayed in the store for good).
+/// its records stayed in the store for good), 42610 (a node back from a partition found that a
+/// client connected to it had moved, and published the client's will as it took the connection
+/// over, after the owner had published it from its copy: delivered twice).
 #[test]
 fn traced_seeds_miss_nothing() {
     for seed in [
         516, 662, 804, 854, 1179, 1954, 2732, 3319, 3630, 4137, 4990, 5172, 7840, 8149, 8670,
         11154, 13653, 16899, 20110, 20587, 21098, 21131, 21162, 21815, 23141, 24039, 32815, 36881,
+        42610,
     ] {
         let log = scenario(seed);
         assert!(tally(&log, "roamer acknowledged: ") > 0, "seed {seed}");

@@ -2354,7 +2354,7 @@ impl Engine {
                 // behind the log learned of its new claim from a snapshot, and the client's old
                 // connection stayed attached there while the client moved on).
                 if let Some(sid) = self.by_client.get(&client_id).copied() {
-                    self.take_over_connection(sid);
+                    self.take_over_stale_connection(sid);
                 }
                 let Some(node) = &mut self.cluster else {
                     return;
@@ -2835,7 +2835,7 @@ impl Engine {
             // learned from a snapshot that its connected client's session was another node's
             // handed the session over and ended it, but left the connection open, attached to
             // nothing; the client waited there for messages that went to the owner).
-            self.take_over_connection(sid);
+            self.take_over_stale_connection(sid);
             // With its will, as a handover carries it.
             self.hand_over_found(sid, live);
             if let Some(s) = self.sessions.get_mut(&sid) {
@@ -3097,6 +3097,20 @@ impl Engine {
                 CloseReason::SessionTakenOver,
                 true,
             );
+        }
+    }
+
+    /// [`Engine::take_over_connection`] of a stale version of a session, which other nodes have
+    /// held since: the connection's will stays in the version, not published here. The session
+    /// goes on elsewhere with its will (a handover carries it, the copies hold it), and the node
+    /// that holds it publishes it, unless the client resumed there (seed 42610: a node back from
+    /// a partition published a will as it took the connection over, and so had the owner, which
+    /// had taken the session from its copy meanwhile).
+    fn take_over_stale_connection(&mut self, sid: crate::session::SessionId) {
+        let will = self.sessions.get_mut(&sid).and_then(|s| s.will.take());
+        self.take_over_connection(sid);
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.will = will;
         }
     }
 
