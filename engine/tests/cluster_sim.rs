@@ -1816,13 +1816,16 @@ fn tally(log: &str, prefix: &str) -> usize {
 /// that it had been declared down meanwhile, and ended its wait without passing the version on:
 /// its records stayed in the store for good), 42610 (a node back from a partition found that a
 /// client connected to it had moved, and published the client's will as it took the connection
-/// over, after the owner had published it from its copy: delivered twice).
+/// over, after the owner had published it from its copy: delivered twice), 51529 (a node cut off
+/// for the whole of another's second incarnation still had that node's first as the last its link
+/// heard, took a relay of the first incarnation's for the newest, and delivered a QoS 2 message
+/// twice).
 #[test]
 fn traced_seeds_miss_nothing() {
     for seed in [
         516, 662, 804, 854, 1179, 1954, 2732, 3319, 3630, 4137, 4990, 5172, 7840, 8149, 8670,
         11154, 13653, 16899, 20110, 20587, 21098, 21131, 21162, 21815, 23141, 24039, 32815, 36881,
-        42610,
+        42610, 51529,
     ] {
         let log = scenario(seed);
         assert!(tally(&log, "roamer acknowledged: ") > 0, "seed {seed}");

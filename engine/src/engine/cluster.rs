@@ -84,6 +84,11 @@ pub(super) struct Node {
     /// The sessions this node's store held at its restart only as versions handed over (see
     /// [`StoreOp::PutHandedOver`]), sorted out once the log is replayed.
     stored_handed_over: BTreeSet<ByteString>,
+    /// Incarnations of other nodes that this node saw a later `Start` replace (in an entry it
+    /// applied, or in a table a snapshot replaced; since this node started). A link may still
+    /// report one as the last it heard (this node was cut off from the whole incarnation that
+    /// followed it): such a one is not among a node's latest ([`Node::incarnations_of`]).
+    retired: BTreeMap<u16, BTreeSet<u64>>,
     /// The link message being handled, (sender, sequence number): a handler that cannot be done
     /// with it yet takes it, and releases it later (see [`Links::hold`]).
     delivering: Option<(u16, u64)>,
@@ -292,6 +297,7 @@ impl Node {
             handed: BTreeMap::new(),
             stored_relays: BTreeMap::new(),
             stored_handed_over: BTreeSet::new(),
+            retired: BTreeMap::new(),
             handing: BTreeMap::new(),
             kept: Default::default(),
             delivering: None,
@@ -379,15 +385,27 @@ impl Node {
 
     /// The incarnations of `origin` this node knows to be its latest: its own, for this node;
     /// for another, the one its last `Start` applied here gave and the one its link last heard
-    /// (either may learn of a restart first). See [`crate::session::Session::take_stamp`].
+    /// (either may learn of a restart first), unless a `Start` replaced the latter already (seed
+    /// 51529: a node cut off for the whole of another's second incarnation still had its first
+    /// from the link, took a relay of it for the newest, and delivered a QoS 2 message twice).
+    /// See [`crate::session::Session::take_stamp`].
     pub(super) fn incarnations_of(&self, origin: u16) -> [Option<u64>; 2] {
         if origin == self.me() {
             return [Some(self.incarnation), None];
         }
+        let retired = self.retired.get(&origin);
         [
             self.table.incarnations.get(&origin).copied(),
-            self.links.peer_incarnation(origin),
+            (self.links.peer_incarnation(origin))
+                .filter(|inc| !retired.is_some_and(|r| r.contains(inc))),
         ]
+    }
+
+    /// Records that `origin`'s incarnation `old` gave way to `new` in the table.
+    fn retire(&mut self, origin: u16, old: Option<u64>, new: Option<u64>) {
+        if let Some(old) = old.filter(|old| Some(*old) != new && origin != self.me()) {
+            self.retired.entry(origin).or_default().insert(old);
+        }
     }
 
     /// Whether a handover of `client_id` for `claim`, whose sender had applied the log to
@@ -625,6 +643,10 @@ impl Engine {
             node.mark_owner(batch, at, &client, mine);
         }
         let old = std::mem::replace(&mut node.table, state.table);
+        for (n, inc) in &old.incarnations {
+            let new = node.table.incarnations.get(n).copied();
+            node.retire(*n, Some(*inc), new);
+        }
         // Clients this node owned by the table the snapshot replaces and still owns since the
         // same entry (no other node took them in between): a session it holds for one of them
         // is the latest.
@@ -2118,7 +2140,15 @@ impl Engine {
         }
         let me = node.me();
         let my_incarnation = node.incarnation;
+        let started = match &command {
+            Command::Start { node: n, .. } => Some((*n, node.table.incarnations.get(n).copied())),
+            _ => None,
+        };
         let change = node.table.apply(entry.index, &command);
+        if let Some((n, old)) = started {
+            let new = node.table.incarnations.get(&n).copied();
+            node.retire(n, old, new);
+        }
         if let Command::Release { client_id, .. } = &command {
             if !node.table.owners.contains_key(client_id) {
                 // The session ended for good.
