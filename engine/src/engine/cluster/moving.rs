@@ -546,7 +546,11 @@ impl Engine {
     /// no word of its arrival ([`Engine::set_handed_over_aside`]): merged into the session had
     /// it come here, it goes on with the wait, and its records go once that handover is
     /// acknowledged. Left behind, they stayed in the store for good (seed 36881: the restarted
-    /// node learned it had been declared down, and its wait ended without it).
+    /// node learned it had been declared down, and its wait ended without it). And so does a
+    /// version the node still holds, which it took for stale as it started waiting: it may have
+    /// taken messages the session that came lacks (seed 52316: a node took a message into the
+    /// session, learned of a new claim of its own from a snapshot, waited for the session from
+    /// the writer of its copy, passed on the one that came, and dropped its own with the message).
     pub(super) fn pass_on_late(
         &mut self,
         to: u16,
@@ -558,7 +562,8 @@ impl Engine {
             let kept = node.kept.get(client_id)?;
             (!node.handing.contains_key(client_id)).then(|| kept.clone())
         });
-        for late in lates.into_iter().chain(set_aside) {
+        let held = (self.by_client.get(client_id)).and_then(|sid| self.handed_over_version(*sid));
+        for late in lates.into_iter().chain(set_aside).chain(held) {
             self.send_handover(to, client_id.clone(), mine, Some(Box::new(late)));
         }
     }
