@@ -430,11 +430,6 @@ impl Node {
             && self.table.owned_since.get(client_id) == Some(&sent_at)
     }
 
-    /// Whether `claim`, if this node's (this incarnation's), has not applied here yet: a handover
-    /// for it, sent by a node that had applied the log to `sent_at`, came ahead of it. The
-    /// claim in force here does not say on its own: a claim that applied and whose client then
-    /// left has none (seed 620: a handover for such a claim waited for ever as early, holding its
-    /// link's acknowledgements).
     /// Whether a handover of `client_id` for `claim`, sent at `sent_at`, is the session this node
     /// waits for under `awaited`: sent for that claim, or opening this node's tenure.
     fn answers(
@@ -447,6 +442,11 @@ impl Node {
         claim == awaited || self.opens_tenure(client_id, claim, sent_at)
     }
 
+    /// Whether `claim`, if this node's (this incarnation's), has not applied here yet: a handover
+    /// for it, sent by a node that had applied the log to `sent_at`, came ahead of it. The
+    /// claim in force here does not say on its own: a claim that applied and whose client then
+    /// left has none (seed 620: a handover for such a claim waited for ever as early, holding its
+    /// link's acknowledgements).
     fn claim_ahead(&self, client_id: &ByteString, claim: (u64, u64), sent_at: u64) -> bool {
         let applied = self.table.claims.get(&(client_id.clone(), self.me()));
         claim.0 == self.incarnation
