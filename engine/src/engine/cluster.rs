@@ -78,6 +78,10 @@ pub(super) struct Node {
     /// [`Engine::end_unreplicated`]). A session of the client that starts here meanwhile
     /// replaces them ([`Engine::take_kept`]).
     kept: BTreeMap<ByteString, StoredSession>,
+    /// Messages of sessions another node handed over here that this node handed on (see
+    /// [`Engine::pass_on_handover`]), by client and stamp: how many such handovers still on
+    /// their way hold the message's relay record in this node's store.
+    passing: BTreeMap<(ByteString, Stamp), u32>,
     /// The relays this node's store held at its restart, sent again once the log is replayed
     /// (see [`StoreOp::PutRelay`]).
     stored_relays: BTreeMap<(ByteString, Stamp), Arc<Message>>,
@@ -295,6 +299,7 @@ impl Node {
             early: BTreeMap::new(),
             moving: BTreeMap::new(),
             handed: BTreeMap::new(),
+            passing: BTreeMap::new(),
             stored_relays: BTreeMap::new(),
             stored_handed_over: BTreeSet::new(),
             retired: BTreeMap::new(),
@@ -1027,10 +1032,11 @@ impl Engine {
             }
             if let PeerMessage::Handover {
                 client_id,
-                session: Some(_),
+                session: Some(session),
                 ..
             } = &message
             {
+                self.passed_on(client_id, session);
                 self.handover_done(client_id);
             }
             if let PeerMessage::Publish {
@@ -2582,7 +2588,7 @@ impl Engine {
             // A session sent for a newer claim of this node meanwhile may have taken more.
             let (session, others) = moving::freshest(session, awaiting.late);
             if let Some((to, theirs)) = awaiting.owed {
-                self.send_handover(to, client_id.clone(), theirs, session);
+                self.pass_on_handover(to, client_id.clone(), theirs, session);
                 self.pass_on_late(to, &client_id, claim, others);
                 return self.pass_on_kept(to, client_id, awaiting.kept);
             }
@@ -2637,7 +2643,7 @@ impl Engine {
                 if let Some(node) = &mut self.cluster {
                     node.handed_over(&client_id, now);
                 }
-                self.send_handover(owner, client_id, claim, Some(session));
+                self.pass_on_handover(owner, client_id, claim, Some(session));
             }
             None => {}
         }
@@ -2803,7 +2809,7 @@ impl Engine {
             let (copy, others) = moving::freshest(copy, awaiting.late);
             match awaiting.owed {
                 Some((to, claim)) => {
-                    self.send_handover(to, client_id.clone(), claim, copy);
+                    self.pass_on_handover(to, client_id.clone(), claim, copy);
                     self.pass_on_late(to, &client_id, awaiting.claim, others);
                     self.pass_on_kept(to, client_id, awaiting.kept);
                 }
@@ -3026,9 +3032,12 @@ impl Engine {
             self.persist.peer_stored(seq);
             self.release_held();
         }
-        if session.is_none() {
+        let Some(session) = session else {
             return;
-        }
+        };
+        // Stored again (as relays) if this node hands it on once more, before its records go.
+        self.passed_on(&client_id, &session);
+        let session = Some(session);
         let sent_at = self.cluster.as_ref().map_or(0, |node| node.position());
         self.handover_arrived(client_id.clone(), claim, session, sent_at);
         self.handover_done(&client_id);

@@ -140,6 +140,15 @@ pub(super) struct Moving {
     announced: u64,
 }
 
+/// The messages of a handed-over `session` that may go to its owner as relays, with their
+/// stamps: those never sent, and QoS 1 ones sent (at least once allows a second delivery). A
+/// QoS 2 message sent goes on only under its packet identifier (see [`Engine::merge_late_flow`]).
+fn relayable(session: &StoredSession) -> impl Iterator<Item = (Stamp, &Arc<Message>)> {
+    (session.messages.values())
+        .filter(|m| m.state == OutboundState::Queued || m.qos == QoS::AtLeastOnce)
+        .filter_map(|m| Some((m.stamp?, &m.message)))
+}
+
 /// How long a node relays what arrives for a session it handed over. A message routed to it
 /// before its origin applied the claim can be held up on the link by a partition until the others
 /// give up on a node, `peer_timeout`; twice that, with room to spare.
@@ -563,8 +572,65 @@ impl Engine {
             (!node.handing.contains_key(client_id)).then(|| kept.clone())
         });
         let held = (self.by_client.get(client_id)).and_then(|sid| self.handed_over_version(*sid));
-        for late in lates.into_iter().chain(set_aside).chain(held) {
-            self.send_handover(to, client_id.clone(), mine, Some(Box::new(late)));
+        for late in lates {
+            self.pass_on_handover(to, client_id.clone(), mine, Some(Box::new(late)));
+        }
+        // This node's store holds these two until their handover is acknowledged.
+        for own in set_aside.into_iter().chain(held) {
+            self.send_handover(to, client_id.clone(), mine, Some(Box::new(own)));
+        }
+    }
+
+    /// Hands on to `to`, under `claim`, a version of `client_id`'s session that this node got
+    /// (from another node's handover, or its copy) and does not hold in its store. What
+    /// acknowledged the handover here (the sender's link) does not wait for `to`: so its
+    /// messages that can be relayed ([`relayable`]) are stored as relays
+    /// ([`StoreOp::PutRelay`]) until `to` acknowledges it ([`Engine::passed_on`]), and a
+    /// restart sends them on ([`Engine::resend_stored_relays`]). Seed 56584: a claimant got the
+    /// session, with four acknowledged messages no copy had, handed it on to a newer claimant
+    /// cut off from it, and crashed; the link lost it, and the old owner had dropped its records
+    /// on the claimant's acknowledgement.
+    pub(super) fn pass_on_handover(
+        &mut self,
+        to: u16,
+        client_id: ByteString,
+        claim: (u64, u64),
+        session: Option<Box<StoredSession>>,
+    ) {
+        if let (Some(session), Some(node)) = (&session, &mut self.cluster) {
+            for (stamp, message) in relayable(session) {
+                let key = (client_id.clone(), stamp);
+                *node.passing.entry(key).or_insert(0) += 1;
+                self.persist.push(StoreOp::PutRelay {
+                    client_id: client_id.clone(),
+                    stamp,
+                    message: message.clone(),
+                });
+            }
+        }
+        self.send_handover(to, client_id, claim, session);
+    }
+
+    /// A handover of `session` from here is acknowledged or given up on: the relay records that
+    /// [`Engine::pass_on_handover`] stored for it go, unless another handover on its way holds
+    /// them too.
+    pub(super) fn passed_on(&mut self, client_id: &ByteString, session: &StoredSession) {
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        for (stamp, _) in relayable(session) {
+            let key = (client_id.clone(), stamp);
+            match node.passing.get_mut(&key) {
+                Some(n) if *n > 1 => *n -= 1,
+                Some(_) => {
+                    node.passing.remove(&key);
+                    self.persist.push(StoreOp::DeleteRelay {
+                        client_id: client_id.clone(),
+                        stamp,
+                    });
+                }
+                None => {}
+            }
         }
     }
 
