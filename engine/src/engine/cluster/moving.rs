@@ -192,11 +192,22 @@ impl Node {
     /// covers, and those of nodes that restarted, are routed to their owner as after their claim
     /// or restart (seed 3630: a node cut off while another restarted took the restart in a
     /// snapshot, and routed a message for that node's session nowhere). What a claimant had
-    /// announced before is told by the table replaced, the last this node knew.
+    /// announced before is told by the table replaced, the last this node knew. A session whose
+    /// owner is the same under a newer claim moved too: it may have gone and come back, and its
+    /// owner's interest for it went with it (seed 56902: a session went to another node and back
+    /// in what a snapshot covered, its owner crashed before it arrived, and a message published
+    /// on the node that took the snapshot reached no node).
     pub(super) fn moves_in_snapshot(&mut self, old: &Table) {
         let me = self.me();
+        let claim = |table: &Table, c: &ByteString, owner: u16| {
+            table.claims.get(&(c.clone(), owner)).copied()
+        };
         let moved: Vec<(ByteString, u16, u64)> = (self.table.owners.iter())
-            .filter(|(c, owner)| **owner != me && old.owners.get(*c) != Some(*owner))
+            .filter(|(_, owner)| **owner != me)
+            .filter(|(c, owner)| {
+                old.owners.get(*c) != Some(*owner)
+                    || claim(old, c, **owner) != claim(&self.table, c, **owner)
+            })
             .map(|(c, owner)| (c.clone(), *owner, old.interest_version(*owner)))
             .collect();
         for (client_id, to, announced) in moved {
