@@ -1830,13 +1830,16 @@ fn tally(log: &str, prefix: &str) -> usize {
 /// handover died with its link, and the old owner had dropped its records on the claimant's
 /// acknowledgement), 56902 (a session went to another node and back within what a snapshot
 /// covered; its owner crashed before it arrived, and the node that took the snapshot routed a
-/// message for it nowhere).
+/// message for it nowhere), 59483 (a node back from a partition found in an old snapshot that the
+/// session it held was another node's, under a claim that node still waited on; its stale
+/// version was taken for the session, and a QoS 2 message the client had completed on a third
+/// node in between went to it again).
 #[test]
 fn traced_seeds_miss_nothing() {
     for seed in [
         516, 662, 804, 854, 1179, 1954, 2732, 3319, 3630, 4137, 4990, 5172, 7840, 8149, 8670,
         11154, 13653, 16899, 20110, 20587, 21098, 21131, 21162, 21815, 23141, 24039, 32815, 36881,
-        42610, 51529, 52316, 56584, 56902,
+        42610, 51529, 52316, 56584, 56902, 59483,
     ] {
         let log = scenario(seed);
         assert!(tally(&log, "roamer acknowledged: ") > 0, "seed {seed}");

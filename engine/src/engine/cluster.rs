@@ -215,11 +215,30 @@ struct Awaiting {
     /// A newer claim took the client to another node meanwhile: what arrives goes on there, for
     /// that claim.
     owed: Option<(u16, (u64, u64))>,
+    /// The node the session comes from, if the log said (the owner before `claim`, another node):
+    /// a handover for `claim` that another node sends is a version it found stale, sent under
+    /// the claim in force in an older table ([`Engine::hand_over_found`]), not the session. Seed
+    /// 59483: a node that had been cut off found in an old snapshot that the session it held was
+    /// another node's under a claim that node still waited on; the client had been on a third
+    /// node since, which had taken a QoS 2 message to it, and the stale version was taken for the
+    /// session and sent the message again.
+    from: Option<u16>,
     /// Sessions that arrived for older claims of this node meanwhile: every version, since each
     /// may hold messages the others lack.
     late: Vec<StoredSession>,
     /// Messages routed here for the session meanwhile, delivered once it is installed.
     kept: Vec<moving::Kept>,
+}
+
+impl Awaiting {
+    /// Whether a handover for `claim` that `sender` sent (`None`: not from a link) can be the
+    /// session waited for, by who sent it (see [`Awaiting::from`]).
+    fn sent_by(&self, sender: Option<u16>, claim: (u64, u64)) -> bool {
+        match (self.from, sender) {
+            (Some(from), Some(sender)) => claim != self.claim || from == sender,
+            _ => true,
+        }
+    }
 }
 
 /// A handover ahead of its claim. Held in memory only, so its link message is not acknowledged
@@ -807,7 +826,7 @@ impl Engine {
             } else {
                 node.replicas.writer(&client_id)
             };
-            self.own_claim(client_id, from, (incarnation, token), conn, early);
+            self.own_claim(client_id, from, false, (incarnation, token), conn, early);
         }
     }
 
@@ -2263,12 +2282,12 @@ impl Engine {
                 if to == me && incarnation == my_incarnation {
                     let conn = node.parked.remove(&token).map(|(conn, _)| conn);
                     let early = node.early.remove(&client_id);
-                    self.own_claim(client_id, from, (incarnation, token), conn, early);
+                    self.own_claim(client_id, from, true, (incarnation, token), conn, early);
                 } else if to == me && !replaying {
                     // A claim this node made before it restarted, whose CONNECT died with it: the
                     // session still comes here (its old owner sends the handover again, as this
                     // node never acknowledged it), and what this node hands over next waits for it.
-                    self.own_claim(client_id, from, (incarnation, token), None, None);
+                    self.own_claim(client_id, from, true, (incarnation, token), None, None);
                 } else if to != me && !replaying {
                     let claim = (incarnation, token);
                     if from == Some(me) {
@@ -2313,11 +2332,13 @@ impl Engine {
         &mut self,
         client_id: ByteString,
         from: Option<u16>,
+        from_log: bool,
         claim: (u64, u64),
         conn: Option<ConnId>,
         early: Option<Early>,
     ) {
         let now = self.now;
+        let me = self.me();
         // A CONNECT whose connection closed while its claim was on its way is no CONNECT: the
         // session must still come here (the old owner hands it over), or it would be lost.
         let claiming = conn.and_then(|conn| match self.conns.get(&conn).map(|c| &c.phase) {
@@ -2404,6 +2425,7 @@ impl Engine {
                         conn,
                         deadline,
                         owed: None,
+                        from: from.filter(|from| from_log && *from != me),
                         late: late.into_iter().map(|l| *l).collect(),
                         kept,
                     },
@@ -2577,11 +2599,10 @@ impl Engine {
             return;
         };
         let me = node.me();
-        if node
-            .awaiting
-            .get(&client_id)
-            .is_some_and(|a| node.answers(&client_id, a.claim, claim, sent_at))
-        {
+        let sender = node.delivering.map(|(from, _)| from);
+        if node.awaiting.get(&client_id).is_some_and(|a| {
+            node.answers(&client_id, a.claim, claim, sent_at) && a.sent_by(sender, claim)
+        }) {
             let Some(awaiting) = node.awaiting.remove(&client_id) else {
                 return;
             };
@@ -2911,7 +2932,7 @@ impl Engine {
             })
             .collect();
         for (client_id, claim, from) in missing {
-            self.own_claim(client_id, from, claim, None, None);
+            self.own_claim(client_id, from, false, claim, None, None);
         }
     }
 
