@@ -321,6 +321,23 @@ fn a_relay_outlasts_its_link_giving_up() {
     assert!(sim.disk(1).relays.is_empty(), "{}", sim.log());
 }
 
+/// As `a_message_that_reaches_the_old_node_after_the_handover_is_relayed`, but the publisher's
+/// link to the old node stays cut (one way) for longer than a link waits, while the leader (node
+/// 4 of five) hears both nodes, so neither is declared down: the publisher's node gives up on the
+/// message and relays it to the session's owner now itself, instead of dropping it (seed 62155:
+/// dropped, it was acknowledged and lost).
+#[test]
+fn a_publish_given_up_on_reaches_the_session_that_moved_since() {
+    let mut sim = roamer_offline_on_node_1_of(5, 1);
+    assert_eq!(leaders(&sim), BTreeSet::from([4]), "{}", sim.log());
+    late_message_held_for_node_1(&mut sim);
+    sim.run_checked(secs(25), &mut |s| s.check());
+    assert!(stats(&sim, 2).peer_drops > 0, "gave up: {}", sim.log());
+    assert_eq!(stats(&sim, 4).nodes_down, 0, "{}", sim.log());
+    assert_late_after_direct(&sim);
+    assert!(sim.disk(2).relays.is_empty(), "{}", sim.log());
+}
+
 /// The roamer moves from node 1 to node 3 while node 3 does not hear node 1 (a one-way cut) and
 /// the leader (node 4 of five) hears both, so nobody is declared down. Node 3 takes the session
 /// from its copy; node 1 keeps the session's records until its handover arrives, and relays a

@@ -1432,6 +1432,38 @@ impl Engine {
         }
     }
 
+    /// A publish this node gave up on (its node acknowledged nothing for twice `peer_timeout`,
+    /// and was not declared down) still reaches the persistent sessions that moved since this
+    /// node routed it (`after`): that node would have relayed it to them, and their owners now
+    /// did not get it. Those this node holds take it here, the others' owners get it as relays;
+    /// the publisher's acknowledgement waits until that is stored. Seed 62155: the roamer's node
+    /// crashed with two messages routed to it, the session moved to another node, and the
+    /// publisher's node gave up on the crashed one just after its restart. The sessions that
+    /// stayed on that node lose it, as its other subscribers do (see docs/cluster.md, "Giving
+    /// up").
+    fn relay_given_up(&mut self, message: &PeerMessage) {
+        let PeerMessage::Publish {
+            message,
+            plain: true,
+            receipt,
+            stamp,
+            after,
+            ..
+        } = message
+        else {
+            return;
+        };
+        self.redirect_to_moved_here(message, *stamp, *after, *receipt);
+        if let Some(seq) = receipt {
+            self.persist.await_more(*seq);
+        }
+        let mark = self.persist.mark();
+        let outer = std::mem::replace(&mut self.stamp, *stamp);
+        self.relay_to_moved(message, *after);
+        self.stamp = outer;
+        self.own_share_done(mark, *receipt);
+    }
+
     /// Delivers `message`, which waited here for a node declared down, to the persistent
     /// sessions this node holds that moved since this node routed it (`routed_at`): it went to
     /// their owner then, perhaps the down node, and this node's sessions took it only if they
@@ -1567,6 +1599,9 @@ impl Engine {
                     }
             )
         });
+        for message in &dropped {
+            self.relay_given_up(message);
+        }
         self.link_receipts(dropped);
         for message in again {
             match message {
