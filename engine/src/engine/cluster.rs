@@ -226,6 +226,14 @@ struct Awaiting {
     /// Sessions that arrived for older claims of this node meanwhile: every version, since each
     /// may hold messages the others lack.
     late: Vec<StoredSession>,
+    /// The ordinary filters of the session's copy as the wait began, which this node's interest
+    /// counts while it waits ([`crate::router::Router::hold_interest`]): a node that ended a
+    /// stale version of the session and waits for it under its own newer claim would otherwise
+    /// withdraw its interest meanwhile, and the others route its messages nowhere once their
+    /// routing to it as a claimant settled (seed 62041: a node behind the log handed over its
+    /// stale version, took its own claim, and its interest went to 0 and back to 1 around the
+    /// session's arrival; a message published in between reached no node).
+    interest: Vec<ByteString>,
     /// Messages routed here for the session meanwhile, delivered once it is installed.
     kept: Vec<moving::Kept>,
 }
@@ -1539,6 +1547,7 @@ impl Engine {
             None => BTreeMap::new(),
         };
         for (client_id, awaiting) in waits {
+            self.release_interest(&awaiting.interest);
             if let Some(conn) = awaiting.conn {
                 self.refuse_claiming(conn);
             }
@@ -2405,8 +2414,11 @@ impl Engine {
             awaiting.admit = claim;
             let older = std::mem::replace(&mut awaiting.conn, conn.filter(|_| resuming));
             if !resuming {
-                let kept = node.awaiting.remove(&client_id).map(|a| a.kept);
-                self.deliver_kept(kept.unwrap_or_default(), None);
+                let (kept, interest) = (node.awaiting.remove(&client_id))
+                    .map(|a| (a.kept, a.interest))
+                    .unwrap_or_default();
+                self.release_interest(&interest);
+                self.deliver_kept(kept, None);
                 self.admit_claimed(client_id, claim, conn);
             }
             if let Some(older) = older {
@@ -2452,6 +2464,20 @@ impl Engine {
                     return;
                 };
                 let deadline = now + node.config.handover_timeout;
+                let interest: Vec<ByteString> = (node.replicas.session(&client_id))
+                    .map(|copy| {
+                        (copy.subscriptions.keys())
+                            .filter(|f| !f.starts_with("$share/"))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for filter in &interest {
+                    self.router.hold_interest(filter);
+                }
+                let Some(node) = &mut self.cluster else {
+                    return;
+                };
                 node.awaiting.insert(
                     client_id,
                     Awaiting {
@@ -2463,9 +2489,17 @@ impl Engine {
                         from: from.filter(|from| from_log && *from != me),
                         late: late.into_iter().map(|l| *l).collect(),
                         kept,
+                        interest,
                     },
                 );
             }
+        }
+    }
+
+    /// Ends what a wait for a session held of this node's interest ([`Awaiting::interest`]).
+    fn release_interest(&mut self, filters: &[ByteString]) {
+        for filter in filters {
+            self.router.release_interest(filter);
         }
     }
 
@@ -2641,6 +2675,7 @@ impl Engine {
             let Some(awaiting) = node.awaiting.remove(&client_id) else {
                 return;
             };
+            self.release_interest(&awaiting.interest);
             // A session sent for a newer claim of this node meanwhile may have taken more.
             let (session, others) = moving::freshest(session, awaiting.late);
             if let Some((to, theirs)) = awaiting.owed {
@@ -2860,8 +2895,12 @@ impl Engine {
             let Some(awaiting) = node.awaiting.remove(&client_id) else {
                 continue;
             };
-            node.stats.handover_timeouts += 1;
             let copy = node.replicas.copy(&client_id).map(Box::new);
+            self.release_interest(&awaiting.interest);
+            let Some(node) = &mut self.cluster else {
+                return;
+            };
+            node.stats.handover_timeouts += 1;
             let (copy, others) = moving::freshest(copy, awaiting.late);
             match awaiting.owed {
                 Some((to, claim)) => {

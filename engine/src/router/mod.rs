@@ -72,6 +72,22 @@ impl Router {
 
     /// The filters (whole, `$share/...` included) whose subscription count changed as
     /// [`Interest`] says, with the new count, in order; empty unless tracking.
+    /// Counts `filter` as subscribed here without a subscription: a cluster node that waits for
+    /// a session subscribed to it (see `Awaiting::interest`). Undone by
+    /// [`Router::release_interest`].
+    pub(crate) fn hold_interest(&mut self, filter: &ByteString) {
+        if let Some(interest) = self.interest.as_mut() {
+            interest.add(filter);
+        }
+    }
+
+    /// Undoes one [`Router::hold_interest`] of `filter`.
+    pub(crate) fn release_interest(&mut self, filter: &str) {
+        if let Some(interest) = self.interest.as_mut() {
+            interest.remove(filter);
+        }
+    }
+
     pub(crate) fn interest_changes(&mut self) -> Vec<(ByteString, u32)> {
         self.interest
             .as_mut()
