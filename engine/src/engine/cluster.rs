@@ -3130,7 +3130,7 @@ impl Engine {
         let Some(session) = session else {
             return;
         };
-        // Stored again (as relays) if this node hands it on once more, before its records go.
+        // Its relay records go (`pass_on_handover` stores them again if it goes on from here).
         self.passed_on(&client_id, &session);
         let session = Some(session);
         let sent_at = self.cluster.as_ref().map_or(0, |node| node.position());
