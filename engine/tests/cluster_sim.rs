@@ -479,6 +479,59 @@ fn a_late_handover_is_merged_into_the_session_taken_from_the_copy() {
     held_reaches_the_roamer_on_node_3(&mut sim);
 }
 
+/// The roamer's node (cut off: it hears nobody, though the others hear it) keeps the session,
+/// with "held" on its way to it, while the leader claims the client and waits for the session in
+/// vain, keeping "kept", a later message of the same publisher. The roamer comes back to its
+/// node, whose claim commits without it; it learns both claims from a snapshot, so the session
+/// never left it. The leader passes the copy and "kept" on to it at its deadline; "held" comes
+/// after "kept" (seed 67767: the marks "kept" raised refused "held", which was acknowledged and
+/// lost).
+#[test]
+fn a_session_that_never_left_takes_what_its_claimant_kept_and_what_was_held_for_it() {
+    let (mut sim, [leader, old, third]) =
+        roamer_offline_off_the_leader(5, |c| c.handover_timeout = secs(4), |r| r[2]);
+    sim.connect("churn", leader);
+    sim.run(ms(100));
+    sim.deafen(old, &[leader, third]);
+    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "held");
+    sim.run(ms(20));
+    sim.connect_session("roamer", leader);
+    let owner = |sim: &ClusterSim, id| sim.engine(id).and_then(|e| e.cluster_owner("roamer"));
+    for _ in 0..50 {
+        if owner(&sim, third) == Some(leader) {
+            break;
+        }
+        sim.run(ms(5));
+    }
+    assert_eq!(owner(&sim, third), Some(leader), "{}", sim.log());
+    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "kept");
+    sim.run(ms(30));
+    sim.connect_session("roamer", old);
+    for _ in 0..50 {
+        if owner(&sim, third) == Some(old) {
+            break;
+        }
+        sim.run(ms(5));
+    }
+    assert_eq!(owner(&sim, third), Some(old), "{}", sim.log());
+    // Enough log entries after the claim that the roamer's node gets a snapshot, not them.
+    for i in 0..(2 * cicada_engine::cluster_sim::SNAPSHOT_ENTRIES) {
+        let payload = format!("r{i}");
+        sim.publish("churn", "r/churn", QoS::AtLeastOnce, true, &payload);
+        sim.run(ms(10));
+    }
+    assert_eq!(stats(&sim, old).snapshots_received, 0, "{}", sim.log());
+    sim.heal();
+    sim.mute(third, &[old]);
+    sim.run_checked(secs(5), &mut |s| s.check());
+    assert!(stats(&sim, old).snapshots_received > 0, "{}", sim.log());
+    sim.heal();
+    sim.run_checked(secs(2), &mut |s| s.check());
+    let acked = &sim.clients["pub"].acked;
+    assert!(acked.iter().any(|p| p == "held"), "{}", sim.log());
+    assert_eq!(payloads(&sim, "roamer"), ["kept", "held"], "{}", sim.log());
+}
+
 /// Nobody hears node 1 any more (it still hears the log, and the publisher's node): it takes
 /// "held" into the roamer's session, but its write never commits. Returns the session there.
 fn publish_held_on_muted_node_1(sim: &mut ClusterSim) -> Option<cicada_engine::SessionInfo> {

@@ -441,6 +441,7 @@ impl Engine {
         let owner = node.table.owners.get(&client_id).copied();
         match (owner, self.by_client.get(&client_id).copied()) {
             (Some(owner), Some(sid)) if owner == me => {
+                self.open_window_for_relays(&client_id, sid);
                 let outer = self.stamp.replace(stamp);
                 self.route_plain_to(&message, Some(sid));
                 self.stamp = outer;
@@ -759,6 +760,26 @@ impl Engine {
         });
         s.window = Some(Box::new(window));
         put
+    }
+
+    /// Opens a [`MoveWindow`] over session `sid`'s marks now, unless one is open: a relay for it
+    /// arrived, so messages reach it by two ways, and a relayed one may come ahead of earlier ones
+    /// of its origin still on their way here. Judged by the marks alone, those were dropped as
+    /// taken (seed 67767: a node cut off kept its session while a claimant waited for it in vain;
+    /// the node learned from a snapshot that its own newer claim was in force, so the session
+    /// never moved and no window opened; the claimant relayed what it had kept, and four earlier
+    /// messages held on a link through the partition were refused when they came). Nothing
+    /// above the marks was taken before, so the window refuses whatever they refused.
+    fn open_window_for_relays(&mut self, client_id: &ByteString, sid: SessionId) {
+        let now = self.now;
+        let open = (self.sessions.get(&sid))
+            .and_then(|s| s.window.as_ref())
+            .is_some_and(|w| w.open(now));
+        if !open {
+            if let Some(put) = self.open_move_window(client_id, None) {
+                self.persist.push(put);
+            }
+        }
     }
 
     /// Reopens the [`MoveWindow`] the store kept for `session` (being restored), unless it closed
