@@ -338,6 +338,28 @@ fn a_publish_given_up_on_reaches_the_session_that_moved_since() {
     assert!(sim.disk(2).relays.is_empty(), "{}", sim.log());
 }
 
+/// The publisher's link to the roamer's node stays cut (one way) for longer than a link waits,
+/// while the leader (node 4 of five) hears both nodes, so neither is declared down. The
+/// publisher's node gives up on the message, acknowledges it once it stored a relay of it for the
+/// roamer's session, which stayed where it was, and sends the relay again until that node
+/// acknowledges it, after the heal (before, the message was acknowledged and lost).
+#[test]
+fn a_publish_given_up_on_reaches_the_session_that_stayed() {
+    let mut sim = roamer_offline_on_node_1_of(5, 1);
+    assert_eq!(leaders(&sim), BTreeSet::from([4]), "{}", sim.log());
+    sim.mute(2, &[1]);
+    sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "cut");
+    sim.run_checked(secs(25), &mut |s| s.check());
+    assert!(stats(&sim, 2).peer_drops > 0, "gave up: {}", sim.log());
+    assert_eq!(stats(&sim, 4).nodes_down, 0, "{}", sim.log());
+    assert_eq!(sim.clients["pub"].acked, ["cut"], "{}", sim.log());
+    assert_eq!(sim.disk(2).relays.len(), 1, "{}", sim.log());
+    sim.heal();
+    sim.run_checked(secs(2), &mut |s| s.check());
+    assert!(sim.disk(2).relays.is_empty(), "{}", sim.log());
+    resume_checked(&mut sim, 1, secs(2), &["cut"]);
+}
+
 /// The roamer moves from node 1 to node 3 while node 3 does not hear node 1 (a one-way cut) and
 /// the leader (node 4 of five) hears both, so nobody is declared down. Node 3 takes the session
 /// from its copy; node 1 keeps the session's records until its handover arrives, and relays a

@@ -37,6 +37,9 @@ use super::wire::Frame;
 /// Resends per peer per retransmission round, so a long outage does not become one burst.
 const RESEND_BATCH: usize = 256;
 
+/// Frames or messages, each with the peer it is for.
+pub(crate) type ForPeers<T> = Vec<(u16, T)>;
+
 /// The links to every other node.
 #[derive(Debug)]
 pub(crate) struct Links {
@@ -231,7 +234,7 @@ impl Links {
     }
 
     /// What to resend at `now`, and the messages dropped for peers given up on.
-    pub(crate) fn poll(&mut self, now: Instant) -> (Vec<(u16, Frame)>, Vec<PeerMessage>) {
+    pub(crate) fn poll(&mut self, now: Instant) -> (ForPeers<Frame>, ForPeers<PeerMessage>) {
         let mut resend = Vec::new();
         let mut dropped = Vec::new();
         for (&to, link) in &mut self.links {
@@ -242,7 +245,7 @@ impl Links {
                 dropped.extend(
                     std::mem::take(&mut link.unacked)
                         .into_values()
-                        .map(|(m, _)| m),
+                        .map(|(m, _)| (to, m)),
                 );
                 continue;
             }
@@ -471,7 +474,7 @@ mod tests {
         }
         let _lost = a.send(2, msg(2), t);
         let (_, dropped) = a.poll(t + Duration::from_secs(1));
-        assert_eq!(dropped, vec![msg(2)]);
+        assert_eq!(dropped, vec![(2, msg(2))]);
         // Message 2 never arrives; message 3 must not wait for it.
         let (inc, base, seq, m) = data(a.send(2, msg(3), t + Duration::from_secs(2)));
         let (out, _) = b.receive(1, inc, base, seq, m);
@@ -484,7 +487,7 @@ mod tests {
         let mut a = Links::new(11, Duration::from_millis(100), Duration::from_secs(1));
         a.send(2, msg(1), t);
         let (_, dropped) = a.poll(t + Duration::from_secs(1));
-        assert_eq!(dropped, vec![msg(1)]);
+        assert_eq!(dropped, vec![(2, msg(1))]);
         assert!(!a.pending());
     }
 }

@@ -22,6 +22,7 @@ use crate::io::{CloseReason, ConnId, Event, PeerMessage, Stamp, StoreOp};
 use crate::message::Message;
 use crate::persist::Persistence;
 use crate::retained::RetainedStore;
+use crate::router::TopicTrie;
 use crate::stored::{StoredRaft, StoredSession};
 use crate::time::Instant;
 use crate::timer::TimerKind;
@@ -1440,36 +1441,54 @@ impl Engine {
         }
     }
 
-    /// A publish this node gave up on (its node acknowledged nothing for twice `peer_timeout`,
-    /// and was not declared down) still reaches the persistent sessions that moved since this
-    /// node routed it (`after`): that node would have relayed it to them, and their owners now
-    /// did not get it. Those this node holds take it here, the others' owners get it as relays;
-    /// the publisher's acknowledgement waits until that is stored. Seed 62155: the roamer's node
-    /// crashed with two messages routed to it, the session moved to another node, and the
-    /// publisher's node gave up on the crashed one just after its restart. The sessions that
-    /// stayed on that node lose it, as its other subscribers do (see docs/cluster.md, "Giving
-    /// up").
-    fn relay_given_up(&mut self, message: &PeerMessage) {
-        let PeerMessage::Publish {
-            message,
-            plain: true,
-            receipt,
-            stamp,
-            after,
-            ..
-        } = message
-        else {
-            return;
-        };
-        self.redirect_to_moved_here(message, *stamp, *after, *receipt);
-        if let Some(seq) = receipt {
-            self.persist.await_more(*seq);
+    /// The publishes this node gave up on (their node, `to`, acknowledged nothing for twice
+    /// `peer_timeout`, and was not declared down) still reach the persistent sessions they were
+    /// for. Those that moved since this node routed them (`after`): `to` would have relayed them
+    /// there, and their owners now did not get them. Those this node holds take them here, the
+    /// others' owners get relays (seed 62155: the roamer's node crashed with two messages routed
+    /// to it, the session moved to another node, and the publisher's node gave up on the crashed
+    /// one just after its restart). And those that stayed on `to` get relays, which go again
+    /// until `to` acknowledges them (or to its adopter, once it is declared down). Each
+    /// publisher's acknowledgement waits until that is stored. `to`'s other subscribers lose
+    /// them (see docs/cluster.md, "Giving up").
+    fn relay_given_up(&mut self, dropped: &[(u16, PeerMessage)]) {
+        let mut stayed: BTreeMap<u16, TopicTrie<ByteString, ()>> = BTreeMap::new();
+        for (to, message) in dropped {
+            let PeerMessage::Publish {
+                message,
+                plain: true,
+                receipt,
+                stamp,
+                after,
+                ..
+            } = message
+            else {
+                continue;
+            };
+            self.redirect_to_moved_here(message, *stamp, *after, *receipt);
+            if let Some(seq) = receipt {
+                self.persist.await_more(*seq);
+            }
+            let mark = self.persist.mark();
+            let outer = std::mem::replace(&mut self.stamp, *stamp);
+            self.relay_to_moved(message, *after);
+            self.stamp = outer;
+            if let (Some(stamp), Some(node)) = (stamp, &self.cluster) {
+                let subscribers = stayed
+                    .entry(*to)
+                    .or_insert_with(|| node.subscribers_on(*to));
+                let mut clients = BTreeSet::new();
+                subscribers.for_each_match(message.topic.as_str(), |client, ()| {
+                    if !node.table.moved_since(*after).any(|moved| moved == client) {
+                        clients.insert(client.clone());
+                    }
+                });
+                for client_id in clients {
+                    self.send_relay(*to, client_id, message.clone(), *stamp);
+                }
+            }
+            self.own_share_done(mark, *receipt);
         }
-        let mark = self.persist.mark();
-        let outer = std::mem::replace(&mut self.stamp, *stamp);
-        self.relay_to_moved(message, *after);
-        self.stamp = outer;
-        self.own_share_done(mark, *receipt);
     }
 
     /// Delivers `message`, which waited here for a node declared down, to the persistent
@@ -1598,7 +1617,7 @@ impl Engine {
         // The node is gone: its subscribers' sessions went with it (see docs/cluster.md). A relay
         // or a handover goes again: to the session's owner now (an adopter, once the node is
         // declared down), or to the same node, which may only be cut off from this one.
-        let (again, dropped): (Vec<_>, Vec<_>) = (dropped.into_iter()).partition(|m| {
+        let (again, dropped): (Vec<_>, Vec<_>) = (dropped.into_iter()).partition(|(_, m)| {
             matches!(
                 m,
                 PeerMessage::Relay { .. }
@@ -1608,11 +1627,9 @@ impl Engine {
                     }
             )
         });
-        for message in &dropped {
-            self.relay_given_up(message);
-        }
-        self.link_receipts(dropped);
-        for message in again {
+        self.relay_given_up(&dropped);
+        self.link_receipts(dropped.into_iter().map(|(_, m)| m).collect());
+        for (_, message) in again {
             match message {
                 PeerMessage::Relay {
                     client_id,

@@ -40,6 +40,7 @@ use crate::codec::QoS;
 use crate::codec::TopicFilter;
 use crate::io::{DropReason, OutboundState, PeerMessage, Stamp, StoreOp};
 use crate::message::Message;
+use crate::router::TopicTrie;
 use crate::session::{Flow, Inflight, MoveWindow, Outbound, Session, SessionId};
 use crate::stored::{StoredMessage, StoredSession, TakenSince};
 use crate::time::Instant;
@@ -157,6 +158,22 @@ fn relay_window(config: &ClusterConfig) -> Duration {
 }
 
 impl Node {
+    /// The persistent sessions node `to` owns, by their copies' ordinary filters: those a
+    /// message routed to `to` was for.
+    pub(super) fn subscribers_on(&self, to: u16) -> TopicTrie<ByteString, ()> {
+        let mut trie = TopicTrie::default();
+        for (client_id, _, copy) in self.replicas.iter() {
+            if self.table.owners.get(client_id) != Some(&to) {
+                continue;
+            }
+            let filters = copy.subscriptions.keys();
+            for filter in filters.filter(|f| !f.starts_with("$share/")) {
+                trie.insert(filter, client_id.clone(), ());
+            }
+        }
+        trie
+    }
+
     /// This node handed `client_id`'s session over at `now`.
     pub(super) fn handed_over(&mut self, client_id: &ByteString, now: Instant) {
         let until = now + relay_window(&self.config);
