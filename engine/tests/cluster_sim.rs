@@ -301,20 +301,37 @@ fn a_relay_survives_a_crash_of_the_node_that_sent_it() {
     assert!(sim.disk(1).relays.is_empty(), "{}", sim.log());
 }
 
+/// Five nodes led by node 4 (seed 1), the roamer offline on node 1: a cut between two others
+/// leaves both heard by the leader, so neither is declared down.
+fn roamer_offline_on_node_1_led_by_node_4() -> ClusterSim {
+    let sim = roamer_offline_on_node_1_of(5, 1);
+    assert_eq!(leaders(&sim), BTreeSet::from([4]), "{}", sim.log());
+    sim
+}
+
+/// Runs for `d` (longer than a link waits for an acknowledgement): node `giving_up` gave up on a
+/// link, and nobody was declared down.
+fn outlast_the_link(sim: &mut ClusterSim, d: Duration, giving_up: u16) {
+    sim.run_checked(d, &mut |s| s.check());
+    assert!(
+        stats(sim, giving_up).peer_drops > 0,
+        "gave up: {}",
+        sim.log()
+    );
+    assert_eq!(stats(sim, 4).nodes_down, 0, "{}", sim.log());
+}
+
 /// As `a_message_that_reaches_the_old_node_after_the_handover_is_relayed`, but the relay's link
 /// stays cut (one way) for longer than a link waits for an acknowledgement, while the leader
 /// (node 4 of five) hears both nodes, so neither is declared down: the old node gives up on the
 /// link and sends the relay again, rather than dropping it.
 #[test]
 fn a_relay_outlasts_its_link_giving_up() {
-    let mut sim = roamer_offline_on_node_1_of(5, 1);
-    assert_eq!(leaders(&sim), BTreeSet::from([4]), "{}", sim.log());
+    let mut sim = roamer_offline_on_node_1_led_by_node_4();
     late_message_held_for_node_1(&mut sim);
     sim.heal();
     sim.mute(1, &[3]);
-    sim.run_checked(secs(25), &mut |s| s.check());
-    assert!(stats(&sim, 1).peer_drops > 0, "gave up: {}", sim.log());
-    assert_eq!(stats(&sim, 4).nodes_down, 0, "{}", sim.log());
+    outlast_the_link(&mut sim, secs(25), 1);
     sim.heal();
     sim.run_checked(secs(2), &mut |s| s.check());
     assert_late_after_direct(&sim);
@@ -328,12 +345,9 @@ fn a_relay_outlasts_its_link_giving_up() {
 /// dropped, it was acknowledged and lost).
 #[test]
 fn a_publish_given_up_on_reaches_the_session_that_moved_since() {
-    let mut sim = roamer_offline_on_node_1_of(5, 1);
-    assert_eq!(leaders(&sim), BTreeSet::from([4]), "{}", sim.log());
+    let mut sim = roamer_offline_on_node_1_led_by_node_4();
     late_message_held_for_node_1(&mut sim);
-    sim.run_checked(secs(25), &mut |s| s.check());
-    assert!(stats(&sim, 2).peer_drops > 0, "gave up: {}", sim.log());
-    assert_eq!(stats(&sim, 4).nodes_down, 0, "{}", sim.log());
+    outlast_the_link(&mut sim, secs(25), 2);
     assert_late_after_direct(&sim);
     assert!(sim.disk(2).relays.is_empty(), "{}", sim.log());
 }
@@ -345,13 +359,10 @@ fn a_publish_given_up_on_reaches_the_session_that_moved_since() {
 /// acknowledges it, after the heal (before, the message was acknowledged and lost).
 #[test]
 fn a_publish_given_up_on_reaches_the_session_that_stayed() {
-    let mut sim = roamer_offline_on_node_1_of(5, 1);
-    assert_eq!(leaders(&sim), BTreeSet::from([4]), "{}", sim.log());
+    let mut sim = roamer_offline_on_node_1_led_by_node_4();
     sim.mute(2, &[1]);
     sim.publish("pub", "q2/a", QoS::ExactlyOnce, false, "cut");
-    sim.run_checked(secs(25), &mut |s| s.check());
-    assert!(stats(&sim, 2).peer_drops > 0, "gave up: {}", sim.log());
-    assert_eq!(stats(&sim, 4).nodes_down, 0, "{}", sim.log());
+    outlast_the_link(&mut sim, secs(25), 2);
     assert_eq!(sim.clients["pub"].acked, ["cut"], "{}", sim.log());
     assert_eq!(sim.disk(2).relays.len(), 1, "{}", sim.log());
     sim.heal();
@@ -368,8 +379,7 @@ fn a_publish_given_up_on_reaches_the_session_that_stayed() {
 /// message, once, and node 1's store lets the session go.
 #[test]
 fn a_handover_and_a_relay_outlast_their_link_giving_up() {
-    let mut sim = roamer_offline_on_node_1_of(5, 1);
-    assert_eq!(leaders(&sim), BTreeSet::from([4]), "{}", sim.log());
+    let mut sim = roamer_offline_on_node_1_led_by_node_4();
     sim.mute(1, &[3]);
     sim.connect_session("roamer", 3);
     // Routed to node 1 as the claim commits, and reaching it after node 1 applied it.
@@ -385,9 +395,7 @@ fn a_handover_and_a_relay_outlast_their_link_giving_up() {
         "kept until the handover arrives"
     );
     assert!(sim.disk(1).handed_over.contains("roamer"), "as handed over");
-    sim.run_checked(secs(22), &mut |s| s.check());
-    assert!(stats(&sim, 1).peer_drops > 0, "gave up: {}", sim.log());
-    assert_eq!(stats(&sim, 4).nodes_down, 0, "{}", sim.log());
+    outlast_the_link(&mut sim, secs(22), 1);
     sim.heal();
     sim.run_checked(secs(2), &mut |s| s.check());
     assert_eq!(payloads(&sim, "roamer"), ["late"], "{}", sim.log());

@@ -2482,12 +2482,7 @@ impl Engine {
                 };
                 let deadline = now + node.config.handover_timeout;
                 let interest: Vec<ByteString> = (node.replicas.session(&client_id))
-                    .map(|copy| {
-                        (copy.subscriptions.keys())
-                            .filter(|f| !f.starts_with("$share/"))
-                            .cloned()
-                            .collect()
-                    })
+                    .map(|copy| moving::ordinary_filters(copy).cloned().collect())
                     .unwrap_or_default();
                 for filter in &interest {
                     self.router.hold_interest(filter);

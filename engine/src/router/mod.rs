@@ -70,8 +70,6 @@ impl Router {
         self.interest.get_or_insert_with(Interest::default);
     }
 
-    /// The filters (whole, `$share/...` included) whose subscription count changed as
-    /// [`Interest`] says, with the new count, in order; empty unless tracking.
     /// Counts `filter` as subscribed here without a subscription: a cluster node that waits for
     /// a session subscribed to it (see `Awaiting::interest`). Undone by
     /// [`Router::release_interest`].
@@ -88,6 +86,8 @@ impl Router {
         }
     }
 
+    /// The filters (whole, `$share/...` included) whose subscription count changed as
+    /// [`Interest`] says, with the new count, in order; empty unless tracking.
     pub(crate) fn interest_changes(&mut self) -> Vec<(ByteString, u32)> {
         self.interest
             .as_mut()

@@ -133,6 +133,11 @@ fn subscribed(session: &StoredSession, topic: &str) -> bool {
         .any(|f| f.shared().is_none() && f.matches(topic))
 }
 
+/// The session's ordinary (not shared) filters: what a node's interest counts for it.
+pub(super) fn ordinary_filters(session: &StoredSession) -> impl Iterator<Item = &ByteString> {
+    (session.subscriptions.keys()).filter(|f| !f.starts_with("$share/"))
+}
+
 /// A persistent session on its way to node `to`, whose interest entries up to version
 /// `announced` were in the table when the move applied here.
 #[derive(Debug, Clone, Copy)]
@@ -166,8 +171,7 @@ impl Node {
             if self.table.owners.get(client_id) != Some(&to) {
                 continue;
             }
-            let filters = copy.subscriptions.keys();
-            for filter in filters.filter(|f| !f.starts_with("$share/")) {
+            for filter in ordinary_filters(copy) {
                 trie.insert(filter, client_id.clone(), ());
             }
         }
