@@ -1935,13 +1935,16 @@ fn tally(log: &str, prefix: &str) -> usize {
 /// version was taken for the session, and a QoS 2 message the client had completed on a third
 /// node in between went to it again), 62041 (a node behind the log handed over its stale version
 /// of the session and took its own newer claim; its interest went to 0 and back to 1 around the
-/// session's arrival, and a message published in between reached no node).
+/// session's arrival, and a message published in between reached no node), 91539 (a node
+/// restarted owning the client, took the session from its store, and merged a late handover whose
+/// messages raised the marks; a message routed to it before its crash, held on the link, came
+/// after and was refused as taken).
 #[test]
 fn traced_seeds_miss_nothing() {
     for seed in [
         516, 662, 804, 854, 1179, 1954, 2732, 3319, 3630, 4137, 4990, 5172, 7840, 8149, 8670,
         11154, 13653, 16899, 20110, 20587, 21098, 21131, 21162, 21815, 23141, 24039, 32815, 36881,
-        42610, 51529, 52316, 56584, 56902, 59483, 62041,
+        42610, 51529, 52316, 56584, 56902, 59483, 62041, 91539,
     ] {
         let log = scenario(seed);
         assert!(tally(&log, "roamer acknowledged: ") > 0, "seed {seed}");

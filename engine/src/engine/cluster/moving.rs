@@ -671,7 +671,11 @@ impl Engine {
     /// version of the session that came too late to be installed: a handover after the session
     /// came here from a copy or from another node, or the version not chosen of two (see
     /// [`fresher`]). Each message counts by the stamp it was routed with, as a relay does (through
-    /// the move window while it is open), so what the session took already is dropped. Seed 165:
+    /// the move window, which opens if it is not open), so what the session took already is
+    /// dropped, and what is still on its way here directly is not (seed 91539: a node restarted
+    /// owning the client, took the session from its store, and merged a late handover whose
+    /// messages raised the marks; an earlier message routed to it before its crash, held on the
+    /// link meanwhile, then came and was refused as taken). Seed 165:
     /// an old owner crashed holding messages no copy had (its writes had not committed), took them
     /// again after its restart as duplicates of what its store held, and acknowledged them; its
     /// handover then came after the new owner had taken the session from its copy, and was
@@ -686,6 +690,9 @@ impl Engine {
         let Some(&sid) = self.by_client.get(client_id) else {
             return;
         };
+        if lates.iter().any(|late| !late.messages.is_empty()) {
+            self.open_window_for_relays(client_id, sid);
+        }
         let outer = self.stamp;
         for m in lates
             .into_iter()
@@ -784,7 +791,8 @@ impl Engine {
     }
 
     /// Opens a [`MoveWindow`] over session `sid`'s marks now, unless one is open: a relay for it
-    /// arrived, so messages reach it by two ways, and a relayed one may come ahead of earlier ones
+    /// arrived, or a late version of it is merged ([`Engine::merge_late`]), so messages reach it
+    /// by two ways, and a relayed one may come ahead of earlier ones
     /// of its origin still on their way here. Judged by the marks alone, those were dropped as
     /// taken (seed 67767: a node cut off kept its session while a claimant waited for it in vain;
     /// the node learned from a snapshot that its own newer claim was in force, so the session
