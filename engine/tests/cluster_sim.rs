@@ -834,6 +834,63 @@ fn a_persistent_session_survives_the_loss_of_its_node() {
     assert!(sim.clients["roamer"].connected);
 }
 
+/// A shared group with one member on node 1 and two on node 2, a publisher and a plain
+/// subscriber on node 3: every message goes to exactly one member, in turn over all three (the
+/// publishing node weights each node by its members), and the plain subscriber gets them all. Once
+/// node 1 dies, what was chosen for it waits until it is declared down, then goes to a member on
+/// node 2; nothing is lost and nothing goes twice.
+#[test]
+fn a_shared_group_spread_over_nodes_gets_each_message_once_and_outlives_a_node() {
+    let seed = 29;
+    let mut sim = ClusterSim::new(3, &config(), seed);
+    sim.run(secs(3));
+    let group = "$share/g/jobs/+";
+    for (name, id) in [("m1", 1), ("m2a", 2), ("m2b", 2)] {
+        sim.connect(name, id);
+        sim.subscribe(name, group, QoS::AtLeastOnce);
+    }
+    sim.connect("plain", 3);
+    sim.subscribe("plain", "jobs/#", QoS::AtLeastOnce);
+    sim.connect("pub", 3);
+    settle(&mut sim, &[(1, group), (2, group), (3, "jobs/#")], seed);
+    assert_eq!(sim.engine(3).map(|e| e.cluster_interest(2, group)), Some(2));
+    let publish = |sim: &mut ClusterSim, range: std::ops::Range<u32>| {
+        for i in range {
+            sim.publish("pub", "jobs/x", QoS::AtLeastOnce, false, &i.to_string());
+            sim.run_checked(ms(20), &mut |s| s.check());
+        }
+    };
+    let numbers = |sim: &ClusterSim, names: &[&str]| {
+        let mut got: Vec<u32> = (names.iter())
+            .flat_map(|name| payloads(sim, name))
+            .map(|p| p.parse().expect("a number"))
+            .collect();
+        got.sort_unstable();
+        got
+    };
+    publish(&mut sim, 0..60);
+    sim.run_checked(ms(300), &mut |s| s.check());
+    assert_eq!(sim.clients["pub"].acked.len(), 60, "{}", sim.log());
+    assert_eq!(
+        numbers(&sim, &["m1", "m2a", "m2b"]),
+        (0..60).collect::<Vec<_>>()
+    );
+    for name in ["m1", "m2a", "m2b"] {
+        assert_eq!(payloads(&sim, name).len(), 20, "{name}: {}", sim.log());
+    }
+    assert_eq!(numbers(&sim, &["plain"]), (0..60).collect::<Vec<_>>());
+
+    sim.crash(1);
+    publish(&mut sim, 60..90);
+    // Node 1 is declared down after peer_timeout (10 s); what waited for it goes to node 2.
+    sim.run_checked(secs(12), &mut |s| s.check());
+    assert_eq!(sim.clients["pub"].acked.len(), 90, "{}", sim.log());
+    let on_node_2 = numbers(&sim, &["m2a", "m2b"]);
+    let after: Vec<u32> = on_node_2.into_iter().filter(|n| *n >= 60).collect();
+    assert_eq!(after, (60..90).collect::<Vec<_>>(), "{}", sim.log());
+    assert_eq!(numbers(&sim, &["plain"]), (0..90).collect::<Vec<_>>());
+}
+
 #[test]
 fn a_dead_nodes_sessions_and_their_messages_go_to_the_leader_that_declares_it_down() {
     let mut sim = roamer_offline_on_node_1(17);

@@ -11,6 +11,8 @@ Exits non-zero with a message on the first failure; prints "cluster e2e ok" and 
    on. Every message the publisher had acknowledged reaches both subscribers.
 4. Node 1 restarts and rejoins: all three agree on the leader and the log, and a message published on
    node 1 reaches both subscribers.
+4b. A shared subscription group with a member on node 2 and one on node 3 gets 60 messages published on
+   node 1: each once, in turn (30 each).
 5. A persistent MQTT 5 session goes offline on node 1, which queues QoS 2 messages for it; its client
    resumes on node 3 and gets the session (session present = 1) and each queued message once.
 6. Node 3 is drained to node 2 through the admin API: its client is disconnected with 0x9C and node 2's
@@ -382,6 +384,41 @@ wait_for(
     "the message from the rejoined node at both subscribers",
     lambda: all("after-rejoin" in s.received() for s in (sub2, sub3)),
 )
+
+# 4b. A shared subscription group with a member on node 2 and one on node 3, the publisher on node 1:
+#     node 1 picks a node per message, weighted by members, so each member gets every second message,
+#     and no message goes to both.
+members = [Subscriber(f"cl-worker-{node.n}", node, filters=("$share/work/cl/jobs/#",)) for node in (n2, n3)]
+probes = [0]
+
+
+def every_member_probed():
+    probes[0] += 1
+    final.client.publish("cl/jobs/x", f"probe-{probes[0]}", qos=1).wait_for_publish(1)
+    return all(any(p.startswith("probe-") for p in m.received()) for m in members)
+
+
+wait_for("the shared group's members on nodes 2 and 3 to reach node 1", every_member_probed)
+for i in range(60):
+    publish_acked(final, "cl/jobs/x", f"job-{i}", 1, "to the shared group")
+
+
+def jobs(member):
+    return [p for p in member.received() if p.startswith("job-")]
+
+
+wait_for("every job at one member", lambda: sum(len(jobs(m)) for m in members) >= 60, timeout=10)
+time.sleep(0.5)
+got = sorted(int(p[len("job-"):]) for m in members for p in jobs(m))
+if got != list(range(60)):
+    fail(f"the shared group got {got}, not each of 60 jobs once")
+split = [len(jobs(m)) for m in members]
+if split != [30, 30]:
+    fail(f"the jobs were split {split} between the members on nodes 2 and 3, not in turn")
+for m in members:
+    m.client.disconnect()
+    m.client.loop_stop()
+print(f"shared group across nodes 2 and 3: 60 jobs, each once, split {split}", flush=True)
 
 # 5. A persistent session (MQTT 5, Session Expiry 1 h) follows its client from node 1 to node 3, with the
 #    QoS 2 messages node 1 queued for it while it was offline.
