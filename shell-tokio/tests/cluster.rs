@@ -1,6 +1,7 @@
 //! Three `cicada` processes as one cluster on loopback, linked over mTLS, with Eclipse Paho clients:
 //! a node killed with SIGKILL mid-traffic (a bystander, then the publisher's), the publisher moving to a
-//! survivor, every acknowledged message received, killed nodes restarting and rejoining, and persistent
+//! survivor, every acknowledged message received, killed nodes restarting and rejoining, a shared
+//! subscription group with members on two nodes getting each message once, and persistent
 //! sessions handed over, drained and failed over when their node is killed, and a fourth node
 //! joining through the admin API (its state by snapshot) and leaving again. The scenario is in
 //! `cluster_e2e.py`; this starts it with the binary and a generated PKI.
