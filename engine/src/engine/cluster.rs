@@ -89,6 +89,9 @@ pub(super) struct Node {
     /// The sessions this node's store held at its restart only as versions handed over (see
     /// [`StoreOp::PutHandedOver`]), sorted out once the log is replayed.
     stored_handed_over: BTreeSet<ByteString>,
+    /// The sessions this node restored from its store at its start (see
+    /// [`Engine::set_superseded_aside`]).
+    restored: BTreeSet<crate::session::SessionId>,
     /// Incarnations of other nodes that this node saw a later `Start` replace (in an entry it
     /// applied, or in a table a snapshot replaced; since this node started). A link may still
     /// report one as the last it heard (this node was cut off from the whole incarnation that
@@ -330,6 +333,7 @@ impl Node {
             passing: BTreeMap::new(),
             stored_relays: BTreeMap::new(),
             stored_handed_over: BTreeSet::new(),
+            restored: BTreeSet::new(),
             retired: BTreeMap::new(),
             handing: BTreeMap::new(),
             kept: Default::default(),
@@ -740,6 +744,7 @@ impl Engine {
             self.drop_unowned_sessions(true);
             self.claims_in_snapshot(&owned_on);
             self.awaits_in_snapshot();
+            self.set_superseded_aside();
             self.await_missing_sessions();
             self.retains_in_snapshot();
             let me_down = self
@@ -2116,6 +2121,7 @@ impl Engine {
                 node.replay_until = 0;
             }
             self.set_handed_over_aside();
+            self.set_superseded_aside();
             self.drop_unowned_sessions(false);
             self.await_missing_sessions();
             self.resend_stored_relays();
@@ -3058,6 +3064,51 @@ impl Engine {
             }];
             ops.extend(s.stored(self.now).ops(&client_id));
             self.push_unreplicated(ops);
+        }
+    }
+
+    /// Notes the sessions just restored from this node's store (at its start).
+    pub(super) fn note_restored_sessions(&mut self) {
+        if let Some(node) = &mut self.cluster {
+            node.restored = self.sessions.keys().copied().collect();
+        }
+    }
+
+    /// Once a restarted node knows the log past its own store (replayed, or from a snapshot): a
+    /// session it restored from its store, whose client it owns by a claim of an earlier
+    /// incarnation while another node wrote the copies since, is not the session. The node held
+    /// it before; the session went on elsewhere (from a copy, or handed over), and came back to
+    /// the node's claim, whose handover never arrived before the restart. Like a version handed
+    /// over ([`Engine::set_handed_over_aside`]), it is set aside: the node waits for the session
+    /// ([`Engine::await_missing_sessions`]), whose old owner sends it again, and merges the
+    /// version into it. Taken for the session, it was handed on to the next claimant without
+    /// the marks of what the session took elsewhere, and old messages held on a link to the
+    /// node went to the client a second time (seed 18563: a QoS 2 message twice).
+    fn set_superseded_aside(&mut self) {
+        let Some(node) = &self.cluster else {
+            return;
+        };
+        let (me, table) = (node.me(), &node.table);
+        let earlier_claim = |client_id: &ByteString| {
+            (table.claims.get(&(client_id.clone(), me)))
+                .is_some_and(|(incarnation, _)| *incarnation != node.incarnation)
+        };
+        let superseded: Vec<_> = (node.restored.iter())
+            .filter_map(|sid| Some((*sid, self.sessions.get(sid)?)))
+            .filter(|(_, s)| s.is_persistent() && !node.awaiting.contains_key(&s.client_id))
+            .filter(|(_, s)| table.owners.get(&s.client_id) == Some(&me))
+            .filter(|(_, s)| earlier_claim(&s.client_id))
+            .filter(|(_, s)| (node.replicas.writer(&s.client_id)).is_some_and(|w| w != me))
+            .map(|(sid, _)| sid)
+            .collect();
+        for sid in superseded {
+            if let Some(node) = &mut self.cluster {
+                node.restored.remove(&sid);
+            }
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                s.will = None;
+            }
+            self.end_unreplicated(sid, true);
         }
     }
 

@@ -61,6 +61,7 @@ impl Engine {
             // Publishes a will still pending, then deletes the session and its stored record.
             self.end_session(sid);
         }
+        self.note_restored_sessions();
         // Wills whose delay passed while the broker was down go out now, not at the first unrelated input.
         self.fire_timers();
         self.finish();
