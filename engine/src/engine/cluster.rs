@@ -479,16 +479,25 @@ impl Node {
         claim == awaited || self.opens_tenure(client_id, claim, sent_at)
     }
 
-    /// Whether `claim`, if this node's (this incarnation's), has not applied here yet: a handover
-    /// for it, sent by a node that had applied the log to `sent_at`, came ahead of it. The
-    /// claim in force here does not say on its own: a claim that applied and whose client then
-    /// left has none (seed 620: a handover for such a claim waited for ever as early, holding its
-    /// link's acknowledgements).
+    /// Whether `claim`, if this node's, may not have applied here yet: a handover for it, sent
+    /// by a node that had applied the log to `sent_at`, came ahead of it. The claim in force here
+    /// does not say on its own: a claim that applied and whose client then left has none (seed
+    /// 620: a handover for such a claim waited for ever as early, holding its link's
+    /// acknowledgements). A claim of an earlier incarnation (a CONNECT's: tokens start at 1) may
+    /// be ahead too, for a node that restarted behind the log; it is older than any claim of this
+    /// incarnation, and the order of two earlier incarnations is not known here, so one that is
+    /// not the last applied counts as ahead until this node applied as far as `sent_at` (seed
+    /// 18563: such a handover, taken for late, was merged into the stale version the node had
+    /// restored from its store, without its marks).
     fn claim_ahead(&self, client_id: &ByteString, claim: (u64, u64), sent_at: u64) -> bool {
+        if self.position() >= sent_at {
+            return false;
+        }
         let applied = self.table.claims.get(&(client_id.clone(), self.me()));
-        claim.0 == self.incarnation
-            && self.position() < sent_at
-            && applied.is_none_or(|(inc, token)| *inc != claim.0 || *token < claim.1)
+        if claim.0 == self.incarnation {
+            return applied.is_none_or(|(inc, token)| *inc != claim.0 || *token < claim.1);
+        }
+        claim.1 > 0 && applied.is_none_or(|a| *a != claim && a.0 != self.incarnation)
     }
 
     /// How far this node had applied the log, as what it proposes now says (the index of the
@@ -2354,7 +2363,8 @@ impl Engine {
                     // A claim this node made before it restarted, whose CONNECT died with it: the
                     // session still comes here (its old owner sends the handover again, as this
                     // node never acknowledged it), and what this node hands over next waits for it.
-                    self.own_claim(client_id, from, true, (incarnation, token), None, None);
+                    let early = node.early.remove(&client_id);
+                    self.own_claim(client_id, from, true, (incarnation, token), None, early);
                 } else if to != me && !replaying {
                     let claim = (incarnation, token);
                     if from == Some(me) {
@@ -3024,7 +3034,8 @@ impl Engine {
             })
             .collect();
         for (client_id, claim, from) in missing {
-            self.own_claim(client_id, from, false, claim, None, None);
+            let early = (self.cluster.as_mut()).and_then(|node| node.early.remove(&client_id));
+            self.own_claim(client_id, from, false, claim, None, early);
         }
     }
 
