@@ -2080,10 +2080,13 @@ fn traced_seeds_miss_nothing() {
 /// earlier incarnation, whose handover never came before the restart; it took the version its
 /// store held from long before for the session, handed it on to the next claimant without the
 /// marks of what the session had taken elsewhere, and three old messages held on a link to it
-/// reached the client a second time).
+/// reached the client a second time), 97191 (on the first fix for 18563, a node restarted
+/// with its own session and, at the end of the replay of its log, took it for superseded: the
+/// entry with its writes came after the commit index it had stored; the version it set aside
+/// stayed in its store for good).
 #[test]
 fn traced_seeds_keep_the_invariants() {
-    let seeds: &[u64] = &[18563];
+    let seeds: &[u64] = &[18563, 97191];
     for &seed in seeds {
         let log = scenario(seed);
         assert!(

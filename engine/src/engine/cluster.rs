@@ -2130,7 +2130,6 @@ impl Engine {
                 node.replay_until = 0;
             }
             self.set_handed_over_aside();
-            self.set_superseded_aside();
             self.drop_unowned_sessions(false);
             self.await_missing_sessions();
             self.resend_stored_relays();
@@ -3085,16 +3084,23 @@ impl Engine {
         }
     }
 
-    /// Once a restarted node knows the log past its own store (replayed, or from a snapshot): a
-    /// session it restored from its store, whose client it owns by a claim of an earlier
-    /// incarnation while another node wrote the copies since, is not the session. The node held
+    /// Once a restarted node installed a snapshot (it was behind the log): a session it restored
+    /// from its store, whose client it owns by a claim of an earlier incarnation while another
+    /// node wrote the copies since, is not the session. The node held
     /// it before; the session went on elsewhere (from a copy, or handed over), and came back to
     /// the node's claim, whose handover never arrived before the restart. Like a version handed
     /// over ([`Engine::set_handed_over_aside`]), it is set aside: the node waits for the session
     /// ([`Engine::await_missing_sessions`]), whose old owner sends it again, and merges the
     /// version into it. Taken for the session, it was handed on to the next claimant without
     /// the marks of what the session took elsewhere, and old messages held on a link to the
-    /// node went to the client a second time (seed 18563: a QoS 2 message twice).
+    /// node went to the client a second time (seed 18563: a QoS 2 message twice). Not judged at
+    /// the end of the replay of the node's own log: the entry with its own writes of the session
+    /// may follow the commit index it had stored, and it then took its own session for
+    /// superseded (seed 97191: the version set aside stayed in its store for good). Its own log
+    /// goes on to apply as entries do, and a claim applied that way waits for the session anyway
+    /// ([`Engine::own_claim`]). A snapshot covers what committed up to it: a node that gets one
+    /// was behind every write it had acknowledged, and one it had not acknowledged is sent again,
+    /// and taken, while it waits.
     fn set_superseded_aside(&mut self) {
         let Some(node) = &self.cluster else {
             return;
