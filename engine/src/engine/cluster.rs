@@ -3086,10 +3086,10 @@ impl Engine {
 
     /// Once a restarted node installed a snapshot (it was behind the log): a session it restored
     /// from its store, whose client it owns by a claim of an earlier incarnation while another
-    /// node wrote the copies since, is not the session. The node held
-    /// it before; the session went on elsewhere (from a copy, or handed over), and came back to
-    /// the node's claim, whose handover never arrived before the restart. Like a version handed
-    /// over ([`Engine::set_handed_over_aside`]), it is set aside: the node waits for the session
+    /// node wrote the copies since, is not the session. The node held it before; the session
+    /// went on elsewhere (from a copy, or handed over), and came back to the node's claim, whose
+    /// handover never arrived before the restart. Like a version handed over
+    /// ([`Engine::set_handed_over_aside`]), it is set aside: the node waits for the session
     /// ([`Engine::await_missing_sessions`]), whose old owner sends it again, and merges the
     /// version into it. Taken for the session, it was handed on to the next claimant without
     /// the marks of what the session took elsewhere, and old messages held on a link to the

@@ -792,8 +792,8 @@ impl Engine {
 
     /// Opens a [`MoveWindow`] over session `sid`'s marks now, unless one is open: a relay for it
     /// arrived, or a late version of it is merged ([`Engine::merge_late`]), so messages reach it
-    /// by two ways, and a relayed one may come ahead of earlier ones
-    /// of its origin still on their way here. Judged by the marks alone, those were dropped as
+    /// by two ways, and a relayed one may come ahead of earlier ones of its origin still on their
+    /// way here. Judged by the marks alone, those were dropped as
     /// taken (seed 67767: a node cut off kept its session while a claimant waited for it in vain;
     /// the node learned from a snapshot that its own newer claim was in force, so the session
     /// never moved and no window opened; the claimant relayed what it had kept, and four earlier
