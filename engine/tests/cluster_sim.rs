@@ -2061,13 +2061,16 @@ fn tally(log: &str, prefix: &str) -> usize {
 /// session's arrival, and a message published in between reached no node), 91539 (a node
 /// restarted owning the client, took the session from its store, and merged a late handover whose
 /// messages raised the marks; a message routed to it before its crash, held on the link, came
-/// after and was refused as taken).
+/// after and was refused as taken), 105726 (on the first fix for seed 18563, a node restarted with
+/// the session it had taken from its copy while cut off, whose writes never committed, and after
+/// a snapshot took it for superseded: set aside, its seven messages reached the next owner after
+/// the marks had passed them).
 #[test]
 fn traced_seeds_miss_nothing() {
     for seed in [
         516, 662, 804, 854, 1179, 1954, 2732, 3319, 3630, 4137, 4990, 5172, 7840, 8149, 8670,
         11154, 13653, 16899, 20110, 20587, 21098, 21131, 21162, 21815, 23141, 24039, 32815, 36881,
-        42610, 51529, 52316, 56584, 56902, 59483, 62041, 91539,
+        42610, 51529, 52316, 56584, 56902, 59483, 62041, 91539, 105726,
     ] {
         let log = scenario(seed);
         assert!(tally(&log, "roamer acknowledged: ") > 0, "seed {seed}");

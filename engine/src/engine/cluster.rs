@@ -3100,7 +3100,11 @@ impl Engine {
     /// goes on to apply as entries do, and a claim applied that way waits for the session anyway
     /// ([`Engine::own_claim`]). A snapshot covers what committed up to it: a node that gets one
     /// was behind every write it had acknowledged, and one it had not acknowledged is sent again,
-    /// and taken, while it waits.
+    /// and taken, while it waits. And only if the copy took more than the version (its marks are
+    /// above): a node whose own writes of the session it took from its copy never committed (it
+    /// was cut off, then crashed) restored a version the copy's writer did not supersede, with
+    /// messages no copy had (seed 105726, on the first fix: set aside, its seven messages reached
+    /// the next owner after the marks of its copy had passed them, and were dropped).
     fn set_superseded_aside(&mut self) {
         let Some(node) = &self.cluster else {
             return;
@@ -3116,6 +3120,10 @@ impl Engine {
             .filter(|(_, s)| table.owners.get(&s.client_id) == Some(&me))
             .filter(|(_, s)| earlier_claim(&s.client_id))
             .filter(|(_, s)| (node.replicas.writer(&s.client_id)).is_some_and(|w| w != me))
+            .filter(|(_, s)| {
+                (node.replicas.session(&s.client_id))
+                    .is_some_and(|copy| moving::took_more(&copy.seen, &s.seen))
+            })
             .map(|(sid, _)| sid)
             .collect();
         for sid in superseded {

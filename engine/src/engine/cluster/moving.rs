@@ -28,7 +28,7 @@
 //! Not covered: a message the old node took into the session but could not hand over (it learned
 //! of the move from a snapshot, and its writes to a session it no longer owned were moot).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,7 +78,7 @@ pub(super) fn fresher(
     b: Option<Box<StoredSession>>,
 ) -> (Option<Box<StoredSession>>, Option<Box<StoredSession>>) {
     match (a, b) {
-        (Some(a), Some(b)) if took_more(&b, &a) => (Some(b), Some(a)),
+        (Some(a), Some(b)) if took_more(&b.seen, &a.seen) => (Some(b), Some(a)),
         (Some(a), b) => (Some(a), b),
         (None, b) => (b, None),
     }
@@ -100,16 +100,14 @@ pub(super) fn freshest(
     (best, others)
 }
 
-/// Whether `b`'s high-water marks are at least `a`'s for every origin, and above for one.
-fn took_more(b: &StoredSession, a: &StoredSession) -> bool {
+/// Whether the high-water marks `b` are at least `a` for every origin, and above for one.
+pub(super) fn took_more(b: &BTreeMap<u16, (u64, u64)>, a: &BTreeMap<u16, (u64, u64)>) -> bool {
     let at_least = a
-        .seen
         .iter()
-        .all(|(node, (inc, seq))| (b.seen.get(node)).is_some_and(|(i, s)| i == inc && s >= seq));
+        .all(|(node, (inc, seq))| (b.get(node)).is_some_and(|(i, s)| i == inc && s >= seq));
     let above = b
-        .seen
         .iter()
-        .any(|(node, (inc, seq))| (a.seen.get(node)).is_none_or(|(i, s)| i == inc && s < seq));
+        .any(|(node, (inc, seq))| (a.get(node)).is_none_or(|(i, s)| i == inc && s < seq));
     at_least && above
 }
 
