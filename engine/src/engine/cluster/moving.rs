@@ -36,8 +36,7 @@ use bytestring::ByteString;
 
 use crate::cluster::table::Table;
 use crate::cluster::ClusterConfig;
-use crate::codec::QoS;
-use crate::codec::TopicFilter;
+use crate::codec::{split_shared, QoS, TopicFilter};
 use crate::io::{DropReason, OutboundState, PeerMessage, Stamp, StoreOp};
 use crate::message::Message;
 use crate::router::TopicTrie;
@@ -133,7 +132,7 @@ fn subscribed(session: &StoredSession, topic: &str) -> bool {
 
 /// The session's ordinary (not shared) filters: what a node's interest counts for it.
 pub(super) fn ordinary_filters(session: &StoredSession) -> impl Iterator<Item = &ByteString> {
-    (session.subscriptions.keys()).filter(|f| !f.starts_with("$share/"))
+    (session.subscriptions.keys()).filter(|f| split_shared(f).is_none())
 }
 
 /// A persistent session on its way to node `to`, whose interest entries up to version
@@ -272,10 +271,7 @@ impl Node {
                 continue;
             };
             let owner = moving.to;
-            let covered = copy
-                .subscriptions
-                .keys()
-                .filter(|f| !f.starts_with("$share/"))
+            let covered = ordinary_filters(copy)
                 .all(|f| self.table.announced_since(owner, f, moving.announced));
             if covered {
                 settled.push(client_id.clone());
@@ -460,7 +456,7 @@ impl Engine {
         let owner = node.table.owners.get(&client_id).copied();
         match (owner, self.by_client.get(&client_id).copied()) {
             (Some(owner), Some(sid)) if owner == me => {
-                self.open_window_for_relays(&client_id, sid);
+                self.open_window_over_marks(&client_id, sid);
                 let outer = self.stamp.replace(stamp);
                 self.route_plain_to(&message, Some(sid));
                 self.stamp = outer;
@@ -689,7 +685,7 @@ impl Engine {
             return;
         };
         if lates.iter().any(|late| !late.messages.is_empty()) {
-            self.open_window_for_relays(client_id, sid);
+            self.open_window_over_marks(client_id, sid);
         }
         let outer = self.stamp;
         for m in lates
@@ -791,13 +787,13 @@ impl Engine {
     /// Opens a [`MoveWindow`] over session `sid`'s marks now, unless one is open: a relay for it
     /// arrived, or a late version of it is merged ([`Engine::merge_late`]), so messages reach it
     /// by two ways, and a relayed one may come ahead of earlier ones of its origin still on their
-    /// way here. Judged by the marks alone, those were dropped as
-    /// taken (seed 67767: a node cut off kept its session while a claimant waited for it in vain;
-    /// the node learned from a snapshot that its own newer claim was in force, so the session
-    /// never moved and no window opened; the claimant relayed what it had kept, and four earlier
-    /// messages held on a link through the partition were refused when they came). Nothing
-    /// above the marks was taken before, so the window refuses whatever they refused.
-    fn open_window_for_relays(&mut self, client_id: &ByteString, sid: SessionId) {
+    /// way here. Judged by the marks alone, those were dropped as taken (seed 67767: a node cut
+    /// off kept its session while a claimant waited for it in vain; the node learned from a
+    /// snapshot that its own newer claim was in force, so the session never moved and no window
+    /// opened; the claimant relayed what it had kept, and four earlier messages held on a link
+    /// through the partition were refused when they came). Nothing above the marks was taken
+    /// before, so the window refuses whatever they refused.
+    fn open_window_over_marks(&mut self, client_id: &ByteString, sid: SessionId) {
         let now = self.now;
         let open = (self.sessions.get(&sid))
             .and_then(|s| s.window.as_ref())
